@@ -1,0 +1,1028 @@
+//! The decision engine: given a PUSH request, the transaction's branches and
+//! their replies, the AOR's registrations and the stored forwarding, decide
+//! the next branch set (SPEC §2 flows F1–F7 and the rules of §3).
+//!
+//! The engine is pure and deterministic: it keeps no state between calls.
+//! Everything it needs to know about earlier rounds is derived again from
+//! the transaction's branches (which Kamailio's tm keeps): the targets
+//! already tried, the Contacts of earlier 3xx replies still pending, and the
+//! number of redirects already followed.
+//!
+//! Targets are tried in tiers; a round takes the first tier that is not
+//! empty — one target of it in serial mode, all of it (capped) in parallel:
+//! 1. the Contacts of this round's 3xx replies (F1, F4);
+//! 2. the Contacts of earlier 3xx replies not tried yet (F4 serial);
+//! 3. the provisioned forwarding, after a 3xx without Contact (F5);
+//! 4. the AOR's registered terminals not tried yet (F2, F3).
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+
+use crate::config::{Config, ForkMode};
+use crate::parser::{self, ContactError};
+use crate::uri::{self, Scheme, SipUri, TargetKey, UriError};
+
+/// Longest service key kept (method, `:`, media type or event package).
+pub const MAX_SERVICE_LEN: usize = 128;
+
+/// The request being forwarded, as Kamailio received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The method, e.g. `MESSAGE`.
+    pub method: &'a str,
+    /// The Request-URI as received (in failure_route, Kamailio's `$ou`):
+    /// the AOR of the subscriber.
+    pub ruri: &'a [u8],
+    /// Whether the To header has a tag (an in-dialog request).
+    pub has_to_tag: bool,
+    /// The body of the `Event` header, if any.
+    pub event: Option<&'a [u8]>,
+    /// The body of the `Content-Type` header, if any.
+    pub content_type: Option<&'a [u8]>,
+}
+
+/// One branch of the transaction (Kamailio's `t->uac[i]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Branch<'a> {
+    /// The Request-URI this branch was sent to.
+    pub uri: &'a [u8],
+    /// Its final status; 408 for a timeout; 0 while none.
+    pub status: u16,
+    /// The raw reply, if one was received (none for a timeout).
+    pub reply: Option<&'a [u8]>,
+    /// Whether the branch belongs to the round that just failed.
+    pub current_round: bool,
+}
+
+/// One registered contact of an AOR (a usrloc record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The contact URI.
+    pub uri: Vec<u8>,
+    /// Where the registration came from (becomes the branch's dst_uri).
+    pub received: Option<Vec<u8>>,
+    /// The Path vector of the registration.
+    pub path: Option<Vec<u8>>,
+    /// `+sip.instance`.
+    pub instance: Option<Vec<u8>>,
+    /// The listening socket the registration arrived on: an opaque cookie of
+    /// the caller's, handed back untouched (0: none).
+    pub socket: usize,
+    /// q in thousandths, `None` when not given.
+    pub q: Option<u16>,
+    /// When it was registered or refreshed (Unix time).
+    pub last_modified: i64,
+}
+
+/// A failed AOR lookup (the location service could not be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupError;
+
+/// What the engine asks of its host (Kamailio, or a test).
+pub trait Env {
+    /// The registered contacts of a local AOR (`sip:user@host`), in any order.
+    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError>;
+    /// Whether `host` (and `port`, if given) is this proxy (Kamailio's
+    /// `check_self`: listen addresses and aliases).
+    fn is_self(&self, host: &[u8], port: Option<u16>) -> bool;
+    /// The current Unix time in seconds.
+    fn now(&self) -> i64;
+}
+
+/// How a stored forwarding came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardingKind {
+    /// Learned from a 301: applied at lookup.
+    Permanent,
+    /// Learned from a 302 with an expiry: applied at lookup until it expires.
+    Temporary,
+    /// Set by the operator: used when a terminal answers 3xx without Contact.
+    Provisioned,
+}
+
+/// One target of a forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// The target URI.
+    pub uri: String,
+    /// q in thousandths, if given.
+    pub q: Option<u16>,
+}
+
+/// A forwarding for (AOR, service), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Permanent, temporary or provisioned.
+    pub kind: ForwardingKind,
+    /// Targets in order of preference.
+    pub targets: Vec<ForwardTarget>,
+    /// Unix time after which the entry is dead; `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+impl Forwarding {
+    /// Whether the entry is still in force at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
+/// The script-level outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a PUSH request or not a reply this module acts on: -1, silent.
+    Untouched,
+    /// New branches: 1.
+    Branches,
+    /// Nothing (more) to try: -1.
+    NothingLeft,
+    /// Every target was refused by policy: -2.
+    Refused,
+    /// Bad input or a failed lookup: -2.
+    Error,
+}
+
+impl Verdict {
+    /// The value the script function returns.
+    pub fn script_rc(self) -> i32 {
+        match self {
+            Verdict::Branches => 1,
+            Verdict::Untouched | Verdict::NothingLeft => -1,
+            Verdict::Refused | Verdict::Error => -2,
+        }
+    }
+}
+
+/// Why the engine decided what it did. The numbers are part of the C ABI and
+/// are never reused.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The method is not in `methods`.
+    NotPushMethod = 1,
+    /// The request has a To-tag.
+    InDialog = 2,
+    /// The replies are neither 3xx nor a failover code.
+    NotRedirect = 3,
+    /// A 6xx: no further branches (RFC 3261 §16.7).
+    GlobalFailure = 4,
+    /// 401/407: the sender must authenticate; no failover.
+    AuthChallenge = 5,
+    /// 305 and 380 are never followed.
+    NeverFollowed = 6,
+    /// Lookup: the AOR's registered terminals.
+    Registered = 10,
+    /// Lookup: a stored (learned) forwarding (F6, F7).
+    StoredForwarding = 11,
+    /// The Contacts of this round's 3xx (F1, F4).
+    Redirect = 12,
+    /// Contacts of an earlier 3xx not tried yet (F4 serial).
+    PendingRedirect = 13,
+    /// The provisioned forwarding, after a 3xx without Contact (F5).
+    Provisioned = 14,
+    /// The next registered terminal(s) (F2, F3).
+    Failover = 15,
+    /// Lookup: the AOR has no registered terminal (or is not ours).
+    NoTarget = 20,
+    /// Every target has been tried.
+    Exhausted = 21,
+    /// Kamailio's per-transaction branch limit is reached.
+    BranchLimit = 22,
+    /// Every Contact of the 3xx was refused by policy.
+    AllTargetsRefused = 30,
+    /// The Request-URI is not a SIP URI.
+    BadRequestUri = 40,
+    /// The location service could not be read.
+    LookupFailed = 41,
+}
+
+impl Reason {
+    /// A static description, for log lines.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::NotPushMethod => "method is not a PUSH method",
+            Reason::InDialog => "in-dialog request",
+            Reason::NotRedirect => "reply is neither 3xx nor a failover code",
+            Reason::GlobalFailure => "6xx global failure: no further branches",
+            Reason::AuthChallenge => "authentication challenge: no failover",
+            Reason::NeverFollowed => "305/380 are never followed",
+            Reason::Registered => "registered terminals",
+            Reason::StoredForwarding => "stored forwarding applied",
+            Reason::Redirect => "redirect followed",
+            Reason::PendingRedirect => "next Contact of an earlier redirect",
+            Reason::Provisioned => "provisioned forwarding applied",
+            Reason::Failover => "failover to the next registered terminal",
+            Reason::NoTarget => "no registered terminal",
+            Reason::Exhausted => "every target has been tried",
+            Reason::BranchLimit => "transaction branch limit reached",
+            Reason::AllTargetsRefused => "every target refused by policy",
+            Reason::BadRequestUri => "Request-URI is not a SIP URI",
+            Reason::LookupFailed => "location lookup failed",
+        }
+    }
+}
+
+/// One new branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchOut {
+    /// The Request-URI of the branch.
+    pub uri: Vec<u8>,
+    /// Next hop (the registration's received address), if any.
+    pub dst_uri: Option<Vec<u8>>,
+    /// Path vector of the registration, if any.
+    pub path: Option<Vec<u8>>,
+    /// `+sip.instance` of the registration, if any.
+    pub instance: Option<Vec<u8>>,
+    /// The registration's socket cookie (0: none).
+    pub socket: usize,
+    /// q in thousandths, if known.
+    pub q: Option<u16>,
+}
+
+/// What the store should do after this decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Nothing.
+    None,
+    /// Store a learned forwarding for (AOR, service).
+    Learn {
+        /// Permanent (301) or temporary (302 with expiry).
+        kind: ForwardingKind,
+        /// Lifetime in seconds; `None`: no expiry.
+        ttl: Option<u32>,
+        /// The accepted targets, best first.
+        targets: Vec<ForwardTarget>,
+        /// The contact that answered.
+        learned_from: String,
+        /// Its status code.
+        status: u16,
+    },
+    /// Drop the (temporary) entry for (AOR, service): its target failed.
+    Forget,
+}
+
+/// Counters of one decision, added to the module's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// 3xx replies whose Contacts were followed.
+    pub redirects_followed: u32,
+    /// Rounds that moved on to the next registered terminal(s).
+    pub failovers: u32,
+    /// Forwardings to be stored.
+    pub forwardings_learned: u32,
+    /// Stored or provisioned forwardings used.
+    pub forwardings_applied: u32,
+    /// Contacts refused by policy (scheme, domain, sips, self, malformed).
+    pub targets_refused: u32,
+    /// Targets not followed because already tried, or past `max_depth`.
+    pub loops_prevented: u32,
+    /// Acceptable Contacts beyond `max_branches`.
+    pub contacts_dropped: u32,
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The outcome for the script.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// How the branches are to be sent.
+    pub mode: ForkMode,
+    /// The new branches (one in serial mode).
+    pub branches: Vec<BranchOut>,
+    /// What to store.
+    pub store: StoreAction,
+    /// Counters to add to the statistics.
+    pub counters: Counters,
+    /// The AOR (`sip:user@host`) when the Request-URI is a SIP URI.
+    pub aor: Option<String>,
+    /// The service key, e.g. `MESSAGE:text/plain`, `NOTIFY:ua-profile`.
+    pub service: Option<String>,
+    /// Warnings to log (malformed Contacts, refused targets...).
+    pub warnings: Vec<String>,
+}
+
+impl Decision {
+    fn new(mode: ForkMode) -> Self {
+        Decision {
+            verdict: Verdict::Untouched,
+            reason: Reason::NotPushMethod,
+            mode,
+            branches: Vec::new(),
+            store: StoreAction::None,
+            counters: Counters::default(),
+            aor: None,
+            service: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn finish(mut self, verdict: Verdict, reason: Reason) -> Self {
+        self.verdict = verdict;
+        self.reason = reason;
+        self
+    }
+
+    /// The value the script function returns (1, -1 or -2).
+    pub fn script_rc(&self) -> i32 {
+        self.verdict.script_rc()
+    }
+}
+
+/// Kamailio's default limit of branches per transaction (`max_branches` core
+/// parameter); the module passes the real one.
+pub const DEFAULT_BRANCH_LIMIT: usize = 12;
+
+/// The engine: a configuration and the transaction branch limit.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// The module's parameters.
+    pub config: Config,
+    /// Kamailio's per-transaction branch limit.
+    pub branch_limit: usize,
+}
+
+/// The service key of a request: the method, plus the `Event` package for
+/// NOTIFY or the media type for other methods (`MESSAGE:text/plain`).
+pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8]>) -> String {
+    let method = method.to_ascii_uppercase();
+    let detail = if method == "NOTIFY" {
+        event
+    } else {
+        content_type
+    };
+    let detail = detail
+        .map(|d| {
+            let base = d.split(|&c| c == b';').next().unwrap_or(b"");
+            let base: Vec<u8> = base
+                .iter()
+                .copied()
+                .filter(|c| !c.is_ascii_whitespace())
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            base
+        })
+        .filter(|d| !d.is_empty() && d.iter().all(|&c| c.is_ascii_graphic()));
+    let mut key = method;
+    if let Some(d) = detail {
+        key.push(':');
+        key.push_str(&String::from_utf8_lossy(&d));
+    }
+    if key.len() > MAX_SERVICE_LEN {
+        let mut cut = MAX_SERVICE_LEN;
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        key.truncate(cut);
+    }
+    key
+}
+
+/// A target chosen by policy, before resolution of local AORs.
+#[derive(Debug, Clone)]
+struct Target {
+    uri: Vec<u8>,
+    key: TargetKey,
+    q: Option<u16>,
+    /// How it becomes a next hop.
+    via: Via,
+}
+
+/// How a target becomes a next hop.
+#[derive(Debug, Clone)]
+enum Via {
+    /// A foreign URI (an allowed domain): sent as is.
+    Direct,
+    /// Its host is the proxy: an AOR, resolved through the location table.
+    LocalAor,
+    /// One of the subscriber's own registered contacts: sent with that
+    /// registration's destination, Path and socket.
+    Own(Box<Registration>),
+}
+
+/// A fully resolved next hop.
+#[derive(Debug, Clone)]
+struct Candidate {
+    out: BranchOut,
+    key: TargetKey,
+}
+
+/// What one round's replies amount to.
+#[derive(Default)]
+struct Round {
+    targets: Vec<Target>,
+    failed: bool,
+    refused_only: bool,
+    not_followed: bool,
+    saw_3xx_without_contact: bool,
+}
+
+impl Engine {
+    /// An engine with `config` and Kamailio's default branch limit.
+    pub fn new(config: Config) -> Self {
+        Engine {
+            config,
+            branch_limit: DEFAULT_BRANCH_LIMIT,
+        }
+    }
+
+    /// `push_lookup()`: the first target(s) of a new PUSH request, from the
+    /// stored forwarding (F6, F7) or the AOR's registered terminals.
+    pub fn push_lookup(
+        &self,
+        env: &dyn Env,
+        req: &Request<'_>,
+        mode: Option<ForkMode>,
+        stored: Option<&Forwarding>,
+    ) -> Decision {
+        let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
+        let aor = match self.prologue(req, &mut d) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        if !env.is_self(aor.host, aor.port) {
+            return d.finish(Verdict::NothingLeft, Reason::NoTarget);
+        }
+        let ctx = Ctx::new(self, env, &aor, &[]);
+        let stored =
+            stored.filter(|f| f.kind != ForwardingKind::Provisioned && f.is_live(env.now()));
+        if let Some(f) = stored {
+            let targets = ctx.forwarding_targets(f, &mut d);
+            match ctx.resolve(&targets, &mut d) {
+                Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+                Ok(c) if !c.is_empty() => {
+                    d.counters.forwardings_applied += 1;
+                    return ctx.emit(c, d, Reason::StoredForwarding);
+                }
+                // The stored target is unreachable now: the terminals.
+                Ok(_) => {}
+            }
+        }
+        match ctx.registered() {
+            Err(()) => d.finish(Verdict::Error, Reason::LookupFailed),
+            Ok(c) if c.is_empty() => d.finish(Verdict::NothingLeft, Reason::NoTarget),
+            Ok(c) => ctx.emit(c, d, Reason::Registered),
+        }
+    }
+
+    /// `push_redirect()`: the next branch set after a round of branches
+    /// failed, derived from every branch of the transaction.
+    pub fn push_redirect(
+        &self,
+        env: &dyn Env,
+        req: &Request<'_>,
+        branches: &[Branch<'_>],
+        mode: Option<ForkMode>,
+        stored: Option<&Forwarding>,
+    ) -> Decision {
+        let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
+        let aor = match self.prologue(req, &mut d) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let Some(last) = branches.len().checked_sub(1) else {
+            return d.finish(Verdict::NothingLeft, Reason::Exhausted);
+        };
+        // Which branches failed in this round (the last one if none is marked).
+        let in_round = |i: usize, b: &Branch<'_>| {
+            b.current_round || (i == last && !branches.iter().any(|b| b.current_round))
+        };
+        let current: Vec<&Branch<'_>> = branches
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| in_round(*i, b))
+            .map(|(_, b)| b)
+            .collect();
+        if current.iter().any(|b| (600..=699).contains(&b.status)) {
+            return d.finish(Verdict::NothingLeft, Reason::GlobalFailure);
+        }
+        if current.iter().any(|b| matches!(b.status, 401 | 407)) {
+            return d.finish(Verdict::NothingLeft, Reason::AuthChallenge);
+        }
+
+        let tried: Vec<TargetKey> = branches
+            .iter()
+            .filter_map(|b| uri::parse(b.uri).ok().map(|u| u.key()))
+            .collect();
+        let ctx = Ctx::new(self, env, &aor, &tried);
+        let earlier_redirects = branches
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| !in_round(*i, b) && redirect_contacts(b).is_some())
+            .count();
+        let mut budget = (self.config.max_depth as usize).saturating_sub(earlier_redirects);
+
+        let mut round = Round::default();
+        for b in &current {
+            self.judge(&ctx, b, &mut budget, &mut round, &mut d);
+        }
+        if let Some(f) = stored.filter(|f| f.kind == ForwardingKind::Temporary) {
+            if ctx.stored_target_failed(f, &current) {
+                d.store = StoreAction::Forget;
+            }
+        }
+
+        // Tier 1: this round's redirect targets.
+        let (first, mut failed) = match ctx.resolve(&round.targets, &mut d) {
+            Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+            Ok(c) => {
+                let empty = c.is_empty();
+                (c, round.failed || (!round.targets.is_empty() && empty))
+            }
+        };
+        if !first.is_empty() {
+            return ctx.emit(first, d, Reason::Redirect);
+        }
+        if !failed {
+            return if round.refused_only {
+                d.finish(Verdict::Refused, Reason::AllTargetsRefused)
+            } else if round.not_followed {
+                d.finish(Verdict::NothingLeft, Reason::NeverFollowed)
+            } else {
+                d.finish(Verdict::Untouched, Reason::NotRedirect)
+            };
+        }
+
+        // Tier 2: Contacts of earlier redirects, latest first (depth-first).
+        let mut followed = 0usize;
+        let mut pending = Vec::new();
+        for (i, b) in branches.iter().enumerate() {
+            if in_round(i, b) || followed >= self.config.max_depth as usize {
+                continue;
+            }
+            if let Some(resp) = redirect_contacts(b) {
+                followed += 1;
+                let sel = ctx.select(&resp, &mut Decision::new(d.mode));
+                pending.push(sel);
+            }
+        }
+        let pending: Vec<Target> = pending.into_iter().rev().flatten().collect();
+        match ctx.resolve(&pending, &mut Decision::new(d.mode)) {
+            Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+            Ok(c) if !c.is_empty() => return ctx.emit(c, d, Reason::PendingRedirect),
+            Ok(_) => failed = true,
+        }
+        debug_assert!(failed);
+
+        // Tier 3: the provisioned forwarding after a 3xx without Contact.
+        let provisioned =
+            stored.filter(|f| f.kind == ForwardingKind::Provisioned && f.is_live(env.now()));
+        if let Some(f) = provisioned.filter(|_| round.saw_3xx_without_contact) {
+            let targets = ctx.forwarding_targets(f, &mut d);
+            match ctx.resolve(&targets, &mut d) {
+                Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+                Ok(c) if !c.is_empty() => {
+                    d.counters.forwardings_applied += 1;
+                    return ctx.emit(c, d, Reason::Provisioned);
+                }
+                Ok(_) => {}
+            }
+        }
+
+        // Tier 4: the AOR's registered terminals not tried yet.
+        if !env.is_self(aor.host, aor.port) {
+            return d.finish(Verdict::NothingLeft, Reason::Exhausted);
+        }
+        match ctx.registered() {
+            Err(()) => d.finish(Verdict::Error, Reason::LookupFailed),
+            Ok(c) if c.is_empty() => d.finish(Verdict::NothingLeft, Reason::Exhausted),
+            Ok(c) => {
+                d.counters.failovers += 1;
+                ctx.emit(c, d, Reason::Failover)
+            }
+        }
+    }
+
+    /// Common start of both functions: untouched requests, the AOR, the
+    /// service.
+    fn prologue<'r>(&self, req: &Request<'r>, d: &mut Decision) -> Result<SipUri<'r>, Decision> {
+        if !self.config.is_push_method(req.method) {
+            return Err(d.clone().finish(Verdict::Untouched, Reason::NotPushMethod));
+        }
+        if req.has_to_tag {
+            return Err(d.clone().finish(Verdict::Untouched, Reason::InDialog));
+        }
+        let aor = uri::parse(req.ruri).map_err(|e| {
+            let mut d = d.clone();
+            d.warnings.push(format!(
+                "Request-URI {:?} refused: {}",
+                String::from_utf8_lossy(req.ruri.get(..128).unwrap_or(req.ruri)),
+                e.message()
+            ));
+            d.finish(Verdict::Error, Reason::BadRequestUri)
+        })?;
+        d.aor = Some(aor.aor());
+        d.service = Some(service_key(req.method, req.event, req.content_type));
+        Ok(aor)
+    }
+
+    /// Reads one failed branch of the current round into `round`.
+    fn judge(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        b: &Branch<'_>,
+        budget: &mut usize,
+        round: &mut Round,
+        d: &mut Decision,
+    ) {
+        match b.status {
+            305 | 380 => round.not_followed = true,
+            300..=399 => match redirect_contacts(b) {
+                None => {
+                    round.failed = true;
+                    round.saw_3xx_without_contact = true;
+                }
+                Some(_) if *budget == 0 => {
+                    d.counters.loops_prevented += 1;
+                    d.warnings.push(format!(
+                        "redirect from {} not followed: max_depth ({}) reached",
+                        lossy(b.uri),
+                        self.config.max_depth
+                    ));
+                    round.failed = true;
+                }
+                Some(resp) => {
+                    *budget -= 1;
+                    let before = d.counters;
+                    let sel = ctx.select(&resp, d);
+                    if sel.is_empty() {
+                        let refused = d.counters.targets_refused > before.targets_refused;
+                        let looped = d.counters.loops_prevented > before.loops_prevented;
+                        if refused && !looped {
+                            round.refused_only = true;
+                        } else {
+                            round.failed = true;
+                        }
+                        return;
+                    }
+                    d.counters.redirects_followed += 1;
+                    if d.store == StoreAction::None {
+                        d.store = learn(b, &resp, &sel);
+                        if d.store != StoreAction::None {
+                            d.counters.forwardings_learned += 1;
+                        }
+                    }
+                    for t in sel {
+                        if !round.targets.iter().any(|o| o.key == t.key) {
+                            round.targets.push(t);
+                        }
+                    }
+                }
+            },
+            code if self.config.is_failover_code(code) => round.failed = true,
+            _ => {}
+        }
+    }
+}
+
+/// The reply of a 3xx branch if it carries at least one Contact value.
+fn redirect_contacts<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
+    if !(300..=399).contains(&b.status) || matches!(b.status, 305 | 380) {
+        return None;
+    }
+    let resp = parser::parse_response(b.reply?).ok()?;
+    resp.contacts().next().is_some().then_some(resp)
+}
+
+/// The store action a followed 3xx asks for (F6, F7).
+fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target]) -> StoreAction {
+    let kind = match b.status {
+        301 => ForwardingKind::Permanent,
+        302 => ForwardingKind::Temporary,
+        _ => return StoreAction::None,
+    };
+    // The expiry of the followed Contacts (the shortest), else the Expires
+    // header (RFC 3261 §20.19).
+    let contact_expiry = resp
+        .contacts()
+        .filter_map(Result::ok)
+        .filter(|c| uri::parse(c.uri).is_ok_and(|u| sel.iter().any(|t| t.key == u.key())))
+        .filter_map(|c| c.expires)
+        .min();
+    let ttl = contact_expiry.or_else(|| resp.expires());
+    match (kind, ttl) {
+        (_, Some(0)) => StoreAction::None,
+        // RFC 3261 §21.3.3: a 302 without an expiry is for this request only.
+        (ForwardingKind::Temporary, None) => StoreAction::None,
+        (kind, ttl) => StoreAction::Learn {
+            kind,
+            ttl,
+            targets: sel
+                .iter()
+                .map(|t| ForwardTarget {
+                    uri: lossy(&t.uri),
+                    q: t.q,
+                })
+                .collect(),
+            learned_from: lossy(b.uri),
+            status: b.status,
+        },
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b.get(..256).unwrap_or(b)).into_owned()
+}
+
+/// Per-call context: configuration, host callbacks, the AOR and what has
+/// been tried.
+struct Ctx<'e, 'r> {
+    engine: &'e Engine,
+    env: &'e dyn Env,
+    aor: &'e SipUri<'r>,
+    tried: &'e [TargetKey],
+    ruri_sips: bool,
+    branches_so_far: usize,
+    /// The AOR's registrations by key, read once when first needed.
+    own: OnceCell<Vec<(TargetKey, Registration)>>,
+}
+
+impl<'e, 'r> Ctx<'e, 'r> {
+    fn new(
+        engine: &'e Engine,
+        env: &'e dyn Env,
+        aor: &'e SipUri<'r>,
+        tried: &'e [TargetKey],
+    ) -> Self {
+        Ctx {
+            engine,
+            env,
+            aor,
+            tried,
+            ruri_sips: aor.scheme == Scheme::Sips,
+            branches_so_far: tried.len(),
+            own: OnceCell::new(),
+        }
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.engine.config
+    }
+
+    fn is_tried(&self, key: &TargetKey) -> bool {
+        self.tried.contains(key)
+    }
+
+    /// The subscriber's own registration with this key, if any: a redirect
+    /// to another terminal of the same subscriber needs no allowed domain.
+    fn own_registration(&self, key: &TargetKey) -> Option<Registration> {
+        let own = self.own.get_or_init(|| {
+            if !self.env.is_self(self.aor.host, self.aor.port) {
+                return Vec::new();
+            }
+            self.env
+                .lookup(&self.aor.aor())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| uri::parse(&r.uri).ok().map(|u| u.key()).map(|k| (k, r)))
+                .collect()
+        });
+        own.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone())
+    }
+
+    /// Policy for one target URI (SPEC §3). `Ok(None)`: already tried.
+    fn admit(&self, raw: &[u8], d: &mut Decision) -> Result<Option<Target>, ()> {
+        let refuse = |d: &mut Decision, why: &str| {
+            d.counters.targets_refused += 1;
+            d.warnings
+                .push(format!("target {} refused: {why}", lossy(raw)));
+            Err(())
+        };
+        let u = match uri::parse(raw) {
+            Ok(u) => u,
+            Err(UriError::UnsupportedScheme) => return refuse(d, "only sip: and sips: targets"),
+            Err(e) => return refuse(d, e.message()),
+        };
+        if self.ruri_sips && u.scheme != Scheme::Sips {
+            return refuse(d, "sip: target for a sips: request (RFC 3261 16.7)");
+        }
+        let local = self.env.is_self(u.host, u.port);
+        if local && u.user.is_none() {
+            return refuse(d, "the proxy itself, with no AOR");
+        }
+        let key = u.key();
+        if self.is_tried(&key) {
+            d.counters.loops_prevented += 1;
+            return Ok(None);
+        }
+        let via = if local {
+            Via::LocalAor
+        } else if let Some(r) = self.own_registration(&key) {
+            Via::Own(Box::new(r))
+        } else if self.cfg().domain_allowed(u.host_str()) {
+            Via::Direct
+        } else {
+            return refuse(d, "domain not in allowed_domains");
+        };
+        Ok(Some(Target {
+            uri: raw.to_vec(),
+            key,
+            q: None,
+            via,
+        }))
+    }
+
+    /// The accepted Contacts of a 3xx: the `max_branches` best by q (stable
+    /// for equal q), the rest counted as dropped. Memory stays
+    /// O(`max_branches`) whatever the number of Contacts.
+    fn select(&self, resp: &parser::Response<'_>, d: &mut Decision) -> Vec<Target> {
+        let cap = self.cfg().max_branches as usize;
+        let mut best: Vec<Target> = Vec::with_capacity(cap + 1);
+        let mut accepted = 0usize;
+        for c in resp.contacts() {
+            let c = match c {
+                Ok(c) if !c.is_wildcard() => c,
+                Ok(_) | Err(ContactError::Malformed) => {
+                    d.counters.targets_refused += 1;
+                    d.warnings.push("malformed Contact skipped".into());
+                    continue;
+                }
+            };
+            let Ok(Some(mut t)) = self.admit(c.uri, d) else {
+                continue;
+            };
+            if best.iter().any(|o| o.key == t.key) {
+                continue;
+            }
+            accepted += 1;
+            t.q = c.q;
+            let q = t.q.unwrap_or(1000);
+            let pos = best.partition_point(|o| o.q.unwrap_or(1000) >= q);
+            if pos < cap {
+                best.insert(pos, t);
+                best.truncate(cap);
+            }
+        }
+        let dropped = accepted.saturating_sub(best.len());
+        if dropped > 0 {
+            d.counters.contacts_dropped += u32::try_from(dropped).unwrap_or(u32::MAX);
+            d.warnings.push(format!(
+                "{dropped} Contacts beyond max_branches ({cap}) dropped"
+            ));
+        }
+        best
+    }
+
+    /// The targets of a stored forwarding that pass today's policy.
+    fn forwarding_targets(&self, f: &Forwarding, d: &mut Decision) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::new();
+        for ft in &f.targets {
+            if let Ok(Some(mut t)) = self.admit(ft.uri.as_bytes(), d) {
+                if !out.iter().any(|o| o.key == t.key) {
+                    t.q = ft.q;
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Turns targets into next hops: a local AOR becomes its registered
+    /// contacts (an AOR without contacts yields nothing: a failed target).
+    fn resolve(&self, targets: &[Target], d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for t in targets {
+            let out_of = |r: &Registration| BranchOut {
+                uri: t.uri.clone(),
+                dst_uri: r.received.clone().filter(|v| !v.is_empty()),
+                path: r.path.clone().filter(|v| !v.is_empty()),
+                instance: r.instance.clone().filter(|v| !v.is_empty()),
+                socket: r.socket,
+                q: t.q.or(r.q),
+            };
+            match &t.via {
+                Via::Direct => push_unique(
+                    &mut out,
+                    Candidate {
+                        out: BranchOut {
+                            uri: t.uri.clone(),
+                            dst_uri: None,
+                            path: None,
+                            instance: None,
+                            socket: 0,
+                            q: t.q,
+                        },
+                        key: t.key.clone(),
+                    },
+                ),
+                Via::Own(r) => push_unique(
+                    &mut out,
+                    Candidate {
+                        out: out_of(r),
+                        key: t.key.clone(),
+                    },
+                ),
+                Via::LocalAor => {
+                    let Ok(u) = uri::parse(&t.uri) else {
+                        continue;
+                    };
+                    for c in self.contacts_of(&u.aor(), d)? {
+                        push_unique(&mut out, c);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The contacts of a local AOR, best first, minus those already tried
+    /// and those that do not pass policy (a registration is input too).
+    fn contacts_of(&self, aor: &str, d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+        let mut regs = self.env.lookup(aor).map_err(|_| {
+            d.warnings.push(format!("location lookup of {aor} failed"));
+        })?;
+        // q high first (unset q ranks as 1.0), then the most recent.
+        regs.sort_by(|a, b| {
+            b.q.unwrap_or(1000)
+                .cmp(&a.q.unwrap_or(1000))
+                .then(b.last_modified.cmp(&a.last_modified))
+        });
+        let mut out = Vec::with_capacity(regs.len());
+        for r in regs {
+            let Ok(u) = uri::parse(&r.uri) else {
+                d.warnings.push(format!(
+                    "registered contact {} of {aor} skipped: not a SIP URI",
+                    lossy(&r.uri)
+                ));
+                continue;
+            };
+            if self.ruri_sips && u.scheme != Scheme::Sips {
+                continue;
+            }
+            let key = u.key();
+            if self.is_tried(&key) {
+                continue;
+            }
+            out.push(Candidate {
+                out: BranchOut {
+                    uri: r.uri,
+                    dst_uri: r.received.filter(|v| !v.is_empty()),
+                    path: r.path.filter(|v| !v.is_empty()),
+                    instance: r.instance.filter(|v| !v.is_empty()),
+                    socket: r.socket,
+                    q: r.q,
+                },
+                key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The AOR's own registered terminals not tried yet.
+    fn registered(&self) -> Result<Vec<Candidate>, ()> {
+        let aor = self.aor.aor();
+        self.contacts_of(&aor, &mut Decision::new(ForkMode::Serial))
+    }
+
+    /// Whether a branch of this round that failed was sent to a target of
+    /// the stored forwarding (or to a contact of it, for a local AOR).
+    fn stored_target_failed(&self, f: &Forwarding, current: &[&Branch<'_>]) -> bool {
+        let failed: HashSet<TargetKey> = current
+            .iter()
+            .filter(|b| b.status >= 300)
+            .filter_map(|b| uri::parse(b.uri).ok().map(|u| u.key()))
+            .collect();
+        f.targets.iter().any(|t| {
+            let Ok(u) = uri::parse(t.uri.as_bytes()) else {
+                return false;
+            };
+            if failed.contains(&u.key()) {
+                return true;
+            }
+            self.env.is_self(u.host, u.port)
+                && self.env.lookup(&u.aor()).is_ok_and(|regs| {
+                    regs.iter()
+                        .any(|r| uri::parse(&r.uri).is_ok_and(|ru| failed.contains(&ru.key())))
+                })
+        })
+    }
+
+    /// Builds the round from the first tier that is not empty.
+    fn emit(&self, candidates: Vec<Candidate>, mut d: Decision, reason: Reason) -> Decision {
+        let room = self
+            .engine
+            .branch_limit
+            .saturating_sub(self.branches_so_far);
+        let take = match d.mode {
+            ForkMode::Serial => 1,
+            ForkMode::Parallel => self.cfg().max_branches as usize,
+        }
+        .min(room);
+        if take == 0 {
+            d.warnings.push(format!(
+                "branch limit ({}) of the transaction reached",
+                self.engine.branch_limit
+            ));
+            return d.finish(Verdict::NothingLeft, Reason::BranchLimit);
+        }
+        d.branches = candidates.into_iter().take(take).map(|c| c.out).collect();
+        d.finish(Verdict::Branches, reason)
+    }
+}
+
+fn push_unique(out: &mut Vec<Candidate>, c: Candidate) {
+    if !out.iter().any(|o| o.key == c.key) {
+        out.push(c);
+    }
+}

@@ -1,0 +1,724 @@
+//! The SIP reply parser (RFC 3261 §7.2, §20.10, §20.19, §25.1): zero-copy over
+//! `&[u8]`, one function per ABNF rule, bounded work.
+//!
+//! [`parse_response`] reads the status line and finds the header block; the
+//! Contact values are then produced one at a time by [`Contacts`], an
+//! iterator that allocates nothing: a reply with 10,000 Contacts costs
+//! linear time and constant memory, and a reply larger than
+//! [`MAX_MESSAGE_LEN`] is refused before any work.
+//!
+//! A malformed Contact value yields one `Err` and the iterator resumes at the
+//! next top-level comma, so the good Contacts beside it are still used.
+
+use nom::{
+    branch::alt,
+    bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n},
+    character::complete::digit1,
+    combinator::{opt, recognize},
+    sequence::preceded,
+    IResult, Parser,
+};
+
+/// Largest reply accepted, in bytes (Kamailio's own `BUF_SIZE` is 64 KiB; TCP
+/// may carry more). Larger input is refused with [`ParseError::TooLarge`].
+pub const MAX_MESSAGE_LEN: usize = 1 << 20;
+
+/// Why a reply could not be parsed at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The input is longer than [`MAX_MESSAGE_LEN`].
+    TooLarge,
+    /// The first line is not `SIP/2.0 <code> <reason>`.
+    BadStatusLine,
+    /// The status code is outside 100..=699.
+    BadStatusCode,
+}
+
+impl ParseError {
+    /// A static description, for log lines.
+    pub fn message(self) -> &'static str {
+        match self {
+            ParseError::TooLarge => "reply larger than the parser's cap",
+            ParseError::BadStatusLine => "not a SIP status line",
+            ParseError::BadStatusCode => "status code outside 100..699",
+        }
+    }
+}
+
+/// Why one Contact value was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactError {
+    /// The value does not follow the `contact-param` grammar (bad brackets,
+    /// unterminated quotes, a bad `q` or `expires` value, stray bytes...).
+    Malformed,
+}
+
+impl ContactError {
+    /// A static description, for log lines.
+    pub fn message(self) -> &'static str {
+        match self {
+            ContactError::Malformed => "malformed Contact value",
+        }
+    }
+}
+
+/// A parsed reply: the status line, and the header block for lazy reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    /// Status code, 100..=699.
+    pub code: u16,
+    /// Reason phrase as sent.
+    pub reason: &'a [u8],
+    headers: &'a [u8],
+}
+
+/// One Contact value (`contact-param`), borrowing from the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contact<'a> {
+    /// The display name (quotes kept for a quoted-string), if any.
+    pub display: Option<&'a [u8]>,
+    /// The URI as written: inside `<...>` with its URI parameters for a
+    /// name-addr, or the bare addr-spec. `*` for the wildcard.
+    pub uri: &'a [u8],
+    /// `q` in thousandths (0..=1000), if given.
+    pub q: Option<u16>,
+    /// The `expires` header parameter in seconds, if given.
+    pub expires: Option<u32>,
+}
+
+impl Contact<'_> {
+    /// `Contact: *`, which is only meaningful in a REGISTER.
+    pub fn is_wildcard(&self) -> bool {
+        self.uri == b"*"
+    }
+}
+
+/// Parses the status line and locates the headers. The body is ignored.
+pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
+    if input.len() > MAX_MESSAGE_LEN {
+        return Err(ParseError::TooLarge);
+    }
+    let (rest, (code, reason)) = status_line(input).map_err(|_| ParseError::BadStatusLine)?;
+    if !(100..=699).contains(&code) {
+        return Err(ParseError::BadStatusCode);
+    }
+    Ok(Response {
+        code,
+        reason,
+        headers: header_block(rest),
+    })
+}
+
+impl<'a> Response<'a> {
+    /// Every header as `(name, value)`, folded lines joined (the value may
+    /// contain CRLF + whitespace, which the value rules read as LWS).
+    pub fn headers(&self) -> Headers<'a> {
+        Headers { rest: self.headers }
+    }
+
+    /// Every Contact value of every `Contact` / `m` header, in order.
+    pub fn contacts(&self) -> Contacts<'a> {
+        Contacts {
+            headers: self.headers(),
+            current: b"",
+        }
+    }
+
+    /// The `Expires` header (delta-seconds), if present and well formed.
+    /// Values above `u32::MAX` are read as `u32::MAX` (RFC 3261 §20.19).
+    pub fn expires(&self) -> Option<u32> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"expires"))
+            .and_then(|(_, v)| match delta_seconds(trim_lws(v)) {
+                Ok((rest, s)) if rest.is_empty() => Some(s),
+                _ => None,
+            })
+    }
+}
+
+/// `Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF`
+fn status_line(i: &[u8]) -> IResult<&[u8], (u16, &[u8])> {
+    let (i, _) = sip_version(i)?;
+    let (i, _) = take_while1(|c| c == b' ').parse(i)?;
+    let (i, code) = status_code(i)?;
+    let (i, reason) = opt(preceded(tag(&b" "[..]), reason_phrase)).parse(i)?;
+    let (i, _) = crlf(i)?;
+    Ok((i, (code, reason.unwrap_or(b""))))
+}
+
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`
+fn sip_version(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    recognize((tag_no_case(&b"SIP/"[..]), digit1, tag(&b"."[..]), digit1)).parse(i)
+}
+
+/// `Status-Code = 3DIGIT`
+fn status_code(i: &[u8]) -> IResult<&[u8], u16> {
+    let (i, d) = take_while_m_n(3, 3, |c: u8| c.is_ascii_digit()).parse(i)?;
+    let code = d
+        .iter()
+        .fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
+    Ok((i, code))
+}
+
+/// `Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII /
+/// UTF8-CONT / SP / HTAB)` — read as any bytes up to the line end.
+fn reason_phrase(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while(|c| c != b'\r' && c != b'\n').parse(i)
+}
+
+/// `CRLF`, also accepting a bare LF as many stacks do.
+fn crlf(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    alt((tag(&b"\r\n"[..]), tag(&b"\n"[..]))).parse(i)
+}
+
+/// The header block: up to the empty line, or the whole input if the reply
+/// was cut before it.
+fn header_block(i: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while let Some(off) = i
+        .get(start..)
+        .and_then(|s| s.iter().position(|&c| c == b'\n'))
+    {
+        let line_end = start + off;
+        let line = i.get(start..line_end).unwrap_or(b"");
+        if line.is_empty() || line == b"\r" {
+            return i.get(..start).unwrap_or(b"");
+        }
+        start = line_end + 1;
+    }
+    i
+}
+
+/// Iterator over `(name, value)` of a header block; see [`Response::headers`].
+#[derive(Debug, Clone)]
+pub struct Headers<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            // A header line ends at an LF not followed by SP / HTAB (folding).
+            let mut end = 0;
+            let line_end = loop {
+                match self
+                    .rest
+                    .get(end..)
+                    .and_then(|s| s.iter().position(|&c| c == b'\n'))
+                {
+                    None => break self.rest.len(),
+                    Some(off) => {
+                        let lf = end + off;
+                        match self.rest.get(lf + 1) {
+                            Some(b' ') | Some(b'\t') => end = lf + 1,
+                            _ => break lf,
+                        }
+                    }
+                }
+            };
+            let line = self.rest.get(..line_end).unwrap_or(b"");
+            self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
+            if let Ok((value, name)) = message_header_name(line) {
+                return Some((name, trim_lws(value)));
+            }
+            // Not a header line: skip it, as a tolerant receiver does.
+        }
+    }
+}
+
+/// `header-name HCOLON`, returning the name. `HCOLON = *( SP / HTAB ) ":" SWS`
+fn message_header_name(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (i, name) = take_while1(token_char).parse(i)?;
+    let (i, _) = take_while(|c| c == b' ' || c == b'\t').parse(i)?;
+    let (i, _) = tag(&b":"[..]).parse(i)?;
+    Ok((i, name))
+}
+
+/// Iterator over the Contact values of a reply; see [`Response::contacts`].
+#[derive(Debug, Clone)]
+pub struct Contacts<'a> {
+    headers: Headers<'a>,
+    current: &'a [u8],
+}
+
+impl<'a> Iterator for Contacts<'a> {
+    type Item = Result<Contact<'a>, ContactError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // Between values: `COMMA = SWS "," SWS`; empty list items are
+            // tolerated (RFC 7230's #rule leniency).
+            let cur = skip_while(self.current, |c| is_lws(c) || c == b',');
+            if cur.is_empty() {
+                let (_, value) = self.headers.find(|(n, _)| is_contact_name(n))?;
+                self.current = value;
+                continue;
+            }
+            return Some(match contact_param(cur) {
+                Ok((rest, c)) => {
+                    let rest = skip_while(rest, is_lws);
+                    if rest.is_empty() || rest.first() == Some(&b',') {
+                        self.current = rest;
+                        Ok(c)
+                    } else {
+                        self.current = skip_to_comma(rest);
+                        Err(ContactError::Malformed)
+                    }
+                }
+                Err(_) => {
+                    self.current = skip_to_comma(cur);
+                    Err(ContactError::Malformed)
+                }
+            });
+        }
+    }
+}
+
+fn is_contact_name(n: &[u8]) -> bool {
+    n.eq_ignore_ascii_case(b"contact") || n.eq_ignore_ascii_case(b"m")
+}
+
+/// `contact-param = (name-addr / addr-spec) *(SEMI contact-params)`, or
+/// `STAR`.
+fn contact_param(i: &[u8]) -> IResult<&[u8], Contact<'_>> {
+    if let Ok((rest, _)) = star(i) {
+        return Ok((
+            rest,
+            Contact {
+                display: None,
+                uri: b"*",
+                q: None,
+                expires: None,
+            },
+        ));
+    }
+    let (mut i, (display, uri)) = alt((name_addr, addr_spec.map(|u| (None, u)))).parse(i)?;
+    let mut c = Contact {
+        display,
+        uri,
+        q: None,
+        expires: None,
+    };
+    while let Ok((rest, _)) = semi(i) {
+        let (rest, p) = contact_params(rest)?;
+        match p {
+            ContactParam::Q(q) => c.q = Some(q),
+            ContactParam::Expires(e) => c.expires = Some(e),
+            ContactParam::Extension => {}
+        }
+        i = rest;
+    }
+    Ok((i, c))
+}
+
+/// `STAR = SWS "*" SWS`, alone in its value.
+fn star(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (rest, s) = tag(&b"*"[..]).parse(i)?;
+    let after = skip_while(rest, is_lws);
+    if after.is_empty() || after.first() == Some(&b',') {
+        Ok((rest, s))
+    } else {
+        Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )))
+    }
+}
+
+/// `name-addr = [ display-name ] LAQUOT addr-spec RAQUOT`
+fn name_addr(i: &[u8]) -> IResult<&[u8], (Option<&[u8]>, &[u8])> {
+    let (i, display) = opt(display_name).parse(i)?;
+    let (i, _) = laquot(i)?;
+    let (i, uri) = take_while1(|c: u8| c != b'>' && c != b'<' && c > b' ' && c != 0x7f).parse(i)?;
+    let (i, _) = raquot(i)?;
+    Ok((i, (display, uri)))
+}
+
+/// `display-name = *(token LWS) / quoted-string`
+fn display_name(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    alt((quoted_string, tokens)).parse(i)
+}
+
+/// `*(token LWS)`, at least one token; must be followed by `<`.
+fn tokens(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (mut rest, _) = take_while1(token_char).parse(i)?;
+    loop {
+        let after_ws = skip_while(rest, is_lws);
+        match take_while1::<_, _, nom::error::Error<&[u8]>>(token_char).parse(after_ws) {
+            Ok((r, _)) if after_ws.len() < rest.len() => rest = r,
+            _ => break,
+        }
+    }
+    let len = i.len() - rest.len();
+    Ok((rest, i.get(..len).unwrap_or(b"")))
+}
+
+/// `quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE`
+fn quoted_string(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let err = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Char));
+    if i.first() != Some(&b'"') {
+        return Err(err());
+    }
+    let mut pos = 1;
+    loop {
+        match i.get(pos) {
+            None => return Err(err()),
+            Some(b'"') => {
+                let (q, rest) = i.split_at(pos + 1);
+                return Ok((rest, q));
+            }
+            // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+            Some(b'\\') => match i.get(pos + 1) {
+                Some(&c) if c <= 0x7f && c != b'\r' && c != b'\n' => pos += 2,
+                _ => return Err(err()),
+            },
+            Some(_) => pos += 1,
+        }
+    }
+}
+
+/// `addr-spec = SIP-URI / SIPS-URI / absoluteURI`, bare: without `<>` it
+/// cannot contain `,`, `;` or `?`-free ambiguity, so it ends at `;`, `,` or
+/// whitespace (RFC 3261 §20.10). The URI itself is judged later.
+fn addr_spec(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (rest, uri) = take_while1(|c: u8| {
+        c > b' ' && c != 0x7f && !matches!(c, b';' | b',' | b'<' | b'>' | b'"')
+    })
+    .parse(i)?;
+    if uri.contains(&b':') {
+        Ok((rest, uri))
+    } else {
+        Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )))
+    }
+}
+
+enum ContactParam {
+    Q(u16),
+    Expires(u32),
+    Extension,
+}
+
+/// `contact-params = c-p-q / c-p-expires / contact-extension`
+fn contact_params(i: &[u8]) -> IResult<&[u8], ContactParam> {
+    let (i, (name, value)) = generic_param(i)?;
+    let bad = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Verify));
+    if name.eq_ignore_ascii_case(b"q") {
+        match value.map(qvalue) {
+            Some(Ok((b"", q))) => Ok((i, ContactParam::Q(q))),
+            _ => Err(bad()),
+        }
+    } else if name.eq_ignore_ascii_case(b"expires") {
+        match value.map(delta_seconds) {
+            Some(Ok((b"", e))) => Ok((i, ContactParam::Expires(e))),
+            _ => Err(bad()),
+        }
+    } else {
+        Ok((i, ContactParam::Extension))
+    }
+}
+
+/// `generic-param = token [ EQUAL gen-value ]`,
+/// `gen-value = token / host / quoted-string`
+fn generic_param(i: &[u8]) -> IResult<&[u8], (&[u8], Option<&[u8]>)> {
+    let (i, name) = take_while1(token_char).parse(i)?;
+    let (i, value) = opt(preceded(equal, gen_value)).parse(i)?;
+    Ok((i, (name, value)))
+}
+
+/// `gen-value = token / host / quoted-string` (host adds `[`, `]`, `:`).
+fn gen_value(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    alt((
+        quoted_string,
+        take_while1(|c| token_char(c) || c == b'[' || c == b']' || c == b':'),
+    ))
+    .parse(i)
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in
+/// thousandths.
+fn qvalue(i: &[u8]) -> IResult<&[u8], u16> {
+    let (rest, int) = alt((tag(&b"0"[..]), tag(&b"1"[..]))).parse(i)?;
+    let (rest, frac) = opt(preceded(
+        tag(&b"."[..]),
+        take_while_m_n(0, 3, |c: u8| c.is_ascii_digit()),
+    ))
+    .parse(rest)?;
+    let frac = frac.unwrap_or(b"");
+    let mut thousandths = 0u16;
+    for k in 0..3 {
+        thousandths = thousandths * 10 + frac.get(k).map_or(0, |&d| u16::from(d - b'0'));
+    }
+    let q = if int == b"1" {
+        1000 + thousandths
+    } else {
+        thousandths
+    };
+    if q > 1000 {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
+    }
+    Ok((rest, q))
+}
+
+/// `delta-seconds = 1*DIGIT`, saturating at `u32::MAX`.
+fn delta_seconds(i: &[u8]) -> IResult<&[u8], u32> {
+    let (rest, d) = digit1(i)?;
+    let v = d.iter().fold(0u32, |acc, &c| {
+        acc.saturating_mul(10).saturating_add(u32::from(c - b'0'))
+    });
+    Ok((rest, v))
+}
+
+/// `SEMI = SWS ";" SWS`
+fn semi(i: &[u8]) -> IResult<&[u8], ()> {
+    let i = skip_while(i, is_lws);
+    let (i, _) = tag(&b";"[..]).parse(i)?;
+    Ok((skip_while(i, is_lws), ()))
+}
+
+/// `EQUAL = SWS "=" SWS`
+fn equal(i: &[u8]) -> IResult<&[u8], ()> {
+    let i = skip_while(i, is_lws);
+    let (i, _) = tag(&b"="[..]).parse(i)?;
+    Ok((skip_while(i, is_lws), ()))
+}
+
+/// `LAQUOT = SWS "<"`
+fn laquot(i: &[u8]) -> IResult<&[u8], ()> {
+    let i = skip_while(i, is_lws);
+    let (i, _) = tag(&b"<"[..]).parse(i)?;
+    Ok((i, ()))
+}
+
+/// `RAQUOT = ">" SWS`
+fn raquot(i: &[u8]) -> IResult<&[u8], ()> {
+    let (i, _) = tag(&b">"[..]).parse(i)?;
+    Ok((skip_while(i, is_lws), ()))
+}
+
+/// `token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
+/// "'" / "~" )`
+fn token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+}
+
+/// Whitespace inside a (possibly folded) header value.
+fn is_lws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn skip_while(i: &[u8], f: impl Fn(u8) -> bool) -> &[u8] {
+    let n = i.iter().position(|&c| !f(c)).unwrap_or(i.len());
+    i.get(n..).unwrap_or(b"")
+}
+
+fn trim_lws(v: &[u8]) -> &[u8] {
+    let v = skip_while(v, is_lws);
+    let end = v.iter().rposition(|&c| !is_lws(c)).map_or(0, |p| p + 1);
+    v.get(..end).unwrap_or(b"")
+}
+
+/// Resynchronises after a bad value: the rest from the next comma that is
+/// outside quotes and angle brackets (or the empty slice).
+fn skip_to_comma(i: &[u8]) -> &[u8] {
+    let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
+    for (pos, &c) in i.iter().enumerate() {
+        if in_quote {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_quote = true,
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            b',' if !in_angle => return i.get(pos..).unwrap_or(b""),
+            _ => {}
+        }
+    }
+    b""
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(headers: &str) -> Vec<u8> {
+        format!("SIP/2.0 302 Moved Temporarily\r\n{headers}\r\n").into_bytes()
+    }
+
+    fn contacts(raw: &[u8]) -> Vec<Result<(String, Option<u16>, Option<u32>), ContactError>> {
+        parse_response(raw)
+            .unwrap()
+            .contacts()
+            .map(|c| c.map(|c| (String::from_utf8_lossy(c.uri).into_owned(), c.q, c.expires)))
+            .collect()
+    }
+
+    #[test]
+    fn status_line_table() {
+        let rows: &[(&[u8], Result<(u16, &[u8]), ParseError>)] = &[
+            (
+                b"SIP/2.0 302 Moved Temporarily\r\n\r\n",
+                Ok((302, b"Moved Temporarily")),
+            ),
+            (b"sip/2.0 200 OK\n\n", Ok((200, b"OK"))),
+            (b"SIP/2.0 480 \r\n\r\n", Ok((480, b""))),
+            (b"SIP/2.0 480\r\n\r\n", Ok((480, b""))),
+            (
+                b"SIP/2.0 300 Multiple \xc3\xa9\r\n",
+                Ok((300, b"Multiple \xc3\xa9")),
+            ),
+            (b"SIP/2.0 099 Low\r\n\r\n", Err(ParseError::BadStatusCode)),
+            (b"SIP/2.0 700 High\r\n\r\n", Err(ParseError::BadStatusCode)),
+            (b"SIP/2.0 30 Short\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 3020 Long\r\n", Err(ParseError::BadStatusLine)),
+            (b"HTTP/1.1 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (
+                b"MESSAGE sip:a@b SIP/2.0\r\n",
+                Err(ParseError::BadStatusLine),
+            ),
+            (b"SIP/2.0 200 OK", Err(ParseError::BadStatusLine)),
+            (b"", Err(ParseError::BadStatusLine)),
+            (b"\xff\xfe\x00", Err(ParseError::BadStatusLine)),
+        ];
+        for (input, want) in rows {
+            let got = parse_response(input).map(|r| (r.code, r.reason));
+            assert_eq!(&got, want, "{:?}", String::from_utf8_lossy(input));
+        }
+        let huge = vec![b'a'; MAX_MESSAGE_LEN + 1];
+        assert_eq!(parse_response(&huge).err(), Some(ParseError::TooLarge));
+    }
+
+    #[test]
+    fn headers_fold_and_stop_at_body() {
+        let raw = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nSubject: a\r\n  b\r\n\r\nContact: <sip:body@x>\r\n";
+        let r = parse_response(raw).unwrap();
+        let h: Vec<_> = r.headers().collect();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[1], (&b"Subject"[..], &b"a\r\n  b"[..]));
+        assert_eq!(
+            r.contacts().count(),
+            0,
+            "a Contact in the body is not a header"
+        );
+    }
+
+    #[test]
+    fn contact_name_addr_and_addr_spec() {
+        let raw = reply(
+            "Contact: \"Bob, \\\"the\\\" <boss>\" <sip:bob@h1;transport=tcp>;q=0.7;expires=60\r\n\
+             m: sip:c@h2;q=1, Carol Ann <sips:carol@h3:5061>\r\n\
+             CONTACT : <sip:d@h4>;foo=bar;x;q=0.05\r\n",
+        );
+        assert_eq!(
+            contacts(&raw),
+            vec![
+                Ok(("sip:bob@h1;transport=tcp".into(), Some(700), Some(60))),
+                Ok(("sip:c@h2".into(), Some(1000), None)),
+                Ok(("sips:carol@h3:5061".into(), None, None)),
+                Ok(("sip:d@h4".into(), Some(50), None)),
+            ]
+        );
+        let r = parse_response(&raw).unwrap();
+        let first = r.contacts().next().unwrap().unwrap();
+        assert_eq!(first.display, Some(&b"\"Bob, \\\"the\\\" <boss>\""[..]));
+        let third = r.contacts().nth(2).unwrap().unwrap();
+        assert_eq!(third.display, Some(&b"Carol Ann"[..]));
+    }
+
+    #[test]
+    fn contact_comma_list_with_folding() {
+        let raw = reply("Contact: <sip:a@h>;q=0.1 ,\r\n <sip:b@h>;q=0.9,,<sip:c@h>\r\n");
+        let got: Vec<_> = contacts(&raw).into_iter().map(|c| c.unwrap().0).collect();
+        assert_eq!(got, ["sip:a@h", "sip:b@h", "sip:c@h"]);
+    }
+
+    #[test]
+    fn malformed_contacts_are_skipped_and_the_rest_kept() {
+        let raw = reply(
+            "Contact: <sip:a@h;q=0.5, <sip:b@h>\r\n\
+             Contact: <sip:c@h>;q=2, \"unterminated <sip:x@h>, <sip:y@h>\r\n\
+             Contact: <sip:d@h>;expires=abc, nocolon, <sip:e@h> junk, <sip:f@h>\r\n",
+        );
+        let got: Vec<_> = contacts(&raw)
+            .into_iter()
+            .map(|c| c.map(|c| c.0).map_err(|e| e.message()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                Err("malformed Contact value"), // unclosed '<' swallows to the comma inside
+                Err("malformed Contact value"), // q=2 is no qvalue
+                Err("malformed Contact value"), // unterminated quote eats the rest
+                Err("malformed Contact value"), // expires=abc
+                Err("malformed Contact value"), // no scheme
+                Err("malformed Contact value"), // stray bytes after the URI
+                Ok("sip:f@h".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcard_is_recognised() {
+        let raw = reply("Contact: *\r\n");
+        let r = parse_response(&raw).unwrap();
+        assert!(r.contacts().next().unwrap().unwrap().is_wildcard());
+    }
+
+    #[test]
+    fn qvalue_table() {
+        let rows: &[(&[u8], Option<u16>)] = &[
+            (b"0", Some(0)),
+            (b"0.", Some(0)),
+            (b"0.5", Some(500)),
+            (b"0.123", Some(123)),
+            (b"1", Some(1000)),
+            (b"1.000", Some(1000)),
+            (b"1.001", None),
+            (b"2", None),
+            (b".5", None),
+        ];
+        for (input, want) in rows {
+            let got = match qvalue(input) {
+                Ok((b"", q)) => Some(q),
+                _ => None,
+            };
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn expires_header() {
+        let r = |h: &str| parse_response(&reply(h)).unwrap().expires();
+        assert_eq!(r("Expires: 120\r\n"), Some(120));
+        assert_eq!(r("expires:  7 \r\n"), Some(7));
+        assert_eq!(r("Expires: 99999999999999\r\n"), Some(u32::MAX));
+        assert_eq!(r("Expires: soon\r\n"), None);
+        assert_eq!(r("Via: x\r\n"), None);
+    }
+
+    #[test]
+    fn huge_comma_list_is_linear_and_complete() {
+        let list: Vec<String> = (0..10_000)
+            .map(|k| format!("<sip:t{k}@h>;q=0.{}", k % 10))
+            .collect();
+        let raw = reply(&format!("Contact: {}\r\n", list.join(",")));
+        let r = parse_response(&raw).unwrap();
+        assert_eq!(r.contacts().filter(Result::is_ok).count(), 10_000);
+    }
+}

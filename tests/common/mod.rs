@@ -1,0 +1,144 @@
+//! A fake Kamailio for the engine: a location table, the proxy's own
+//! addresses, a clock.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use push_redirect::engine::{Branch, Env, LookupError, Registration, Request};
+
+pub struct FakeEnv {
+    /// AOR (`sip:user@host`) -> registrations.
+    pub location: HashMap<String, Vec<Registration>>,
+    /// Hosts that are the proxy, with the port each listens on (None: any).
+    pub own: Vec<(&'static str, Option<u16>)>,
+    pub now: i64,
+    pub lookup_fails: bool,
+}
+
+impl Default for FakeEnv {
+    fn default() -> Self {
+        FakeEnv {
+            location: HashMap::new(),
+            own: vec![("example.com", None), ("127.0.0.1", Some(5060))],
+            now: 1_000_000,
+            lookup_fails: false,
+        }
+    }
+}
+
+impl FakeEnv {
+    /// Registers a terminal `sip:<name>@127.0.0.1:<port>` for `aor` with
+    /// q (thousandths) and a registration time; its socket cookie is the port.
+    pub fn register(
+        &mut self,
+        aor: &str,
+        name: &str,
+        port: u16,
+        q: Option<u16>,
+        at: i64,
+    ) -> &mut Self {
+        self.location
+            .entry(aor.to_string())
+            .or_default()
+            .push(Registration {
+                uri: format!("sip:{name}@127.0.0.1:{port}").into_bytes(),
+                received: Some(format!("sip:127.0.0.1:{port};received").into_bytes()),
+                path: Some(format!("<sip:edge{port}@127.0.0.1;lr>").into_bytes()),
+                instance: None,
+                socket: port as usize,
+                q,
+                last_modified: at,
+            });
+        self
+    }
+}
+
+impl Env for FakeEnv {
+    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
+        if self.lookup_fails {
+            return Err(LookupError);
+        }
+        Ok(self.location.get(aor).cloned().unwrap_or_default())
+    }
+
+    fn is_self(&self, host: &[u8], port: Option<u16>) -> bool {
+        self.own.iter().any(|(h, p)| {
+            host.eq_ignore_ascii_case(h.as_bytes())
+                && match (p, port) {
+                    (Some(p), Some(port)) => *p == port,
+                    _ => true,
+                }
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.now
+    }
+}
+
+pub fn message(ruri: &str) -> Request<'_> {
+    Request {
+        method: "MESSAGE",
+        ruri: ruri.as_bytes(),
+        has_to_tag: false,
+        event: None,
+        content_type: Some(b"text/plain"),
+    }
+}
+
+/// A reply with the given status line and header lines.
+pub fn reply(status: &str, headers: &[&str]) -> Vec<u8> {
+    let mut r = format!("SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("Content-Length: 0\r\n\r\n");
+    r.into_bytes()
+}
+
+/// A finished branch with an owned URI and reply.
+pub struct B {
+    pub uri: String,
+    pub status: u16,
+    pub reply: Option<Vec<u8>>,
+    pub current: bool,
+}
+
+pub fn b(uri: &str, status: &str, headers: &[&str]) -> B {
+    let code = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+    B {
+        uri: uri.to_string(),
+        status: code,
+        reply: Some(reply(status, headers)),
+        current: true,
+    }
+}
+
+/// A branch that timed out (tm's local 408, no reply bytes).
+pub fn timeout(uri: &str) -> B {
+    B {
+        uri: uri.to_string(),
+        status: 408,
+        reply: None,
+        current: true,
+    }
+}
+
+impl B {
+    pub fn earlier(mut self) -> Self {
+        self.current = false;
+        self
+    }
+}
+
+pub fn branches(list: &[B]) -> Vec<Branch<'_>> {
+    list.iter()
+        .map(|x| Branch {
+            uri: x.uri.as_bytes(),
+            status: x.status,
+            reply: x.reply.as_deref(),
+            current_round: x.current,
+        })
+        .collect()
+}

@@ -1,0 +1,883 @@
+//! Decision tables: one test per flow of SPEC §2 and per rule of SPEC §3,
+//! named after it, against a fake location service.
+
+mod common;
+
+use common::{b, branches, message, timeout, FakeEnv, B};
+use push_redirect::config::{Config, ForkMode};
+use push_redirect::engine::{
+    service_key, Decision, Engine, ForwardTarget, Forwarding, ForwardingKind, Reason, Request,
+    StoreAction, Verdict,
+};
+
+const U1: &str = "sip:u1@example.com";
+const T1: &str = "sip:t1@127.0.0.1:5071";
+const T2: &str = "sip:t2@127.0.0.1:5072";
+const T3: &str = "sip:t3@127.0.0.1:5073";
+
+fn engine() -> Engine {
+    Engine::new(Config::default())
+}
+
+fn engine_with(name: &str, value: &str) -> Engine {
+    let mut c = Config::default();
+    c.set(name, value).unwrap();
+    Engine::new(c)
+}
+
+/// u1 has t1 (q=1.0, newest), t2 (q=1.0, older) and t3 (q=0.5).
+fn env3() -> FakeEnv {
+    let mut env = FakeEnv::default();
+    env.register(U1, "t1", 5071, Some(1000), 300)
+        .register(U1, "t2", 5072, Some(1000), 200)
+        .register(U1, "t3", 5073, Some(500), 400);
+    env
+}
+
+fn uris(d: &Decision) -> Vec<String> {
+    d.branches
+        .iter()
+        .map(|b| String::from_utf8_lossy(&b.uri).into_owned())
+        .collect()
+}
+
+fn redirect(e: &Engine, env: &FakeEnv, list: &[B]) -> Decision {
+    e.push_redirect(env, &message(U1), &branches(list), None, None)
+}
+
+fn redirect_mode(e: &Engine, env: &FakeEnv, list: &[B], mode: ForkMode) -> Decision {
+    e.push_redirect(env, &message(U1), &branches(list), Some(mode), None)
+}
+
+fn assert_branches(d: &Decision, want: &[&str], reason: Reason) {
+    assert_eq!(d.verdict, Verdict::Branches, "{d:#?}");
+    assert_eq!(d.script_rc(), 1);
+    assert_eq!(uris(d), want, "{d:#?}");
+    assert_eq!(d.reason, reason, "{d:#?}");
+}
+
+fn assert_nothing(d: &Decision, verdict: Verdict, reason: Reason) {
+    assert!(d.branches.is_empty(), "{d:#?}");
+    assert_eq!((d.verdict, d.reason), (verdict, reason), "{d:#?}");
+}
+
+// ---------------------------------------------------------------- lookup
+
+#[test]
+fn lookup_serial_takes_the_first_terminal_by_q_then_most_recent() {
+    let d = engine().push_lookup(&env3(), &message(U1), None, None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    let b = &d.branches[0];
+    assert_eq!(
+        b.dst_uri.as_deref(),
+        Some(&b"sip:127.0.0.1:5071;received"[..])
+    );
+    assert_eq!(b.socket, 5071);
+    assert_eq!(d.aor.as_deref(), Some(U1));
+    assert_eq!(d.service.as_deref(), Some("MESSAGE:text/plain"));
+}
+
+#[test]
+fn lookup_parallel_takes_every_terminal() {
+    let d = engine().push_lookup(&env3(), &message(U1), Some(ForkMode::Parallel), None);
+    assert_branches(&d, &[T1, T2, T3], Reason::Registered);
+}
+
+#[test]
+fn lookup_without_contacts_is_no_target() {
+    let d = engine().push_lookup(&FakeEnv::default(), &message(U1), None, None);
+    assert_nothing(&d, Verdict::NothingLeft, Reason::NoTarget);
+    assert_eq!(d.script_rc(), -1);
+}
+
+#[test]
+fn lookup_of_a_foreign_request_uri_is_no_target() {
+    let d = engine().push_lookup(&env3(), &message("sip:u1@elsewhere.example"), None, None);
+    assert_nothing(&d, Verdict::NothingLeft, Reason::NoTarget);
+}
+
+#[test]
+fn lookup_failure_is_an_error() {
+    let mut env = env3();
+    env.lookup_fails = true;
+    let d = engine().push_lookup(&env, &message(U1), None, None);
+    assert_nothing(&d, Verdict::Error, Reason::LookupFailed);
+    assert_eq!(d.script_rc(), -2);
+}
+
+#[test]
+fn bad_request_uri_is_an_error_with_a_warning() {
+    let d = engine().push_lookup(&env3(), &message("tel:+34600000000"), None, None);
+    assert_nothing(&d, Verdict::Error, Reason::BadRequestUri);
+    assert!(d.warnings[0].contains("tel:+34600000000"));
+}
+
+// ---------------------------------------------------------------- F1
+
+#[test]
+fn f1_explicit_redirect_follows_the_contact() {
+    let mut env = env3();
+    env.register("sip:u2@example.com", "u2t", 5082, None, 1);
+    let d = redirect(
+        &engine(),
+        &env,
+        &[b(T1, "302 Moved", &["Contact: <sip:u2@example.com>"])],
+    );
+    assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Redirect);
+    assert_eq!(d.counters.redirects_followed, 1);
+    assert_eq!(
+        d.store,
+        StoreAction::None,
+        "302 without expiry is not stored"
+    );
+}
+
+#[test]
+fn f1_redirect_to_another_own_terminal_uses_its_registration() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "302 Moved", &[&format!("Contact: <{T3}>")])],
+    );
+    assert_branches(&d, &[T3], Reason::Redirect);
+    let b = &d.branches[0];
+    assert_eq!(
+        b.dst_uri.as_deref(),
+        Some(&b"sip:127.0.0.1:5073;received"[..])
+    );
+    assert_eq!(b.path.as_deref(), Some(&b"<sip:edge5073@127.0.0.1;lr>"[..]));
+    assert_eq!(b.socket, 5073);
+}
+
+#[test]
+fn f1_redirect_to_an_allowed_foreign_domain() {
+    let e = engine_with("allowed_domains", "partner.example");
+    let d = redirect(
+        &e,
+        &env3(),
+        &[b(T1, "302 Moved", &["Contact: <sip:x@partner.example>"])],
+    );
+    assert_branches(&d, &["sip:x@partner.example"], Reason::Redirect);
+    assert_eq!(d.branches[0].dst_uri, None);
+}
+
+// ---------------------------------------------------------------- F2
+
+#[test]
+fn f2_3xx_without_contact_fails_over_to_the_next_terminal() {
+    let d = redirect(&engine(), &env3(), &[b(T1, "302 Moved", &[])]);
+    assert_branches(&d, &[T2], Reason::Failover);
+    assert_eq!(d.counters.failovers, 1);
+}
+
+#[test]
+fn f2_failover_code_480_moves_on() {
+    let d = redirect(&engine(), &env3(), &[b(T1, "480 Unavailable", &[])]);
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn f2_no_answer_408_moves_on() {
+    let d = redirect(&engine(), &env3(), &[timeout(T1)]);
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn f2_serial_walks_every_terminal_once_then_stops() {
+    let e = engine();
+    let env = env3();
+    let d = redirect(
+        &e,
+        &env,
+        &[b(T1, "486 Busy", &[]).earlier(), b(T2, "503 Down", &[])],
+    );
+    assert_branches(&d, &[T3], Reason::Failover);
+    let d = redirect(
+        &e,
+        &env,
+        &[
+            b(T1, "486 Busy", &[]).earlier(),
+            b(T2, "503 Down", &[]).earlier(),
+            timeout(T3),
+        ],
+    );
+    assert_nothing(&d, Verdict::NothingLeft, Reason::Exhausted);
+    assert_eq!(d.script_rc(), -1);
+}
+
+#[test]
+fn f2_every_default_failover_code_moves_on() {
+    for code in ["408", "480", "486", "415", "488", "500", "503"] {
+        let d = redirect(&engine(), &env3(), &[b(T1, &format!("{code} X"), &[])]);
+        assert_branches(&d, &[T2], Reason::Failover);
+    }
+}
+
+#[test]
+fn f2_configured_failover_codes_replace_the_default() {
+    let e = engine_with("failover_codes", "404");
+    assert_branches(
+        &redirect(&e, &env3(), &[b(T1, "404 Nope", &[])]),
+        &[T2],
+        Reason::Failover,
+    );
+    assert_nothing(
+        &redirect(&e, &env3(), &[b(T1, "480 Unavailable", &[])]),
+        Verdict::Untouched,
+        Reason::NotRedirect,
+    );
+}
+
+// ---------------------------------------------------------------- F3
+
+#[test]
+fn f3_parallel_failover_tries_all_remaining_terminals_at_once() {
+    let d = redirect_mode(
+        &engine(),
+        &env3(),
+        &[b(T1, "480 Unavailable", &[])],
+        ForkMode::Parallel,
+    );
+    assert_branches(&d, &[T2, T3], Reason::Failover);
+    let e = engine_with("fork_mode", "parallel");
+    let d = redirect(&e, &env3(), &[b(T1, "480 Unavailable", &[])]);
+    assert_eq!(d.mode, ForkMode::Parallel);
+    assert_branches(&d, &[T2, T3], Reason::Failover);
+}
+
+// ---------------------------------------------------------------- F4
+
+fn multi_300() -> B {
+    b(
+        T1,
+        "300 Multiple Choices",
+        &[
+            "Contact: <sip:a@partner.example>;q=0.2, \"Bee, B.\" <sip:b@partner.example>;q=0.9",
+            "m: sip:c@partner.example;q=0.5",
+        ],
+    )
+}
+
+#[test]
+fn f4_several_contacts_serial_in_q_order() {
+    let e = engine_with("allowed_domains", "partner.example");
+    let d = redirect(&e, &env3(), &[multi_300()]);
+    assert_branches(&d, &["sip:b@partner.example"], Reason::Redirect);
+    // b failed: the next Contact of the same 300, not a terminal.
+    let d = redirect(
+        &e,
+        &env3(),
+        &[
+            multi_300().earlier(),
+            b("sip:b@partner.example", "480 X", &[]),
+        ],
+    );
+    assert_branches(&d, &["sip:c@partner.example"], Reason::PendingRedirect);
+    let d = redirect(
+        &e,
+        &env3(),
+        &[
+            multi_300().earlier(),
+            b("sip:b@partner.example", "480 X", &[]).earlier(),
+            timeout("sip:c@partner.example"),
+        ],
+    );
+    assert_branches(&d, &["sip:a@partner.example"], Reason::PendingRedirect);
+    // Every Contact tried: on to the other registered terminals.
+    let d = redirect(
+        &e,
+        &env3(),
+        &[
+            multi_300().earlier(),
+            b("sip:b@partner.example", "480 X", &[]).earlier(),
+            timeout("sip:c@partner.example").earlier(),
+            b("sip:a@partner.example", "486 X", &[]),
+        ],
+    );
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn f4_several_contacts_parallel_all_at_once() {
+    let e = engine_with("allowed_domains", "partner.example");
+    let d = redirect_mode(&e, &env3(), &[multi_300()], ForkMode::Parallel);
+    assert_branches(
+        &d,
+        &[
+            "sip:b@partner.example",
+            "sip:c@partner.example",
+            "sip:a@partner.example",
+        ],
+        Reason::Redirect,
+    );
+    assert_eq!(
+        d.branches.iter().map(|b| b.q).collect::<Vec<_>>(),
+        [Some(900), Some(500), Some(200)]
+    );
+}
+
+// ---------------------------------------------------------------- F5
+
+fn provisioned(target: &str) -> Forwarding {
+    Forwarding {
+        kind: ForwardingKind::Provisioned,
+        targets: vec![ForwardTarget {
+            uri: target.into(),
+            q: None,
+        }],
+        expires_at: None,
+    }
+}
+
+#[test]
+fn f5_provisioned_forwarding_after_3xx_without_contact() {
+    let mut env = env3();
+    env.register("sip:u2@example.com", "u2t", 5082, None, 1);
+    let f = provisioned("sip:u2@example.com");
+    let list = [b(T1, "302 Moved", &[])];
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
+    assert_eq!(d.counters.forwardings_applied, 1);
+    // Then the other registered terminals.
+    let list = [
+        b(T1, "302 Moved", &[]).earlier(),
+        b("sip:u2t@127.0.0.1:5082", "480 X", &[]),
+    ];
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn f5_provisioned_forwarding_is_not_used_for_a_plain_failure() {
+    let f = provisioned("sip:x@partner.example");
+    let e = engine_with("allowed_domains", "partner.example");
+    let list = [b(T1, "480 X", &[])];
+    let d = e.push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    assert_branches(&d, &[T2], Reason::Failover);
+    let d = e.push_lookup(&env3(), &message(U1), None, Some(&f));
+    assert_branches(&d, &[T1], Reason::Registered);
+}
+
+// ---------------------------------------------------------------- F6
+
+#[test]
+fn f6_301_learns_a_permanent_forwarding() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T3}>;q=0.8")])],
+    );
+    assert_branches(&d, &[T3], Reason::Redirect);
+    assert_eq!(
+        d.store,
+        StoreAction::Learn {
+            kind: ForwardingKind::Permanent,
+            ttl: None,
+            targets: vec![ForwardTarget {
+                uri: T3.into(),
+                q: Some(800)
+            }],
+            learned_from: T1.into(),
+            status: 301,
+        }
+    );
+    assert_eq!(d.counters.forwardings_learned, 1);
+}
+
+#[test]
+fn f6_301_with_an_expiry_is_permanent_until_then() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(
+            T1,
+            "301 Moved",
+            &[&format!("Contact: <{T3}>;expires=3600")],
+        )],
+    );
+    assert!(matches!(
+        d.store,
+        StoreAction::Learn {
+            kind: ForwardingKind::Permanent,
+            ttl: Some(3600),
+            ..
+        }
+    ));
+}
+
+fn stored(kind: ForwardingKind, target: &str, expires_at: Option<i64>) -> Forwarding {
+    Forwarding {
+        kind,
+        targets: vec![ForwardTarget {
+            uri: target.into(),
+            q: None,
+        }],
+        expires_at,
+    }
+}
+
+#[test]
+fn f6_lookup_applies_the_stored_forwarding_first() {
+    let f = stored(ForwardingKind::Permanent, T3, None);
+    let d = engine().push_lookup(&env3(), &message(U1), None, Some(&f));
+    assert_branches(&d, &[T3], Reason::StoredForwarding);
+    assert_eq!(
+        d.branches[0].socket, 5073,
+        "own terminal keeps its registration"
+    );
+    assert_eq!(d.counters.forwardings_applied, 1);
+}
+
+#[test]
+fn f6_failed_stored_target_falls_back_to_the_terminals() {
+    let f = stored(ForwardingKind::Permanent, T3, None);
+    let list = [b(T3, "480 X", &[])];
+    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    assert_branches(&d, &[T1], Reason::Failover);
+    assert_eq!(d.store, StoreAction::None, "a permanent entry stays");
+    // t1 redirects again to t3, already tried: a loop, then t2.
+    let list = [
+        b(T3, "480 X", &[]).earlier(),
+        b(T1, "301 Moved", &[&format!("Contact: <{T3}>")]),
+    ];
+    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    assert_branches(&d, &[T2], Reason::Failover);
+    assert_eq!(d.counters.loops_prevented, 1);
+}
+
+// ---------------------------------------------------------------- F7
+
+#[test]
+fn f7_302_with_expires_param_is_temporary() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "302 Moved", &[&format!("Contact: <{T3}>;expires=2")])],
+    );
+    assert!(matches!(
+        d.store,
+        StoreAction::Learn {
+            kind: ForwardingKind::Temporary,
+            ttl: Some(2),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn f7_302_with_expires_header_is_temporary() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(
+            T1,
+            "302 Moved",
+            &[&format!("Contact: <{T3}>"), "Expires: 60"],
+        )],
+    );
+    assert!(matches!(
+        d.store,
+        StoreAction::Learn {
+            kind: ForwardingKind::Temporary,
+            ttl: Some(60),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn f7_302_without_expiry_is_for_this_request_only() {
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "302 Moved", &[&format!("Contact: <{T3}>")])],
+    );
+    assert_branches(&d, &[T3], Reason::Redirect);
+    assert_eq!(d.store, StoreAction::None);
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "302 Moved", &[&format!("Contact: <{T3}>;expires=0")])],
+    );
+    assert_eq!(d.store, StoreAction::None, "expires=0 stores nothing");
+}
+
+#[test]
+fn f7_expired_entry_is_ignored() {
+    let env = env3();
+    let f = stored(ForwardingKind::Temporary, T3, Some(env.now - 1));
+    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    assert_branches(&d, &[T1], Reason::Registered);
+    let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 1));
+    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    assert_branches(&d, &[T3], Reason::StoredForwarding);
+}
+
+#[test]
+fn f7_failed_temporary_entry_is_forgotten() {
+    let env = env3();
+    let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 100));
+    let list = [timeout(T3)];
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    assert_eq!(d.store, StoreAction::Forget);
+    assert_branches(&d, &[T1], Reason::Failover);
+}
+
+// ---------------------------------------------------------------- §3 rules
+
+#[test]
+fn rule_untouched_method_not_in_methods() {
+    let mut req = message(U1);
+    req.method = "OPTIONS";
+    let d = engine().push_lookup(&env3(), &req, None, None);
+    assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
+    assert!(d.warnings.is_empty(), "untouched logs nothing above debug");
+    let list = [b(T1, "302 Moved", &[&format!("Contact: <{T3}>")])];
+    let d = engine().push_redirect(&env3(), &req, &branches(&list), None, None);
+    assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
+}
+
+#[test]
+fn rule_untouched_in_dialog_request() {
+    let req = Request {
+        method: "NOTIFY",
+        ruri: U1.as_bytes(),
+        has_to_tag: true,
+        event: Some(b"x"),
+        content_type: None,
+    };
+    let d = engine().push_lookup(&env3(), &req, None, None);
+    assert_nothing(&d, Verdict::Untouched, Reason::InDialog);
+    assert_eq!(d.script_rc(), -1);
+}
+
+#[test]
+fn rule_untouched_reply_neither_3xx_nor_failover_code() {
+    for code in ["404 Not Found", "403 Forbidden", "400 Bad", "420 Bad Ext"] {
+        let d = redirect(&engine(), &env3(), &[b(T1, code, &[])]);
+        assert_nothing(&d, Verdict::Untouched, Reason::NotRedirect);
+        assert!(d.warnings.is_empty());
+    }
+}
+
+#[test]
+fn rule_6xx_stops_everything() {
+    for code in [
+        "600 Busy Everywhere",
+        "603 Decline",
+        "604 Nowhere",
+        "606 Not Acceptable",
+    ] {
+        let d = redirect(
+            &engine(),
+            &env3(),
+            &[b(T1, code, &[&format!("Contact: <{T3}>")])],
+        );
+        assert_nothing(&d, Verdict::NothingLeft, Reason::GlobalFailure);
+    }
+    // Also when another branch of a parallel round redirected.
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[
+            b(T1, "302 Moved", &[&format!("Contact: <{T3}>")]),
+            b(T2, "603 Decline", &[]),
+        ],
+    );
+    assert_nothing(&d, Verdict::NothingLeft, Reason::GlobalFailure);
+}
+
+#[test]
+fn rule_305_and_380_are_never_followed() {
+    for code in ["305 Use Proxy", "380 Alternative Service"] {
+        let d = redirect(
+            &engine(),
+            &env3(),
+            &[b(T1, code, &[&format!("Contact: <{T3}>")])],
+        );
+        assert_nothing(&d, Verdict::NothingLeft, Reason::NeverFollowed);
+    }
+}
+
+#[test]
+fn rule_401_and_407_do_not_fail_over() {
+    for code in ["401 Unauthorized", "407 Proxy Authentication Required"] {
+        let d = redirect(&engine(), &env3(), &[b(T1, code, &[])]);
+        assert_nothing(&d, Verdict::NothingLeft, Reason::AuthChallenge);
+    }
+}
+
+#[test]
+fn rule_never_the_same_target_twice() {
+    // t1 -> t2 -> t1: the way back is a loop.
+    let list = [
+        b(T1, "302 Moved", &[&format!("Contact: <{T2}>")]).earlier(),
+        b(T2, "302 Moved", &[&format!("Contact: <{T1}>")]),
+    ];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_eq!(d.counters.loops_prevented, 1);
+    // The loop counts as a failed target: the last untried terminal.
+    assert_branches(&d, &[T3], Reason::Failover);
+}
+
+#[test]
+fn rule_never_back_to_the_redirecting_contact() {
+    let list = [b(
+        T1,
+        "302 Moved",
+        &[&format!(
+            "Contact: <{T1}>, <sip:T1@127.0.0.1:5071;transport=udp>"
+        )],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_eq!(d.counters.loops_prevented, 1, "{d:#?}");
+    assert_ne!(uris(&d), [T1]);
+}
+
+#[test]
+fn rule_proxy_itself_without_aor_is_refused() {
+    for c in ["<sip:127.0.0.1:5060>", "<sip:example.com>"] {
+        let d = redirect(
+            &engine(),
+            &env3(),
+            &[b(T1, "302 Moved", &[&format!("Contact: {c}")])],
+        );
+        assert_nothing(&d, Verdict::Refused, Reason::AllTargetsRefused);
+        assert_eq!(d.script_rc(), -2);
+        assert_eq!(d.counters.targets_refused, 1);
+    }
+}
+
+#[test]
+fn rule_local_aor_target_is_resolved_to_its_contacts() {
+    let mut env = env3();
+    env.register("sip:u2@example.com", "a", 5091, Some(100), 1)
+        .register("sip:u2@example.com", "b", 5092, Some(900), 1);
+    let list = [b(T1, "302 Moved", &["Contact: <sip:u2@EXAMPLE.com>"])];
+    let d = redirect_mode(&engine(), &env, &list, ForkMode::Parallel);
+    assert_branches(
+        &d,
+        &["sip:b@127.0.0.1:5092", "sip:a@127.0.0.1:5091"],
+        Reason::Redirect,
+    );
+    assert_eq!(
+        d.branches[0].socket, 5092,
+        "each branch keeps its own socket"
+    );
+    assert_eq!(d.branches[1].socket, 5091);
+}
+
+#[test]
+fn rule_aor_without_contacts_is_a_failed_target() {
+    let list = [b(T1, "302 Moved", &["Contact: <sip:nobody@example.com>"])];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn rule_max_branches_per_round_keeps_the_best_q_and_counts_the_rest() {
+    let mut contacts: Vec<String> = (0..1000)
+        .map(|k| format!("<sip:c{k}@partner.example>;q=0.{:03}", k % 1000))
+        .collect();
+    contacts.push("<sip:best@partner.example>;q=1".into());
+    let header = format!("Contact: {}", contacts.join(", "));
+    let e = engine_with("allowed_domains", "partner.example");
+    let d = redirect_mode(
+        &e,
+        &env3(),
+        &[b(T1, "300 Multiple", &[&header])],
+        ForkMode::Parallel,
+    );
+    assert_eq!(d.branches.len(), 8);
+    assert_eq!(uris(&d)[0], "sip:best@partner.example");
+    assert_eq!(uris(&d)[1], "sip:c999@partner.example");
+    assert_eq!(d.counters.contacts_dropped, 1001 - 8);
+}
+
+#[test]
+fn rule_max_depth_bounds_the_redirects_followed() {
+    let e = engine_with("max_depth", "2");
+    let mut env = env3();
+    for k in 0..5 {
+        env.register(U1, &format!("h{k}"), 6000 + k, None, 0);
+    }
+    let hop = |k: u16| format!("sip:h{k}@127.0.0.1:{}", 6000 + k);
+    let contact = |k: u16| format!("Contact: <{}>", hop(k));
+    let list = [
+        b(T1, "302 M", &[&contact(0)]).earlier(),
+        b(&hop(0), "302 M", &[&contact(1)]).earlier(),
+        b(&hop(1), "302 M", &[&contact(2)]),
+    ];
+    let d = redirect(&e, &env, &list);
+    assert_eq!(d.counters.loops_prevented, 1);
+    assert!(
+        !uris(&d).contains(&hop(2)),
+        "third redirect not followed: {d:#?}"
+    );
+    assert_eq!(d.reason, Reason::Failover);
+}
+
+#[test]
+fn rule_only_sip_and_sips_targets() {
+    let list = [b(
+        T1,
+        "300 Multiple",
+        &[
+            "Contact: <tel:+34600000000>, <http://evil.example/>, <mailto:a@b.c>",
+            &format!("Contact: <{T2}>"),
+        ],
+    )];
+    let d = redirect_mode(&engine(), &env3(), &list, ForkMode::Parallel);
+    assert_branches(&d, &[T2], Reason::Redirect);
+    assert_eq!(d.counters.targets_refused, 3);
+    assert_eq!(d.warnings.len(), 3);
+}
+
+#[test]
+fn rule_sips_request_is_never_redirected_to_sip() {
+    let mut env = FakeEnv::default();
+    env.register("sips:u1@example.com", "t1", 5071, None, 1);
+    let req = message("sips:u1@example.com");
+    let list = [B {
+        uri: "sips:t1@127.0.0.1:5071".into(),
+        ..b(
+            T1,
+            "302 Moved",
+            &["Contact: <sip:x@partner.example>, <sips:y@partner.example>"],
+        )
+    }];
+    let e = engine_with("allowed_domains", "partner.example");
+    let d = e.push_redirect(&env, &req, &branches(&list), Some(ForkMode::Parallel), None);
+    assert_branches(&d, &["sips:y@partner.example"], Reason::Redirect);
+    assert_eq!(d.counters.targets_refused, 1);
+    // And a sip: request may go to sips:.
+    let d = e.push_redirect(
+        &env3(),
+        &message(U1),
+        &branches(&list),
+        Some(ForkMode::Parallel),
+        None,
+    );
+    assert_eq!(
+        uris(&d),
+        ["sip:x@partner.example", "sips:y@partner.example"]
+    );
+}
+
+#[test]
+fn rule_foreign_domain_refused_unless_allowed() {
+    let list = [b(
+        T1,
+        "302 Moved",
+        &["Contact: <sip:evil@attacker.example>"],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_nothing(&d, Verdict::Refused, Reason::AllTargetsRefused);
+    assert_eq!(d.counters.targets_refused, 1);
+    assert!(d.warnings[0].contains("sip:evil@attacker.example"));
+    let d = redirect(
+        &engine_with("allowed_domains", "attacker.example"),
+        &env3(),
+        &list,
+    );
+    assert_branches(&d, &["sip:evil@attacker.example"], Reason::Redirect);
+}
+
+#[test]
+fn rule_hostile_301_to_a_foreign_domain_is_never_stored() {
+    let list = [b(
+        T1,
+        "301 Moved",
+        &["Contact: <sip:evil@attacker.example>"],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_eq!(d.store, StoreAction::None);
+    assert_eq!(d.counters.forwardings_learned, 0);
+}
+
+#[test]
+fn rule_each_branch_carries_its_own_destination_path_and_socket() {
+    let d = redirect_mode(
+        &engine(),
+        &env3(),
+        &[b(T1, "480 X", &[])],
+        ForkMode::Parallel,
+    );
+    for (b, port) in d.branches.iter().zip([5072u16, 5073]) {
+        assert_eq!(b.socket, port as usize);
+        assert_eq!(
+            b.dst_uri.as_deref(),
+            Some(format!("sip:127.0.0.1:{port};received").as_bytes())
+        );
+        assert_eq!(
+            b.path.as_deref(),
+            Some(format!("<sip:edge{port}@127.0.0.1;lr>").as_bytes())
+        );
+    }
+}
+
+#[test]
+fn rule_malformed_contact_is_skipped_with_a_warning_and_the_rest_used() {
+    let list = [b(
+        T1,
+        "302 Moved",
+        &[&format!(
+            "Contact: <sip:broken@, \"unterminated <sip:x@y>, <{T3}>;q=0.5"
+        )],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert!(d.warnings.iter().any(|w| w.contains("malformed")), "{d:#?}");
+    // The unterminated quote swallows the rest of that header; put the good
+    // one in its own header and it is followed.
+    let list = [b(
+        T1,
+        "302 Moved",
+        &["Contact: <sip:broken@, <:>", &format!("Contact: <{T3}>")],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_branches(&d, &[T3], Reason::Redirect);
+    assert!(d.warnings.iter().any(|w| w.contains("malformed")));
+}
+
+#[test]
+fn rule_garbage_reply_counts_as_failed() {
+    let list = [B {
+        uri: T1.into(),
+        status: 302,
+        reply: Some(b"\x00\xffgarbage".to_vec()),
+        current: true,
+    }];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_branches(&d, &[T2], Reason::Failover);
+}
+
+#[test]
+fn rule_branch_limit_of_the_transaction() {
+    let mut e = engine();
+    e.branch_limit = 1;
+    let d = redirect(&e, &env3(), &[b(T1, "480 X", &[])]);
+    assert_nothing(&d, Verdict::NothingLeft, Reason::BranchLimit);
+}
+
+#[test]
+fn rule_parallel_round_is_capped_by_max_branches() {
+    let e = engine_with("max_branches", "1");
+    let d = redirect_mode(&e, &env3(), &[b(T1, "480 X", &[])], ForkMode::Parallel);
+    assert_eq!(d.branches.len(), 1);
+}
+
+#[test]
+fn service_keys() {
+    assert_eq!(
+        service_key("MESSAGE", None, Some(b"Text/Plain; charset=utf-8")),
+        "MESSAGE:text/plain"
+    );
+    assert_eq!(
+        service_key("notify", Some(b"ua-profile;id=3"), None),
+        "NOTIFY:ua-profile"
+    );
+    assert_eq!(service_key("NOTIFY", None, Some(b"text/plain")), "NOTIFY");
+    assert_eq!(service_key("MESSAGE", None, None), "MESSAGE");
+    assert_eq!(service_key("MESSAGE", None, Some(b"\xff\xfe")), "MESSAGE");
+    assert!(service_key("MESSAGE", None, Some(&[b'a'; 4000])).len() <= 128);
+}
