@@ -17,28 +17,6 @@
 #include <stdint.h>
 
 /*
- Upper bound of `max_branches` (Kamailio's own per-transaction branch limit
- is `max_branches` in core, 12 by default; the module is told the real one).
- */
-#define MAX_BRANCHES_LIMIT 64
-
-/*
- Upper bound of `max_depth`.
- */
-#define MAX_DEPTH_LIMIT 16
-
-/*
- Longest service key kept (method, `:`, media type or event package).
- */
-#define MAX_SERVICE_LEN 128
-
-/*
- Kamailio's default limit of branches per transaction (`max_branches` core
- parameter); the module passes the real one.
- */
-#define DEFAULT_BRANCH_LIMIT 12
-
-/*
  Most contacts one lookup may report; more are ignored (with a warning).
  */
 #define PR_MAX_CONTACTS_PER_AOR 1024
@@ -52,17 +30,6 @@
  Most branches one call may describe.
  */
 #define PR_MAX_BRANCHES_IN 1024
-
-/*
- Largest reply accepted, in bytes (Kamailio's own `BUF_SIZE` is 64 KiB; TCP
- may carry more). Larger input is refused with [`ParseError::TooLarge`].
- */
-#define MAX_MESSAGE_LEN (1 << 20)
-
-/*
- Longest URI accepted, in bytes: longer ones are refused, not parsed.
- */
-#define MAX_URI_LEN 2048
 
 /*
  Result of a fallible call. The numbers are fixed and never reused.
@@ -549,12 +516,17 @@ pr_status pr_push_lookup(const struct pr_engine *engine,
 /*
  `push_redirect()`: the next branch set after a round failed. `branches`
  lists every branch of the transaction in order (`n_branches` of them,
- at most 1024). Other arguments as for `pr_push_lookup`.
+ at most 1024). `memo` is what `pr_decision_memo` gave after the previous
+ failure round of this transaction (empty in the first one); keep the new
+ one with the transaction when branches are added. Other arguments as for
+ `pr_push_lookup`.
  */
 pr_status pr_push_redirect(const struct pr_engine *engine,
                            const struct pr_request *req,
                            const struct pr_branch *branches,
                            size_t n_branches,
+                           const uint8_t *memo_ptr,
+                           size_t memo_len,
                            const uint8_t *mode_ptr,
                            size_t mode_len,
                            const struct pr_forwarding *stored,
@@ -621,6 +593,12 @@ pr_status pr_decision_learned(const struct pr_decision *d,
 pr_status pr_decision_key(const struct pr_decision *d,
                           struct pr_bytes *aor,
                           struct pr_bytes *service);
+
+/*
+ The memo to keep with the transaction for its next failure round, as
+ bytes borrowed from `d` (empty after `pr_push_lookup`).
+ */
+pr_status pr_decision_memo(const struct pr_decision *d, struct pr_bytes *out);
 
 /*
  Frees a decision. NULL is ignored.

@@ -19,6 +19,7 @@ use std::cell::OnceCell;
 use std::collections::HashSet;
 
 use crate::config::{Config, ForkMode};
+use crate::memo::{Memo, MAX_PENDING};
 use crate::parser::{self, ContactError};
 use crate::uri::{self, Scheme, SipUri, TargetKey, UriError};
 
@@ -301,6 +302,9 @@ pub struct Decision {
     pub service: Option<String>,
     /// Warnings to log (malformed Contacts, refused targets...).
     pub warnings: Vec<String>,
+    /// What the next failure round of this transaction must be given back
+    /// (see [`crate::memo`]); empty after `push_lookup`.
+    pub memo: Vec<u8>,
 }
 
 impl Decision {
@@ -315,6 +319,7 @@ impl Decision {
             aor: None,
             service: None,
             warnings: Vec::new(),
+            memo: Vec::new(),
         }
     }
 
@@ -439,7 +444,7 @@ impl Engine {
         let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
         let aor = match self.prologue(req, &mut d) {
             Ok(a) => a,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         if !env.is_self(aor.host, aor.port) {
             return d.finish(Verdict::NothingLeft, Reason::NoTarget);
@@ -467,19 +472,22 @@ impl Engine {
     }
 
     /// `push_redirect()`: the next branch set after a round of branches
-    /// failed, derived from every branch of the transaction.
+    /// failed. The targets tried are derived from every branch of the
+    /// transaction; `memo` is the previous round's [`Decision::memo`] (empty
+    /// in the first failure round).
     pub fn push_redirect(
         &self,
         env: &dyn Env,
         req: &Request<'_>,
         branches: &[Branch<'_>],
+        memo: &[u8],
         mode: Option<ForkMode>,
         stored: Option<&Forwarding>,
     ) -> Decision {
         let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
         let aor = match self.prologue(req, &mut d) {
             Ok(a) => a,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let Some(last) = branches.len().checked_sub(1) else {
             return d.finish(Verdict::NothingLeft, Reason::Exhausted);
@@ -506,17 +514,16 @@ impl Engine {
             .filter_map(|b| uri::parse(b.uri).ok().map(|u| u.key()))
             .collect();
         let ctx = Ctx::new(self, env, &aor, &tried);
-        let earlier_redirects = branches
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| !in_round(*i, b) && redirect_contacts(b).is_some())
-            .count();
-        let mut budget = (self.config.max_depth as usize).saturating_sub(earlier_redirects);
+        let memo = Memo::decode(memo);
+        let initial_budget =
+            (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
+        let mut budget = initial_budget;
 
         let mut round = Round::default();
         for b in &current {
             self.judge(&ctx, b, &mut budget, &mut round, &mut d);
         }
+        d.memo = ctx.next_memo(&memo, &round.targets, initial_budget - budget);
         if let Some(f) = stored.filter(|f| f.kind == ForwardingKind::Temporary) {
             if ctx.stored_target_failed(f, &current) {
                 d.store = StoreAction::Forget;
@@ -545,20 +552,19 @@ impl Engine {
         }
 
         // Tier 2: Contacts of earlier redirects, latest first (depth-first).
-        let mut followed = 0usize;
-        let mut pending = Vec::new();
-        for (i, b) in branches.iter().enumerate() {
-            if in_round(i, b) || followed >= self.config.max_depth as usize {
-                continue;
-            }
-            if let Some(resp) = redirect_contacts(b) {
-                followed += 1;
-                let sel = ctx.select(&resp, &mut Decision::new(d.mode));
-                pending.push(sel);
-            }
-        }
-        let pending: Vec<Target> = pending.into_iter().rev().flatten().collect();
-        match ctx.resolve(&pending, &mut Decision::new(d.mode)) {
+        let mut quiet = Decision::new(d.mode);
+        let pending: Vec<Target> = memo
+            .pending
+            .iter()
+            .filter_map(|t| match ctx.admit(t.uri.as_bytes(), &mut quiet) {
+                Ok(Some(mut target)) => {
+                    target.q = t.q;
+                    Some(target)
+                }
+                _ => None,
+            })
+            .collect();
+        match ctx.resolve(&pending, &mut quiet) {
             Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
             Ok(c) if !c.is_empty() => return ctx.emit(c, d, Reason::PendingRedirect),
             Ok(_) => failed = true,
@@ -596,12 +602,20 @@ impl Engine {
 
     /// Common start of both functions: untouched requests, the AOR, the
     /// service.
-    fn prologue<'r>(&self, req: &Request<'r>, d: &mut Decision) -> Result<SipUri<'r>, Decision> {
+    fn prologue<'r>(
+        &self,
+        req: &Request<'r>,
+        d: &mut Decision,
+    ) -> Result<SipUri<'r>, Box<Decision>> {
         if !self.config.is_push_method(req.method) {
-            return Err(d.clone().finish(Verdict::Untouched, Reason::NotPushMethod));
+            return Err(Box::new(
+                d.clone().finish(Verdict::Untouched, Reason::NotPushMethod),
+            ));
         }
         if req.has_to_tag {
-            return Err(d.clone().finish(Verdict::Untouched, Reason::InDialog));
+            return Err(Box::new(
+                d.clone().finish(Verdict::Untouched, Reason::InDialog),
+            ));
         }
         let aor = uri::parse(req.ruri).map_err(|e| {
             let mut d = d.clone();
@@ -610,7 +624,7 @@ impl Engine {
                 String::from_utf8_lossy(req.ruri.get(..128).unwrap_or(req.ruri)),
                 e.message()
             ));
-            d.finish(Verdict::Error, Reason::BadRequestUri)
+            Box::new(d.finish(Verdict::Error, Reason::BadRequestUri))
         })?;
         d.aor = Some(aor.aor());
         d.service = Some(service_key(req.method, req.event, req.content_type));
@@ -967,6 +981,33 @@ impl<'e, 'r> Ctx<'e, 'r> {
             });
         }
         Ok(out)
+    }
+
+    /// The memo for the next round: this round's redirect targets, then
+    /// the earlier ones, minus what has been tried.
+    fn next_memo(&self, old: &Memo, targets: &[Target], redirects_now: usize) -> Vec<u8> {
+        let mut pending: Vec<ForwardTarget> = Vec::new();
+        let fresh = targets.iter().map(|t| ForwardTarget {
+            uri: String::from_utf8_lossy(&t.uri).into_owned(),
+            q: t.q,
+        });
+        for t in fresh.chain(old.pending.iter().cloned()) {
+            let key = uri::parse(t.uri.as_bytes()).ok().map(|u| u.key());
+            let Some(key) = key else { continue };
+            let dup = pending
+                .iter()
+                .any(|p| uri::parse(p.uri.as_bytes()).is_ok_and(|u| u.key() == key));
+            if !self.is_tried(&key) && !dup && pending.len() < MAX_PENDING {
+                pending.push(t);
+            }
+        }
+        Memo {
+            redirects: old
+                .redirects
+                .saturating_add(u32::try_from(redirects_now).unwrap_or(u32::MAX)),
+            pending,
+        }
+        .encode()
     }
 
     /// The AOR's own registered terminals not tried yet.

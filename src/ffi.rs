@@ -14,6 +14,10 @@
 //!   per-process (create them after Kamailio forks, in `child_init`).
 
 #![allow(non_camel_case_types)]
+// These are C entry points: their pointer contract is stated in each doc
+// comment (and the header), NULL is checked before any dereference, and
+// `unsafe extern "C"` would add nothing for the C caller.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::ffi::c_void;
 
@@ -763,13 +767,18 @@ pub const PR_MAX_BRANCHES_IN: usize = 1024;
 
 /// `push_redirect()`: the next branch set after a round failed. `branches`
 /// lists every branch of the transaction in order (`n_branches` of them,
-/// at most 1024). Other arguments as for `pr_push_lookup`.
+/// at most 1024). `memo` is what `pr_decision_memo` gave after the previous
+/// failure round of this transaction (empty in the first one); keep the new
+/// one with the transaction when branches are added. Other arguments as for
+/// `pr_push_lookup`.
 #[no_mangle]
 pub extern "C" fn pr_push_redirect(
     engine: *const pr_engine,
     req: *const pr_request,
     branches: *const pr_branch,
     n_branches: usize,
+    memo_ptr: *const u8,
+    memo_len: usize,
     mode_ptr: *const u8,
     mode_len: usize,
     stored: *const pr_forwarding,
@@ -821,7 +830,12 @@ pub extern "C" fn pr_push_redirect(
             (Ok((r, c)), Ok(m), s) => (r, c, m, s),
             (Err(e), ..) | (_, Err(e), _) => return e,
         };
-        let d = e.engine.push_redirect(e, &req, &list, mode, stored);
+        // SAFETY: (ptr, len) per the contract.
+        let memo = match unsafe { slice(memo_ptr, memo_len) } {
+            Ok(m) => m,
+            Err(e) => return e,
+        };
+        let d = e.engine.push_redirect(e, &req, &list, memo, mode, stored);
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
         pr_status::Ok
@@ -1062,6 +1076,18 @@ pub extern "C" fn pr_decision_key(
             .service
             .as_deref()
             .map_or(pr_bytes::EMPTY, |s| pr_bytes::of(s.as_bytes()));
+        pr_status::Ok
+    })
+}
+
+/// The memo to keep with the transaction for its next failure round, as
+/// bytes borrowed from `d` (empty after `pr_push_lookup`).
+#[no_mangle]
+pub extern "C" fn pr_decision_memo(d: *const pr_decision, out: *mut pr_bytes) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let d = try_ref!(d.cast::<Decision>(), pr_status::NullParameter);
+        let out = try_mut!(out, pr_status::NullParameter);
+        *out = pr_bytes::of(&d.memo);
         pr_status::Ok
     })
 }

@@ -10,6 +10,7 @@
 //! - [`engine`]: the pure decision engine (flows F1–F7, rules of §3).
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
+//! - [`memo`]: what a transaction carries from one failure round to the next.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -23,5 +24,6 @@ pub mod config;
 pub mod engine;
 pub mod ffi;
 pub mod log;
+pub mod memo;
 pub mod parser;
 pub mod uri;

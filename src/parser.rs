@@ -130,7 +130,7 @@ impl<'a> Response<'a> {
         self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(b"expires"))
             .and_then(|(_, v)| match delta_seconds(trim_lws(v)) {
-                Ok((rest, s)) if rest.is_empty() => Some(s),
+                Ok((&[], s)) => Some(s),
                 _ => None,
             })
     }
@@ -330,8 +330,14 @@ fn star(i: &[u8]) -> IResult<&[u8], &[u8]> {
     }
 }
 
+/// A display name (if any) and the URI between the angle brackets.
+type NameAddr<'a> = (Option<&'a [u8]>, &'a [u8]);
+
+/// A parameter name and its value (if any).
+type Param<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// `name-addr = [ display-name ] LAQUOT addr-spec RAQUOT`
-fn name_addr(i: &[u8]) -> IResult<&[u8], (Option<&[u8]>, &[u8])> {
+fn name_addr(i: &[u8]) -> IResult<&[u8], NameAddr<'_>> {
     let (i, display) = opt(display_name).parse(i)?;
     let (i, _) = laquot(i)?;
     let (i, uri) = take_while1(|c: u8| c != b'>' && c != b'<' && c > b' ' && c != 0x7f).parse(i)?;
@@ -427,7 +433,7 @@ fn contact_params(i: &[u8]) -> IResult<&[u8], ContactParam> {
 
 /// `generic-param = token [ EQUAL gen-value ]`,
 /// `gen-value = token / host / quoted-string`
-fn generic_param(i: &[u8]) -> IResult<&[u8], (&[u8], Option<&[u8]>)> {
+fn generic_param(i: &[u8]) -> IResult<&[u8], Param<'_>> {
     let (i, name) = take_while1(token_char).parse(i)?;
     let (i, value) = opt(preceded(equal, gen_value)).parse(i)?;
     Ok((i, (name, value)))
@@ -554,6 +560,7 @@ fn skip_to_comma(i: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -271,6 +271,7 @@ fn hnv_char(c: u8) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -42,11 +42,11 @@ fn uris(d: &Decision) -> Vec<String> {
 }
 
 fn redirect(e: &Engine, env: &FakeEnv, list: &[B]) -> Decision {
-    e.push_redirect(env, &message(U1), &branches(list), None, None)
+    e.push_redirect(env, &message(U1), &branches(list), b"", None, None)
 }
 
 fn redirect_mode(e: &Engine, env: &FakeEnv, list: &[B], mode: ForkMode) -> Decision {
-    e.push_redirect(env, &message(U1), &branches(list), Some(mode), None)
+    e.push_redirect(env, &message(U1), &branches(list), b"", Some(mode), None)
 }
 
 fn assert_branches(d: &Decision, want: &[&str], reason: Reason) {
@@ -261,38 +261,49 @@ fn multi_300() -> B {
 #[test]
 fn f4_several_contacts_serial_in_q_order() {
     let e = engine_with("allowed_domains", "partner.example");
-    let d = redirect(&e, &env3(), &[multi_300()]);
-    assert_branches(&d, &["sip:b@partner.example"], Reason::Redirect);
-    // b failed: the next Contact of the same 300, not a terminal.
-    let d = redirect(
-        &e,
-        &env3(),
+    let env = env3();
+    let round = |list: &[B], memo: &[u8]| {
+        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+    };
+    let d1 = round(&[multi_300()], b"");
+    assert_branches(&d1, &["sip:b@partner.example"], Reason::Redirect);
+    // b failed: the next Contact of the same 300 (tm has dropped that reply
+    // by now; the memo carries its Contacts), not a terminal.
+    let d2 = round(
         &[
             multi_300().earlier(),
             b("sip:b@partner.example", "480 X", &[]),
         ],
+        &d1.memo,
     );
-    assert_branches(&d, &["sip:c@partner.example"], Reason::PendingRedirect);
-    let d = redirect(
-        &e,
-        &env3(),
+    assert_branches(&d2, &["sip:c@partner.example"], Reason::PendingRedirect);
+    let d3 = round(
         &[
             multi_300().earlier(),
             b("sip:b@partner.example", "480 X", &[]).earlier(),
             timeout("sip:c@partner.example"),
         ],
+        &d2.memo,
     );
-    assert_branches(&d, &["sip:a@partner.example"], Reason::PendingRedirect);
+    assert_branches(&d3, &["sip:a@partner.example"], Reason::PendingRedirect);
     // Every Contact tried: on to the other registered terminals.
-    let d = redirect(
-        &e,
-        &env3(),
+    let d4 = round(
         &[
             multi_300().earlier(),
             b("sip:b@partner.example", "480 X", &[]).earlier(),
             timeout("sip:c@partner.example").earlier(),
             b("sip:a@partner.example", "486 X", &[]),
         ],
+        &d3.memo,
+    );
+    assert_branches(&d4, &[T2], Reason::Failover);
+    // Without the memo the pending Contacts are unknown: straight to failover.
+    let d = round(
+        &[
+            multi_300().earlier(),
+            b("sip:b@partner.example", "480 X", &[]),
+        ],
+        b"",
     );
     assert_branches(&d, &[T2], Reason::Failover);
 }
@@ -335,7 +346,7 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
     env.register("sip:u2@example.com", "u2t", 5082, None, 1);
     let f = provisioned("sip:u2@example.com");
     let list = [b(T1, "302 Moved", &[])];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
     assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
     assert_eq!(d.counters.forwardings_applied, 1);
     // Then the other registered terminals.
@@ -343,7 +354,7 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
         b(T1, "302 Moved", &[]).earlier(),
         b("sip:u2t@127.0.0.1:5082", "480 X", &[]),
     ];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
     assert_branches(&d, &[T2], Reason::Failover);
 }
 
@@ -352,7 +363,7 @@ fn f5_provisioned_forwarding_is_not_used_for_a_plain_failure() {
     let f = provisioned("sip:x@partner.example");
     let e = engine_with("allowed_domains", "partner.example");
     let list = [b(T1, "480 X", &[])];
-    let d = e.push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    let d = e.push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
     assert_branches(&d, &[T2], Reason::Failover);
     let d = e.push_lookup(&env3(), &message(U1), None, Some(&f));
     assert_branches(&d, &[T1], Reason::Registered);
@@ -432,7 +443,7 @@ fn f6_lookup_applies_the_stored_forwarding_first() {
 fn f6_failed_stored_target_falls_back_to_the_terminals() {
     let f = stored(ForwardingKind::Permanent, T3, None);
     let list = [b(T3, "480 X", &[])];
-    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
     assert_branches(&d, &[T1], Reason::Failover);
     assert_eq!(d.store, StoreAction::None, "a permanent entry stays");
     // t1 redirects again to t3, already tried: a loop, then t2.
@@ -440,7 +451,7 @@ fn f6_failed_stored_target_falls_back_to_the_terminals() {
         b(T3, "480 X", &[]).earlier(),
         b(T1, "301 Moved", &[&format!("Contact: <{T3}>")]),
     ];
-    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), None, Some(&f));
+    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
     assert_branches(&d, &[T2], Reason::Failover);
     assert_eq!(d.counters.loops_prevented, 1);
 }
@@ -518,7 +529,7 @@ fn f7_failed_temporary_entry_is_forgotten() {
     let env = env3();
     let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 100));
     let list = [timeout(T3)];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), None, Some(&f));
+    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
     assert_eq!(d.store, StoreAction::Forget);
     assert_branches(&d, &[T1], Reason::Failover);
 }
@@ -533,7 +544,7 @@ fn rule_untouched_method_not_in_methods() {
     assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
     assert!(d.warnings.is_empty(), "untouched logs nothing above debug");
     let list = [b(T1, "302 Moved", &[&format!("Contact: <{T3}>")])];
-    let d = engine().push_redirect(&env3(), &req, &branches(&list), None, None);
+    let d = engine().push_redirect(&env3(), &req, &branches(&list), b"", None, None);
     assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
 }
 
@@ -703,18 +714,33 @@ fn rule_max_depth_bounds_the_redirects_followed() {
     }
     let hop = |k: u16| format!("sip:h{k}@127.0.0.1:{}", 6000 + k);
     let contact = |k: u16| format!("Contact: <{}>", hop(k));
-    let list = [
-        b(T1, "302 M", &[&contact(0)]).earlier(),
-        b(&hop(0), "302 M", &[&contact(1)]).earlier(),
-        b(&hop(1), "302 M", &[&contact(2)]),
-    ];
-    let d = redirect(&e, &env, &list);
-    assert_eq!(d.counters.loops_prevented, 1);
-    assert!(
-        !uris(&d).contains(&hop(2)),
-        "third redirect not followed: {d:#?}"
+    let round = |list: &[B], memo: &[u8]| {
+        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+    };
+    let d1 = round(&[b(T1, "302 M", &[&contact(0)])], b"");
+    assert_branches(&d1, &[&hop(0)], Reason::Redirect);
+    let d2 = round(
+        &[
+            b(T1, "302 M", &[&contact(0)]).earlier(),
+            b(&hop(0), "302 M", &[&contact(1)]),
+        ],
+        &d1.memo,
     );
-    assert_eq!(d.reason, Reason::Failover);
+    assert_branches(&d2, &[&hop(1)], Reason::Redirect);
+    let d3 = round(
+        &[
+            b(T1, "302 M", &[&contact(0)]).earlier(),
+            b(&hop(0), "302 M", &[&contact(1)]).earlier(),
+            b(&hop(1), "302 M", &[&contact(2)]),
+        ],
+        &d2.memo,
+    );
+    assert_eq!(d3.counters.loops_prevented, 1);
+    assert!(
+        !uris(&d3).contains(&hop(2)),
+        "third redirect not followed: {d3:#?}"
+    );
+    assert_eq!(d3.reason, Reason::Failover);
 }
 
 #[test]
@@ -747,7 +773,14 @@ fn rule_sips_request_is_never_redirected_to_sip() {
         )
     }];
     let e = engine_with("allowed_domains", "partner.example");
-    let d = e.push_redirect(&env, &req, &branches(&list), Some(ForkMode::Parallel), None);
+    let d = e.push_redirect(
+        &env,
+        &req,
+        &branches(&list),
+        b"",
+        Some(ForkMode::Parallel),
+        None,
+    );
     assert_branches(&d, &["sips:y@partner.example"], Reason::Redirect);
     assert_eq!(d.counters.targets_refused, 1);
     // And a sip: request may go to sips:.
@@ -755,6 +788,7 @@ fn rule_sips_request_is_never_redirected_to_sip() {
         &env3(),
         &message(U1),
         &branches(&list),
+        b"",
         Some(ForkMode::Parallel),
         None,
     );

@@ -1,0 +1,114 @@
+//! What a transaction must remember between failure rounds that Kamailio's
+//! tm does not keep: tm keeps every branch's Request-URI and status, but it
+//! drops the replies of earlier rounds once new branches are sent
+//! (`failure_reply_mode`), so the Contacts of an earlier 3xx that are still
+//! to be tried, and the number of redirects already followed, would be lost.
+//!
+//! The engine writes this memo into each decision; the module keeps it in a
+//! transaction XAVP (shared memory, seen by whichever process runs the next
+//! failure round) and hands it back. It is a few short text lines, read
+//! leniently and bounded: a damaged memo only costs the pending Contacts.
+
+use crate::engine::ForwardTarget;
+use crate::uri::MAX_URI_LEN;
+
+/// Most pending targets a memo keeps.
+pub const MAX_PENDING: usize = 256;
+
+/// The memo of one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memo {
+    /// 3xx replies whose Contacts were taken so far (bounded by `max_depth`).
+    pub redirects: u32,
+    /// Contacts of earlier 3xx replies, latest reply first, best q first.
+    pub pending: Vec<ForwardTarget>,
+}
+
+const MAGIC: &str = "pr1";
+
+impl Memo {
+    /// Reads a memo; empty or unreadable input gives an empty memo, and bad
+    /// lines are skipped.
+    pub fn decode(bytes: &[u8]) -> Memo {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Memo::default();
+        };
+        let mut lines = text.lines();
+        let redirects = match lines.next().and_then(|l| l.split_once(' ')) {
+            Some((MAGIC, n)) => n.parse().unwrap_or(0),
+            _ => return Memo::default(),
+        };
+        let pending = lines
+            .filter_map(|l| {
+                let (q, uri) = l.split_once(' ')?;
+                let q = match q {
+                    "-" => None,
+                    q => Some(q.parse::<u16>().ok().filter(|q| *q <= 1000)?),
+                };
+                (!uri.is_empty() && uri.len() <= MAX_URI_LEN && !uri.contains(' ')).then(|| {
+                    ForwardTarget {
+                        uri: uri.to_string(),
+                        q,
+                    }
+                })
+            })
+            .take(MAX_PENDING)
+            .collect();
+        Memo { redirects, pending }
+    }
+
+    /// Writes the memo.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("{MAGIC} {}\n", self.redirects);
+        for t in self.pending.iter().take(MAX_PENDING) {
+            match t.q {
+                Some(q) => s.push_str(&q.to_string()),
+                None => s.push('-'),
+            }
+            s.push(' ');
+            s.push_str(&t.uri);
+            s.push('\n');
+        }
+        s.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let m = Memo {
+            redirects: 2,
+            pending: vec![
+                ForwardTarget {
+                    uri: "sip:a@h;lr".into(),
+                    q: Some(500),
+                },
+                ForwardTarget {
+                    uri: "sips:b@h".into(),
+                    q: None,
+                },
+            ],
+        };
+        assert_eq!(Memo::decode(&m.encode()), m);
+    }
+
+    #[test]
+    fn damaged_memos_are_read_leniently() {
+        assert_eq!(Memo::decode(b""), Memo::default());
+        assert_eq!(Memo::decode(b"\xff\xfe"), Memo::default());
+        assert_eq!(Memo::decode(b"xx 3\n- sip:a@h\n"), Memo::default());
+        let m = Memo::decode(b"pr1 x\n2000 sip:a@h\n- \nfoo\n- sip:b@h\n");
+        assert_eq!(m.redirects, 0);
+        assert_eq!(m.pending.len(), 1);
+        let many: String = (0..1000).map(|k| format!("- sip:{k}@h\n")).collect();
+        assert_eq!(
+            Memo::decode(format!("pr1 1\n{many}").as_bytes())
+                .pending
+                .len(),
+            MAX_PENDING
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Property tests: invariants of SPEC §3 that must hold for any transaction
+//! a hostile set of terminals can produce.
+
+mod common;
+
+use common::{reply, FakeEnv};
+use proptest::prelude::*;
+use push_redirect::config::{Config, ForkMode};
+use push_redirect::engine::{Branch, Engine, Reason, Request, Verdict};
+use push_redirect::{parser, uri};
+
+const AOR: &str = "sip:u1@example.com";
+
+/// Contact URIs a terminal may answer with: own terminals, local AORs
+/// (with and without contacts), the proxy itself, allowed and foreign
+/// domains, sips, other schemes and garbage.
+const POOL: &[&str] = &[
+    "sip:t0@127.0.0.1:5070",
+    "sip:t1@127.0.0.1:5071",
+    "sip:t2@127.0.0.1:5072",
+    "sip:t3@127.0.0.1:5073",
+    "sip:u2@example.com",
+    "sip:nobody@example.com",
+    "sip:127.0.0.1:5060",
+    "sip:a@partner.example",
+    "sip:b@partner.example;transport=tcp",
+    "sips:c@partner.example",
+    "sip:evil@attacker.example",
+    "sips:evil@attacker.example",
+    "tel:+34600000000",
+    "http://x.example/",
+    "sip:@",
+    "sip:T1@127.0.0.1:5071;lr",
+];
+
+fn env() -> FakeEnv {
+    let mut env = FakeEnv::default();
+    for k in 0..4u16 {
+        env.register(
+            AOR,
+            &format!("t{k}"),
+            5070 + k,
+            Some(1000 - k * 100),
+            i64::from(k),
+        );
+    }
+    env.register("sip:u2@example.com", "u2a", 5080, None, 1)
+        .register("sip:u2@example.com", "u2b", 5081, Some(300), 2);
+    env.register("sips:u1@example.com", "s1", 5090, None, 1);
+    env
+}
+
+#[derive(Debug, Clone)]
+struct Br {
+    target: usize,
+    status: u16,
+    contacts: Vec<(usize, Option<u16>)>,
+    expires: Option<u32>,
+    timeout: bool,
+}
+
+fn status() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        Just(300u16),
+        Just(301),
+        Just(302),
+        Just(305),
+        Just(380),
+        Just(401),
+        Just(404),
+        Just(408),
+        Just(480),
+        Just(486),
+        Just(503),
+        Just(603),
+        Just(200),
+        300u16..700,
+    ]
+}
+
+fn branch() -> impl Strategy<Value = Br> {
+    (
+        0..POOL.len(),
+        status(),
+        prop::collection::vec((0..POOL.len(), prop::option::of(0u16..=1000)), 0..12),
+        prop::option::of(0u32..100),
+        any::<bool>(),
+    )
+        .prop_map(|(target, status, contacts, expires, timeout)| Br {
+            target,
+            status,
+            contacts,
+            expires,
+            timeout: timeout && status == 408,
+        })
+}
+
+fn build(list: &[Br]) -> Vec<(String, u16, Option<Vec<u8>>)> {
+    list.iter()
+        .map(|b| {
+            let mut headers: Vec<String> = Vec::new();
+            if !b.contacts.is_empty() {
+                let values: Vec<String> = b
+                    .contacts
+                    .iter()
+                    .map(|(i, q)| match q {
+                        Some(q) => format!("<{}>;q={}.{:03}", POOL[*i], q / 1000, q % 1000),
+                        None => format!("<{}>", POOL[*i]),
+                    })
+                    .collect();
+                headers.push(format!("Contact: {}", values.join(", ")));
+            }
+            if let Some(e) = b.expires {
+                headers.push(format!("Expires: {e}"));
+            }
+            let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+            let raw = (!b.timeout).then(|| reply(&format!("{} X", b.status), &refs));
+            (POOL[b.target].to_string(), b.status, raw)
+        })
+        .collect()
+}
+
+fn key(u: &[u8]) -> Option<uri::TargetKey> {
+    uri::parse(u).ok().map(|u| u.key())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// A whole transaction, round after round, against terminals that
+    /// answer from a random table: the rules hold in every round and across
+    /// the transaction.
+    #[test]
+    fn transactions_keep_every_safety_rule(
+        answers in prop::collection::vec(branch(), 1..24),
+        max_branches in 1u32..10,
+        max_depth in 1u32..5,
+        parallel in any::<bool>(),
+        sips in any::<bool>(),
+    ) {
+        let mut cfg = Config::default();
+        cfg.set("max_branches", &max_branches.to_string()).unwrap();
+        cfg.set("max_depth", &max_depth.to_string()).unwrap();
+        cfg.set("allowed_domains", "partner.example").unwrap();
+        let engine = Engine::new(cfg);
+        let env = env();
+        let ruri = if sips { "sips:u1@example.com" } else { AOR };
+        let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None };
+        let mode = if parallel { ForkMode::Parallel } else { ForkMode::Serial };
+
+        let first = engine.push_lookup(&env, &req, Some(mode), None);
+        let mut sent: Vec<String> = first.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()).collect();
+        let mut round_start = 0;
+        let mut memo = Vec::new();
+        let mut redirects = 0;
+        for _round in 0..16 {
+            if sent.len() == round_start { break; }
+            // Every branch of the round answers from the table.
+            let owned: Vec<(String, u16, Option<Vec<u8>>)> = sent
+                .iter()
+                .map(|u| {
+                    let k = u.bytes().fold(7usize, |h, c| h.wrapping_mul(31).wrapping_add(c as usize));
+                    let mut a = build(std::slice::from_ref(&answers[k % answers.len()]));
+                    let (_, s, r) = a.remove(0);
+                    (u.clone(), s, r)
+                })
+                .collect();
+            let branches: Vec<Branch<'_>> = owned
+                .iter()
+                .enumerate()
+                .map(|(i, (u, s, r))| Branch { uri: u.as_bytes(), status: *s, reply: r.as_deref(), current_round: i >= round_start })
+                .collect();
+            let d = engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None);
+            // Deterministic.
+            prop_assert_eq!(&d, &engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None));
+            prop_assert!(d.branches.len() <= max_branches as usize);
+            if !parallel { prop_assert!(d.branches.len() <= 1); }
+            prop_assert!(d.branches.len() + branches.len() <= engine.branch_limit.max(branches.len()));
+            prop_assert_eq!(d.verdict == Verdict::Branches, !d.branches.is_empty());
+            if owned[round_start..].iter().any(|(_, s, _)| (600..700).contains(s)) {
+                prop_assert!(d.branches.is_empty());
+            }
+            redirects += d.counters.redirects_followed;
+            prop_assert!(redirects <= max_depth, "{} redirects followed, max_depth {}", redirects, max_depth);
+            let tried: Vec<_> = branches.iter().filter_map(|b| key(b.uri)).collect();
+            let mut seen = Vec::new();
+            for b in &d.branches {
+                let u = uri::parse(&b.uri);
+                prop_assert!(u.is_ok(), "only sip:/sips: targets: {:?}", String::from_utf8_lossy(&b.uri));
+                let u = u.unwrap();
+                prop_assert!(!tried.contains(&u.key()), "tried again: {:?}", String::from_utf8_lossy(&b.uri));
+                prop_assert!(!seen.contains(&u.key()));
+                seen.push(u.key());
+                if sips { prop_assert_eq!(u.scheme, uri::Scheme::Sips); }
+                let host = u.host_str();
+                prop_assert!(host == "127.0.0.1" || host == "partner.example", "refused host {}", host);
+                prop_assert!(host != "127.0.0.1" || u.port != Some(5060), "the proxy itself");
+            }
+            if d.reason == Reason::Redirect { prop_assert!(d.counters.redirects_followed > 0); }
+            round_start = sent.len();
+            sent.extend(d.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()));
+            memo = d.memo;
+        }
+    }
+
+    #[test]
+    fn parser_never_panics_and_terminates(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        if let Ok(r) = parser::parse_response(&bytes) {
+            let n = r.contacts().take(10_000).count();
+            prop_assert!(n < 10_000);
+            let _ = r.expires();
+        }
+        let _ = uri::parse(&bytes);
+    }
+
+    #[test]
+    fn parser_on_mangled_replies(
+        contacts in prop::collection::vec("[ -~]{0,40}", 0..20),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let raw = reply("300 Multiple", &[&format!("Contact: {}", contacts.join(","))]);
+        let cut = cut.index(raw.len() + 1);
+        if let Ok(r) = parser::parse_response(&raw[..cut]) {
+            // Each value yields at most one item: the iterator always advances.
+            prop_assert!(r.contacts().count() <= contacts.len() + 1 + raw.iter().filter(|&&c| c == b',').count());
+        }
+    }
+}
