@@ -17,6 +17,47 @@
 #include <stdint.h>
 
 /*
+ `token` (RFC 3261 §25.1).
+ */
+#define TOKEN 1
+
+/*
+ `unreserved` = alphanum / mark.
+ */
+#define UNRESERVED (1 << 1)
+
+/*
+ Characters of `user`: unreserved / escaped / user-unreserved.
+ */
+#define USER (1 << 2)
+
+/*
+ Characters of `password`.
+ */
+#define PASSWORD (1 << 3)
+
+/*
+ Characters of `uri-parameters`, separators included.
+ */
+#define PARAM (1 << 4)
+
+/*
+ Characters of `hname` / `hvalue`, separators included.
+ */
+#define HNV (1 << 5)
+
+/*
+ Characters of `hostname` (alphanumerics, `-`, `.`).
+ */
+#define HOST (1 << 6)
+
+/*
+ Most warnings one decision logs; the rest are counted in one line, so a
+ reply with thousands of bad Contacts cannot flood the log.
+ */
+#define MAX_WARNINGS 8
+
+/*
  Most contacts one lookup may report; more are ignored (with a warning).
  */
 #define PR_MAX_CONTACTS_PER_AOR 1024
@@ -407,12 +448,13 @@ const char *pr_version(void);
 
 /*
  Routes the library's log messages to `cb` (NULL: drop them), for levels
- up to `max_level`. `cb` gets `userdata` back and a message valid only
- during the call; it must not call back into this library. Also routes
- panic messages to `cb` instead of stderr. Process-wide; call it before
- using handles from other threads.
+ up to `max_level` (a `pr_log_level`; 0 delivers nothing, values above
+ `PR_LOG_LEVEL_DEBUG` deliver everything). `cb` gets `userdata` back and a
+ message valid only during the call; it must not call back into this
+ library. Also routes panic messages to `cb` instead of stderr.
+ Process-wide; call it before using handles from other threads.
  */
-void pr_set_logger(pr_log_fn cb, void *userdata, pr_log_level max_level);
+void pr_set_logger(pr_log_fn cb, void *userdata, uint32_t max_level);
 
 /*
  Creates a configuration with SPEC §4 defaults into `*out`. Free it with
@@ -432,8 +474,9 @@ pr_status pr_config_set(struct pr_config *cfg,
                         size_t value_len);
 
 /*
- Copies the text of the last refused `pr_config_set` (empty if none) into
- `buf` (`len` bytes); `*out_n` receives its length.
+ Copies why the most recent `pr_config_set` on `cfg` was refused (empty
+ when it succeeded) into `buf` (`len` bytes); `*out_n` receives its
+ length.
  */
 pr_status pr_config_last_error(const struct pr_config *cfg,
                                uint8_t *buf,

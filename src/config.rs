@@ -192,19 +192,25 @@ impl Config {
         self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
     }
 
-    /// Whether a (lower-case or not) foreign host is in `allowed_domains`.
+    /// Whether a foreign host is in `allowed_domains` (ASCII
+    /// case-insensitive; `*.d` admits the subdomains of `d`).
     pub fn domain_allowed(&self, host: &str) -> bool {
+        self.domain_allowed_bytes(host.as_bytes())
+    }
+
+    /// [`Config::domain_allowed`] over bytes.
+    pub fn domain_allowed_bytes(&self, h: &[u8]) -> bool {
         self.allowed_domains
             .iter()
             .any(|d| match d.strip_prefix("*.") {
                 Some(parent) => {
-                    let (h, p) = (host.as_bytes(), parent.as_bytes());
+                    let p = parent.as_bytes();
                     h.len() > p.len() + 1
                         && h.get(h.len() - p.len()..)
                             .is_some_and(|s| s.eq_ignore_ascii_case(p))
                         && h.get(h.len() - p.len() - 1) == Some(&b'.')
                 }
-                None => host.eq_ignore_ascii_case(d),
+                None => h.eq_ignore_ascii_case(d.as_bytes()),
             })
     }
 }

@@ -16,7 +16,6 @@
 //! 4. the AOR's registered terminals not tried yet (F2, F3).
 
 use std::cell::OnceCell;
-use std::collections::HashSet;
 
 use crate::config::{Config, ForkMode};
 use crate::memo::{Memo, MAX_PENDING};
@@ -305,6 +304,8 @@ pub struct Decision {
     /// What the next failure round of this transaction must be given back
     /// (see [`crate::memo`]); empty after `push_lookup`.
     pub memo: Vec<u8>,
+    /// Warnings beyond [`MAX_WARNINGS`], not kept.
+    pub suppressed: u32,
 }
 
 impl Decision {
@@ -320,12 +321,17 @@ impl Decision {
             service: None,
             warnings: Vec::new(),
             memo: Vec::new(),
+            suppressed: 0,
         }
     }
 
     fn finish(mut self, verdict: Verdict, reason: Reason) -> Self {
         self.verdict = verdict;
         self.reason = reason;
+        if self.suppressed > 0 {
+            self.warnings
+                .push(format!("... and {} more such warnings", self.suppressed));
+        }
         self
     }
 
@@ -351,28 +357,28 @@ pub struct Engine {
 /// The service key of a request: the method, plus the `Event` package for
 /// NOTIFY or the media type for other methods (`MESSAGE:text/plain`).
 pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8]>) -> String {
-    let method = method.to_ascii_uppercase();
-    let detail = if method == "NOTIFY" {
+    let detail = if method.eq_ignore_ascii_case("NOTIFY") {
         event
     } else {
         content_type
     };
+    // The type/subtype or package, without parameters and whitespace.
     let detail = detail
-        .map(|d| {
-            let base = d.split(|&c| c == b';').next().unwrap_or(b"");
-            let base: Vec<u8> = base
-                .iter()
-                .copied()
-                .filter(|c| !c.is_ascii_whitespace())
-                .map(|c| c.to_ascii_lowercase())
-                .collect();
-            base
+        .map(|d| d.split(|&c| c == b';').next().unwrap_or(b""))
+        .filter(|d| {
+            d.iter()
+                .all(|&c| c.is_ascii_graphic() || c == b' ' || c == b'\t')
         })
-        .filter(|d| !d.is_empty() && d.iter().all(|&c| c.is_ascii_graphic()));
-    let mut key = method;
+        .filter(|d| d.iter().any(|c| c.is_ascii_graphic()));
+    let mut key = String::with_capacity(method.len() + 1 + detail.map_or(0, <[u8]>::len));
+    key.extend(method.chars().map(|c| c.to_ascii_uppercase()));
     if let Some(d) = detail {
         key.push(':');
-        key.push_str(&String::from_utf8_lossy(&d));
+        key.extend(
+            d.iter()
+                .filter(|c| c.is_ascii_graphic())
+                .map(|&c| char::from(c.to_ascii_lowercase())),
+        );
     }
     if key.len() > MAX_SERVICE_LEN {
         let mut cut = MAX_SERVICE_LEN;
@@ -384,26 +390,40 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
     key
 }
 
-/// A target chosen by policy, before resolution of local AORs.
+/// A target chosen by policy, before resolution of local AORs. It borrows
+/// from the reply (or the stored forwarding, or the memo): nothing is
+/// copied for Contacts that are not followed.
 #[derive(Debug, Clone)]
-struct Target {
-    uri: Vec<u8>,
-    key: TargetKey,
+struct Target<'a> {
+    uri: &'a [u8],
+    parsed: SipUri<'a>,
     q: Option<u16>,
+    /// The Contact's `expires` parameter, for learning.
+    expires: Option<u32>,
     /// How it becomes a next hop.
     via: Via,
 }
 
 /// How a target becomes a next hop.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Via {
     /// A foreign URI (an allowed domain): sent as is.
     Direct,
     /// Its host is the proxy: an AOR, resolved through the location table.
     LocalAor,
-    /// One of the subscriber's own registered contacts: sent with that
-    /// registration's destination, Path and socket.
-    Own(Box<Registration>),
+    /// One of the subscriber's own registered contacts (index into
+    /// `Ctx::own`): sent with that registration's destination, Path and
+    /// socket.
+    Own(usize),
+}
+
+/// Why a target was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A well-formed URI that policy refuses (scheme, domain, sips, self).
+    Policy,
+    /// Not a URI at all.
+    Malformed,
 }
 
 /// A fully resolved next hop.
@@ -415,12 +435,26 @@ struct Candidate {
 
 /// What one round's replies amount to.
 #[derive(Default)]
-struct Round {
-    targets: Vec<Target>,
+struct Round<'a> {
+    targets: Vec<Target<'a>>,
     failed: bool,
     refused_only: bool,
     not_followed: bool,
     saw_3xx_without_contact: bool,
+}
+
+/// Most warnings one decision logs; the rest are counted in one line, so a
+/// reply with thousands of bad Contacts cannot flood the log.
+pub const MAX_WARNINGS: usize = 8;
+
+impl Decision {
+    fn warn(&mut self, msg: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(msg());
+        } else {
+            self.suppressed += 1;
+        }
+    }
 }
 
 impl Engine {
@@ -493,13 +527,11 @@ impl Engine {
             return d.finish(Verdict::NothingLeft, Reason::Exhausted);
         };
         // Which branches failed in this round (the last one if none is marked).
-        let in_round = |i: usize, b: &Branch<'_>| {
-            b.current_round || (i == last && !branches.iter().any(|b| b.current_round))
-        };
+        let any_marked = branches.iter().any(|b| b.current_round);
         let current: Vec<&Branch<'_>> = branches
             .iter()
             .enumerate()
-            .filter(|(i, b)| in_round(*i, b))
+            .filter(|(i, b)| b.current_round || (!any_marked && *i == last))
             .map(|(_, b)| b)
             .collect();
         if current.iter().any(|b| (600..=699).contains(&b.status)) {
@@ -519,28 +551,31 @@ impl Engine {
             (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
         let mut budget = initial_budget;
 
+        let replies: Vec<Option<parser::Response<'_>>> =
+            current.iter().map(|b| redirect_reply(b)).collect();
         let mut round = Round::default();
-        for b in &current {
-            self.judge(&ctx, b, &mut budget, &mut round, &mut d);
+        for (b, resp) in current.iter().zip(&replies) {
+            self.judge(&ctx, b, resp.as_ref(), &mut budget, &mut round, &mut d);
         }
-        d.memo = ctx.next_memo(&memo, &round.targets, initial_budget - budget);
         if let Some(f) = stored.filter(|f| f.kind == ForwardingKind::Temporary) {
             if ctx.stored_target_failed(f, &current) {
                 d.store = StoreAction::Forget;
             }
         }
+        let redirects_now = initial_budget - budget;
 
         // Tier 1: this round's redirect targets.
-        let (first, mut failed) = match ctx.resolve(&round.targets, &mut d) {
+        let first = match ctx.resolve(&round.targets, &mut d) {
             Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
-            Ok(c) => {
-                let empty = c.is_empty();
-                (c, round.failed || (!round.targets.is_empty() && empty))
-            }
+            Ok(c) => c,
         };
         if !first.is_empty() {
+            d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
             return ctx.emit(first, d, Reason::Redirect);
         }
+        // Targets that resolve to nothing (an AOR without contacts) count as
+        // failed.
+        let failed = round.failed || !round.targets.is_empty();
         if !failed {
             return if round.refused_only {
                 d.finish(Verdict::Refused, Reason::AllTargetsRefused)
@@ -550,10 +585,11 @@ impl Engine {
                 d.finish(Verdict::Untouched, Reason::NotRedirect)
             };
         }
+        d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
 
         // Tier 2: Contacts of earlier redirects, latest first (depth-first).
         let mut quiet = Decision::new(d.mode);
-        let pending: Vec<Target> = memo
+        let pending: Vec<Target<'_>> = memo
             .pending
             .iter()
             .filter_map(|t| match ctx.admit(t.uri.as_bytes(), &mut quiet) {
@@ -567,9 +603,8 @@ impl Engine {
         match ctx.resolve(&pending, &mut quiet) {
             Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
             Ok(c) if !c.is_empty() => return ctx.emit(c, d, Reason::PendingRedirect),
-            Ok(_) => failed = true,
+            Ok(_) => {}
         }
-        debug_assert!(failed);
 
         // Tier 3: the provisioned forwarding after a 3xx without Contact.
         let provisioned =
@@ -619,11 +654,13 @@ impl Engine {
         }
         let aor = uri::parse(req.ruri).map_err(|e| {
             let mut d = d.clone();
-            d.warnings.push(format!(
-                "Request-URI {:?} refused: {}",
-                String::from_utf8_lossy(req.ruri.get(..128).unwrap_or(req.ruri)),
-                e.message()
-            ));
+            d.warn(|| {
+                format!(
+                    "Request-URI {:?} refused: {}",
+                    String::from_utf8_lossy(req.ruri.get(..128).unwrap_or(req.ruri)),
+                    e.message()
+                )
+            });
             Box::new(d.finish(Verdict::Error, Reason::BadRequestUri))
         })?;
         d.aor = Some(aor.aor());
@@ -632,75 +669,84 @@ impl Engine {
     }
 
     /// Reads one failed branch of the current round into `round`.
-    fn judge(
+    fn judge<'a>(
         &self,
         ctx: &Ctx<'_, '_>,
-        b: &Branch<'_>,
+        b: &Branch<'a>,
+        resp: Option<&parser::Response<'a>>,
         budget: &mut usize,
-        round: &mut Round,
+        round: &mut Round<'a>,
         d: &mut Decision,
     ) {
         match b.status {
             305 | 380 => round.not_followed = true,
-            300..=399 => match redirect_contacts(b) {
-                None => {
+            300..=399 => {
+                let Some(resp) = resp.filter(|r| r.has_contact()) else {
                     round.failed = true;
                     round.saw_3xx_without_contact = true;
-                }
-                Some(_) if *budget == 0 => {
+                    return;
+                };
+                if *budget == 0 {
                     d.counters.loops_prevented += 1;
-                    d.warnings.push(format!(
-                        "redirect from {} not followed: max_depth ({}) reached",
-                        lossy(b.uri),
-                        self.config.max_depth
-                    ));
+                    d.warn(|| {
+                        format!(
+                            "redirect from {} not followed: max_depth ({}) reached",
+                            lossy(b.uri),
+                            self.config.max_depth
+                        )
+                    });
                     round.failed = true;
+                    return;
                 }
-                Some(resp) => {
-                    *budget -= 1;
-                    let before = d.counters;
-                    let sel = ctx.select(&resp, d);
-                    if sel.is_empty() {
-                        let refused = d.counters.targets_refused > before.targets_refused;
-                        let looped = d.counters.loops_prevented > before.loops_prevented;
-                        if refused && !looped {
-                            round.refused_only = true;
-                        } else {
-                            round.failed = true;
-                        }
-                        return;
+                *budget -= 1;
+                let before = d.counters;
+                let (sel, malformed) = ctx.select(resp, d);
+                if sel.is_empty() {
+                    // Only a policy refusal stops here (the sender gets the
+                    // 3xx); Contacts that were garbage, loops or AORs
+                    // without contacts count as a failed target.
+                    let refused = d.counters.targets_refused - before.targets_refused > malformed;
+                    let looped = d.counters.loops_prevented > before.loops_prevented;
+                    if refused && !looped {
+                        round.refused_only = true;
+                    } else {
+                        round.failed = true;
                     }
-                    d.counters.redirects_followed += 1;
-                    if d.store == StoreAction::None {
-                        d.store = learn(b, &resp, &sel);
-                        if d.store != StoreAction::None {
-                            d.counters.forwardings_learned += 1;
-                        }
-                    }
-                    for t in sel {
-                        if !round.targets.iter().any(|o| o.key == t.key) {
-                            round.targets.push(t);
-                        }
+                    return;
+                }
+                d.counters.redirects_followed += 1;
+                if d.store == StoreAction::None {
+                    d.store = learn(b, resp, &sel);
+                    if d.store != StoreAction::None {
+                        d.counters.forwardings_learned += 1;
                     }
                 }
-            },
+                for t in sel {
+                    if !round
+                        .targets
+                        .iter()
+                        .any(|o| o.parsed.same_target(&t.parsed))
+                    {
+                        round.targets.push(t);
+                    }
+                }
+            }
             code if self.config.is_failover_code(code) => round.failed = true,
             _ => {}
         }
     }
 }
 
-/// The reply of a 3xx branch if it carries at least one Contact value.
-fn redirect_contacts<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
+/// The parsed reply of a 3xx branch that may be followed.
+fn redirect_reply<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
     if !(300..=399).contains(&b.status) || matches!(b.status, 305 | 380) {
         return None;
     }
-    let resp = parser::parse_response(b.reply?).ok()?;
-    resp.contacts().next().is_some().then_some(resp)
+    parser::parse_response(b.reply?).ok()
 }
 
 /// The store action a followed 3xx asks for (F6, F7).
-fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target]) -> StoreAction {
+fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> StoreAction {
     let kind = match b.status {
         301 => ForwardingKind::Permanent,
         302 => ForwardingKind::Temporary,
@@ -708,13 +754,11 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target]) -> StoreAc
     };
     // The expiry of the followed Contacts (the shortest), else the Expires
     // header (RFC 3261 §20.19).
-    let contact_expiry = resp
-        .contacts()
-        .filter_map(Result::ok)
-        .filter(|c| uri::parse(c.uri).is_ok_and(|u| sel.iter().any(|t| t.key == u.key())))
-        .filter_map(|c| c.expires)
-        .min();
-    let ttl = contact_expiry.or_else(|| resp.expires());
+    let ttl = sel
+        .iter()
+        .filter_map(|t| t.expires)
+        .min()
+        .or_else(|| resp.expires());
     match (kind, ttl) {
         (_, Some(0)) => StoreAction::None,
         // RFC 3261 §21.3.3: a 302 without an expiry is for this request only.
@@ -725,7 +769,7 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target]) -> StoreAc
             targets: sel
                 .iter()
                 .map(|t| ForwardTarget {
-                    uri: lossy(&t.uri),
+                    uri: lossy(t.uri),
                     q: t.q,
                 })
                 .collect(),
@@ -747,8 +791,7 @@ struct Ctx<'e, 'r> {
     aor: &'e SipUri<'r>,
     tried: &'e [TargetKey],
     ruri_sips: bool,
-    branches_so_far: usize,
-    /// The AOR's registrations by key, read once when first needed.
+    /// The AOR's registrations with their keys, read once when first needed.
     own: OnceCell<Vec<(TargetKey, Registration)>>,
 }
 
@@ -765,7 +808,6 @@ impl<'e, 'r> Ctx<'e, 'r> {
             aor,
             tried,
             ruri_sips: aor.scheme == Scheme::Sips,
-            branches_so_far: tried.len(),
             own: OnceCell::new(),
         }
     }
@@ -774,14 +816,12 @@ impl<'e, 'r> Ctx<'e, 'r> {
         &self.engine.config
     }
 
-    fn is_tried(&self, key: &TargetKey) -> bool {
-        self.tried.contains(key)
+    fn is_tried(&self, u: &SipUri<'_>) -> bool {
+        self.tried.iter().any(|k| k.matches(u))
     }
 
-    /// The subscriber's own registration with this key, if any: a redirect
-    /// to another terminal of the same subscriber needs no allowed domain.
-    fn own_registration(&self, key: &TargetKey) -> Option<Registration> {
-        let own = self.own.get_or_init(|| {
+    fn own(&self) -> &[(TargetKey, Registration)] {
+        self.own.get_or_init(|| {
             if !self.env.is_self(self.aor.host, self.aor.port) {
                 return Vec::new();
             }
@@ -791,22 +831,30 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .into_iter()
                 .filter_map(|r| uri::parse(&r.uri).ok().map(|u| u.key()).map(|k| (k, r)))
                 .collect()
-        });
-        own.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone())
+        })
+    }
+
+    /// The index of the subscriber's own registration that is `u`, if any:
+    /// a redirect to another terminal of the same subscriber needs no
+    /// allowed domain.
+    fn own_registration(&self, u: &SipUri<'_>) -> Option<usize> {
+        self.own().iter().position(|(k, _)| k.matches(u))
     }
 
     /// Policy for one target URI (SPEC §3). `Ok(None)`: already tried.
-    fn admit(&self, raw: &[u8], d: &mut Decision) -> Result<Option<Target>, ()> {
+    fn admit<'a>(&self, raw: &'a [u8], d: &mut Decision) -> Result<Option<Target<'a>>, Refusal> {
         let refuse = |d: &mut Decision, why: &str| {
             d.counters.targets_refused += 1;
-            d.warnings
-                .push(format!("target {} refused: {why}", lossy(raw)));
-            Err(())
+            d.warn(|| format!("target {} refused: {why}", lossy(raw)));
+            Err(Refusal::Policy)
         };
         let u = match uri::parse(raw) {
             Ok(u) => u,
             Err(UriError::UnsupportedScheme) => return refuse(d, "only sip: and sips: targets"),
-            Err(e) => return refuse(d, e.message()),
+            Err(e) => {
+                let _ = refuse(d, e.message());
+                return Err(Refusal::Malformed);
+            }
         };
         if self.ruri_sips && u.scheme != Scheme::Sips {
             return refuse(d, "sip: target for a sips: request (RFC 3261 16.7)");
@@ -815,75 +863,90 @@ impl<'e, 'r> Ctx<'e, 'r> {
         if local && u.user.is_none() {
             return refuse(d, "the proxy itself, with no AOR");
         }
-        let key = u.key();
-        if self.is_tried(&key) {
+        if self.is_tried(&u) {
             d.counters.loops_prevented += 1;
             return Ok(None);
         }
         let via = if local {
             Via::LocalAor
-        } else if let Some(r) = self.own_registration(&key) {
-            Via::Own(Box::new(r))
-        } else if self.cfg().domain_allowed(u.host_str()) {
+        } else if let Some(i) = self.own_registration(&u) {
+            Via::Own(i)
+        } else if self.cfg().domain_allowed_bytes(u.host) {
             Via::Direct
         } else {
             return refuse(d, "domain not in allowed_domains");
         };
         Ok(Some(Target {
-            uri: raw.to_vec(),
-            key,
+            uri: raw,
+            parsed: u,
             q: None,
+            expires: None,
             via,
         }))
     }
 
     /// The accepted Contacts of a 3xx: the `max_branches` best by q (stable
-    /// for equal q), the rest counted as dropped. Memory stays
-    /// O(`max_branches`) whatever the number of Contacts.
-    fn select(&self, resp: &parser::Response<'_>, d: &mut Decision) -> Vec<Target> {
+    /// for equal q), the rest counted as dropped. A Contact whose q cannot
+    /// rank among the best kept so far is dropped unexamined. Memory stays
+    /// O(`max_branches`) whatever the number of Contacts, and nothing is
+    /// copied from the reply.
+    /// Also returns how many Contacts were malformed (and counted refused).
+    fn select<'a>(&self, resp: &parser::Response<'a>, d: &mut Decision) -> (Vec<Target<'a>>, u32) {
         let cap = self.cfg().max_branches as usize;
-        let mut best: Vec<Target> = Vec::with_capacity(cap + 1);
+        let mut best: Vec<Target<'a>> = Vec::with_capacity(cap + 1);
         let mut accepted = 0usize;
+        let mut malformed = 0u32;
         for c in resp.contacts() {
             let c = match c {
                 Ok(c) if !c.is_wildcard() => c,
                 Ok(_) | Err(ContactError::Malformed) => {
                     d.counters.targets_refused += 1;
-                    d.warnings.push("malformed Contact skipped".into());
+                    malformed += 1;
+                    d.warn(|| "malformed Contact skipped".into());
                     continue;
                 }
             };
-            let Ok(Some(mut t)) = self.admit(c.uri, d) else {
+            let q = c.q.unwrap_or(1000);
+            if best.len() == cap && best.last().is_some_and(|w| w.q.unwrap_or(1000) >= q) {
+                accepted += 1;
                 continue;
+            }
+            let mut t = match self.admit(c.uri, d) {
+                Ok(Some(t)) => t,
+                Ok(None) | Err(Refusal::Policy) => continue,
+                Err(Refusal::Malformed) => {
+                    malformed += 1;
+                    continue;
+                }
             };
-            if best.iter().any(|o| o.key == t.key) {
+            if best.iter().any(|o| o.parsed.same_target(&t.parsed)) {
                 continue;
             }
             accepted += 1;
             t.q = c.q;
-            let q = t.q.unwrap_or(1000);
+            t.expires = c.expires;
             let pos = best.partition_point(|o| o.q.unwrap_or(1000) >= q);
             if pos < cap {
+                if best.len() == cap {
+                    best.pop();
+                }
                 best.insert(pos, t);
-                best.truncate(cap);
             }
         }
         let dropped = accepted.saturating_sub(best.len());
         if dropped > 0 {
             d.counters.contacts_dropped += u32::try_from(dropped).unwrap_or(u32::MAX);
-            d.warnings.push(format!(
-                "{dropped} Contacts beyond max_branches ({cap}) dropped"
-            ));
+            d.warn(|| format!("{dropped} Contacts beyond the max_branches ({cap}) best dropped"));
         }
-        best
+        (best, malformed)
     }
 
     /// The targets of a stored forwarding that pass today's policy.
-    fn forwarding_targets(&self, f: &Forwarding, d: &mut Decision) -> Vec<Target> {
-        let mut out: Vec<Target> = Vec::new();
+    fn forwarding_targets<'a>(&self, f: &'a Forwarding, d: &mut Decision) -> Vec<Target<'a>> {
+        let mut out: Vec<Target<'a>> = Vec::new();
         for ft in &f.targets {
             if let Ok(Some(mut t)) = self.admit(ft.uri.as_bytes(), d) {
-                if !out.iter().any(|o| o.key == t.key) {
+                if !out.iter().any(|o| o.parsed.same_target(&t.parsed)) {
                     t.q = ft.q;
                     out.push(t);
                 }
@@ -894,44 +957,41 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// Turns targets into next hops: a local AOR becomes its registered
     /// contacts (an AOR without contacts yields nothing: a failed target).
-    fn resolve(&self, targets: &[Target], d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+    fn resolve(&self, targets: &[Target<'_>], d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+        let limit = self.take(d.mode);
         let mut out: Vec<Candidate> = Vec::new();
         for t in targets {
-            let out_of = |r: &Registration| BranchOut {
-                uri: t.uri.clone(),
-                dst_uri: r.received.clone().filter(|v| !v.is_empty()),
-                path: r.path.clone().filter(|v| !v.is_empty()),
-                instance: r.instance.clone().filter(|v| !v.is_empty()),
-                socket: r.socket,
-                q: t.q.or(r.q),
-            };
-            match &t.via {
+            if out.len() >= limit {
+                break;
+            }
+            match t.via {
                 Via::Direct => push_unique(
                     &mut out,
                     Candidate {
                         out: BranchOut {
-                            uri: t.uri.clone(),
+                            uri: t.uri.to_vec(),
                             dst_uri: None,
                             path: None,
                             instance: None,
                             socket: 0,
                             q: t.q,
                         },
-                        key: t.key.clone(),
+                        key: t.parsed.key(),
                     },
                 ),
-                Via::Own(r) => push_unique(
-                    &mut out,
-                    Candidate {
-                        out: out_of(r),
-                        key: t.key.clone(),
-                    },
-                ),
+                Via::Own(i) => {
+                    if let Some((key, r)) = self.own().get(i) {
+                        push_unique(
+                            &mut out,
+                            Candidate {
+                                out: branch_of(t.uri.to_vec(), r, t.q.or(r.q)),
+                                key: key.clone(),
+                            },
+                        );
+                    }
+                }
                 Via::LocalAor => {
-                    let Ok(u) = uri::parse(&t.uri) else {
-                        continue;
-                    };
-                    for c in self.contacts_of(&u.aor(), d)? {
+                    for c in self.contacts_of(&t.parsed.aor(), d)? {
                         push_unique(&mut out, c);
                     }
                 }
@@ -944,7 +1004,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// and those that do not pass policy (a registration is input too).
     fn contacts_of(&self, aor: &str, d: &mut Decision) -> Result<Vec<Candidate>, ()> {
         let mut regs = self.env.lookup(aor).map_err(|_| {
-            d.warnings.push(format!("location lookup of {aor} failed"));
+            d.warn(|| format!("location lookup of {aor} failed"));
         })?;
         // q high first (unset q ranks as 1.0), then the most recent.
         regs.sort_by(|a, b| {
@@ -955,28 +1015,20 @@ impl<'e, 'r> Ctx<'e, 'r> {
         let mut out = Vec::with_capacity(regs.len());
         for r in regs {
             let Ok(u) = uri::parse(&r.uri) else {
-                d.warnings.push(format!(
-                    "registered contact {} of {aor} skipped: not a SIP URI",
-                    lossy(&r.uri)
-                ));
+                d.warn(|| {
+                    format!(
+                        "registered contact {} of {aor} skipped: not a SIP URI",
+                        lossy(&r.uri)
+                    )
+                });
                 continue;
             };
-            if self.ruri_sips && u.scheme != Scheme::Sips {
+            if (self.ruri_sips && u.scheme != Scheme::Sips) || self.is_tried(&u) {
                 continue;
             }
             let key = u.key();
-            if self.is_tried(&key) {
-                continue;
-            }
             out.push(Candidate {
-                out: BranchOut {
-                    uri: r.uri,
-                    dst_uri: r.received.filter(|v| !v.is_empty()),
-                    path: r.path.filter(|v| !v.is_empty()),
-                    instance: r.instance.filter(|v| !v.is_empty()),
-                    socket: r.socket,
-                    q: r.q,
-                },
+                out: branch_of(r.uri.clone(), &r, r.q),
                 key,
             });
         }
@@ -985,29 +1037,29 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// The memo for the next round: this round's redirect targets, then
     /// the earlier ones, minus what has been tried.
-    fn next_memo(&self, old: &Memo, targets: &[Target], redirects_now: usize) -> Vec<u8> {
-        let mut pending: Vec<ForwardTarget> = Vec::new();
-        let fresh = targets.iter().map(|t| ForwardTarget {
-            uri: String::from_utf8_lossy(&t.uri).into_owned(),
-            q: t.q,
-        });
-        for t in fresh.chain(old.pending.iter().cloned()) {
-            let key = uri::parse(t.uri.as_bytes()).ok().map(|u| u.key());
-            let Some(key) = key else { continue };
-            let dup = pending
-                .iter()
-                .any(|p| uri::parse(p.uri.as_bytes()).is_ok_and(|u| u.key() == key));
-            if !self.is_tried(&key) && !dup && pending.len() < MAX_PENDING {
-                pending.push(t);
+    fn next_memo(&self, old: &Memo, targets: &[Target<'_>], redirects_now: usize) -> Vec<u8> {
+        let mut kept: Vec<SipUri<'_>> = Vec::new();
+        let mut pending: Vec<(&[u8], Option<u16>)> = Vec::new();
+        let fresh = targets.iter().map(|t| (t.uri, t.q, Ok(t.parsed)));
+        let earlier = old
+            .pending
+            .iter()
+            .map(|t| (t.uri.as_bytes(), t.q, uri::parse(t.uri.as_bytes())));
+        for (raw, q, parsed) in fresh.chain(earlier) {
+            let Ok(u) = parsed else { continue };
+            if pending.len() < MAX_PENDING
+                && !self.is_tried(&u)
+                && !kept.iter().any(|k| k.same_target(&u))
+            {
+                kept.push(u);
+                pending.push((raw, q));
             }
         }
-        Memo {
-            redirects: old
-                .redirects
+        Memo::encode_parts(
+            old.redirects
                 .saturating_add(u32::try_from(redirects_now).unwrap_or(u32::MAX)),
-            pending,
-        }
-        .encode()
+            &pending,
+        )
     }
 
     /// The AOR's own registered terminals not tried yet.
@@ -1019,46 +1071,64 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// Whether a branch of this round that failed was sent to a target of
     /// the stored forwarding (or to a contact of it, for a local AOR).
     fn stored_target_failed(&self, f: &Forwarding, current: &[&Branch<'_>]) -> bool {
-        let failed: HashSet<TargetKey> = current
+        let failed: Vec<SipUri<'_>> = current
             .iter()
             .filter(|b| b.status >= 300)
-            .filter_map(|b| uri::parse(b.uri).ok().map(|u| u.key()))
+            .filter_map(|b| uri::parse(b.uri).ok())
             .collect();
+        let hit = |u: &SipUri<'_>| failed.iter().any(|f| f.same_target(u));
         f.targets.iter().any(|t| {
             let Ok(u) = uri::parse(t.uri.as_bytes()) else {
                 return false;
             };
-            if failed.contains(&u.key()) {
+            if hit(&u) {
                 return true;
             }
             self.env.is_self(u.host, u.port)
                 && self.env.lookup(&u.aor()).is_ok_and(|regs| {
                     regs.iter()
-                        .any(|r| uri::parse(&r.uri).is_ok_and(|ru| failed.contains(&ru.key())))
+                        .any(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
                 })
         })
     }
 
-    /// Builds the round from the first tier that is not empty.
-    fn emit(&self, candidates: Vec<Candidate>, mut d: Decision, reason: Reason) -> Decision {
-        let room = self
-            .engine
-            .branch_limit
-            .saturating_sub(self.branches_so_far);
-        let take = match d.mode {
+    /// How many branches a round may add: one in serial mode, up to
+    /// `max_branches` in parallel, never past Kamailio's branch limit.
+    fn take(&self, mode: ForkMode) -> usize {
+        let room = self.engine.branch_limit.saturating_sub(self.tried.len());
+        match mode {
             ForkMode::Serial => 1,
             ForkMode::Parallel => self.cfg().max_branches as usize,
         }
-        .min(room);
+        .min(room)
+    }
+
+    /// Builds the round from the first tier that is not empty.
+    fn emit(&self, candidates: Vec<Candidate>, mut d: Decision, reason: Reason) -> Decision {
+        let take = self.take(d.mode);
         if take == 0 {
-            d.warnings.push(format!(
-                "branch limit ({}) of the transaction reached",
-                self.engine.branch_limit
-            ));
+            d.warn(|| {
+                format!(
+                    "branch limit ({}) of the transaction reached",
+                    self.engine.branch_limit
+                )
+            });
             return d.finish(Verdict::NothingLeft, Reason::BranchLimit);
         }
         d.branches = candidates.into_iter().take(take).map(|c| c.out).collect();
         d.finish(Verdict::Branches, reason)
+    }
+}
+
+/// A branch to `uri` with the registration's own destination, Path, socket.
+fn branch_of(uri: Vec<u8>, r: &Registration, q: Option<u16>) -> BranchOut {
+    BranchOut {
+        uri,
+        dst_uri: r.received.clone().filter(|v| !v.is_empty()),
+        path: r.path.clone().filter(|v| !v.is_empty()),
+        instance: r.instance.clone().filter(|v| !v.is_empty()),
+        socket: r.socket,
+        q,
     }
 }
 

@@ -242,14 +242,25 @@ pub extern "C" fn pr_version() -> *const std::ffi::c_char {
 }
 
 /// Routes the library's log messages to `cb` (NULL: drop them), for levels
-/// up to `max_level`. `cb` gets `userdata` back and a message valid only
-/// during the call; it must not call back into this library. Also routes
-/// panic messages to `cb` instead of stderr. Process-wide; call it before
-/// using handles from other threads.
+/// up to `max_level` (a `pr_log_level`; 0 delivers nothing, values above
+/// `PR_LOG_LEVEL_DEBUG` deliver everything). `cb` gets `userdata` back and a
+/// message valid only during the call; it must not call back into this
+/// library. Also routes panic messages to `cb` instead of stderr.
+/// Process-wide; call it before using handles from other threads.
 #[no_mangle]
-pub extern "C" fn pr_set_logger(cb: pr_log_fn, userdata: *mut c_void, max_level: pr_log_level) {
+pub extern "C" fn pr_set_logger(cb: pr_log_fn, userdata: *mut c_void, max_level: u32) {
     ffi_boundary!((), {
-        log::set(cb, userdata, max_level);
+        let level = match max_level {
+            0 => None,
+            1 => Some(pr_log_level::Error),
+            2 => Some(pr_log_level::Warn),
+            3 => Some(pr_log_level::Info),
+            _ => Some(pr_log_level::Debug),
+        };
+        match level {
+            Some(l) => log::set(cb, userdata, l),
+            None => log::set(None, userdata, pr_log_level::Error),
+        }
     })
 }
 
@@ -314,8 +325,9 @@ pub extern "C" fn pr_config_set(
     })
 }
 
-/// Copies the text of the last refused `pr_config_set` (empty if none) into
-/// `buf` (`len` bytes); `*out_n` receives its length.
+/// Copies why the most recent `pr_config_set` on `cfg` was refused (empty
+/// when it succeeded) into `buf` (`len` bytes); `*out_n` receives its
+/// length.
 #[no_mangle]
 pub extern "C" fn pr_config_last_error(
     cfg: *const pr_config,

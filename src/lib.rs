@@ -20,6 +20,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod chars;
 pub mod config;
 pub mod engine;
 pub mod ffi;

@@ -59,18 +59,54 @@ impl Memo {
 
     /// Writes the memo.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = format!("{MAGIC} {}\n", self.redirects);
-        for t in self.pending.iter().take(MAX_PENDING) {
-            match t.q {
-                Some(q) => s.push_str(&q.to_string()),
-                None => s.push('-'),
-            }
-            s.push(' ');
-            s.push_str(&t.uri);
-            s.push('\n');
-        }
-        s.into_bytes()
+        let parts: Vec<(&[u8], Option<u16>)> = self
+            .pending
+            .iter()
+            .map(|t| (t.uri.as_bytes(), t.q))
+            .collect();
+        Memo::encode_parts(self.redirects, &parts)
     }
+
+    /// Writes a memo from borrowed parts (no intermediate copies). URIs
+    /// with a space or a line break cannot be SIP URIs and are left out.
+    pub fn encode_parts(redirects: u32, pending: &[(&[u8], Option<u16>)]) -> Vec<u8> {
+        let size: usize = pending.iter().map(|(u, _)| u.len() + 6).sum();
+        let mut out = Vec::with_capacity(16 + size);
+        out.extend_from_slice(MAGIC.as_bytes());
+        out.push(b' ');
+        push_decimal(&mut out, redirects);
+        out.push(b'\n');
+        for (uri, q) in pending.iter().take(MAX_PENDING) {
+            if uri.is_empty() || uri.iter().any(|c| matches!(c, b' ' | b'\n' | b'\r')) {
+                continue;
+            }
+            match q {
+                Some(q) => push_decimal(&mut out, u32::from(*q)),
+                None => out.push(b'-'),
+            }
+            out.push(b' ');
+            out.extend_from_slice(uri);
+            out.push(b'\n');
+        }
+        out
+    }
+}
+
+/// Appends `v` in decimal (no formatting machinery on this path).
+fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        if let Some(d) = digits.get_mut(n) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().take(n).rev());
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! A malformed Contact value yields one `Err` and the iterator resumes at the
 //! next top-level comma, so the good Contacts beside it are still used.
 
+use crate::chars;
 use nom::{
     branch::alt,
     bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n},
@@ -62,7 +63,8 @@ impl ContactError {
     }
 }
 
-/// A parsed reply: the status line, and the header block for lazy reading.
+/// A parsed reply: the status line, and the headers read in one pass
+/// (the Contact values are parsed later, lazily, by [`Response::contacts`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Response<'a> {
     /// Status code, 100..=699.
@@ -70,6 +72,10 @@ pub struct Response<'a> {
     /// Reason phrase as sent.
     pub reason: &'a [u8],
     headers: &'a [u8],
+    /// The value of the first Contact header and the headers after it.
+    first_contact: Option<(&'a [u8], &'a [u8])>,
+    has_contact: bool,
+    expires: Option<u32>,
 }
 
 /// One Contact value (`contact-param`), borrowing from the reply.
@@ -102,11 +108,31 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     if !(100..=699).contains(&code) {
         return Err(ParseError::BadStatusCode);
     }
-    Ok(Response {
+    let mut r = Response {
         code,
         reason,
-        headers: header_block(rest),
-    })
+        headers: rest,
+        first_contact: None,
+        has_contact: false,
+        expires: None,
+    };
+    let mut headers = r.headers();
+    let mut seen_expires = false;
+    while let Some((name, value)) = headers.next() {
+        if is_contact_name(name) {
+            if r.first_contact.is_none() {
+                r.first_contact = Some((value, headers.rest));
+            }
+            r.has_contact |= value.iter().any(|&c| !is_lws(c) && c != b',');
+        } else if !seen_expires && name.eq_ignore_ascii_case(b"expires") {
+            seen_expires = true;
+            r.expires = match delta_seconds(value) {
+                Ok((&[], s)) => Some(s),
+                _ => None,
+            };
+        }
+    }
+    Ok(r)
 }
 
 impl<'a> Response<'a> {
@@ -118,21 +144,28 @@ impl<'a> Response<'a> {
 
     /// Every Contact value of every `Contact` / `m` header, in order.
     pub fn contacts(&self) -> Contacts<'a> {
-        Contacts {
-            headers: self.headers(),
-            current: b"",
+        match self.first_contact {
+            Some((value, rest)) => Contacts {
+                headers: Headers { rest },
+                current: value,
+            },
+            None => Contacts {
+                headers: Headers { rest: b"" },
+                current: b"",
+            },
         }
     }
 
-    /// The `Expires` header (delta-seconds), if present and well formed.
+    /// Whether the reply has a Contact header with something in it (no
+    /// value is parsed).
+    pub fn has_contact(&self) -> bool {
+        self.has_contact
+    }
+
+    /// The (first) `Expires` header in delta-seconds, if well formed.
     /// Values above `u32::MAX` are read as `u32::MAX` (RFC 3261 §20.19).
     pub fn expires(&self) -> Option<u32> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"expires"))
-            .and_then(|(_, v)| match delta_seconds(trim_lws(v)) {
-                Ok((&[], s)) => Some(s),
-                _ => None,
-            })
+        self.expires
     }
 }
 
@@ -171,24 +204,6 @@ fn crlf(i: &[u8]) -> IResult<&[u8], &[u8]> {
     alt((tag(&b"\r\n"[..]), tag(&b"\n"[..]))).parse(i)
 }
 
-/// The header block: up to the empty line, or the whole input if the reply
-/// was cut before it.
-fn header_block(i: &[u8]) -> &[u8] {
-    let mut start = 0;
-    while let Some(off) = i
-        .get(start..)
-        .and_then(|s| s.iter().position(|&c| c == b'\n'))
-    {
-        let line_end = start + off;
-        let line = i.get(start..line_end).unwrap_or(b"");
-        if line.is_empty() || line == b"\r" {
-            return i.get(..start).unwrap_or(b"");
-        }
-        start = line_end + 1;
-    }
-    i
-}
-
 /// Iterator over `(name, value)` of a header block; see [`Response::headers`].
 #[derive(Debug, Clone)]
 pub struct Headers<'a> {
@@ -209,7 +224,7 @@ impl<'a> Iterator for Headers<'a> {
                 match self
                     .rest
                     .get(end..)
-                    .and_then(|s| s.iter().position(|&c| c == b'\n'))
+                    .and_then(|s| chars::find_byte(s, b'\n'))
                 {
                     None => break self.rest.len(),
                     Some(off) => {
@@ -222,6 +237,11 @@ impl<'a> Iterator for Headers<'a> {
                 }
             };
             let line = self.rest.get(..line_end).unwrap_or(b"");
+            if line.is_empty() || line == b"\r" {
+                // The empty line: the body follows, not headers.
+                self.rest = b"";
+                return None;
+            }
             self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
             if let Ok((value, name)) = message_header_name(line) {
                 return Some((name, trim_lws(value)));
@@ -515,7 +535,7 @@ fn raquot(i: &[u8]) -> IResult<&[u8], ()> {
 /// `token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
 /// "'" / "~" )`
 fn token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    chars::is(c, chars::TOKEN)
 }
 
 /// Whitespace inside a (possibly folded) header value.

@@ -874,6 +874,33 @@ fn rule_malformed_contact_is_skipped_with_a_warning_and_the_rest_used() {
 }
 
 #[test]
+fn rule_3xx_with_only_malformed_contacts_fails_over() {
+    let list = [b(
+        T1,
+        "302 Moved",
+        &["Contact: <sip:broken@", "Contact: <:>, nocolon"],
+    )];
+    let d = redirect(&engine(), &env3(), &list);
+    assert_branches(&d, &[T2], Reason::Failover);
+    assert_eq!(d.counters.targets_refused, 3);
+}
+
+#[test]
+fn rule_warnings_are_bounded() {
+    let header = format!(
+        "Contact: {}",
+        (0..500)
+            .map(|k| format!("<sip:x{k}@attacker.example>"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let d = redirect(&engine(), &env3(), &[b(T1, "300 Multiple", &[&header])]);
+    assert_eq!(d.counters.targets_refused, 500);
+    assert_eq!(d.warnings.len(), push_redirect::engine::MAX_WARNINGS + 1);
+    assert!(d.warnings.last().unwrap().contains("492 more"));
+}
+
+#[test]
 fn rule_garbage_reply_counts_as_failed() {
     let list = [B {
         uri: T1.into(),

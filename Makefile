@@ -1,0 +1,61 @@
+# push_redirect: the two commands an operator needs are `make run` and
+# `make test`; both install what they use (Debian 12, as root).
+#
+#   make build       Rust core (release) + build/push_redirect.so
+#   make run         Kamailio in the foreground with cfg-examples/push-redirect.cfg
+#   make test        every test: Rust, C harness (valgrind, ASan/UBSan), end to end
+#   make install     build/push_redirect.so into Kamailio's module directory
+#   make header      regenerate include/push_redirect.h (commit it)
+#   make clean
+
+SHELL := /bin/bash
+CARGO ?= cargo
+KAMAILIO ?= kamailio
+KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
+RUN_CFG ?= cfg-examples/push-redirect.cfg
+
+.PHONY: all build core module run test test-rust test-c test-e2e install header clean
+
+all: build
+
+core:
+	scripts/install-deps.sh build
+	$(CARGO) build --release --locked
+
+module: core
+	scripts/build-module.sh
+
+build: module
+
+header:
+	PR_WRITE_HEADER=1 $(CARGO) build --release --locked
+
+run:
+	scripts/install-deps.sh run
+	$(MAKE) build
+	mkdir -p var
+	@echo "push_redirect: Kamailio on udp:127.0.0.1:5060 (Ctrl-C stops it); store in var/"
+	$(KAMAILIO) -DD -E -e -L "$(CURDIR)/build:$(KAM_MODULES)" -f $(RUN_CFG) \
+		-A 'PR_STORE="$(CURDIR)/var/push_redirect.sqlite"' -Y $(CURDIR)/var
+
+install: build
+	scripts/build-module.sh install
+
+test:
+	scripts/install-deps.sh test
+	$(MAKE) build
+	$(MAKE) test-rust test-c test-e2e
+
+test-rust:
+	$(CARGO) test --release --locked
+
+test-c: core
+	$(MAKE) -C tests/c all-checks
+
+test-e2e: module
+	$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture
+
+clean:
+	$(CARGO) clean
+	rm -rf build var
+	$(MAKE) -C tests/c clean 2>/dev/null || true

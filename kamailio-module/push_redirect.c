@@ -1,0 +1,273 @@
+/*
+ * push_redirect module - forwarding of SIP PUSH requests (MESSAGE, NOTIFY)
+ * between the registered terminals of a subscriber, following their
+ * redirect and failure replies.
+ *
+ * This file is part of push_redirect, a Kamailio module.
+ *
+ * A thin module: the reply parser, the decision engine and the forwarding
+ * store live in the Rust core (libpush_redirect, linked statically); this
+ * file holds the exports, the module parameters and the process life
+ * cycle.  The script functions are in push_redirect_funcs.c.
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/sr_module.h"
+#include "core/dprint.h"
+#include "core/globals.h"
+#include "core/mem/mem.h"
+#include "core/mod_fix.h"
+#include "core/route.h"
+
+#include "push_redirect_funcs.h"
+
+MODULE_VERSION
+
+static int mod_init(void);
+static int child_init(int rank);
+static void mod_destroy(void);
+
+/* one PARAM_USE_FUNC setter per parameter: Kamailio does not pass the
+ * parameter's name to the setter */
+#define PRM_PARAM_FUNC(_fn, _name)              \
+	static int _fn(modparam_t type, void *val)  \
+	{                                           \
+		return prm_param_set(_name, type, val); \
+	}
+
+static int prm_param_set(const char *name, modparam_t type, void *val);
+
+PRM_PARAM_FUNC(prm_param_store, "store")
+PRM_PARAM_FUNC(prm_param_methods, "methods")
+PRM_PARAM_FUNC(prm_param_failover_codes, "failover_codes")
+PRM_PARAM_FUNC(prm_param_fork_mode, "fork_mode")
+PRM_PARAM_FUNC(prm_param_max_branches, "max_branches")
+PRM_PARAM_FUNC(prm_param_max_depth, "max_depth")
+PRM_PARAM_FUNC(prm_param_allowed_domains, "allowed_domains")
+PRM_PARAM_FUNC(prm_param_location_table, "location_table")
+PRM_PARAM_FUNC(prm_param_branch_timeout, "branch_timeout")
+PRM_PARAM_FUNC(prm_param_history_info, "history_info")
+
+/* clang-format off */
+static cmd_export_t cmds[] = {
+	{"push_lookup",   (cmd_function)w_push_lookup,   0, 0, 0,
+		REQUEST_ROUTE},
+	{"push_lookup",   (cmd_function)w_push_lookup,   1, fixup_spve_null,
+		fixup_free_spve_null, REQUEST_ROUTE},
+	{"push_redirect", (cmd_function)w_push_redirect, 0, 0, 0,
+		FAILURE_ROUTE},
+	{"push_redirect", (cmd_function)w_push_redirect, 1, fixup_spve_null,
+		fixup_free_spve_null, FAILURE_ROUTE},
+	{0, 0, 0, 0, 0, 0}
+};
+
+static param_export_t params[] = {
+	{"store",           PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_store},
+	{"methods",         PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_methods},
+	{"failover_codes",  PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_failover_codes},
+	{"fork_mode",       PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_fork_mode},
+	{"max_branches",    PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_max_branches},
+	{"max_depth",       PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_max_depth},
+	{"allowed_domains", PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_allowed_domains},
+	{"location_table",  PARAM_STRING | PARAM_USE_FUNC,
+		(void *)prm_param_location_table},
+	{"branch_timeout",  PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_branch_timeout},
+	{"history_info",    PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_history_info},
+	{0, 0, 0}
+};
+
+static stat_export_t mod_stats[] = {
+	{"redirects_followed",  0, &prm_st_redirects_followed},
+	{"failovers",           0, &prm_st_failovers},
+	{"forwardings_learned", 0, &prm_st_forwardings_learned},
+	{"forwardings_applied", 0, &prm_st_forwardings_applied},
+	{"targets_refused",     0, &prm_st_targets_refused},
+	{"loops_prevented",     0, &prm_st_loops_prevented},
+	{"contacts_dropped",    0, &prm_st_contacts_dropped},
+	{0, 0, 0}
+};
+
+struct module_exports exports = {
+	"push_redirect",  /* module name */
+	DEFAULT_DLFLAGS,  /* dlopen flags */
+	cmds,             /* exported functions */
+	params,           /* exported parameters */
+	0,                /* exported RPC methods */
+	0,                /* exported pseudo-variables */
+	0,                /* response handling function */
+	mod_init,         /* module initialization function */
+	child_init,       /* per-child init function */
+	mod_destroy       /* module destroy function */
+};
+/* clang-format on */
+
+/* the config object collects the parameters as the cfg file is parsed,
+ * i.e. before mod_init() */
+static int prm_cfg_get(void)
+{
+	pr_status st;
+
+	if(prm_cfg != NULL)
+		return 0;
+	st = pr_config_new(&prm_cfg);
+	if(st != PR_STATUS_OK) {
+		LM_ERR("cannot create the configuration: %s\n", prm_status_str(st));
+		prm_cfg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* hand one modparam to the core, which validates it: a value it refuses
+ * makes set_mod_param_regex() fail, and Kamailio does not start */
+static int prm_param_set(const char *name, modparam_t type, void *val)
+{
+	char ibuf[24];
+	char ebuf[256];
+	size_t n;
+	const char *v;
+	size_t vlen;
+	pr_status st;
+	char *tbl;
+
+	if(prm_cfg_get() < 0)
+		return -1;
+	if(PARAM_TYPE_MASK(type) == PARAM_INT) {
+		snprintf(ibuf, sizeof(ibuf), "%d", (int)(long)val);
+		v = ibuf;
+	} else if(PARAM_TYPE_MASK(type) == PARAM_STRING) {
+		v = (const char *)val;
+		if(v == NULL)
+			v = "";
+	} else {
+		LM_ERR("parameter '%s': unexpected value type %u\n", name,
+				(unsigned)PARAM_TYPE_MASK(type));
+		return -1;
+	}
+	vlen = strlen(v);
+
+	st = pr_config_set(prm_cfg, (const uint8_t *)name, strlen(name),
+			(const uint8_t *)v, vlen);
+	if(st != PR_STATUS_OK) {
+		n = 0;
+		if(st != PR_STATUS_INVALID_CONFIG
+				|| pr_config_last_error(prm_cfg, (uint8_t *)ebuf,
+						   sizeof(ebuf) - 1, &n)
+						   != PR_STATUS_OK
+				|| n == 0 || n >= sizeof(ebuf))
+			snprintf(ebuf, sizeof(ebuf), "%s", prm_status_str(st));
+		else
+			ebuf[n] = '\0';
+		LM_ERR("invalid value '%s' for parameter '%s': %s\n", v, name,
+				ebuf);
+		return -1;
+	}
+
+	if(strcmp(name, "location_table") == 0) {
+		if(vlen == 0) {
+			LM_ERR("invalid value '' for parameter 'location_table'\n");
+			return -1;
+		}
+		/* usrloc wants a zero-terminated name */
+		tbl = pkg_malloc(vlen + 1);
+		if(tbl == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
+		memcpy(tbl, v, vlen + 1);
+		if(prm_location_table.s != NULL)
+			pkg_free(prm_location_table.s);
+		prm_location_table.s = tbl;
+		prm_location_table.len = (int)vlen;
+	}
+	return 0;
+}
+
+static int mod_init(void)
+{
+	bind_usrloc_t bind_usrloc;
+
+	if(prm_cfg_get() < 0)
+		return -1;
+
+	if(register_module_stats(exports.name, mod_stats) != 0) {
+		LM_ERR("cannot register the statistics\n");
+		return -1;
+	}
+
+	/* probe first: load_tm_api() would add a warning of its own */
+	if(find_export("load_tm", NO_SCRIPT, 0) == NULL
+			|| load_tm_api(&prm_tmb) < 0) {
+		LM_ERR("cannot bind to tm: load the tm module before push_redirect\n");
+		return -1;
+	}
+
+	bind_usrloc = (bind_usrloc_t)find_export("ul_bind_usrloc", 1, 0);
+	if(bind_usrloc == NULL || bind_usrloc(&prm_ul) < 0) {
+		LM_ERR("cannot bind to usrloc: load the usrloc module before "
+			   "push_redirect\n");
+		return -1;
+	}
+
+	if(prm_location_table.s == NULL) {
+		prm_location_table.s = pkg_malloc(sizeof("location"));
+		if(prm_location_table.s == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
+		memcpy(prm_location_table.s, "location", sizeof("location"));
+		prm_location_table.len = sizeof("location") - 1;
+	}
+
+	/* the core's log lines go to Kamailio's log; the level is filtered
+	 * again by LM_* with the current (runtime changeable) debug level */
+	pr_set_logger(prm_log_bridge, NULL, PR_LOG_LEVEL_DEBUG);
+	return 0;
+}
+
+static int child_init(int rank)
+{
+	if(rank == PROC_INIT) {
+		/* once, in the main process, after every mod_init() and before
+		 * the fork: usrloc creates the table's shared structures */
+		if(prm_ul.register_udomain(prm_location_table.s, &prm_udomain)
+				< 0) {
+			LM_ERR("cannot register usrloc table '%s'\n",
+					prm_location_table.s);
+			return -1;
+		}
+		return 0;
+	}
+	/* the engine (and its store handle) is per process: only for the
+	 * processes that run the script, the timers (tm's fr timeouts run
+	 * failure routes) and RPC */
+	if(rank == PROC_POSTCHILDINIT || rank == PROC_TCP_MAIN)
+		return 0;
+	if(rank == PROC_MAIN && !dont_fork)
+		return 0;
+	return prm_engine_init();
+}
+
+static void mod_destroy(void)
+{
+	prm_engine_destroy();
+	pr_config_free(prm_cfg);
+	prm_cfg = NULL;
+	if(prm_location_table.s != NULL) {
+		pkg_free(prm_location_table.s);
+		prm_location_table.s = NULL;
+		prm_location_table.len = 0;
+	}
+}

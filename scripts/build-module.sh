@@ -1,0 +1,64 @@
+#!/bin/sh
+# build-module.sh - build the Kamailio module build/push_redirect.so
+#
+# Usage: scripts/build-module.sh [install]
+#
+# Gets a configured Kamailio source tree matching the installed kamailio
+# (scripts/kamailio-src.sh, which installs what is missing), builds
+# kamailio-module/ against it with the Rust core's staticlib linked in,
+# and copies the result to build/push_redirect.so.  With "install", also
+# installs it into Kamailio's module directory
+# (/usr/lib/<multiarch>/kamailio/modules/ for Debian's kamailio).
+#
+# The Rust core must be built first (cargo build --release); override its
+# location with PR_LIB=<path to libpush_redirect.a>.  KAMAILIO_SRC=<dir>
+# uses an operator's own Kamailio tree (see kamailio-src.sh).
+
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PR_LIB=${PR_LIB:-$ROOT/target/release/libpush_redirect.a}
+PR_INCLUDE=${PR_INCLUDE:-$ROOT/include}
+
+die() {
+	printf 'build-module: error: %s\n' "$*" >&2
+	exit 1
+}
+
+case "${1:-}" in
+"" | install) ;;
+*) die "usage: $0 [install]" ;;
+esac
+
+COREPATH=$("$ROOT/scripts/kamailio-src.sh" | tail -n 1) ||
+	die "no Kamailio source tree (see the messages above)"
+[ -f "$COREPATH/Makefile.defs" ] ||
+	die "kamailio-src.sh gave '$COREPATH', not a Kamailio tree"
+[ -f "$PR_LIB" ] ||
+	die "$PR_LIB missing: build the Rust core first (cargo build --release)"
+[ -f "$PR_INCLUDE/push_redirect.h" ] ||
+	die "$PR_INCLUDE/push_redirect.h missing"
+
+# always relink: make would not notice PR_LIB pointing at another file
+rm -f "$ROOT/kamailio-module/push_redirect.so"
+make -s -C "$ROOT/kamailio-module" COREPATH="$COREPATH" PR_LIB="$PR_LIB" \
+	PR_INCLUDE="$PR_INCLUDE" ||
+	die "building kamailio-module/push_redirect.so failed"
+
+# a shared object may keep undefined symbols (Kamailio's core resolves its
+# own at load time), so a Rust core lacking one would only fail in dlopen():
+# catch it here
+missing=$(nm -D --undefined-only "$ROOT/kamailio-module/push_redirect.so" |
+	awk '$2 ~ /^pr_/ { print $2 }')
+[ -z "$missing" ] ||
+	die "$PR_LIB lacks:" $missing
+
+mkdir -p "$ROOT/build"
+cp "$ROOT/kamailio-module/push_redirect.so" "$ROOT/build/push_redirect.so"
+
+if [ "${1:-}" = install ]; then
+	make -s -C "$ROOT/kamailio-module" COREPATH="$COREPATH" \
+		PR_LIB="$PR_LIB" PR_INCLUDE="$PR_INCLUDE" install ||
+		die "installing push_redirect.so failed"
+fi
+echo "$ROOT/build/push_redirect.so"

@@ -1,0 +1,2671 @@
+/*
+ * tests/c/harness.c: cmocka harness of the push_redirect C ABI.
+ *
+ * Links the cdylib target/release/libpush_redirect.so through the generated
+ * header include/push_redirect.h, as the Kamailio module does, and drives
+ * every exported function: NULL for every pointer parameter, non-UTF-8 text,
+ * (NULL, len > 0) byte strings, out-of-range indexes, bad enum values,
+ * too-small buffers, every _free(NULL), real scenarios (SPEC flows F1, F2,
+ * 6xx, policy refusals, 301/302 learning, stored forwardings) with C lookup
+ * and is_self callbacks serving a fake location table, the logger callback,
+ * and hostile input (10,000 Contacts, a 60 KB Contact header, random bytes
+ * as reply, bad branch statuses, too many branches).
+ *
+ * Every exported function (nm -D --defined-only libpush_redirect.so | grep
+ * ' pr_'; `make check-exports` verifies that each one appears here):
+ *
+ *   pr_status_text              pr_version              pr_set_logger
+ *   pr_config_new               pr_config_set           pr_config_last_error
+ *   pr_config_free              pr_contact_sink_add     pr_engine_new
+ *   pr_engine_set_branch_limit  pr_engine_branch_timeout_ms
+ *   pr_engine_free              pr_forwarding_new       pr_forwarding_add_target
+ *   pr_forwarding_free          pr_push_lookup          pr_push_redirect
+ *   pr_decision_script_rc       pr_decision_reason      pr_reason_text
+ *   pr_decision_is_parallel     pr_decision_branch_count
+ *   pr_decision_branch          pr_decision_counters    pr_decision_store_op
+ *   pr_decision_learned         pr_decision_key         pr_decision_memo
+ *   pr_decision_free
+ *
+ * Rule followed throughout: no cmocka assertion runs inside a callback
+ * called by the library (lookup, is_self, logger). cmocka fails a test with
+ * longjmp, and a longjmp across Rust frames is undefined behaviour; the
+ * callbacks only record what they saw and the test checks it afterwards.
+ *
+ * Every test frees everything it gets (the valgrind and asan targets fail
+ * on any leak).
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "push_redirect.h"
+
+/* ------------------------------------------------------------------ */
+/* Byte strings and small helpers                                      */
+/* ------------------------------------------------------------------ */
+
+static const pr_bytes NONE = {NULL, 0};
+
+static pr_bytes B(const char *s) {
+    pr_bytes b = {(const uint8_t *)s, s ? strlen(s) : 0};
+    return b;
+}
+
+static pr_bytes BN(const void *p, size_t n) {
+    pr_bytes b = {(const uint8_t *)p, n};
+    return b;
+}
+
+static bool bytes_eq(pr_bytes b, const char *s) {
+    size_t n = strlen(s);
+    return b.len == n && (n == 0 || (b.ptr != NULL && memcmp(b.ptr, s, n) == 0));
+}
+
+#define assert_bytes(b, s) assert_bytes_fn((b), (s), __FILE__, __LINE__)
+static void assert_bytes_fn(pr_bytes b, const char *want, const char *file, int line) {
+    if (!bytes_eq(b, want)) {
+        print_error("got \"%.*s\" (%zu bytes), want \"%s\"\n",
+                    (int)(b.len > 300 ? 300 : b.len), b.ptr ? (const char *)b.ptr : "",
+                    b.len, want);
+        _fail(file, line);
+    }
+}
+
+/* An empty byte string ("none"): length 0. */
+#define assert_empty(b) assert_int_equal((b).len, 0)
+
+/* A growable buffer for replies and headers. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf_t;
+
+static void buf_add(buf_t *b, const void *p, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        assert_non_null(d);
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void buf_adds(buf_t *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+static void buf_addf(buf_t *b, const char *fmt, ...) {
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof tmp);
+    buf_add(b, tmp, (size_t)n);
+}
+
+static void buf_free(buf_t *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* A SIP reply with `status_line` and the given header lines (NULL-ended). */
+static buf_t reply_v(const char *status_line, const char *const *headers) {
+    buf_t r = {0};
+    buf_addf(&r, "SIP/2.0 %s\r\n", status_line);
+    buf_adds(&r, "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n"
+                 "Call-ID: c1\r\nCSeq: 1 MESSAGE\r\n");
+    for (size_t i = 0; headers && headers[i]; i++) {
+        buf_adds(&r, headers[i]);
+        buf_adds(&r, "\r\n");
+    }
+    buf_adds(&r, "Content-Length: 0\r\n\r\n");
+    return r;
+}
+
+/* reply_v with one optional header line. */
+static buf_t reply1(const char *status_line, const char *header) {
+    const char *h[2] = {header, NULL};
+    return reply_v(status_line, h);
+}
+
+static pr_branch branch(const char *uri, uint32_t status, const buf_t *reply, bool current) {
+    pr_branch b;
+    memset(&b, 0, sizeof b);
+    b.uri = B(uri);
+    b.status = status;
+    b.reply = reply ? BN(reply->data, reply->len) : NONE;
+    b.current_round = current;
+    return b;
+}
+
+static pr_request message_req(const char *ruri, const char *call_id) {
+    pr_request r;
+    memset(&r, 0, sizeof r);
+    r.method = B("MESSAGE");
+    r.ruri = B(ruri);
+    r.content_type = B("text/plain; charset=utf-8");
+    r.call_id = B(call_id);
+    return r;
+}
+
+/* Deterministic PRNG (xorshift64*) for the garbage tests. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fake location service (lookup / is_self callbacks)              */
+/* ------------------------------------------------------------------ */
+
+#define U1 "sip:u1@example.com"
+#define U2 "sip:u2@example.com"
+#define T1 "sip:t1@127.0.0.1:5071"
+#define T2 "sip:t2@127.0.0.1:5072"
+#define T3 "sip:t3@127.0.0.1:5073"
+#define U2T "sip:u2t@127.0.0.1:5082"
+#define AOR_BROKEN "sip:broken@example.com" /* lookup returns -1 */
+#define AOR_MANY "sip:many@example.com"     /* 1030 contacts */
+#define AOR_PROBE "sip:probe@example.com"   /* sink misuse probes */
+#define AOR_REENTER "sip:reenter@example.com" /* calls back into the engine */
+#define N_MANY 1030
+
+/* Their addresses are the socket cookies handed to the library. */
+static int g_sockets[8];
+
+typedef struct {
+    const char *aor, *uri, *received, *path, *instance;
+    const void *socket;
+    int32_t q;
+    int64_t last_modified;
+} fake_reg;
+
+/* u1 has t1 (q=1.0, newest), t2 (q=1.0, older) and t3 (q=0.5); u2 has u2t. */
+static const fake_reg LOCATION[] = {
+    {U1, T1, "sip:127.0.0.1:5071;received", "<sip:edge5071@127.0.0.1;lr>",
+     "<urn:uuid:00000000-0000-0000-0000-000000000001>", &g_sockets[1], 1000, 300},
+    {U1, T2, "sip:127.0.0.1:5072;received", "<sip:edge5072@127.0.0.1;lr>", NULL,
+     &g_sockets[2], 1000, 200},
+    {U1, T3, "sip:127.0.0.1:5073;received", "<sip:edge5073@127.0.0.1;lr>", NULL,
+     &g_sockets[3], 500, 400},
+    {U2, U2T, "sip:127.0.0.1:5082;received", NULL, NULL, &g_sockets[5], -1, 1},
+    /* A registration whose URI is not even UTF-8: skipped with a warning. */
+    {"sip:junk@example.com", "\xff\xfe not a uri", NULL, NULL, NULL, &g_sockets[6], -1, 1},
+};
+
+#define N_PROBES 12
+
+typedef struct {
+    int lookups;
+    int self_checks;
+    int add_failures;  /* pr_contact_sink_add != OK for a valid contact */
+    char last_aor[256];
+    pr_status probe[N_PROBES];
+    int n_probe;
+    /* For AOR_REENTER: the engine to call pr_push_lookup on from inside
+       the lookup callback, and what that nested call gave. */
+    const pr_engine *engine;
+    pr_status nested_status;
+    int nested_rc;
+    size_t nested_branches;
+} fake_env;
+
+static bool is(const uint8_t *p, size_t n, const char *s) {
+    return n == strlen(s) && memcmp(p, s, n) == 0;
+}
+
+static bool ieq(const uint8_t *p, size_t n, const char *s) {
+    if (n != strlen(s)) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char a = (char)p[i], b = s[i];
+        if (a >= 'A' && a <= 'Z') {
+            a = (char)(a - 'A' + 'a');
+        }
+        if (a != b) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static pr_contact contact_of(const fake_reg *r) {
+    pr_contact c;
+    memset(&c, 0, sizeof c);
+    c.uri = B(r->uri);
+    c.received = r->received ? B(r->received) : NONE;
+    c.path = r->path ? B(r->path) : NONE;
+    c.instance = r->instance ? B(r->instance) : NONE;
+    c.socket = r->socket;
+    c.q = r->q;
+    c.last_modified = r->last_modified;
+    return c;
+}
+
+/* Misuses of pr_contact_sink_add, legal only inside a lookup callback. */
+static void run_sink_probes(fake_env *env, pr_contact_sink *sink) {
+    static const uint8_t not_utf8[] = {'s', 'i', 'p', ':', 0xff, 0xfe, '@', 'x'};
+    pr_contact good = contact_of(&LOCATION[3]);
+    pr_contact c;
+    int k = 0;
+
+    env->probe[k++] = pr_contact_sink_add(NULL, &good);               /* 0: NULL sink */
+    env->probe[k++] = pr_contact_sink_add(sink, NULL);                /* 1: NULL contact */
+    c = good; c.uri = BN(NULL, 5);
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 2: (NULL,5) uri */
+    c = good; c.uri = NONE;
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 3: empty uri */
+    c = good; c.q = 1001;
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 4: q > 1000 */
+    c = good; c.q = -2;
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 5: q < -1 */
+    c = good; c.received = BN(NULL, 3);
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 6: (NULL,3) received */
+    c = good; c.path = BN(NULL, 3);
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 7: (NULL,3) path */
+    c = good; c.instance = BN(NULL, 3);
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 8: (NULL,3) instance */
+    c = good; c.uri = BN(not_utf8, sizeof not_utf8);
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 9: bytes, not text: OK */
+    c = good; c.uri = B("sip:probe-ok@127.0.0.1:5090"); c.q = INT32_MIN;
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 10: q INT32_MIN */
+    c = good; c.uri = B("sip:probe-ok@127.0.0.1:5090"); c.q = -1; c.socket = &g_sockets[7];
+    c.received = NONE; c.path = NONE; c.instance = NONE;
+    env->probe[k++] = pr_contact_sink_add(sink, &c);                  /* 11: the good one */
+    env->n_probe = k;
+}
+
+static int32_t fake_lookup(void *userdata, const uint8_t *aor, size_t aor_len,
+                           pr_contact_sink *sink) {
+    fake_env *env = userdata;
+    env->lookups++;
+    size_t n = aor_len < sizeof env->last_aor - 1 ? aor_len : sizeof env->last_aor - 1;
+    memcpy(env->last_aor, aor, n);
+    env->last_aor[n] = '\0';
+
+    if (is(aor, aor_len, AOR_BROKEN)) {
+        return -1;
+    }
+    if (is(aor, aor_len, AOR_PROBE)) {
+        run_sink_probes(env, sink);
+        return 0;
+    }
+    if (is(aor, aor_len, AOR_REENTER) && env->engine) {
+        /* A nested decision on the same engine, from inside its callback. */
+        pr_request r;
+        memset(&r, 0, sizeof r);
+        r.method = B("MESSAGE");
+        r.ruri = B(U1);
+        pr_decision *d = NULL;
+        env->nested_status = pr_push_lookup(env->engine, &r, NULL, 0, NULL, &d);
+        env->nested_rc = pr_decision_script_rc(d);
+        env->nested_branches = pr_decision_branch_count(d);
+        pr_decision_free(d);
+        pr_contact c = contact_of(&LOCATION[3]);
+        return pr_contact_sink_add(sink, &c) == PR_STATUS_OK ? 0 : -1;
+    }
+    if (is(aor, aor_len, AOR_MANY)) {
+        for (int k = 0; k < N_MANY; k++) {
+            char uri[64];
+            snprintf(uri, sizeof uri, "sip:m%d@127.0.0.1:%d", k, 7000 + k);
+            pr_contact c;
+            memset(&c, 0, sizeof c);
+            c.uri = B(uri); /* copied by the library */
+            c.q = k % 1001;
+            c.last_modified = k;
+            c.socket = &g_sockets[0];
+            if (pr_contact_sink_add(sink, &c) != PR_STATUS_OK) {
+                env->add_failures++;
+            }
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof LOCATION / sizeof LOCATION[0]; i++) {
+        if (is(aor, aor_len, LOCATION[i].aor)) {
+            pr_contact c = contact_of(&LOCATION[i]);
+            if (pr_contact_sink_add(sink, &c) != PR_STATUS_OK) {
+                env->add_failures++;
+            }
+        }
+    }
+    return 0;
+}
+
+/* example.com (any port) and 127.0.0.1:5060 are the proxy. */
+static bool fake_is_self(void *userdata, const uint8_t *host, size_t host_len, uint16_t port) {
+    fake_env *env = userdata;
+    env->self_checks++;
+    if (ieq(host, host_len, "example.com")) {
+        return true;
+    }
+    if (ieq(host, host_len, "127.0.0.1")) {
+        return port == 0 || port == 5060;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* The logger callback                                                 */
+/* ------------------------------------------------------------------ */
+
+#define LOG_RING 64
+#define LOG_TEXT 1024
+
+typedef struct {
+    int count[5];   /* by level 1..4 */
+    int bad_level;  /* a level outside 1..4 */
+    int total;
+    struct {
+        pr_log_level level;
+        size_t len;
+        char text[LOG_TEXT];
+    } msgs[LOG_RING];
+} log_capture;
+
+/* Static: the library keeps the pointer process-wide. */
+static log_capture g_log;
+
+static void capture_log(void *userdata, pr_log_level level, const uint8_t *msg, size_t len) {
+    log_capture *lc = userdata;
+    if (level >= 1 && level <= 4) {
+        lc->count[level]++;
+    } else {
+        lc->bad_level++;
+    }
+    int slot = lc->total % LOG_RING;
+    lc->total++;
+    lc->msgs[slot].level = level;
+    lc->msgs[slot].len = len;
+    size_t n = len < LOG_TEXT - 1 ? len : LOG_TEXT - 1;
+    if (n) {
+        memcpy(lc->msgs[slot].text, msg, n);
+    }
+    lc->msgs[slot].text[n] = '\0';
+}
+
+static void log_reset(void) { memset(&g_log, 0, sizeof g_log); }
+
+/* Whether a message at `level` containing both needles was logged. */
+static bool log_has(pr_log_level level, const char *needle1, const char *needle2) {
+    int n = g_log.total < LOG_RING ? g_log.total : LOG_RING;
+    for (int i = 0; i < n; i++) {
+        if (g_log.msgs[i].level == level && strstr(g_log.msgs[i].text, needle1) &&
+            (!needle2 || strstr(g_log.msgs[i].text, needle2))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Engine and decision helpers                                         */
+/* ------------------------------------------------------------------ */
+
+static void cfg_set(pr_config *cfg, const char *name, const char *value) {
+    pr_status s = pr_config_set(cfg, (const uint8_t *)name, strlen(name),
+                                (const uint8_t *)value, strlen(value));
+    if (s != PR_STATUS_OK) {
+        uint8_t buf[256];
+        size_t n = 0;
+        pr_config_last_error(cfg, buf, sizeof buf, &n);
+        print_error("pr_config_set(%s, %s) = %u: %.*s\n", name, value, s, (int)n, buf);
+    }
+    assert_int_equal(s, PR_STATUS_OK);
+}
+
+/* An engine with the fake callbacks and (name, value) settings (NULL-ended). */
+static pr_engine *make_engine(fake_env *env, const char *const *settings) {
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+    assert_non_null(cfg);
+    for (size_t i = 0; settings && settings[i]; i += 2) {
+        cfg_set(cfg, settings[i], settings[i + 1]);
+    }
+    pr_engine *e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, env, &e), PR_STATUS_OK);
+    assert_non_null(e);
+    pr_config_free(cfg); /* copied by the engine */
+    return e;
+}
+
+static pr_decision *lookup_ok(pr_engine *e, const pr_request *req, const char *mode,
+                              const pr_forwarding *stored) {
+    pr_decision *d = NULL;
+    assert_int_equal(pr_push_lookup(e, req, (const uint8_t *)mode, mode ? strlen(mode) : 0,
+                                    stored, &d),
+                     PR_STATUS_OK);
+    assert_non_null(d);
+    return d;
+}
+
+/* pr_push_redirect with a memo (the previous round's pr_decision_memo). */
+static pr_decision *redirect_memo_ok(pr_engine *e, const pr_request *req, const pr_branch *br,
+                                     size_t n, pr_bytes memo, const char *mode,
+                                     const pr_forwarding *stored) {
+    pr_decision *d = NULL;
+    assert_int_equal(pr_push_redirect(e, req, br, n, memo.ptr, memo.len, (const uint8_t *)mode,
+                                      mode ? strlen(mode) : 0, stored, &d),
+                     PR_STATUS_OK);
+    assert_non_null(d);
+    return d;
+}
+
+/* pr_push_redirect in the first failure round (empty memo). */
+static pr_decision *redirect_ok(pr_engine *e, const pr_request *req, const pr_branch *br,
+                                size_t n, const char *mode, const pr_forwarding *stored) {
+    return redirect_memo_ok(e, req, br, n, NONE, mode, stored);
+}
+
+/* A copy of a decision's memo (it borrows from the decision). */
+static buf_t memo_of(const pr_decision *d) {
+    pr_bytes m = {(const uint8_t *)"x", 1};
+    assert_int_equal(pr_decision_memo(d, &m), PR_STATUS_OK);
+    assert_true(m.len == 0 || m.ptr != NULL);
+    buf_t b = {0};
+    buf_add(&b, m.ptr, m.len);
+    return b;
+}
+
+static pr_bytes buf_bytes(const buf_t *b) { return BN(b->data, b->len); }
+
+static pr_branch_out branch_at(const pr_decision *d, size_t i) {
+    pr_branch_out b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(pr_decision_branch(d, i, &b), PR_STATUS_OK);
+    return b;
+}
+
+static pr_counters counters_of(const pr_decision *d) {
+    pr_counters c;
+    memset(&c, 0xAB, sizeof c);
+    assert_int_equal(pr_decision_counters(d, &c), PR_STATUS_OK);
+    return c;
+}
+
+/* rc, reason and number of branches of a decision. */
+static void assert_decision(const pr_decision *d, int rc, uint32_t reason, size_t n) {
+    if (pr_decision_script_rc(d) != rc || pr_decision_reason(d) != reason ||
+        pr_decision_branch_count(d) != n) {
+        uint8_t txt[128];
+        size_t tn = 0;
+        pr_reason_text(pr_decision_reason(d), txt, sizeof txt, &tn);
+        print_error("decision: rc=%d reason=%u (%.*s) branches=%zu; want rc=%d reason=%u "
+                    "branches=%zu\n",
+                    pr_decision_script_rc(d), pr_decision_reason(d), (int)tn, txt,
+                    pr_decision_branch_count(d), rc, reason, n);
+    }
+    assert_int_equal(pr_decision_script_rc(d), rc);
+    assert_int_equal(pr_decision_reason(d), reason);
+    assert_int_equal(pr_decision_branch_count(d), n);
+}
+
+/* Limits of the Rust side that the header does not export. */
+#define SERVICE_KEY_MAX 128          /* engine.rs MAX_SERVICE_LEN */
+#define REPLY_MAX ((size_t)1 << 20)  /* parser.rs MAX_MESSAGE_LEN */
+
+/* Reason numbers (engine.rs `Reason`; part of the C ABI, not in the header). */
+enum {
+    R_NOT_PUSH_METHOD = 1,
+    R_IN_DIALOG = 2,
+    R_NOT_REDIRECT = 3,
+    R_GLOBAL_FAILURE = 4,
+    R_AUTH_CHALLENGE = 5,
+    R_NEVER_FOLLOWED = 6,
+    R_REGISTERED = 10,
+    R_STORED_FORWARDING = 11,
+    R_REDIRECT = 12,
+    R_PENDING_REDIRECT = 13,
+    R_PROVISIONED = 14,
+    R_FAILOVER = 15,
+    R_NO_TARGET = 20,
+    R_EXHAUSTED = 21,
+    R_BRANCH_LIMIT = 22,
+    R_ALL_TARGETS_REFUSED = 30,
+    R_BAD_REQUEST_URI = 40,
+    R_LOOKUP_FAILED = 41,
+};
+
+/* ------------------------------------------------------------------ */
+/* Group setup: route the library's log to g_log (DEBUG and up)        */
+/* ------------------------------------------------------------------ */
+
+static int group_setup(void **state) {
+    (void)state;
+    log_reset();
+    pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_DEBUG);
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    pr_set_logger(NULL, NULL, PR_LOG_LEVEL_DEBUG);
+    return 0;
+}
+
+/* ================================================================== */
+/* Tests: plain functions                                              */
+/* ================================================================== */
+
+static void test_version(void **state) {
+    (void)state;
+    const char *v = pr_version();
+    assert_non_null(v);
+    assert_string_equal(v, "push_redirect/0.1.0");
+    assert_ptr_equal(pr_version(), v); /* static */
+}
+
+static void test_free_null(void **state) {
+    (void)state;
+    pr_config_free(NULL);
+    pr_engine_free(NULL);
+    pr_forwarding_free(NULL);
+    pr_decision_free(NULL);
+}
+
+static void test_status_text(void **state) {
+    (void)state;
+    static const char *const want[] = {
+        "ok",
+        "a required pointer argument was NULL",
+        "text argument is not UTF-8",
+        "invalid configuration value",
+        "invalid argument",
+        "internal error (panic caught)",
+        "index out of range",
+        "buffer too small",
+        "host callback failed",
+    };
+    uint8_t buf[128];
+    size_t n;
+    for (uint32_t s = 0; s <= PR_STATUS_CALLBACK_FAILED; s++) {
+        n = 12345;
+        assert_int_equal(pr_status_text(s, buf, sizeof buf, &n), PR_STATUS_OK);
+        assert_bytes(BN(buf, n), want[s]);
+        assert_int_equal(buf[n], 0); /* NUL added when room allows */
+    }
+    /* Bad enum values: unknown numbers. */
+    static const uint32_t unknown[] = {9, 99, 0x7fffffffu, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        n = 0;
+        assert_int_equal(pr_status_text(unknown[i], buf, sizeof buf, &n), PR_STATUS_OK);
+        assert_bytes(BN(buf, n), "unknown status");
+    }
+    /* Exact fit: no NUL written past the text. */
+    memset(buf, 'Z', sizeof buf);
+    n = 0;
+    assert_int_equal(pr_status_text(PR_STATUS_OK, buf, 2, &n), PR_STATUS_OK);
+    assert_int_equal(n, 2);
+    assert_memory_equal(buf, "ok", 2);
+    assert_int_equal(buf[2], 'Z');
+    /* Too small: nothing written, *out_n untouched. */
+    memset(buf, 'Z', sizeof buf);
+    n = 777;
+    assert_int_equal(pr_status_text(PR_STATUS_OK, buf, 1, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(pr_status_text(PR_STATUS_NULL_PARAMETER, buf, 10, &n),
+                     PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(pr_status_text(PR_STATUS_OK, buf, 0, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(n, 777);
+    assert_int_equal(buf[0], 'Z');
+    /* NULL buffer / NULL out_n. */
+    assert_int_equal(pr_status_text(PR_STATUS_OK, NULL, 10, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_status_text(PR_STATUS_OK, NULL, 0, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_status_text(PR_STATUS_OK, buf, sizeof buf, NULL),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(n, 777);
+}
+
+static void test_reason_text(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t r;
+        const char *text;
+    } known[] = {
+        {R_NOT_PUSH_METHOD, "method is not a PUSH method"},
+        {R_IN_DIALOG, "in-dialog request"},
+        {R_NOT_REDIRECT, "reply is neither 3xx nor a failover code"},
+        {R_GLOBAL_FAILURE, "6xx global failure: no further branches"},
+        {R_AUTH_CHALLENGE, "authentication challenge: no failover"},
+        {R_NEVER_FOLLOWED, "305/380 are never followed"},
+        {R_REGISTERED, "registered terminals"},
+        {R_STORED_FORWARDING, "stored forwarding applied"},
+        {R_REDIRECT, "redirect followed"},
+        {R_PENDING_REDIRECT, "next Contact of an earlier redirect"},
+        {R_PROVISIONED, "provisioned forwarding applied"},
+        {R_FAILOVER, "failover to the next registered terminal"},
+        {R_NO_TARGET, "no registered terminal"},
+        {R_EXHAUSTED, "every target has been tried"},
+        {R_BRANCH_LIMIT, "transaction branch limit reached"},
+        {R_ALL_TARGETS_REFUSED, "every target refused by policy"},
+        {R_BAD_REQUEST_URI, "Request-URI is not a SIP URI"},
+        {R_LOOKUP_FAILED, "location lookup failed"},
+    };
+    uint8_t buf[128];
+    size_t n;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        n = 0;
+        assert_int_equal(pr_reason_text(known[i].r, buf, sizeof buf, &n), PR_STATUS_OK);
+        assert_bytes(BN(buf, n), known[i].text);
+    }
+    /* Every other number in 0..100 and a few large ones: unknown. */
+    for (uint32_t r = 0; r < 100; r++) {
+        bool k = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+            k = k || known[i].r == r;
+        }
+        if (!k) {
+            n = 0;
+            assert_int_equal(pr_reason_text(r, buf, sizeof buf, &n), PR_STATUS_OK);
+            assert_bytes(BN(buf, n), "unknown reason");
+        }
+    }
+    assert_int_equal(pr_reason_text(UINT32_MAX, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_bytes(BN(buf, n), "unknown reason");
+    /* Too small, exact fit, NULLs. */
+    n = 4242;
+    assert_int_equal(pr_reason_text(R_REDIRECT, buf, 5, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(n, 4242);
+    memset(buf, 'Z', sizeof buf);
+    assert_int_equal(pr_reason_text(R_REDIRECT, buf, strlen("redirect followed"), &n),
+                     PR_STATUS_OK);
+    assert_int_equal(n, strlen("redirect followed"));
+    assert_int_equal(buf[n], 'Z');
+    assert_int_equal(pr_reason_text(R_REDIRECT, NULL, 100, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_reason_text(R_REDIRECT, buf, sizeof buf, NULL),
+                     PR_STATUS_NULL_PARAMETER);
+}
+
+/* ================================================================== */
+/* Tests: configuration                                                */
+/* ================================================================== */
+
+static void test_config_null_and_utf8(void **state) {
+    (void)state;
+    static const uint8_t not_utf8[] = {'f', 'o', 'r', 'k', 0xc3, 0x28};
+    uint8_t buf[256];
+    size_t n = 99;
+
+    assert_int_equal(pr_config_new(NULL), PR_STATUS_NULL_PARAMETER);
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+
+    assert_int_equal(pr_config_set(NULL, (const uint8_t *)"max_depth", 9,
+                                   (const uint8_t *)"2", 1),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_config_set(cfg, NULL, 9, (const uint8_t *)"2", 1),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_config_set(cfg, (const uint8_t *)"max_depth", 9, NULL, 1),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_config_set(cfg, not_utf8, sizeof not_utf8, (const uint8_t *)"2", 1),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_config_set(cfg, (const uint8_t *)"fork_mode", 9, not_utf8,
+                                   sizeof not_utf8),
+                     PR_STATUS_INVALID_UTF8);
+    /* None of these is a refused value: last_error stays empty. */
+    assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(buf[0], 0);
+
+    /* (NULL, 0) name and value are the empty strings: a refused value. */
+    assert_int_equal(pr_config_set(cfg, NULL, 0, NULL, 0), PR_STATUS_INVALID_CONFIG);
+    assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_bytes(BN(buf, n), "modparam \"\": unknown parameter");
+
+    n = 99;
+    assert_int_equal(pr_config_last_error(NULL, buf, sizeof buf, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_config_last_error(cfg, NULL, sizeof buf, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(n, 99);
+    /* Too small. */
+    assert_int_equal(pr_config_last_error(cfg, buf, 4, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(n, 99);
+
+    /* pr_engine_new: NULL config, NULL out; NULL callbacks are allowed. */
+    pr_engine *e = (pr_engine *)&g_sockets[0]; /* sentinel: must stay untouched */
+    assert_int_equal(pr_engine_new(NULL, fake_lookup, fake_is_self, NULL, &e),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_ptr_equal(e, (pr_engine *)&g_sockets[0]);
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, NULL, NULL),
+                     PR_STATUS_NULL_PARAMETER);
+    e = NULL;
+    assert_int_equal(pr_engine_new(cfg, NULL, NULL, NULL, &e), PR_STATUS_OK);
+    assert_non_null(e);
+    pr_engine_free(e);
+    pr_config_free(cfg);
+}
+
+static void test_config_good_values(void **state) {
+    (void)state;
+    static const char *const good[] = {
+        "store", "/tmp/x.sqlite",
+        "methods", "MESSAGE, notify ,PUBLISH",
+        "failover_codes", "503,480,480",
+        "fork_mode", "Parallel",
+        "max_branches", "12",
+        "max_depth", "2",
+        "allowed_domains", "partner.example, *.trusted.example",
+        "location_table", "location_push",
+        "branch_timeout", "2000",
+        "history_info", "0",
+        NULL,
+    };
+    fake_env env = {0};
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+    for (size_t i = 0; good[i]; i += 2) {
+        cfg_set(cfg, good[i], good[i + 1]);
+        uint8_t buf[64];
+        size_t n = 99;
+        assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, &n), PR_STATUS_OK);
+        assert_int_equal(n, 0);
+    }
+    /* A refused value after good ones changes nothing. */
+    assert_int_equal(pr_config_set(cfg, (const uint8_t *)"branch_timeout", 14,
+                                   (const uint8_t *)"10", 2),
+                     PR_STATUS_INVALID_CONFIG);
+    /* A success clears last_error. */
+    uint8_t buf[128];
+    size_t n = 0;
+    assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_true(n > 0);
+    cfg_set(cfg, "max_depth", "3");
+    assert_int_equal(pr_config_last_error(cfg, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_int_equal(n, 0);
+
+    pr_engine *e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, &env, &e), PR_STATUS_OK);
+    pr_config_free(cfg); /* the engine holds a copy */
+
+    assert_int_equal(pr_engine_branch_timeout_ms(e), 2000);
+    assert_int_equal(pr_engine_branch_timeout_ms(NULL), 0);
+
+    /* fork_mode=parallel: every terminal at once. */
+    pr_request req = message_req(U1, "cid-config-1");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 3);
+    assert_true(pr_decision_is_parallel(d));
+    pr_decision_free(d);
+
+    /* methods: PUBLISH is a PUSH method now. */
+    req.method = B("PUBLISH");
+    d = lookup_ok(e, &req, "serial", NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_false(pr_decision_is_parallel(d));
+    pr_decision_free(d);
+
+    /* failover_codes=480,503: 486 is not a failover code any more. */
+    req.method = B("MESSAGE");
+    pr_branch br = branch(T1, 486, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_NOT_REDIRECT, 0);
+    pr_decision_free(d);
+    br.status = 503;
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 2);
+    pr_decision_free(d);
+
+    /* allowed_domains: a subdomain of *.trusted.example is followed. */
+    buf_t r = reply1("302 Moved", "Contact: <sip:x@a.b.trusted.example>");
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sip:x@a.b.trusted.example");
+    pr_decision_free(d);
+    buf_free(&r);
+
+    pr_engine_free(e);
+}
+
+static void test_config_bad_values_name_the_parameter(void **state) {
+    (void)state;
+    static const char *const rows[][2] = {
+        {"methods", ""},
+        {"methods", "MESSAGE,INVITE"},
+        {"methods", "MES SAGE"},
+        {"failover_codes", "480,401"},
+        {"failover_codes", "603"},
+        {"failover_codes", "302"},
+        {"failover_codes", "abc"},
+        {"fork_mode", "random"},
+        {"max_branches", "0"},
+        {"max_branches", "65"},
+        {"max_branches", "-1"},
+        {"max_branches", "99999999999999999999"},
+        {"max_depth", "99"},
+        {"allowed_domains", "ex ample.com"},
+        {"location_table", "loc;drop"},
+        {"branch_timeout", "10"},
+        {"history_info", "yes"},
+        {"store", ""},
+        {"no_such_param", "1"},
+    };
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const char *name = rows[i][0], *value = rows[i][1];
+        assert_int_equal(pr_config_set(cfg, (const uint8_t *)name, strlen(name),
+                                       (const uint8_t *)value, strlen(value)),
+                         PR_STATUS_INVALID_CONFIG);
+        char buf[512];
+        size_t n = 0;
+        assert_int_equal(pr_config_last_error(cfg, (uint8_t *)buf, sizeof buf, &n), PR_STATUS_OK);
+        assert_true(n > 0 && n < sizeof buf);
+        assert_int_equal(buf[n], '\0');
+        char want[128];
+        snprintf(want, sizeof want, "modparam \"%s\"", name);
+        if (!strstr(buf, want)) {
+            print_error("last_error \"%s\" does not name %s\n", buf, name);
+            fail();
+        }
+        /* Exact fit and one byte short. */
+        size_t full = n;
+        memset(buf, 'Z', sizeof buf);
+        assert_int_equal(pr_config_last_error(cfg, (uint8_t *)buf, full, &n), PR_STATUS_OK);
+        assert_int_equal(n, full);
+        assert_int_equal(buf[full], 'Z');
+        n = 4242;
+        assert_int_equal(pr_config_last_error(cfg, (uint8_t *)buf, full - 1, &n),
+                         PR_STATUS_BUFFER_TOO_SMALL);
+        assert_int_equal(n, 4242);
+    }
+    /* Nothing changed: the defaults are still in force. */
+    fake_env env = {0};
+    pr_engine *e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, &env, &e), PR_STATUS_OK);
+    assert_int_equal(pr_engine_branch_timeout_ms(e), 5000);
+    pr_request req = message_req(U1, "cid-config-2");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1); /* serial */
+    pr_decision_free(d);
+    pr_engine_free(e);
+    pr_config_free(cfg);
+}
+
+/* ================================================================== */
+/* Tests: engine and forwarding handles                                */
+/* ================================================================== */
+
+static void test_engine_branch_limit(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    assert_int_equal(pr_engine_set_branch_limit(NULL, 5), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_set_branch_limit(e, 0), PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_engine_branch_timeout_ms(e), 5000);
+
+    /* Limit 1: the failed branch used it, nothing more may be added. */
+    assert_int_equal(pr_engine_set_branch_limit(e, 1), PR_STATUS_OK);
+    pr_request req = message_req(U1, "cid-limit");
+    pr_branch br = branch(T1, 480, NULL, true);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_BRANCH_LIMIT, 0);
+    pr_decision_free(d);
+
+    assert_int_equal(pr_engine_set_branch_limit(e, UINT32_MAX), PR_STATUS_OK);
+    d = redirect_ok(e, &req, &br, 1, "parallel", NULL);
+    assert_decision(d, 1, R_FAILOVER, 2);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_forwarding_handle(void **state) {
+    (void)state;
+    static const uint8_t not_utf8[] = {'s', 'i', 'p', ':', 0x80, '@', 'x'};
+    pr_forwarding *f = (pr_forwarding *)&g_sockets[0];
+
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PERMANENT, -1, NULL),
+                     PR_STATUS_NULL_PARAMETER);
+    /* Bad enum values: *out untouched. */
+    static const uint32_t bad_kinds[] = {0, 4, 99, UINT32_MAX};
+    for (size_t i = 0; i < sizeof bad_kinds / sizeof bad_kinds[0]; i++) {
+        assert_int_equal(pr_forwarding_new(bad_kinds[i], -1, &f), PR_STATUS_INVALID_ARGUMENT);
+        assert_ptr_equal(f, (pr_forwarding *)&g_sockets[0]);
+    }
+    for (uint32_t k = PR_FORWARDING_KIND_PERMANENT; k <= PR_FORWARDING_KIND_PROVISIONED; k++) {
+        pr_forwarding *g = NULL;
+        assert_int_equal(pr_forwarding_new(k, INT64_MIN, &g), PR_STATUS_OK);
+        assert_non_null(g);
+        pr_forwarding_free(g);
+    }
+
+    f = NULL;
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PERMANENT, INT64_MAX, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(NULL, (const uint8_t *)T1, strlen(T1), -1),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_forwarding_add_target(f, NULL, 5, -1), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_forwarding_add_target(f, NULL, 0, -1), PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)"", 0, -1),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_forwarding_add_target(f, not_utf8, sizeof not_utf8, -1),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T1, strlen(T1), 1001),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T1, strlen(T1), -2),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T1, strlen(T1), INT32_MIN),
+                     PR_STATUS_INVALID_ARGUMENT);
+    /* Up to 64 targets (PR_MAX_FORWARDING_TARGETS), then refused. */
+    for (int k = 0; k < PR_MAX_FORWARDING_TARGETS; k++) {
+        char uri[64];
+        snprintf(uri, sizeof uri, "sip:f%d@partner.example", k);
+        assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)uri, strlen(uri), k % 1001),
+                         PR_STATUS_OK);
+    }
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T1, strlen(T1), -1),
+                     PR_STATUS_INVALID_ARGUMENT);
+
+    /* A 64-target forwarding applied: the best max_branches, by q. */
+    fake_env env = {0};
+    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-fwd-64");
+    pr_decision *d = lookup_ok(e, &req, "parallel", f);
+    assert_decision(d, 1, R_STORED_FORWARDING, 8);
+    pr_decision_free(d);
+    pr_engine_free(e);
+    pr_forwarding_free(f);
+}
+
+/* ================================================================== */
+/* Tests: NULL / malformed arguments of lookup and redirect            */
+/* ================================================================== */
+
+static void test_lookup_bad_arguments(void **state) {
+    (void)state;
+    static const uint8_t not_utf8[] = {'M', 'E', 'S', 0xff};
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-args");
+    pr_decision *const SENTINEL = (pr_decision *)&g_sockets[4];
+    pr_decision *d = SENTINEL;
+
+    assert_int_equal(pr_push_lookup(NULL, &req, NULL, 0, NULL, &d), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_lookup(e, NULL, NULL, 0, NULL, &d), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_lookup(e, &req, NULL, 0, NULL, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_lookup(e, &req, NULL, 6, NULL, &d), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_lookup(e, &req, not_utf8, sizeof not_utf8, NULL, &d),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_push_lookup(e, &req, (const uint8_t *)"random", 6, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_push_lookup(e, &req, (const uint8_t *)"serial\0", 7, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+
+    /* (NULL, len > 0) in each field of the request. */
+    for (int field = 0; field < 6; field++) {
+        pr_request r = req;
+        pr_bytes *fields[6] = {&r.method, &r.ruri, &r.to_tag, &r.event, &r.content_type,
+                               &r.call_id};
+        *fields[field] = BN(NULL, 4);
+        assert_int_equal(pr_push_lookup(e, &r, NULL, 0, NULL, &d), PR_STATUS_NULL_PARAMETER);
+    }
+    /* A method that is not UTF-8. */
+    pr_request r = req;
+    r.method = BN(not_utf8, sizeof not_utf8);
+    assert_int_equal(pr_push_lookup(e, &r, NULL, 0, NULL, &d), PR_STATUS_INVALID_UTF8);
+    assert_ptr_equal(d, SENTINEL); /* never written on failure */
+    assert_int_equal(env.lookups, 0);
+
+    /* The same for pr_push_redirect. */
+    pr_branch br = branch(T1, 480, NULL, true);
+    assert_int_equal(pr_push_redirect(NULL, &req, &br, 1, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_redirect(e, NULL, &br, 1, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_redirect(e, &req, NULL, 1, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_redirect(e, &req, &br, 1, NULL, 0, NULL, 0, NULL, NULL),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_redirect(e, &req, &br, 1, NULL, 0, NULL, 3, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_push_redirect(e, &req, &br, 1, NULL, 0, not_utf8, sizeof not_utf8, NULL, &d),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_push_redirect(e, &req, &br, 1, NULL, 0, (const uint8_t *)"both", 4, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+    for (int field = 0; field < 6; field++) {
+        pr_request rr = req;
+        pr_bytes *fields[6] = {&rr.method, &rr.ruri, &rr.to_tag, &rr.event, &rr.content_type,
+                               &rr.call_id};
+        *fields[field] = BN(NULL, 1);
+        assert_int_equal(pr_push_redirect(e, &rr, &br, 1, NULL, 0, NULL, 0, NULL, &d),
+                         PR_STATUS_NULL_PARAMETER);
+    }
+    assert_int_equal(pr_push_redirect(e, &r, &br, 1, NULL, 0, NULL, 0, NULL, &d), PR_STATUS_INVALID_UTF8);
+    /* (NULL, len > 0) in a branch's uri and reply. */
+    pr_branch bad = br;
+    bad.uri = BN(NULL, 10);
+    assert_int_equal(pr_push_redirect(e, &req, &bad, 1, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    bad = br;
+    bad.reply = BN(NULL, 10);
+    assert_int_equal(pr_push_redirect(e, &req, &bad, 1, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_ptr_equal(d, SENTINEL);
+
+    /* No branch at all (NULL, 0): nothing left. */
+    d = redirect_ok(e, &req, NULL, 0, NULL, NULL);
+    assert_decision(d, -1, R_EXHAUSTED, 0);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_decision_accessors_null(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-accessors");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+
+    /* The documented fallbacks for a NULL decision. */
+    assert_int_equal(pr_decision_script_rc(NULL), -2);
+    assert_int_equal(pr_decision_reason(NULL), 0);
+    assert_false(pr_decision_is_parallel(NULL));
+    assert_int_equal(pr_decision_branch_count(NULL), 0);
+    assert_int_equal(pr_decision_store_op(NULL), PR_STORE_OP_NONE);
+
+    pr_branch_out bo;
+    memset(&bo, 0x5A, sizeof bo);
+    pr_branch_out bo_before;
+    memcpy(&bo_before, &bo, sizeof bo); /* padding included */
+    assert_int_equal(pr_decision_branch(NULL, 0, &bo), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_branch(d, 0, NULL), PR_STATUS_NULL_PARAMETER);
+    /* Out-of-range indexes: *out untouched. */
+    assert_int_equal(pr_decision_branch(d, 1, &bo), PR_STATUS_OUT_OF_RANGE);
+    assert_int_equal(pr_decision_branch(d, 1024, &bo), PR_STATUS_OUT_OF_RANGE);
+    assert_int_equal(pr_decision_branch(d, SIZE_MAX, &bo), PR_STATUS_OUT_OF_RANGE);
+    assert_memory_equal(&bo, &bo_before, sizeof bo);
+
+    pr_counters c;
+    assert_int_equal(pr_decision_counters(NULL, &c), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_counters(d, NULL), PR_STATUS_NULL_PARAMETER);
+
+    pr_bytes aor = B("x"), svc = B("y");
+    assert_int_equal(pr_decision_key(NULL, &aor, &svc), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_key(d, NULL, &svc), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_key(d, &aor, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_bytes(aor, "x");
+    assert_bytes(svc, "y");
+
+    int64_t ttl = 12345;
+    pr_forwarding *f = (pr_forwarding *)&g_sockets[0];
+    assert_int_equal(pr_decision_learned(NULL, &ttl, &f), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_learned(d, NULL, &f), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_learned(d, &ttl, NULL), PR_STATUS_NULL_PARAMETER);
+    /* A decision that learned nothing. */
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    assert_int_equal(pr_decision_learned(d, &ttl, &f), PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(ttl, 12345);
+    assert_ptr_equal(f, (pr_forwarding *)&g_sockets[0]);
+
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+/* ================================================================== */
+/* Tests: push_lookup                                                  */
+/* ================================================================== */
+
+static void test_lookup_serial_and_parallel(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-lookup");
+
+    /* Serial: the first terminal by q, then the most recent. */
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_false(pr_decision_is_parallel(d));
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, T1);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5071;received");
+    assert_bytes(b.path, "<sip:edge5071@127.0.0.1;lr>");
+    assert_bytes(b.instance, "<urn:uuid:00000000-0000-0000-0000-000000000001>");
+    assert_ptr_equal(b.socket, &g_sockets[1]);
+    assert_int_equal(b.q, 1000);
+    pr_counters c = counters_of(d);
+    pr_counters zero;
+    memset(&zero, 0, sizeof zero);
+    assert_memory_equal(&c, &zero, sizeof c);
+    pr_bytes aor, svc;
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_bytes(aor, U1);
+    assert_bytes(svc, "MESSAGE:text/plain");
+    assert_string_equal(env.last_aor, U1);
+    assert_int_equal(env.add_failures, 0);
+    pr_decision_free(d);
+
+    /* Parallel (mode given, case-insensitive): every terminal, in order. */
+    static const char *const modes[] = {"parallel", "PARALLEL", "Parallel"};
+    for (size_t m = 0; m < 3; m++) {
+        d = lookup_ok(e, &req, modes[m], NULL);
+        assert_decision(d, 1, R_REGISTERED, 3);
+        assert_true(pr_decision_is_parallel(d));
+        static const char *const want[] = {T1, T2, T3};
+        const void *sock[] = {&g_sockets[1], &g_sockets[2], &g_sockets[3]};
+        const int32_t q[] = {1000, 1000, 500};
+        for (size_t i = 0; i < 3; i++) {
+            b = branch_at(d, i);
+            assert_bytes(b.uri, want[i]);
+            assert_ptr_equal(b.socket, sock[i]);
+            assert_int_equal(b.q, q[i]);
+        }
+        assert_empty(branch_at(d, 1).instance);
+        pr_decision_free(d);
+    }
+    /* "serial" explicitly. */
+    d = lookup_ok(e, &req, "SERIAL", NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+
+    /* A local AOR without contacts; a foreign one; a bad Request-URI. */
+    req.ruri = B("sip:nobody@example.com");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    req.ruri = B("sip:u1@elsewhere.example");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    log_reset();
+    req.ruri = B("tel:+34600000000");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -2, R_BAD_REQUEST_URI, 0);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-lookup", "tel:+34600000000"));
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_empty(aor);
+    assert_empty(svc);
+    pr_decision_free(d);
+
+    /* A registration whose URI is garbage is skipped, with a warning. */
+    log_reset();
+    req.ruri = B("sip:junk@example.com");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_lookup_callback_failure(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+
+    /* The lookup callback returns -1: rc -2, lookup failed. */
+    pr_request req = message_req(AOR_BROKEN, "cid-lookup-fails");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -2, R_LOOKUP_FAILED, 0);
+    assert_int_equal(env.lookups, 1);
+    pr_decision_free(d);
+
+    pr_branch br = branch("sip:x@127.0.0.1:5099", 480, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_LOOKUP_FAILED, 0);
+    pr_decision_free(d);
+
+    /* A 302 to the broken AOR: its contacts cannot be read. */
+    req = message_req(U1, "cid-lookup-fails-2");
+    buf_t r = reply1("302 Moved", "Contact: <" AOR_BROKEN ">");
+    br = branch(T1, 302, &r, true);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_LOOKUP_FAILED, 0);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-lookup-fails-2", "location lookup of"));
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+
+    /* An engine without callbacks: no contacts, no host is the proxy. */
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+    assert_int_equal(pr_engine_new(cfg, NULL, NULL, NULL, &e), PR_STATUS_OK);
+    pr_config_free(cfg);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    r = reply1("302 Moved", "Contact: <" T3 ">");
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_ALL_TARGETS_REFUSED, 0);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_lookup_callback_reenters_the_engine(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    env.engine = e;
+    env.nested_status = PR_STATUS_PANIC;
+    pr_request req = message_req(AOR_REENTER, "cid-reenter");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_int_equal(env.nested_status, PR_STATUS_OK);
+    assert_int_equal(env.nested_rc, 1);
+    assert_int_equal(env.nested_branches, 1);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, U2T);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_contact_sink_probes(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(AOR_PROBE, "cid-probe");
+    log_reset();
+    pr_decision *d = lookup_ok(e, &req, "parallel", NULL);
+    assert_int_equal(env.n_probe, N_PROBES);
+    static const pr_status want[N_PROBES] = {
+        PR_STATUS_NULL_PARAMETER,   PR_STATUS_NULL_PARAMETER,   PR_STATUS_NULL_PARAMETER,
+        PR_STATUS_INVALID_ARGUMENT, PR_STATUS_INVALID_ARGUMENT, PR_STATUS_INVALID_ARGUMENT,
+        PR_STATUS_NULL_PARAMETER,   PR_STATUS_NULL_PARAMETER,   PR_STATUS_NULL_PARAMETER,
+        PR_STATUS_OK,               PR_STATUS_INVALID_ARGUMENT, PR_STATUS_OK,
+    };
+    for (int i = 0; i < N_PROBES; i++) {
+        if (env.probe[i] != want[i]) {
+            print_error("sink probe %d: got %u, want %u\n", i, env.probe[i], want[i]);
+        }
+        assert_int_equal(env.probe[i], want[i]);
+    }
+    /* Only the good contact survives (the non-UTF-8 one is not a SIP URI). */
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, "sip:probe-ok@127.0.0.1:5090");
+    assert_empty(b.dst_uri);
+    assert_empty(b.path);
+    assert_empty(b.instance);
+    assert_ptr_equal(b.socket, &g_sockets[7]);
+    assert_int_equal(b.q, -1);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_lookup_more_than_1024_contacts(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(AOR_MANY, "cid-many");
+    log_reset();
+    pr_decision *d = lookup_ok(e, &req, "parallel", NULL);
+    assert_int_equal(env.add_failures, 0); /* extra contacts are ignored, not refused */
+    assert_decision(d, 1, R_REGISTERED, 8);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, AOR_MANY, "more than 1024 contacts"));
+    /* Best q first: q 1000 is k = 1000 (k % 1001), kept among the first 1024. */
+    assert_bytes(branch_at(d, 0).uri, "sip:m1000@127.0.0.1:8000");
+    assert_int_equal(branch_at(d, 0).q, 1000);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+static void test_lookup_applies_stored_forwarding(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-stored");
+
+    /* Permanent, to another terminal of u1: its registration's next hop. */
+    pr_forwarding *f = NULL;
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PERMANENT, -1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T3, strlen(T3), 700),
+                     PR_STATUS_OK);
+    pr_decision *d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, T3);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_bytes(b.path, "<sip:edge5073@127.0.0.1;lr>");
+    assert_ptr_equal(b.socket, &g_sockets[3]);
+    assert_int_equal(b.q, 700);
+    assert_int_equal(counters_of(d).forwardings_applied, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* Temporary, to a local AOR (u2): resolved to its contacts. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_TEMPORARY, INT64_MAX, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)U2, strlen(U2), -1),
+                     PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    b = branch_at(d, 0);
+    assert_bytes(b.uri, U2T);
+    assert_ptr_equal(b.socket, &g_sockets[5]);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* Expired temporary entry: ignored. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_TEMPORARY, 1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T3, strlen(T3), -1),
+                     PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, T1);
+    assert_int_equal(counters_of(d).forwardings_applied, 0);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* Provisioned: not applied at lookup. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PROVISIONED, -1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T3, strlen(T3), -1),
+                     PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* A stored target to a foreign domain fails today's policy: terminals. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PERMANENT, -1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)"sip:evil@attacker.example",
+                                              strlen("sip:evil@attacker.example"), -1),
+                     PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_int_equal(counters_of(d).targets_refused, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* An empty forwarding. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PERMANENT, -1, &f), PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+    pr_engine_free(e);
+}
+
+static void test_untouched_requests_and_keys(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_bytes aor, svc;
+
+    /* Not a PUSH method: untouched, empty key. */
+    pr_request req = message_req(U1, "cid-untouched");
+    req.method = B("OPTIONS");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_NOT_PUSH_METHOD, 0);
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_empty(aor);
+    assert_empty(svc);
+    pr_decision_free(d);
+
+    /* In-dialog (To-tag). */
+    req = message_req(U1, "cid-untouched");
+    req.to_tag = B("abc123");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -1, R_IN_DIALOG, 0);
+    pr_decision_free(d);
+    pr_branch br = branch(T1, 480, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_IN_DIALOG, 0);
+    pr_decision_free(d);
+
+    /* NOTIFY: the service is the event package; the host is lower-cased. */
+    memset(&req, 0, sizeof req);
+    req.method = B("notify");
+    req.ruri = B("sip:u1@EXAMPLE.com:5060;transport=tcp");
+    req.event = B("ua-profile;id=3");
+    req.content_type = B("text/plain");
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_bytes(aor, U1);
+    assert_bytes(svc, "NOTIFY:ua-profile");
+    pr_decision_free(d);
+
+    /* A very long Content-Type: the service key is capped (128 bytes). */
+    char ct[600];
+    memset(ct, 'a', sizeof ct - 1);
+    ct[sizeof ct - 1] = '\0';
+    memcpy(ct, "text/", 5);
+    req = message_req(U1, "cid-key");
+    req.content_type = B(ct);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_int_equal(svc.len, SERVICE_KEY_MAX);
+    assert_memory_equal(svc.ptr, "MESSAGE:text/aaa", 16);
+    pr_decision_free(d);
+    pr_engine_free(e);
+}
+
+/* ================================================================== */
+/* Tests: push_redirect flows                                          */
+/* ================================================================== */
+
+static void test_f1_redirect_to_another_registered_terminal(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-f1");
+    buf_t r = reply1("302 Moved Temporarily", "Contact: <" T3 ">");
+    pr_branch br = branch(T1, 302, &r, true);
+
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    pr_branch_out b = branch_at(d, 0);
+    /* uri, dst_uri, path, socket come back from t3's registration. */
+    assert_bytes(b.uri, T3);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_bytes(b.path, "<sip:edge5073@127.0.0.1;lr>");
+    assert_empty(b.instance);
+    assert_ptr_equal(b.socket, &g_sockets[3]);
+    assert_int_equal(b.q, 500);
+    pr_counters c = counters_of(d);
+    assert_int_equal(c.redirects_followed, 1);
+    assert_int_equal(c.targets_refused, 0);
+    /* A 302 without expiry is for this request only. */
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_bytes aor, svc;
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_bytes(aor, U1);
+    assert_bytes(svc, "MESSAGE:text/plain");
+    /* The borrowed strings stay valid until the decision is freed: copy-free
+       re-read after another call on the engine. */
+    pr_decision *d2 = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_bytes(b.uri, T3);
+    pr_decision_free(d2);
+    pr_decision_free(d);
+
+    /* A 302 to another registered AOR of the proxy (u2). */
+    buf_free(&r);
+    r = reply1("302 Moved", "Contact: \"U Two\" <sip:u2@EXAMPLE.com>;q=0.3");
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    b = branch_at(d, 0);
+    assert_bytes(b.uri, U2T);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5082;received");
+    assert_empty(b.path);
+    assert_ptr_equal(b.socket, &g_sockets[5]);
+    assert_string_equal(env.last_aor, U2);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_f2_failover_to_the_next_terminal(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-f2");
+    buf_t r = reply1("480 Temporarily Unavailable", NULL);
+    pr_branch br = branch(T1, 480, &r, true);
+
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, T2);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5072;received");
+    assert_bytes(b.path, "<sip:edge5072@127.0.0.1;lr>");
+    assert_ptr_equal(b.socket, &g_sockets[2]);
+    assert_int_equal(counters_of(d).failovers, 1);
+    assert_int_equal(counters_of(d).redirects_followed, 0);
+    pr_decision_free(d);
+
+    /* Parallel (F3): every remaining terminal. */
+    d = redirect_ok(e, &req, &br, 1, "parallel", NULL);
+    assert_decision(d, 1, R_FAILOVER, 2);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    assert_bytes(branch_at(d, 1).uri, T3);
+    pr_decision_free(d);
+
+    /* A timeout (local 408, no reply bytes). */
+    br = branch(T1, 408, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+
+    /* Serial walk: t1 failed earlier, t2 now: t3; then nothing left. */
+    pr_branch two[3] = {branch(T1, 486, NULL, false), branch(T2, 503, NULL, true),
+                        branch(T3, 480, NULL, false)};
+    d = redirect_ok(e, &req, two, 2, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    pr_decision_free(d);
+    two[1].current_round = false;
+    two[2].current_round = true;
+    d = redirect_ok(e, &req, two, 3, NULL, NULL);
+    assert_decision(d, -1, R_EXHAUSTED, 0);
+    pr_decision_free(d);
+
+    /* 401/407: no failover; 305/380: never followed; 200: not a redirect. */
+    br = branch(T1, 401, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_AUTH_CHALLENGE, 0);
+    pr_decision_free(d);
+    buf_t r305 = reply1("305 Use Proxy", "Contact: <" T3 ">");
+    br = branch(T1, 305, &r305, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_NEVER_FOLLOWED, 0);
+    pr_decision_free(d);
+    buf_free(&r305);
+    br = branch(T1, 200, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_NOT_REDIRECT, 0);
+    pr_decision_free(d);
+    /* Status 0 (no final reply yet) is accepted. */
+    br = branch(T1, 0, NULL, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -1, R_NOT_REDIRECT, 0);
+    pr_decision_free(d);
+
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_6xx_stops_everything(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-6xx");
+    static const char *const lines[] = {"600 Busy Everywhere", "603 Decline",
+                                        "604 Does Not Exist Anywhere", "606 Not Acceptable"};
+    static const uint32_t codes[] = {600, 603, 604, 606};
+    for (size_t i = 0; i < 4; i++) {
+        buf_t r = reply1(lines[i], "Contact: <" T3 ">");
+        pr_branch br = branch(T1, codes[i], &r, true);
+        pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+        assert_decision(d, -1, R_GLOBAL_FAILURE, 0);
+        assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+        pr_decision_free(d);
+        /* Also when a 3xx of the same round would have been followed. */
+        buf_t r3 = reply1("302 Moved", "Contact: <" T3 ">");
+        pr_branch both[2] = {branch(T2, 302, &r3, true), branch(T1, codes[i], &r, true)};
+        d = redirect_ok(e, &req, both, 2, "parallel", NULL);
+        assert_decision(d, -1, R_GLOBAL_FAILURE, 0);
+        pr_decision_free(d);
+        buf_free(&r3);
+        buf_free(&r);
+    }
+    pr_engine_free(e);
+}
+
+static void test_foreign_domain_refused(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-foreign");
+    buf_t r = reply1("302 Moved", "Contact: <sip:evil@attacker.example>");
+    pr_branch br = branch(T1, 302, &r, true);
+
+    log_reset();
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_ALL_TARGETS_REFUSED, 0);
+    pr_counters c = counters_of(d);
+    assert_int_equal(c.targets_refused, 1);
+    assert_int_equal(c.redirects_followed, 0);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-foreign", "sip:evil@attacker.example"));
+    pr_decision_free(d);
+
+    /* The same as a 301: never stored. */
+    buf_t r301 = reply1("301 Moved Permanently", "Contact: <sip:evil@attacker.example>");
+    br = branch(T1, 301, &r301, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_ALL_TARGETS_REFUSED, 0);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    assert_int_equal(counters_of(d).forwardings_learned, 0);
+    pr_decision_free(d);
+    buf_free(&r301);
+
+    /* Non-SIP schemes and the proxy itself are refused too. */
+    buf_t r2 = reply1("300 Multiple",
+                      "Contact: <tel:+34600000000>, <http://evil.example/>, <sip:example.com>");
+    br = branch(T1, 300, &r2, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_ALL_TARGETS_REFUSED, 0);
+    assert_int_equal(counters_of(d).targets_refused, 3);
+    pr_decision_free(d);
+    buf_free(&r2);
+    pr_engine_free(e);
+
+    /* A sips: request is never redirected to a sip: target (RFC 3261 16.7). */
+    static const char *const s2[] = {"allowed_domains", "partner.example", NULL};
+    pr_engine *e2 = make_engine(&env, s2);
+    pr_request sreq = message_req("sips:u1@example.com", "cid-sips");
+    buf_t rs = reply1("302 Moved", "Contact: <sip:x@partner.example>, <sips:y@partner.example>");
+    br = branch("sips:t1@127.0.0.1:5071", 302, &rs, true);
+    d = redirect_ok(e2, &sreq, &br, 1, "parallel", NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sips:y@partner.example");
+    assert_int_equal(counters_of(d).targets_refused, 1);
+    pr_decision_free(d);
+    buf_free(&rs);
+    pr_engine_free(e2);
+
+    /* allowed_domains admits it: sent as is, no next hop, no socket. */
+    static const char *const s[] = {"allowed_domains", "attacker.example", NULL};
+    e = make_engine(&env, s);
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, "sip:evil@attacker.example");
+    assert_empty(b.dst_uri);
+    assert_empty(b.path);
+    assert_null(b.socket);
+    assert_int_equal(b.q, -1);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_301_learns_a_forwarding(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-301");
+    buf_t r = reply1("301 Moved Permanently", "Contact: <" T3 ">;q=0.8");
+    pr_branch br = branch(T1, 301, &r, true);
+
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    assert_int_equal(counters_of(d).forwardings_learned, 1);
+    assert_int_equal(counters_of(d).redirects_followed, 1);
+    assert_int_equal(branch_at(d, 0).q, 800);
+    int64_t ttl = 0;
+    pr_forwarding *learned = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &learned), PR_STATUS_OK);
+    assert_non_null(learned);
+    assert_int_equal(ttl, -1); /* 301 without expiry: no TTL */
+    pr_bytes aor, svc;
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_bytes(aor, U1);
+    assert_bytes(svc, "MESSAGE:text/plain");
+    /* Twice: an independent handle each time. */
+    pr_forwarding *again = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &again), PR_STATUS_OK);
+    assert_ptr_not_equal(again, learned);
+    pr_forwarding_free(again);
+    pr_decision_free(d);
+
+    /* The C ABI has no getter for a forwarding's kind or targets: check them
+       by applying the learned handle. A permanent entry is applied at lookup
+       (a provisioned one would not be), with its target and q. The handle
+       outlives the decision it came from. */
+    pr_decision *d2 = lookup_ok(e, &req, NULL, learned);
+    assert_decision(d2, 1, R_STORED_FORWARDING, 1);
+    pr_branch_out b = branch_at(d2, 0);
+    assert_bytes(b.uri, T3);
+    assert_int_equal(b.q, 800);
+    assert_ptr_equal(b.socket, &g_sockets[3]);
+    assert_int_equal(counters_of(d2).forwardings_applied, 1);
+    pr_decision_free(d2);
+    pr_forwarding_free(learned);
+
+    /* 301 with an expiry: permanent until then (ttl 3600). */
+    buf_free(&r);
+    r = reply1("301 Moved Permanently", "Contact: <" T3 ">;expires=3600");
+    br = branch(T1, 301, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    learned = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &learned), PR_STATUS_OK);
+    assert_int_equal(ttl, 3600);
+    pr_forwarding_free(learned);
+    pr_decision_free(d);
+
+    /* An expiry beyond 32 bits saturates at 2^32-1 (RFC 3261 §20.19). */
+    buf_free(&r);
+    r = reply1("301 Moved Permanently", "Contact: <" T3 ">;expires=99999999999999");
+    br = branch(T1, 301, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    learned = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &learned), PR_STATUS_OK);
+    assert_int_equal(ttl, 4294967295LL);
+    pr_forwarding_free(learned);
+    pr_decision_free(d);
+
+    /* 302 with an Expires header: temporary (ttl 60), applied at lookup. */
+    buf_free(&r);
+    const char *h[] = {"Contact: <" T3 ">", "Expires: 60", NULL};
+    r = reply_v("302 Moved Temporarily", h);
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    learned = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &learned), PR_STATUS_OK);
+    assert_int_equal(ttl, 60);
+    pr_decision_free(d);
+    d = lookup_ok(e, &req, NULL, learned);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(learned);
+
+    /* 302 with expires=0: nothing learned. */
+    buf_free(&r);
+    r = reply1("302 Moved", "Contact: <" T3 ">;expires=0");
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    learned = (pr_forwarding *)&g_sockets[0];
+    assert_int_equal(pr_decision_learned(d, &ttl, &learned), PR_STATUS_INVALID_ARGUMENT);
+    assert_ptr_equal(learned, (pr_forwarding *)&g_sockets[0]);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_stored_forwardings_in_redirect(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-stored-redirect");
+
+    /* F5: a 3xx without Contact + a provisioned forwarding (to u2). */
+    pr_forwarding *f = NULL;
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PROVISIONED, -1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)U2, strlen(U2), -1),
+                     PR_STATUS_OK);
+    buf_t r = reply1("302 Moved", NULL);
+    pr_branch br = branch(T1, 302, &r, true);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, f);
+    assert_decision(d, 1, R_PROVISIONED, 1);
+    assert_bytes(branch_at(d, 0).uri, U2T);
+    assert_int_equal(counters_of(d).forwardings_applied, 1);
+    pr_decision_free(d);
+    /* Not for a plain failure. */
+    pr_branch br480 = branch(T1, 480, NULL, true);
+    d = redirect_ok(e, &req, &br480, 1, NULL, f);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* F7: the target of a temporary entry failed: forget the entry. */
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_TEMPORARY, INT64_MAX, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)T3, strlen(T3), -1),
+                     PR_STATUS_OK);
+    pr_branch br3 = branch(T3, 480, NULL, true);
+    d = redirect_ok(e, &req, &br3, 1, NULL, f);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_FORGET);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    int64_t ttl = 5;
+    pr_forwarding *l = NULL;
+    assert_int_equal(pr_decision_learned(d, &ttl, &l), PR_STATUS_INVALID_ARGUMENT);
+    assert_null(l);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_logger(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-malformed-42");
+    const char *h[] = {"Contact: <sip:broken@, <:>", "Contact: <" T3 ">", NULL};
+    buf_t r = reply_v("302 Moved", h);
+    pr_branch br = branch(T1, 302, &r, true);
+
+    /* WARN for the malformed Contact, naming the Call-ID; DEBUG summary. */
+    log_reset();
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    assert_true(counters_of(d).targets_refused >= 1);
+    pr_decision_free(d);
+    assert_true(g_log.count[PR_LOG_LEVEL_WARN] >= 1);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "Call-ID cid-malformed-42", "malformed Contact"));
+    assert_true(log_has(PR_LOG_LEVEL_DEBUG, "Call-ID cid-malformed-42", "rc=1"));
+    assert_int_equal(g_log.bad_level, 0);
+    assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 0);
+
+    /* max_level ERROR: no WARN, no DEBUG delivered. */
+    pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_ERROR);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+    assert_int_equal(g_log.total, 0);
+
+    /* max_level WARN: the WARN, no DEBUG. */
+    pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_WARN);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+    assert_true(g_log.count[PR_LOG_LEVEL_WARN] >= 1);
+    assert_int_equal(g_log.count[PR_LOG_LEVEL_DEBUG], 0);
+
+    /* NULL callback: messages dropped, no crash. */
+    pr_set_logger(NULL, &g_log, PR_LOG_LEVEL_DEBUG);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+    assert_int_equal(g_log.total, 0);
+
+    /* A long Call-ID is cut at 128 bytes; a non-UTF-8 one is logged lossily. */
+    pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_DEBUG);
+    char cid[300];
+    memset(cid, 'x', sizeof cid - 1);
+    cid[sizeof cid - 1] = '\0';
+    req.call_id = B(cid);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+    char want128[140], want129[140];
+    snprintf(want128, sizeof want128, "Call-ID %.128s:", cid);
+    snprintf(want129, sizeof want129, "Call-ID %.129s", cid);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, want128, "malformed"));
+    assert_false(log_has(PR_LOG_LEVEL_WARN, want129, NULL));
+    static const uint8_t bad_cid[] = {'c', 'i', 'd', 0xff, 0xfe, '!'};
+    req.call_id = BN(bad_cid, sizeof bad_cid);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "Call-ID cid\xef\xbf\xbd\xef\xbf\xbd!", "malformed"));
+    /* No Call-ID at all. */
+    req.call_id = NONE;
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    pr_decision_free(d);
+
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+/* ================================================================== */
+/* Tests: hostile input                                                */
+/* ================================================================== */
+
+static void test_hostile_10000_contacts(void **state) {
+    (void)state;
+    fake_env env = {0};
+    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-10000");
+
+    /* One Contact header with 10,000 values. */
+    buf_t h = {0};
+    buf_adds(&h, "Contact: ");
+    for (int k = 0; k < 10000; k++) {
+        buf_addf(&h, "%s<sip:c%d@partner.example>;q=0.%03d", k ? ", " : "", k, k % 1000);
+    }
+    buf_t r = reply1("300 Multiple Choices", h.data);
+    pr_branch br = branch(T1, 300, &r, true);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, "parallel", NULL);
+    assert_decision(d, 1, R_REDIRECT, 8); /* max_branches */
+    pr_counters c = counters_of(d);
+    assert_int_equal(c.contacts_dropped, 10000 - 8);
+    assert_int_equal(c.redirects_followed, 1);
+    /* Best q first, stable for equal q: c999, c1999, ... */
+    assert_bytes(branch_at(d, 0).uri, "sip:c999@partner.example");
+    assert_bytes(branch_at(d, 1).uri, "sip:c1999@partner.example");
+    assert_int_equal(branch_at(d, 0).q, 999);
+    pr_decision_free(d);
+    buf_free(&r);
+    buf_free(&h);
+
+    /* 10,000 Contact header lines. */
+    buf_t r2 = {0};
+    buf_adds(&r2, "SIP/2.0 300 Multiple Choices\r\nCall-ID: c1\r\n");
+    for (int k = 0; k < 10000; k++) {
+        buf_addf(&r2, "Contact: <sip:h%d@partner.example>\r\n", k);
+    }
+    buf_adds(&r2, "Content-Length: 0\r\n\r\n");
+    br = branch(T1, 300, &r2, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sip:h0@partner.example");
+    assert_int_equal(counters_of(d).contacts_dropped, 10000 - 8);
+    pr_decision_free(d);
+    buf_free(&r2);
+
+    /* 10,000 Contacts none of which is acceptable. */
+    buf_t r3 = {0};
+    buf_adds(&r3, "SIP/2.0 300 Multiple Choices\r\nContact: ");
+    for (int k = 0; k < 10000; k++) {
+        buf_addf(&r3, "%s<sip:x%d@attacker.example>", k ? "," : "", k);
+    }
+    buf_adds(&r3, "\r\n\r\n");
+    br = branch(T1, 300, &r3, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, -2, R_ALL_TARGETS_REFUSED, 0);
+    assert_int_equal(counters_of(d).targets_refused, 10000);
+    pr_decision_free(d);
+    buf_free(&r3);
+    pr_engine_free(e);
+}
+
+static void test_hostile_60kb_contact_header(void **state) {
+    (void)state;
+    fake_env env = {0};
+    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-60k");
+    enum { BIG = 60 * 1024 };
+
+    /* (a) One 60 KB URI: longer than MAX_URI_LEN, so no URI at all: skipped
+     * (counted refused), and the 302 counts as failed: the next terminal. */
+    buf_t h = {0};
+    buf_adds(&h, "Contact: <sip:");
+    for (int k = 0; k < BIG; k++) {
+        buf_add(&h, "a", 1);
+    }
+    buf_adds(&h, "@partner.example>");
+    assert_true(h.len > BIG);
+    buf_t r = reply1("302 Moved", h.data);
+    pr_branch br = branch(T1, 302, &r, true);
+    log_reset();
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_int_equal(counters_of(d).targets_refused, 1);
+    /* The warning quotes the URI cut short, not 60 KB of it. */
+    for (int i = 0; i < g_log.total && i < LOG_RING; i++) {
+        assert_true(g_log.msgs[i].len < 4096);
+    }
+    pr_decision_free(d);
+    buf_free(&r);
+    buf_free(&h);
+
+    /* (b) A 60 KB display name before a good Contact. */
+    buf_adds(&h, "Contact: \"");
+    for (int k = 0; k < BIG; k++) {
+        buf_add(&h, "N", 1);
+    }
+    buf_adds(&h, "\" <" T3 ">;q=0.4");
+    r = reply1("302 Moved", h.data);
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    assert_int_equal(branch_at(d, 0).q, 400);
+    pr_decision_free(d);
+    buf_free(&r);
+    buf_free(&h);
+
+    /* (c) 60 KB of one unterminated quoted string: one malformed Contact,
+       skipped with a warning (counted refused); the 302 had nothing usable,
+       so it counts as failed: the next terminal. */
+    buf_adds(&h, "Contact: \"");
+    for (int k = 0; k < BIG; k++) {
+        buf_add(&h, (k % 7) ? "q" : "\\", 1);
+    }
+    r = reply1("302 Moved", h.data);
+    br = branch(T1, 302, &r, true);
+    log_reset();
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_int_equal(counters_of(d).targets_refused, 1);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-60k", "malformed Contact"));
+    pr_decision_free(d);
+    buf_free(&r);
+    buf_free(&h);
+
+    /* (d) 60 KB of commas and semicolons. */
+    buf_adds(&h, "Contact: ");
+    for (int k = 0; k < BIG; k++) {
+        buf_add(&h, (k % 2) ? "," : ";", 1);
+    }
+    r = reply1("302 Moved", h.data);
+    br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_true(pr_decision_script_rc(d) >= -2 && pr_decision_script_rc(d) <= 1);
+    pr_decision_free(d);
+    buf_free(&r);
+    buf_free(&h);
+
+    /* (e) A Request-URI of 60 KB. */
+    buf_adds(&h, "sip:");
+    for (int k = 0; k < BIG; k++) {
+        buf_add(&h, "u", 1);
+    }
+    buf_adds(&h, "@example.com");
+    req.ruri = BN(h.data, h.len);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, -2, R_BAD_REQUEST_URI, 0);
+    pr_decision_free(d);
+    buf_free(&h);
+    pr_engine_free(e);
+}
+
+static void test_hostile_garbage_replies(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-garbage");
+
+    /* The simple case: not a SIP reply at all, so a 3xx without Contact. */
+    static const uint8_t junk[] = {0x00, 0xff, 'g', 'a', 'r', 'b', 'a', 'g', 'e'};
+    pr_branch br = branch(T1, 302, NULL, true);
+    br.reply = BN(junk, sizeof junk);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+
+    /* Random bytes, of random lengths, for each kind of status; and random
+       bytes after a valid status line and a "Contact: " prefix. */
+    static const uint32_t statuses[] = {300, 301, 302, 480, 503, 0};
+    uint8_t *buf = malloc(8192);
+    assert_non_null(buf);
+    for (int it = 0; it < 300; it++) {
+        size_t len = (size_t)(rng() % 8192);
+        size_t off = 0;
+        if (it % 3 == 1) {
+            static const char pre[] = "SIP/2.0 302 Moved\r\nContact: ";
+            off = sizeof pre - 1;
+            memcpy(buf, pre, off);
+            if (len < off) {
+                len = off;
+            }
+        }
+        for (size_t i = off; i < len; i++) {
+            uint64_t x = rng();
+            /* Bias toward the parser's special bytes. */
+            static const char special[] = "<>\",;=:@\\\r\n \t*?q";
+            buf[i] = (x & 0x300) ? (uint8_t)(x >> 16) : (uint8_t)special[(x >> 16) % 16];
+        }
+        pr_branch b2[2] = {branch(T2, 486, NULL, false), branch(T1, 302, NULL, true)};
+        b2[1].status = statuses[it % 6];
+        b2[1].reply = BN(buf, len);
+        d = NULL;
+        const char *mode = (it & 1) ? "parallel" : "";
+        assert_int_equal(pr_push_redirect(e, &req, b2, 2, NULL, 0, (const uint8_t *)mode, strlen(mode),
+                                          NULL, &d),
+                         PR_STATUS_OK);
+        int rc = pr_decision_script_rc(d);
+        assert_true(rc == 1 || rc == -1 || rc == -2);
+        for (size_t i = 0; i < pr_decision_branch_count(d); i++) {
+            pr_branch_out o = branch_at(d, i);
+            assert_true(o.uri.len > 0 && o.uri.ptr != NULL);
+        }
+        pr_counters c = counters_of(d);
+        (void)c;
+        pr_decision_free(d);
+    }
+
+    /* Random bytes as the Request-URI: a bad Request-URI, never a crash. */
+    for (int it = 0; it < 100; it++) {
+        size_t len = 1 + (size_t)(rng() % 300);
+        for (size_t i = 0; i < len; i++) {
+            buf[i] = (uint8_t)rng();
+        }
+        pr_request r = req;
+        r.ruri = BN(buf, len);
+        d = lookup_ok(e, &r, NULL, NULL);
+        assert_true(pr_decision_script_rc(d) == -2 || pr_decision_script_rc(d) == -1);
+        pr_decision_free(d);
+    }
+    free(buf);
+
+    /* A reply larger than the parser's cap (1 MiB): refused, counts as failed. */
+    size_t big_len = REPLY_MAX + 1;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    static const char head[] = "SIP/2.0 302 Moved\r\nContact: <" T3 ">\r\nX-Pad: ";
+    memcpy(big, head, sizeof head - 1);
+    memset(big + sizeof head - 1, 'p', big_len - (sizeof head - 1));
+    br = branch(T1, 302, NULL, true);
+    br.reply = BN(big, big_len);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+    free(big);
+    pr_engine_free(e);
+}
+
+static void test_hostile_branch_status_and_count(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+    pr_request req = message_req(U1, "cid-hostile-branches");
+    pr_decision *const SENTINEL = (pr_decision *)&g_sockets[4];
+    pr_decision *d = SENTINEL;
+
+    /* Statuses outside 0 and 100..699. */
+    static const uint32_t bad[] = {999, 1, 99, 700, 65535, 65536 + 302, UINT32_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pr_branch br[2] = {branch(T2, 480, NULL, false), branch(T1, bad[i], NULL, true)};
+        assert_int_equal(pr_push_redirect(e, &req, br, 2, NULL, 0, NULL, 0, NULL, &d),
+                         PR_STATUS_INVALID_ARGUMENT);
+        /* In an earlier round too. */
+        br[0].status = bad[i];
+        br[1].status = 480;
+        assert_int_equal(pr_push_redirect(e, &req, br, 2, NULL, 0, NULL, 0, NULL, &d),
+                         PR_STATUS_INVALID_ARGUMENT);
+    }
+    assert_ptr_equal(d, SENTINEL);
+    /* 100 and 699 are in range. */
+    pr_branch ok = branch(T1, 100, NULL, true);
+    d = redirect_ok(e, &req, &ok, 1, NULL, NULL);
+    pr_decision_free(d);
+    ok.status = 699;
+    d = redirect_ok(e, &req, &ok, 1, NULL, NULL);
+    assert_decision(d, -1, R_GLOBAL_FAILURE, 0);
+    pr_decision_free(d);
+
+    /* n_branches > 1024: refused before reading the array. */
+    enum { N = PR_MAX_BRANCHES_IN + 1 };
+    pr_branch *many = calloc(N, sizeof *many);
+    assert_non_null(many);
+    char (*uris)[48] = calloc(N, sizeof *uris);
+    assert_non_null(uris);
+    for (int i = 0; i < N; i++) {
+        snprintf(uris[i], sizeof uris[i], "sip:b%d@10.0.%d.%d:5060", i, i / 256, i % 256);
+        many[i] = branch(uris[i], 480, NULL, i == N - 2);
+    }
+    d = SENTINEL;
+    assert_int_equal(pr_push_redirect(e, &req, many, N, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_push_redirect(e, &req, many, SIZE_MAX, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_push_redirect(e, &req, many, (size_t)1 << 40, NULL, 0, NULL, 0, NULL, &d),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_ptr_equal(d, SENTINEL);
+    /* Exactly 1024: accepted; Kamailio's branch limit (12) is long past. */
+    d = redirect_ok(e, &req, many, PR_MAX_BRANCHES_IN, NULL, NULL);
+    assert_decision(d, -1, R_BRANCH_LIMIT, 0);
+    pr_decision_free(d);
+    /* With a large enough branch limit: on to the terminals. */
+    assert_int_equal(pr_engine_set_branch_limit(e, 2000), PR_STATUS_OK);
+    d = redirect_ok(e, &req, many, PR_MAX_BRANCHES_IN, "parallel", NULL);
+    assert_decision(d, 1, R_FAILOVER, 3);
+    pr_decision_free(d);
+    free(uris);
+    free(many);
+    pr_engine_free(e);
+}
+
+static void test_hostile_max_depth(void **state) {
+    (void)state;
+    fake_env env = {0};
+    static const char *const s[] = {"max_depth", "1", "allowed_domains", "partner.example", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-depth");
+
+    /* Round 1: t1 redirects to t2 (followed: depth 1 of 1). */
+    buf_t r1 = reply1("302 Moved", "Contact: <" T2 ">");
+    pr_branch br[2] = {branch(T1, 302, &r1, true), branch(T2, 0, NULL, false)};
+    pr_decision *d = redirect_ok(e, &req, br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    buf_t m1 = memo_of(d);
+    assert_true(m1.len > 0);
+    pr_decision_free(d);
+
+    /* Round 2: t2 redirects back to t1 and to a far target: past max_depth
+       (the memo says one redirect was followed), so not followed; t1 is
+       never tried twice; on to the next terminal. */
+    buf_t r2 = reply1("302 Moved", "Contact: <" T1 ">, <sip:far@partner.example>");
+    br[0].current_round = false;
+    br[1] = branch(T2, 302, &r2, true);
+    log_reset();
+    d = redirect_memo_ok(e, &req, br, 2, buf_bytes(&m1), NULL, NULL);
+    assert_int_equal(counters_of(d).loops_prevented, 1);
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-depth", "max_depth"));
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    pr_decision_free(d);
+
+    /* A forged memo claiming 2^32-1 redirects: the same, no overflow. */
+    static const char forged[] = "pr1 4294967295\n";
+    d = redirect_memo_ok(e, &req, br, 2, B(forged), NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+    buf_free(&m1);
+    buf_free(&r1);
+    buf_free(&r2);
+    pr_engine_free(e);
+}
+
+static void test_memo_carries_pending_contacts(void **state) {
+    (void)state;
+    fake_env env = {0};
+    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-memo");
+
+    /* pr_decision_memo: NULLs, and empty after pr_push_lookup. */
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    pr_bytes m = B("sentinel");
+    assert_int_equal(pr_decision_memo(NULL, &m), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_decision_memo(d, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_bytes(m, "sentinel");
+    assert_int_equal(pr_decision_memo(d, &m), PR_STATUS_OK);
+    assert_empty(m);
+    pr_decision_free(d);
+
+    /* F4 serial over three rounds: the 300's Contacts by q, then a terminal. */
+    buf_t r = reply1("300 Multiple Choices",
+                     "Contact: <sip:a@partner.example>;q=0.2, <sip:b@partner.example>;q=0.9");
+    pr_branch br[3] = {branch(T1, 300, &r, true), branch("sip:b@partner.example", 480, NULL, true),
+                       branch("sip:a@partner.example", 480, NULL, true)};
+    d = redirect_ok(e, &req, br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sip:b@partner.example");
+    assert_int_equal(branch_at(d, 0).q, 900);
+    buf_t m1 = memo_of(d);
+    pr_decision_free(d);
+
+    br[0].current_round = false;
+    d = redirect_memo_ok(e, &req, br, 2, buf_bytes(&m1), NULL, NULL);
+    assert_decision(d, 1, R_PENDING_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sip:a@partner.example");
+    assert_int_equal(branch_at(d, 0).q, 200);
+    buf_t m2 = memo_of(d);
+    pr_decision_free(d);
+
+    /* Without the memo the earlier Contacts are lost: a terminal instead. */
+    d = redirect_ok(e, &req, br, 2, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+
+    br[1].current_round = false;
+    d = redirect_memo_ok(e, &req, br, 3, buf_bytes(&m2), NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+    /* A stale memo (round 1's) after everything in it was tried. */
+    d = redirect_memo_ok(e, &req, br, 3, buf_bytes(&m1), NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+    buf_free(&m1);
+    buf_free(&m2);
+    buf_free(&r);
+
+    /* Bad memos: (NULL, len > 0) is refused; anything else is read
+       leniently; a forged pending target still passes today's policy. */
+    pr_branch fail = branch(T1, 480, NULL, true);
+    pr_decision *const SENTINEL = (pr_decision *)&g_sockets[4];
+    d = SENTINEL;
+    assert_int_equal(pr_push_redirect(e, &req, &fail, 1, NULL, 16, NULL, 0, NULL, &d),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_ptr_equal(d, SENTINEL);
+
+    static const uint8_t not_utf8[] = {'p', 'r', '1', ' ', '0', '\n', 0xff, 0xfe, '\n'};
+    d = redirect_memo_ok(e, &req, &fail, 1, BN(not_utf8, sizeof not_utf8), NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+
+    static const char evil[] = "pr1 0\n- sip:evil@attacker.example\n1000 sips:x@example.com\n";
+    d = redirect_memo_ok(e, &req, &fail, 1, B(evil), NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1); /* neither target is admitted */
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+
+    static const char good[] = "pr1 0\n- sip:x@partner.example\n";
+    d = redirect_memo_ok(e, &req, &fail, 1, B(good), "parallel", NULL);
+    assert_decision(d, 1, R_PENDING_REDIRECT, 1);
+    assert_bytes(branch_at(d, 0).uri, "sip:x@partner.example");
+    pr_decision_free(d);
+
+    /* A huge memo: 100,000 pending lines (kept: at most 256). */
+    buf_t big = {0};
+    buf_adds(&big, "pr1 0\n");
+    for (int k = 0; k < 100000; k++) {
+        buf_addf(&big, "%d sip:p%d@partner.example\n", k % 1001, k);
+    }
+    d = redirect_memo_ok(e, &req, &fail, 1, buf_bytes(&big), "parallel", NULL);
+    assert_decision(d, 1, R_PENDING_REDIRECT, 8);
+    buf_t m3 = memo_of(d);
+    assert_true(m3.len < big.len);
+    pr_decision_free(d);
+    buf_free(&m3);
+    buf_free(&big);
+
+    /* Random bytes as memo. */
+    uint8_t junk[2048];
+    for (int it = 0; it < 100; it++) {
+        size_t len = (size_t)(rng() % sizeof junk);
+        for (size_t i = 0; i < len; i++) {
+            junk[i] = (it & 1) ? (uint8_t)rng() : (uint8_t)" \n-0123pr1sip:@x"[rng() % 16];
+        }
+        d = redirect_memo_ok(e, &req, &fail, 1, BN(junk, len), NULL, NULL);
+        int rc = pr_decision_script_rc(d);
+        assert_true(rc == 1 || rc == -1 || rc == -2);
+        pr_decision_free(d);
+    }
+    pr_engine_free(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Structured fuzzing: replies, branch lists, memos and requests built  */
+/* from SIP-shaped fragments, checked against invariants.              */
+/* ------------------------------------------------------------------ */
+
+static const char *pick(const char *const *list, size_t n) { return list[rng() % n]; }
+#define PICK(list) pick((list), sizeof(list) / sizeof((list)[0]))
+
+static const char *const FZ_USERS[] = {"u1", "u2", "t1", "t2", "t3", "x", "evil", "nobody",
+                                       "%41b", "a.b", "many", "broken", ""};
+static const char *const FZ_HOSTS[] = {"example.com", "EXAMPLE.com", "partner.example",
+                                       "a.trusted.example", "attacker.example", "127.0.0.1",
+                                       "127.0.0.1:5071", "127.0.0.1:5072", "127.0.0.1:5073",
+                                       "127.0.0.1:5060", "[::1]", "[::1]:5070", "h:0",
+                                       "h:99999", "", "-", "example.com:"};
+static const char *const FZ_SCHEMES[] = {"sip:", "sip:", "sip:", "sips:", "SIP:", "tel:",
+                                         "http://", ""};
+static const char *const FZ_PARAMS[] = {";q=0.5", ";q=1", ";q=1.000", ";q=0", ";q=2", ";q=-1",
+                                        ";q=0.", ";q=", ";expires=60", ";expires=0",
+                                        ";expires=99999999999999999999", ";expires=x",
+                                        ";lr", ";transport=tcp", ";x=\"a,b\"", ";", "",
+                                        "", ""};
+static const char *const FZ_JUNK[] = {",", ", ", "\"", "\\", "<", ">", "\r\n ", "\r\n\t",
+                                      " ", "*", "\"Disp, Name\" ", "\xff", ";", "=", "@",
+                                      ":"};
+
+static void fz_uri(buf_t *b) {
+    buf_adds(b, PICK(FZ_SCHEMES));
+    const char *u = PICK(FZ_USERS);
+    if (*u && rng() % 8) {
+        buf_adds(b, u);
+        buf_adds(b, "@");
+    }
+    buf_adds(b, PICK(FZ_HOSTS));
+    if (rng() % 4 == 0) {
+        buf_adds(b, ";transport=udp");
+    }
+}
+
+static void fz_contact_values(buf_t *b) {
+    int n = 1 + (int)(rng() % 5);
+    for (int i = 0; i < n; i++) {
+        if (i) {
+            buf_adds(b, rng() % 8 ? ", " : PICK(FZ_JUNK));
+        }
+        if (rng() % 6 == 0) {
+            buf_adds(b, "\"Some One\" ");
+        }
+        bool angle = rng() % 5 != 0;
+        if (angle) {
+            buf_adds(b, "<");
+        }
+        fz_uri(b);
+        if (angle && rng() % 12) {
+            buf_adds(b, ">");
+        }
+        int np = (int)(rng() % 3);
+        for (int k = 0; k < np; k++) {
+            buf_adds(b, PICK(FZ_PARAMS));
+        }
+        if (rng() % 10 == 0) {
+            buf_adds(b, PICK(FZ_JUNK));
+        }
+    }
+}
+
+static buf_t fz_reply(uint32_t status) {
+    buf_t r = {0};
+    if (rng() % 20 == 0) { /* not a status line */
+        buf_adds(&r, PICK(FZ_JUNK));
+    }
+    buf_addf(&r, "SIP/2.0 %u Whatever\r\n", status);
+    int nh = (int)(rng() % 5);
+    for (int h = 0; h < nh; h++) {
+        switch (rng() % 6) {
+        case 0:
+        case 1:
+        case 2:
+            buf_adds(&r, rng() % 4 ? "Contact: " : (rng() % 2 ? "m:" : "contact :"));
+            fz_contact_values(&r);
+            break;
+        case 3:
+            buf_addf(&r, "Expires: %s", rng() % 2 ? "3600" : "4294967296");
+            break;
+        case 4:
+            buf_adds(&r, "Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1");
+            break;
+        default:
+            buf_adds(&r, "X-Junk: ");
+            buf_adds(&r, PICK(FZ_JUNK));
+            break;
+        }
+        buf_adds(&r, rng() % 16 ? "\r\n" : "\n");
+    }
+    if (rng() % 8) {
+        buf_adds(&r, "\r\n");
+    }
+    return r;
+}
+
+static bool fz_has_foreign_branch(const pr_decision *d) {
+    for (size_t i = 0; i < pr_decision_branch_count(d); i++) {
+        pr_branch_out o = branch_at(d, i);
+        for (size_t k = 0; k + 16 <= o.uri.len; k++) {
+            if (memcmp(o.uri.ptr + k, "attacker.example", 16) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Reasons seen by the fuzzer (printed with HARNESS_FUZZ_STATS=1). */
+static unsigned long fz_reasons[64];
+static unsigned long fz_learned, fz_forget;
+
+/* Checks the invariants every decision must hold; frees it. */
+static void fz_check(pr_decision *d, const pr_branch *br, size_t n, bool parallel,
+                     uint32_t max_branches) {
+    int rc = pr_decision_script_rc(d);
+    fz_reasons[pr_decision_reason(d) % 64]++;
+    fz_learned += pr_decision_store_op(d) == PR_STORE_OP_LEARN;
+    fz_forget += pr_decision_store_op(d) == PR_STORE_OP_FORGET;
+    size_t nb = pr_decision_branch_count(d);
+    assert_true(rc == 1 || rc == -1 || rc == -2);
+    assert_true((rc == 1) == (nb > 0));
+    assert_true(nb <= (parallel ? max_branches : 1));
+    assert_int_equal(pr_decision_is_parallel(d), parallel);
+    uint8_t txt[128];
+    size_t tn = 0;
+    assert_int_equal(pr_reason_text(pr_decision_reason(d), txt, sizeof txt, &tn), PR_STATUS_OK);
+    assert_false(bytes_eq(BN(txt, tn), "unknown reason"));
+    for (size_t i = 0; i < nb; i++) {
+        pr_branch_out o = branch_at(d, i);
+        assert_true(o.uri.len > 0 && o.uri.ptr != NULL);
+        assert_true(o.q >= -1 && o.q <= 1000);
+        /* Never a target already tried (byte-identical at least). */
+        for (size_t k = 0; k < n; k++) {
+            assert_false(br[k].uri.len == o.uri.len &&
+                         memcmp(br[k].uri.ptr, o.uri.ptr, o.uri.len) == 0);
+        }
+    }
+    /* attacker.example is never allowed. */
+    assert_false(fz_has_foreign_branch(d));
+    pr_counters c = counters_of(d);
+    (void)c;
+    pr_bytes aor, svc, memo;
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_int_equal(pr_decision_memo(d, &memo), PR_STATUS_OK);
+    pr_store_op op = pr_decision_store_op(d);
+    assert_true(op <= PR_STORE_OP_FORGET);
+    int64_t ttl = -7;
+    pr_forwarding *f = NULL;
+    pr_status ls = pr_decision_learned(d, &ttl, &f);
+    if (op == PR_STORE_OP_LEARN) {
+        assert_int_equal(ls, PR_STATUS_OK);
+        assert_non_null(f);
+        assert_true(ttl == -1 || ttl > 0);
+        pr_forwarding_free(f);
+    } else {
+        assert_int_equal(ls, PR_STATUS_INVALID_ARGUMENT);
+        assert_null(f);
+    }
+    pr_decision_free(d);
+}
+
+static void test_fuzz_structured(void **state) {
+    (void)state;
+    /* HARNESS_FUZZ_ITERS / HARNESS_FUZZ_SEED override the defaults. */
+    int iters = 3000;
+    const char *env_iters = getenv("HARNESS_FUZZ_ITERS");
+    if (env_iters && atoi(env_iters) > 0) {
+        iters = atoi(env_iters);
+    }
+    static const uint32_t codes[] = {300, 301, 302, 302, 303, 305, 380, 399, 401, 407, 408,
+                                     480, 486, 500, 503, 603, 200, 0, 100, 699};
+    static const char *const methods[] = {"MESSAGE", "MESSAGE", "MESSAGE", "NOTIFY",
+                                          "message", "NOTIFY", "MESSAGE", "OPTIONS"};
+    const char *env_seed = getenv("HARNESS_FUZZ_SEED");
+    if (env_seed && strtoull(env_seed, NULL, 0) != 0) {
+        rng_state = strtoull(env_seed, NULL, 0);
+    }
+    fake_env env = {0};
+    pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_DEBUG);
+    for (int it = 0; it < iters; it++) {
+        char mb[4], md[4];
+        uint32_t max_branches = 1 + (uint32_t)(rng() % 12);
+        snprintf(mb, sizeof mb, "%u", max_branches);
+        snprintf(md, sizeof md, "%u", 1 + (unsigned)(rng() % 4));
+        const char *s[] = {"allowed_domains", "partner.example, *.trusted.example",
+                           "max_branches", mb, "max_depth", md, NULL};
+        pr_engine *e = make_engine(&env, s);
+        if (rng() % 4 == 0) {
+            assert_int_equal(pr_engine_set_branch_limit(e, 1 + (uint32_t)(rng() % 16)),
+                             PR_STATUS_OK);
+        }
+        buf_t ruri = {0};
+        if (rng() % 6) {
+            buf_adds(&ruri, rng() % 10 ? "sip:u1@example.com" : "sips:u1@example.com");
+        } else {
+            fz_uri(&ruri);
+        }
+        pr_request req = message_req("", "cid-fuzz");
+        req.ruri = buf_bytes(&ruri);
+        req.method = B(PICK(methods));
+        if (rng() % 10 == 0) {
+            req.to_tag = B("tag");
+        }
+        req.event = rng() % 2 ? B("presence;id=1") : NONE;
+        bool parallel = rng() % 2;
+        const char *mode = parallel ? "parallel" : "serial";
+
+        /* A stored forwarding, sometimes. */
+        pr_forwarding *stored = NULL;
+        buf_t fu = {0};
+        if (rng() % 4 == 0) {
+            uint32_t kind = 1 + (uint32_t)(rng() % 3);
+            assert_int_equal(pr_forwarding_new(kind, rng() % 3 ? -1 : 1, &stored), PR_STATUS_OK);
+            for (int k = (int)(rng() % 3); k >= 0; k--) {
+                fu.len = 0;
+                fz_uri(&fu);
+                if (fu.len > 0 && pr_forwarding_add_target(stored, (const uint8_t *)fu.data, fu.len,
+                                                           (int32_t)(rng() % 1002) - 1) ==
+                                      PR_STATUS_INVALID_UTF8) {
+                    fail();
+                }
+            }
+        }
+
+        /* Lookup. */
+        pr_decision *d = lookup_ok(e, &req, mode, stored);
+        fz_check(d, NULL, 0, parallel, max_branches);
+
+        /* Up to four failure rounds, each with the previous memo. */
+        enum { MAXB = 24 };
+        pr_branch br[MAXB];
+        buf_t uris[MAXB], replies[MAXB];
+        memset(uris, 0, sizeof uris);
+        memset(replies, 0, sizeof replies);
+        size_t n = 0;
+        buf_t memo = {0};
+        int rounds = 1 + (int)(rng() % 4);
+        for (int round = 0; round < rounds && n < MAXB; round++) {
+            for (size_t k = 0; k < n; k++) {
+                br[k].current_round = false;
+            }
+            int add = 1 + (int)(rng() % 3);
+            for (int k = 0; k < add && n < MAXB; k++, n++) {
+                if (rng() % 3) {
+                    buf_adds(&uris[n], PICK(((const char *const[]){T1, T2, T3, U2T})));
+                } else {
+                    fz_uri(&uris[n]);
+                }
+                uint32_t code = codes[rng() % (sizeof codes / sizeof codes[0])];
+                replies[n] = fz_reply(code);
+                br[n] = branch("", code, rng() % 6 ? &replies[n] : NULL, true);
+                br[n].uri = buf_bytes(&uris[n]);
+            }
+            pr_bytes m = buf_bytes(&memo);
+            if (rng() % 10 == 0) { /* a damaged memo */
+                m = rng() % 2 ? B("pr1 3\n- sip:evil@attacker.example\n") : BN("\xff", 1);
+            }
+            d = redirect_memo_ok(e, &req, br, n, m, mode, stored);
+            buf_free(&memo);
+            memo = memo_of(d);
+            fz_check(d, br, n, parallel, max_branches);
+        }
+        for (size_t k = 0; k < n; k++) {
+            buf_free(&uris[k]);
+            buf_free(&replies[k]);
+        }
+        buf_free(&memo);
+        buf_free(&fu);
+        buf_free(&ruri);
+        pr_forwarding_free(stored);
+        pr_engine_free(e);
+    }
+    assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 0); /* no panic was logged */
+    if (getenv("HARNESS_FUZZ_STATS")) {
+        for (int r = 0; r < 64; r++) {
+            if (fz_reasons[r]) {
+                uint8_t txt[128];
+                size_t tn = 0;
+                pr_reason_text((uint32_t)r, txt, sizeof txt, &tn);
+                printf("fuzz: reason %2d %-45.*s %lu\n", r, (int)tn, txt, fz_reasons[r]);
+            }
+        }
+        printf("fuzz: learned %lu, forget %lu\n", fz_learned, fz_forget);
+    }
+}
+
+/* ================================================================== */
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_status_text),
+        cmocka_unit_test(test_reason_text),
+        cmocka_unit_test(test_config_null_and_utf8),
+        cmocka_unit_test(test_config_good_values),
+        cmocka_unit_test(test_config_bad_values_name_the_parameter),
+        cmocka_unit_test(test_engine_branch_limit),
+        cmocka_unit_test(test_forwarding_handle),
+        cmocka_unit_test(test_lookup_bad_arguments),
+        cmocka_unit_test(test_decision_accessors_null),
+        cmocka_unit_test(test_lookup_serial_and_parallel),
+        cmocka_unit_test(test_lookup_callback_failure),
+        cmocka_unit_test(test_lookup_callback_reenters_the_engine),
+        cmocka_unit_test(test_contact_sink_probes),
+        cmocka_unit_test(test_lookup_more_than_1024_contacts),
+        cmocka_unit_test(test_lookup_applies_stored_forwarding),
+        cmocka_unit_test(test_untouched_requests_and_keys),
+        cmocka_unit_test(test_f1_redirect_to_another_registered_terminal),
+        cmocka_unit_test(test_f2_failover_to_the_next_terminal),
+        cmocka_unit_test(test_6xx_stops_everything),
+        cmocka_unit_test(test_foreign_domain_refused),
+        cmocka_unit_test(test_301_learns_a_forwarding),
+        cmocka_unit_test(test_stored_forwardings_in_redirect),
+        cmocka_unit_test(test_logger),
+        cmocka_unit_test(test_hostile_10000_contacts),
+        cmocka_unit_test(test_hostile_60kb_contact_header),
+        cmocka_unit_test(test_hostile_garbage_replies),
+        cmocka_unit_test(test_hostile_branch_status_and_count),
+        cmocka_unit_test(test_hostile_max_depth),
+        cmocka_unit_test(test_memo_carries_pending_contacts),
+        cmocka_unit_test(test_fuzz_structured),
+    };
+    return cmocka_run_group_tests_name("push_redirect C ABI", tests, group_setup, group_teardown);
+}
