@@ -1,0 +1,411 @@
+//! push_redirect through a real Kamailio (children=4): flows F1–F4 and the
+//! rules of SPEC §3, each with exact counts of what the sender got and what
+//! every terminal received. `make test` builds `build/push_redirect.so` first.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const CFG: &str = "push-redirect.cfg";
+const N: u32 = 50;
+const U2: &str = "sip:u2@example.com";
+
+fn module() -> PathBuf {
+    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("build/push_redirect.so");
+    assert!(
+        m.exists(),
+        "{} missing: run `make build` (or `make test`) first",
+        m.display()
+    );
+    m
+}
+
+/// The push_redirect proxy with the module from build/ and a store in the
+/// case's folder.
+fn proxy(case: &Case) -> ProxyBuilder {
+    case.proxy(CFG)
+        .children(4)
+        .define_str("PR_MODULE", &module().display().to_string())
+        .define_str("PR_STORE", &format!("{}/store.sqlite", case_dir(case)))
+}
+
+fn case_dir(case: &Case) -> String {
+    case.dir.display().to_string()
+}
+
+/// Every request of the case got exactly one final response: `n` of `code`.
+fn assert_finals(r: &SendResult, code: u16, n: u32) {
+    assert_eq!(r.count(code), u64::from(n), "{code} count: {:?}", r.codes);
+    assert_eq!(
+        r.finals(),
+        u64::from(n),
+        "one final response per request: {:?}",
+        r.codes
+    );
+}
+
+fn stat(p: &Proxy, name: &str) -> i64 {
+    p.statistics("push_redirect")
+        .get(name)
+        .copied()
+        .unwrap_or(-1)
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f1_explicit_redirect_302() {
+    let case = Case::new("push_f1_explicit_redirect_302");
+    let p = proxy(&case).start();
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    assert_eq!(t1.received_call_ids(), t2.received_call_ids());
+    assert_eq!(stat(&p, "redirects_followed"), i64::from(N));
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f1_redirect_of_a_notify() {
+    let case = Case::new("push_f1_redirect_of_a_notify");
+    let p = proxy(&case).start();
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::notify(AOR, "x").count(N));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    assert_eq!(t2.received_by_method().get("NOTIFY"), Some(&(N as usize)));
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f2_3xx_without_contact_fails_over() {
+    let case = Case::new("push_f2_3xx_without_contact_fails_over");
+    let p = proxy(&case).start();
+    let t1 = case.terminal("t1", Answer::Redirect302NoContact);
+    let t2 = case.terminal("t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    assert_eq!(stat(&p, "failovers"), i64::from(N));
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f2_480_fails_over_serially() {
+    let case = Case::new("push_f2_480_fails_over_serially");
+    let p = proxy(&case).start();
+    let t1 = case.terminal("t1", Answer::Code(480));
+    let t2 = case.terminal("t2", Answer::Code(486));
+    let t3 = case.terminal("t3", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.7, 3600);
+    case.register(&p, AOR, &t3, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2, &t3]);
+    r.assert_all(200);
+    for t in [&t1, &t2, &t3] {
+        assert_eq!(t.wait_received(N as usize), N as usize);
+    }
+    // Serial: t3 only ever got a request after t2 had answered it.
+    let t2_first = t2.requests().iter().map(|q| q.at.clone()).min();
+    let t3_first = t3.requests().iter().map(|q| q.at.clone()).min();
+    assert!(t2_first <= t3_first, "{t2_first:?} {t3_first:?}");
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f2_no_answer_fails_over_after_branch_timeout() {
+    let case = Case::new("push_f2_no_answer_fails_over");
+    let p = proxy(&case).define("BRANCH_TIMEOUT", "1000").start();
+    let t1 = case.terminal("t1", Answer::NoAnswer);
+    let t2 = case.terminal("t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let t0 = Instant::now();
+    let r = case.send(&p, Send::message(AOR).count(N).rate(25));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    // branch_timeout (1 s), not tm's 30 s default, let t2 answer in time.
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f3_parallel_failover() {
+    let case = Case::new("push_f3_parallel_failover");
+    let p = proxy(&case)
+        .define_str("LOOKUP_MODE", "serial")
+        .define_str("REDIRECT_MODE", "parallel")
+        .start();
+    let t1 = case.terminal("t1", Answer::Code(480));
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t3 = case.terminal("t3", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.7, 3600);
+    case.register(&p, AOR, &t3, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2, &t3]);
+    // Two branches answer 200: the sender still gets exactly one final.
+    assert_finals(&r, 200, N);
+    for t in [&t1, &t2, &t3] {
+        assert_eq!(t.wait_received(N as usize), N as usize);
+    }
+}
+
+fn three_targets(case: &Case, answers: [Answer; 3]) -> Vec<Terminal> {
+    ["ta", "tb", "tc"]
+        .iter()
+        .zip(answers)
+        .map(|(n, a)| case.terminal(n, a))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f4_several_contacts_serial_in_q_order() {
+    let case = Case::new("push_f4_several_contacts_serial");
+    let p = proxy(&case)
+        .define_str("ALLOWED_DOMAINS", "127.0.0.1")
+        .start();
+    // ta q=0.5 answers 200, tb q=0.9 answers 480, tc q=0.1 never reached.
+    let ts = three_targets(&case, [Answer::Ok, Answer::Code(480), Answer::Ok]);
+    let (ta, tb, tc) = (&ts[0], &ts[1], &ts[2]);
+    let t1 = case.terminal(
+        "t1",
+        Answer::Multiple300([
+            (ta.uri(), "0.5".into()),
+            (tb.uri(), "0.9".into()),
+            (tc.uri(), "0.1".into()),
+        ]),
+    );
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, ta, tb, tc]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(tb.wait_received(N as usize), N as usize, "q=0.9 first");
+    assert_eq!(ta.wait_received(N as usize), N as usize, "then q=0.5");
+    assert_eq!(tc.settled(), 0, "q=0.1 never needed");
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f4_several_contacts_parallel() {
+    let case = Case::new("push_f4_several_contacts_parallel");
+    let p = proxy(&case)
+        .define_str("ALLOWED_DOMAINS", "127.0.0.1")
+        .define_str("REDIRECT_MODE", "parallel")
+        .start();
+    let ts = three_targets(&case, [Answer::Ok, Answer::Code(480), Answer::Ok]);
+    let (ta, tb, tc) = (&ts[0], &ts[1], &ts[2]);
+    let t1 = case.terminal(
+        "t1",
+        Answer::Multiple300([
+            (ta.uri(), "0.5".into()),
+            (tb.uri(), "0.9".into()),
+            (tc.uri(), "0.1".into()),
+        ]),
+    );
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, ta, tb, tc]);
+    assert_finals(&r, 200, N);
+    for t in [&t1, ta, tb, tc] {
+        assert_eq!(t.wait_received(N as usize), N as usize);
+    }
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_local_aor_target_is_resolved_to_its_contacts() {
+    let case = Case::new("push_local_aor_target");
+    let p = proxy(&case).start();
+    let u2t = case.terminal("u2t", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect302(U2.into()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, U2, &u2t, 1.0, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &u2t]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(u2t.wait_received(N as usize), N as usize);
+    // The branch went to u2's registered contact, not to the AOR.
+    assert!(u2t.requests().iter().all(|q| q.ruri == u2t.uri()));
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_603_stops() {
+    let case = Case::new("push_603_stops");
+    let p = proxy(&case).start();
+    let t1 = case.terminal("t1", Answer::Code(603));
+    let t2 = case.terminal("t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2]);
+    assert_finals(&r, 603, N);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.settled(), 0);
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_401_does_not_fail_over() {
+    let case = Case::new("push_401_does_not_fail_over");
+    let p = proxy(&case).start();
+    let t1 = case.terminal("t1", Answer::Unauthorized401);
+    let t2 = case.terminal("t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[&t1, &t2]);
+    assert_finals(&r, 401, N);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.settled(), 0);
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_in_dialog_notify_is_untouched() {
+    let case = Case::new("push_in_dialog_notify_untouched");
+    let p = proxy(&case).start();
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::notify_in_dialog(AOR, "x").count(N));
+    case.report(&r, &[&t1, &t2]);
+    // Routed as plain proxying would (both contacts), nothing followed.
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    assert_eq!(r.finals(), u64::from(N));
+    assert_eq!(stat(&p, "redirects_followed"), 0);
+    assert_eq!(stat(&p, "failovers"), 0);
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_method_outside_methods_is_untouched() {
+    let case = Case::new("push_method_outside_methods_untouched");
+    let p = proxy(&case).start();
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    let r = case.send(&p, Send::options(AOR).count(N));
+    case.report(&r, &[&t1, &t2]);
+    // The 302 reaches the sender: OPTIONS is not a PUSH method.
+    assert_finals(&r, 302, N);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.settled(), 0);
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_unregistered_aor_gets_404() {
+    let case = Case::new("push_unregistered_aor_404");
+    let p = proxy(&case).start();
+    let r = case.send(&p, Send::message(AOR).count(N));
+    case.report(&r, &[]);
+    assert_finals(&r, 404, N);
+}
+
+/// Starts Kamailio with one bad modparam value: it must refuse to start,
+/// saying which parameter.
+fn refuses(case: &Case, name: &str, value: &str) {
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/cfg")
+        .join(CFG);
+    let mut cmd = Command::new(kamailio_bin());
+    cmd.args(["-c", "-f"])
+        .arg(&cfg)
+        .args(["-A", &format!("PR_MODULE=\"{}\"", module().display())])
+        .args(["-A", &format!("{name}={value}")])
+        .current_dir(&case.dir);
+    let out = cmd.output().expect("run kamailio -c");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    println!(
+        "[e2e {}] {name}={value}: exit {:?}, {}",
+        "bad_modparam",
+        out.status.code(),
+        text.lines()
+            .find(|l| l.contains("push_redirect") && l.contains("ERROR"))
+            .unwrap_or("(no push_redirect error line)")
+    );
+    assert!(
+        !out.status.success(),
+        "kamailio accepted {name}={value}:\n{text}"
+    );
+    let param = match name {
+        "FORK_MODE" => "fork_mode",
+        "MAX_BRANCHES" => "max_branches",
+        "ALLOWED_DOMAINS" => "allowed_domains",
+        "BRANCH_TIMEOUT" => "branch_timeout",
+        other => other,
+    };
+    assert!(
+        text.contains(param),
+        "the error names the parameter {param}:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_bad_modparam_refuses_to_start() {
+    let case = Case::new("push_bad_modparam");
+    refuses(&case, "FORK_MODE", "\"random\"");
+    refuses(&case, "MAX_BRANCHES", "0");
+    refuses(&case, "ALLOWED_DOMAINS", "\"bad domain\"");
+    refuses(&case, "BRANCH_TIMEOUT", "5");
+    // And the same start-up for real (not only -c): it exits, it does not serve.
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/cfg")
+        .join(CFG);
+    let port = free_udp_port();
+    let mut child = Command::new(kamailio_bin())
+        .args(["-DD", "-E", "-f"])
+        .arg(&cfg)
+        .args(["-A", &format!("PR_MODULE=\"{}\"", module().display())])
+        .args(["-A", &format!("SIP_PORT={port}")])
+        .args(["-A", "FORK_MODE=\"random\""])
+        .current_dir(&case.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kamailio");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait kamailio") {
+            break Some(st);
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "kamailio with fork_mode=random kept running or exited 0: {status:?}"
+    );
+}
