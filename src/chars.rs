@@ -15,6 +15,8 @@ pub const PARAM: u8 = 1 << 4;
 pub const HNV: u8 = 1 << 5;
 /// Characters of `hostname` (alphanumerics, `-`, `.`).
 pub const HOST: u8 = 1 << 6;
+/// Characters of a `domainlabel` / `toplabel` (alphanumerics, `-`).
+pub(crate) const LABEL: u8 = 1 << 7;
 
 // Indexing a [u8; 256] by a u8 (or by `c < 256`) cannot go out of bounds;
 // the const fns run at compile time, where `get_mut` is not available.
@@ -25,7 +27,7 @@ const fn table() -> [u8; 256] {
     while c < 256 {
         let b = c as u8;
         if b.is_ascii_alphanumeric() {
-            t[c] = TOKEN | UNRESERVED | USER | PASSWORD | PARAM | HNV | HOST;
+            t[c] = TOKEN | UNRESERVED | USER | PASSWORD | PARAM | HNV | HOST | LABEL;
         }
         c += 1;
     }
@@ -36,6 +38,7 @@ const fn table() -> [u8; 256] {
     t = add(t, b"%[]/:&+$;=", PARAM);
     t = add(t, b"%[]/?:+$=&", HNV);
     t = add(t, b"-.", HOST);
+    t = add(t, b"-", LABEL);
     t
 }
 
@@ -66,16 +69,28 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = hay.chunks_exact(8);
+    // A zero byte in x is a match; this is exact for the lowest one.
+    let found = |c: &[u8]| {
+        let x = word(c) ^ pattern;
+        x.wrapping_sub(LO) & !x & HI
+    };
+    // Two words per step, for instruction-level parallelism.
+    let mut pairs = hay.chunks_exact(16);
     let mut base = 0;
+    for pair in &mut pairs {
+        let (a, b) = pair.split_at(8);
+        let (fa, fb) = (found(a), found(b));
+        if fa | fb != 0 {
+            let (off, f) = if fa != 0 { (0, fa) } else { (8, fb) };
+            return Some(base + off + (f.trailing_zeros() / 8) as usize);
+        }
+        base += 16;
+    }
+    let mut chunks = pairs.remainder().chunks_exact(8);
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // A zero byte in x is a match; this is exact for the lowest one.
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
+        let f = found(chunk);
+        if f != 0 {
+            return Some(base + (f.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
@@ -84,6 +99,81 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .iter()
         .position(|&c| c == needle)
         .map(|p| base + p)
+}
+
+/// The length of the run at the start of `i` of bytes that may stand
+/// between the angle brackets of a `name-addr`: anything above SP but DEL,
+/// `<` and `>`. Eight bytes at a time (SWAR): Contact URIs are scanned for
+/// every Contact of every 3xx.
+pub fn angle_uri_len(i: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A zero byte of `x` flagged, exact for the lowest one.
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut chunks = i.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let x = word(chunk);
+        // Bytes below 0x21 (exact for the lowest one: no borrow comes from
+        // a byte at or above 0x21, and bytes from 0x80 are never flagged).
+        let ctl = x.wrapping_sub(LO * 0x21) & !x & HI;
+        let stop = ctl
+            | zero(x ^ (LO * u64::from(b'<')))
+            | zero(x ^ (LO * u64::from(b'>')))
+            | zero(x ^ (LO * 0x7f));
+        if stop != 0 {
+            return base + (stop.trailing_zeros() / 8) as usize;
+        }
+        base += 8;
+    }
+    base + chunks
+        .remainder()
+        .iter()
+        .position(|&c| c <= b' ' || matches!(c, b'<' | b'>' | 0x7f))
+        .unwrap_or(chunks.remainder().len())
+}
+
+/// `a.eq_ignore_ascii_case(b)`, eight bytes at a time (SWAR): host names
+/// are compared on every policy check.
+pub fn eq_ignore_ascii_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return a.eq_ignore_ascii_case(b);
+    }
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in ca.zip(cb) {
+        if lower8(word(x)) != lower8(word(y)) {
+            return false;
+        }
+    }
+    // The last eight bytes, overlapping the last whole chunk: no byte loop.
+    let tail = a.len() - 8;
+    match (a.get(tail..), b.get(tail..)) {
+        (Some(x), Some(y)) => lower8(word(x)) == lower8(word(y)),
+        _ => false,
+    }
+}
+
+/// Eight bytes as a little-endian word (`c` has eight bytes).
+fn word(c: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(c);
+    u64::from_le_bytes(w)
+}
+
+/// ASCII lower-casing of the eight bytes of `x` at once: `A`..=`Z` get
+/// 0x20 added, every other byte (non-ASCII included) is left alone.
+fn lower8(x: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // The low seven bits of each byte; adding below 0x81 cannot carry out.
+    let low7 = x & !HI;
+    let ge_a = low7 + LO * u64::from(0x80 - b'A');
+    let gt_z = low7 + LO * u64::from(0x7f - b'Z');
+    let upper = ge_a & !gt_z & !x & HI;
+    x | (upper >> 2)
 }
 
 #[cfg(test)]
@@ -99,11 +189,71 @@ mod tests {
                 assert_eq!(find_byte(h, needle), h.iter().position(|&c| c == needle));
             }
         }
+        // The needle at every position of every length (pairs, words, bytes).
+        for len in 0..40 {
+            for at in 0..len {
+                let mut h = vec![b'a'; len];
+                h[at] = b'\n';
+                if at + 3 < len {
+                    h[at + 3] = b'\n';
+                }
+                assert_eq!(find_byte(&h, b'\n'), Some(at), "{len} {at}");
+            }
+            assert_eq!(find_byte(&vec![b'a'; len], b'\n'), None);
+        }
         assert_eq!(find_byte(b"", b'x'), None);
         assert_eq!(
             find_byte(b"\x80\x80\x80\x80\x80\x80\x80\x80\x81\n", b'\n'),
             Some(9)
         );
+    }
+
+    #[test]
+    fn angle_uri_len_matches_a_scan() {
+        let slow = |i: &[u8]| {
+            i.iter()
+                .position(|&c| c <= b' ' || matches!(c, b'<' | b'>' | 0x7f))
+                .unwrap_or(i.len())
+        };
+        // Every byte at every position of a 20-byte run, after any prefix.
+        for stop in 0..=255u8 {
+            for at in 0..20 {
+                let mut v = b"sip:t0@partner.exam\xc3\xa9".to_vec();
+                v[at] = stop;
+                for start in 0..4 {
+                    let h = &v[start..];
+                    assert_eq!(angle_uri_len(h), slow(h), "{stop} {at} {start}");
+                }
+            }
+        }
+        assert_eq!(angle_uri_len(b""), 0);
+        assert_eq!(angle_uri_len(b"sip:a@b>;q=1"), 7);
+        let long = [b'a'; 100];
+        assert_eq!(angle_uri_len(&long), 100);
+    }
+
+    #[test]
+    fn eq_ignore_ascii_case_matches_std() {
+        // Every byte against every byte, at lanes of the whole words, of
+        // the overlapping tail and of the short path.
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for (len, lane) in [(16, 0), (16, 7), (16, 8), (13, 12), (13, 4), (9, 8), (5, 2)] {
+                    let mut a = b"pArtner.exAmple!"[..len].to_vec();
+                    let mut b = b"PaRTNER.EXaMPLE!"[..len].to_vec();
+                    a[lane] = x;
+                    b[lane] = y;
+                    assert_eq!(
+                        eq_ignore_ascii_case(&a, &b),
+                        a.eq_ignore_ascii_case(&b),
+                        "{x} {y} {len} {lane}"
+                    );
+                }
+            }
+        }
+        assert!(eq_ignore_ascii_case(b"", b""));
+        assert!(!eq_ignore_ascii_case(b"a", b"ab"));
+        assert!(eq_ignore_ascii_case(b"EXAMPLE.COM", b"example.com"));
     }
 
     #[test]
@@ -113,6 +263,7 @@ mod tests {
             assert_eq!(is(c, TOKEN), alnum || b"-.!%*_+`'~".contains(&c), "{c}");
             assert_eq!(is(c, UNRESERVED), alnum || b"-_.!~*'()".contains(&c), "{c}");
             assert_eq!(is(c, HOST), alnum || c == b'-' || c == b'.', "{c}");
+            assert_eq!(is(c, LABEL), alnum || c == b'-', "{c}");
             assert_eq!(
                 is(c, USER),
                 is(c, UNRESERVED) || b"%&=+$,;?/".contains(&c),

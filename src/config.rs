@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::chars;
+
 /// How a set of targets is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForkMode {
@@ -207,10 +209,10 @@ impl Config {
                     let p = parent.as_bytes();
                     h.len() > p.len() + 1
                         && h.get(h.len() - p.len()..)
-                            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+                            .is_some_and(|s| chars::eq_ignore_ascii_case(s, p))
                         && h.get(h.len() - p.len() - 1) == Some(&b'.')
                 }
-                None => h.eq_ignore_ascii_case(d.as_bytes()),
+                None => chars::eq_ignore_ascii_case(h, d.as_bytes()),
             })
     }
 }

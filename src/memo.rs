@@ -70,18 +70,35 @@ impl Memo {
     /// Writes a memo from borrowed parts (no intermediate copies). URIs
     /// with a space or a line break cannot be SIP URIs and are left out.
     pub fn encode_parts(redirects: u32, pending: &[(&[u8], Option<u16>)]) -> Vec<u8> {
-        let size: usize = pending.iter().map(|(u, _)| u.len() + 6).sum();
+        Memo::encode_iter(redirects, pending.iter().copied())
+    }
+
+    /// [`Memo::encode_parts`] over any (cloneable) iterator of parts, so
+    /// that the engine needs no intermediate vector.
+    pub(crate) fn encode_iter<'u>(
+        redirects: u32,
+        pending: impl Iterator<Item = (&'u [u8], Option<u16>)> + Clone,
+    ) -> Vec<u8> {
+        let size: usize = pending
+            .clone()
+            .take(MAX_PENDING)
+            .map(|(u, _)| u.len() + 6)
+            .sum();
         let mut out = Vec::with_capacity(16 + size);
         out.extend_from_slice(MAGIC.as_bytes());
         out.push(b' ');
         push_decimal(&mut out, redirects);
         out.push(b'\n');
-        for (uri, q) in pending.iter().take(MAX_PENDING) {
-            if uri.is_empty() || uri.iter().any(|c| matches!(c, b' ' | b'\n' | b'\r')) {
+        for (uri, q) in pending.take(MAX_PENDING) {
+            // A fold without early exit: the compiler vectorises it.
+            let bad = uri
+                .iter()
+                .fold(false, |bad, &c| bad | matches!(c, b' ' | b'\n' | b'\r'));
+            if uri.is_empty() || bad {
                 continue;
             }
             match q {
-                Some(q) => push_decimal(&mut out, u32::from(*q)),
+                Some(q) => push_decimal(&mut out, u32::from(q)),
                 None => out.push(b'-'),
             }
             out.push(b' ');

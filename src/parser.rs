@@ -24,6 +24,10 @@ use nom::{
 /// may carry more). Larger input is refused with [`ParseError::TooLarge`].
 pub const MAX_MESSAGE_LEN: usize = 1 << 20;
 
+/// What a malformed `expires` (Contact parameter or header) means: RFC 3261
+/// §20.10 and §20.19 say such values SHOULD be read as 3600 seconds.
+pub const MALFORMED_EXPIRES: u32 = 3600;
+
 /// Why a reply could not be parsed at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
@@ -118,7 +122,8 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     };
     let mut headers = r.headers();
     let mut seen_expires = false;
-    while let Some((name, value)) = headers.next() {
+    // Only Contact, m and Expires matter here: other lines are not parsed.
+    while let Some((name, value)) = headers.next_named(|c| matches!(c | 0x20, b'c' | b'm' | b'e')) {
         if is_contact_name(name) {
             if r.first_contact.is_none() {
                 r.first_contact = Some((value, headers.rest));
@@ -126,10 +131,11 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
             r.has_contact |= value.iter().any(|&c| !is_lws(c) && c != b',');
         } else if !seen_expires && name.eq_ignore_ascii_case(b"expires") {
             seen_expires = true;
-            r.expires = match delta_seconds(value) {
-                Ok((&[], s)) => Some(s),
-                _ => None,
-            };
+            r.expires = Some(match delta_seconds(value) {
+                Ok((&[], s)) => s,
+                // RFC 3261 §20.19: a malformed value SHOULD mean 3600.
+                _ => MALFORMED_EXPIRES,
+            });
         }
     }
     Ok(r)
@@ -214,8 +220,23 @@ impl<'a> Iterator for Headers<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_named(|_| true)
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// The next header whose line starts with a byte `first` admits; the
+    /// other lines are skipped without being parsed (a header name is at
+    /// least one byte, so no header that could match is skipped).
+    fn next_named(&mut self, first: impl Fn(u8) -> bool) -> Option<(&'a [u8], &'a [u8])> {
         loop {
-            if self.rest.is_empty() {
+            if self.rest.is_empty()
+                || self.rest.starts_with(b"\r\n")
+                || self.rest.first() == Some(&b'\n')
+            {
+                // The empty line: the body follows, not headers (and a body
+                // that starts with whitespace is no folded continuation).
+                self.rest = b"";
                 return None;
             }
             // A header line ends at an LF not followed by SP / HTAB (folding).
@@ -243,6 +264,9 @@ impl<'a> Iterator for Headers<'a> {
                 return None;
             }
             self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
+            if !line.first().is_some_and(|&c| first(c)) {
+                continue;
+            }
             if let Ok((value, name)) = message_header_name(line) {
                 return Some((name, trim_lws(value)));
             }
@@ -253,10 +277,16 @@ impl<'a> Iterator for Headers<'a> {
 
 /// `header-name HCOLON`, returning the name. `HCOLON = *( SP / HTAB ) ":" SWS`
 fn message_header_name(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    let (i, name) = take_while1(token_char).parse(i)?;
-    let (i, _) = take_while(|c| c == b' ' || c == b'\t').parse(i)?;
-    let (i, _) = tag(&b":"[..]).parse(i)?;
-    Ok((i, name))
+    // By hand: this runs for every header line of every reply.
+    let n = i.iter().position(|&c| !token_char(c)).unwrap_or(i.len());
+    let (name, rest) = i.split_at(n);
+    match skip_while(rest, |c| c == b' ' || c == b'\t').split_first() {
+        Some((b':', value)) if n > 0 => Ok((value, name)),
+        _ => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Tag,
+        ))),
+    }
 }
 
 /// Iterator over the Contact values of a reply; see [`Response::contacts`].
@@ -275,7 +305,14 @@ impl<'a> Iterator for Contacts<'a> {
             // tolerated (RFC 7230's #rule leniency).
             let cur = skip_while(self.current, |c| is_lws(c) || c == b',');
             if cur.is_empty() {
-                let (_, value) = self.headers.find(|(n, _)| is_contact_name(n))?;
+                let value = loop {
+                    let (n, v) = self
+                        .headers
+                        .next_named(|c| matches!(c | 0x20, b'c' | b'm'))?;
+                    if is_contact_name(n) {
+                        break v;
+                    }
+                };
                 self.current = value;
                 continue;
             }
@@ -358,11 +395,28 @@ type Param<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// `name-addr = [ display-name ] LAQUOT addr-spec RAQUOT`
 fn name_addr(i: &[u8]) -> IResult<&[u8], NameAddr<'_>> {
-    let (i, display) = opt(display_name).parse(i)?;
+    // A display name starts with a token character or a quote, never "<".
+    let (i, display) = if i.first() == Some(&b'<') {
+        (i, None)
+    } else {
+        opt(display_name).parse(i)?
+    };
     let (i, _) = laquot(i)?;
-    let (i, uri) = take_while1(|c: u8| c != b'>' && c != b'<' && c > b' ' && c != 0x7f).parse(i)?;
+    let (i, uri) = angle_uri(i)?;
     let (i, _) = raquot(i)?;
     Ok((i, (display, uri)))
+}
+
+/// The `addr-spec` between `LAQUOT` and `RAQUOT`, as written (it is judged
+/// later): at least one byte above SP, but DEL and angle brackets.
+fn angle_uri(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    match chars::angle_uri_len(i) {
+        0 => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::TakeWhile1,
+        ))),
+        n => Ok((i.get(n..).unwrap_or(b""), i.get(..n).unwrap_or(b""))),
+    }
 }
 
 /// `display-name = *(token LWS) / quoted-string`
@@ -416,7 +470,8 @@ fn addr_spec(i: &[u8]) -> IResult<&[u8], &[u8]> {
         c > b' ' && c != 0x7f && !matches!(c, b';' | b',' | b'<' | b'>' | b'"')
     })
     .parse(i)?;
-    if uri.contains(&b':') {
+    // A URI with `?` headers (or `,` / `;`) must be in `<...>`.
+    if uri.contains(&b':') && !uri.contains(&b'?') {
         Ok((rest, uri))
     } else {
         Err(nom::Err::Error(nom::error::Error::new(
@@ -444,7 +499,8 @@ fn contact_params(i: &[u8]) -> IResult<&[u8], ContactParam> {
     } else if name.eq_ignore_ascii_case(b"expires") {
         match value.map(delta_seconds) {
             Some(Ok((b"", e))) => Ok((i, ContactParam::Expires(e))),
-            _ => Err(bad()),
+            // RFC 3261 §20.10: a malformed value SHOULD mean 3600.
+            _ => Ok((i, ContactParam::Expires(MALFORMED_EXPIRES))),
         }
     } else {
         Ok((i, ContactParam::Extension))
@@ -692,7 +748,7 @@ mod tests {
                 Err("malformed Contact value"), // unclosed '<' swallows to the comma inside
                 Err("malformed Contact value"), // q=2 is no qvalue
                 Err("malformed Contact value"), // unterminated quote eats the rest
-                Err("malformed Contact value"), // expires=abc
+                Ok("sip:d@h".to_string()),      // expires=abc means 3600
                 Err("malformed Contact value"), // no scheme
                 Err("malformed Contact value"), // stray bytes after the URI
                 Ok("sip:f@h".to_string()),
@@ -735,7 +791,7 @@ mod tests {
         assert_eq!(r("Expires: 120\r\n"), Some(120));
         assert_eq!(r("expires:  7 \r\n"), Some(7));
         assert_eq!(r("Expires: 99999999999999\r\n"), Some(u32::MAX));
-        assert_eq!(r("Expires: soon\r\n"), None);
+        assert_eq!(r("Expires: soon\r\n"), Some(MALFORMED_EXPIRES));
         assert_eq!(r("Via: x\r\n"), None);
     }
 

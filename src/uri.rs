@@ -91,14 +91,26 @@ impl<'a> SipUri<'a> {
     /// The address-of-record form `scheme:user@host` (host lower-cased, no
     /// port or parameters): the key under which forwardings are stored.
     pub fn aor(&self) -> String {
-        let mut s = String::with_capacity(self.host.len() + 32);
+        let user_len = self.user.map_or(0, |u| u.len() + 1);
+        let mut s =
+            String::with_capacity(self.scheme.as_str().len() + 1 + user_len + self.host.len());
         s.push_str(self.scheme.as_str());
         s.push(':');
         if let Some(u) = self.user {
-            s.push_str(&String::from_utf8_lossy(u));
+            match std::str::from_utf8(u) {
+                Ok(u) => s.push_str(u),
+                Err(_) => s.push_str(&String::from_utf8_lossy(u)),
+            }
             s.push('@');
         }
-        s.push_str(&String::from_utf8_lossy(self.host).to_ascii_lowercase());
+        let host_at = s.len();
+        match std::str::from_utf8(self.host) {
+            Ok(h) => s.push_str(h),
+            Err(_) => s.push_str(&String::from_utf8_lossy(self.host)),
+        }
+        if let Some(h) = s.get_mut(host_at..) {
+            h.make_ascii_lowercase();
+        }
         s
     }
 
@@ -115,7 +127,7 @@ impl SipUri<'_> {
     pub fn same_target(&self, other: &SipUri<'_>) -> bool {
         self.scheme == other.scheme
             && self.user.unwrap_or(b"") == other.user.unwrap_or(b"")
-            && self.host.eq_ignore_ascii_case(other.host)
+            && chars::eq_ignore_ascii_case(self.host, other.host)
             && self.effective_port() == other.effective_port()
     }
 
@@ -136,7 +148,7 @@ impl TargetKey {
         self.sips == (u.scheme == Scheme::Sips)
             && self.port == u.effective_port()
             && user == u.user.unwrap_or(b"")
-            && host.eq_ignore_ascii_case(u.host)
+            && chars::eq_ignore_ascii_case(host, u.host)
     }
 }
 
@@ -200,35 +212,55 @@ fn sip_uri(scheme: Scheme, i: &[u8]) -> Option<SipUri<'_>> {
 
 /// `"sip:" / "sips:"`, ASCII case-insensitive.
 fn scheme(i: &[u8]) -> Option<(Scheme, &[u8])> {
-    let has = |p: &[u8]| i.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
-    if has(b"sips:") {
-        i.get(5..).map(|r| (Scheme::Sips, r))
-    } else if has(b"sip:") {
-        i.get(4..).map(|r| (Scheme::Sip, r))
-    } else {
-        None
+    // `c | 0x20` is `s` only for `s` and `S` (likewise `i`, `p`).
+    let is = |c: u8, lower: u8| c | 0x20 == lower;
+    match i {
+        [s, i, p, rest @ ..] if is(*s, b's') && is(*i, b'i') && is(*p, b'p') => match rest {
+            [b':', rest @ ..] => Some((Scheme::Sip, rest)),
+            [s, b':', rest @ ..] if is(*s, b's') => Some((Scheme::Sips, rest)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
 /// `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`:
 /// `Some((None, i))` when there is none, `None` when it is malformed.
 fn userinfo(i: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    let n = i
-        .iter()
-        .position(|&c| !(chars::is(c, chars::USER | chars::PASSWORD) || c == b':'))
-        .unwrap_or(i.len());
-    if i.get(n) != Some(&b'@') {
-        return Some((None, i));
+    // There is a userinfo when the run of user / password characters and
+    // ":" from the start ends at "@". The password characters are user
+    // characters too, so the user ends at the first byte outside `user`.
+    let u = span(i, chars::USER);
+    let (user, after) = i.split_at(u);
+    match after.first() {
+        Some(b'@') => (u > 0 && escapes_ok(user)).then_some((Some(user), after.get(1..)?)),
+        Some(b':') => {
+            let rest = after.get(1..)?;
+            // The password runs to the "@"; a second ":" makes it malformed,
+            // a run that does not end at "@" means there is no userinfo.
+            let p = rest
+                .iter()
+                .position(|&c| !(chars::is(c, chars::USER) || c == b':'))
+                .unwrap_or(rest.len());
+            if rest.get(p) != Some(&b'@') {
+                return Some((None, i));
+            }
+            let password = rest.get(..p)?;
+            let ok = u > 0
+                && password.iter().all(|&c| chars::is(c, chars::PASSWORD))
+                && escapes_ok(user)
+                && escapes_ok(password);
+            ok.then_some((Some(user), rest.get(p + 1..)?))
+        }
+        _ => Some((None, i)),
     }
-    let info = i.get(..n)?;
-    let (user, password) = match chars::find_byte(info, b':') {
-        Some(p) => (info.get(..p)?, info.get(p + 1..)?),
-        None => (info, &b""[..]),
-    };
-    let ok = !user.is_empty()
-        && user.iter().all(|&c| chars::is(c, chars::USER))
-        && password.iter().all(|&c| chars::is(c, chars::PASSWORD));
-    ok.then_some((Some(user), i.get(n + 1..)?))
+}
+
+/// The length of the run of `class` characters at the start of `i`.
+fn span(i: &[u8], class: u8) -> usize {
+    i.iter()
+        .position(|&c| !chars::is(c, class))
+        .unwrap_or(i.len())
 }
 
 /// `hostport = host [ ":" port ]`
@@ -255,45 +287,93 @@ fn host(i: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]` — labels of
 /// alphanumerics and inner hyphens; IPv4 addresses fit the same shape.
 fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = i
-        .iter()
-        .position(|&c| !chars::is(c, chars::HOST))
-        .unwrap_or(i.len());
-    let (h, rest) = i.split_at(n);
-    if h.is_empty() || h.len() > 253 {
+    // One pass, label by label: each label is a run of alphanumerics and
+    // hyphens, none empty (but a final "."), none longer than 63, none
+    // starting or ending with "-"; the host ends at the first byte that is
+    // not a hostname character.
+    let mut n = 0usize;
+    loop {
+        let label = i.get(n..).unwrap_or(b"");
+        let len = span(label, chars::LABEL);
+        if len > 63 {
+            return None;
+        }
+        if len > 0 && (label.first() == Some(&b'-') || label.get(len - 1) == Some(&b'-')) {
+            return None;
+        }
+        n += len;
+        if i.get(n) != Some(&b'.') {
+            // The end of the host: the label run is maximal, so the next
+            // byte is no hostname character.
+            if len == 0 {
+                // Empty last label: an empty host, or one ending in "..".
+                return None;
+            }
+            break;
+        }
+        if len == 0 {
+            return None;
+        }
+        n += 1;
+        // A final ".": the host may end after it.
+        if !i.get(n).is_some_and(|&c| chars::is(c, chars::HOST)) {
+            break;
+        }
+    }
+    if n > 253 {
         return None;
     }
-    // One pass over the labels: none empty (but a final "."), none longer
-    // than 63, none starting or ending with "-".
-    let (mut label_len, mut prev) = (0usize, b'.');
-    for &c in h {
-        if c == b'.' {
-            if label_len == 0 || prev == b'-' {
-                return None;
-            }
-            label_len = 0;
-        } else {
-            if label_len == 0 && c == b'-' {
-                return None;
-            }
-            label_len += 1;
-            if label_len > 63 {
-                return None;
-            }
+    let (host, rest) = i.split_at(n);
+    (ipv4_address(host) || toplabel_ok(host)).then_some((host, rest))
+}
+
+/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each
+/// at most 255.
+fn ipv4_address(h: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in h.split(|&c| c == b'.') {
+        parts += 1;
+        let ok = (1..=3).contains(&part.len())
+            && part.iter().all(u8::is_ascii_digit)
+            && part.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0')) <= 255;
+        if !ok || parts > 4 {
+            return false;
         }
-        prev = c;
     }
-    (prev != b'-').then_some((h, rest))
+    parts == 4
+}
+
+/// `toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum`: the last label
+/// of a hostname starts with a letter, so `127.1`, `2130706433` or
+/// `0x7f.1` (which inet_aton would read as addresses) are no hostnames.
+fn toplabel_ok(h: &[u8]) -> bool {
+    let h = h.strip_suffix(b".").unwrap_or(h);
+    h.rsplit(|&c| c == b'.')
+        .next()
+        .and_then(|l| l.first())
+        .is_some_and(u8::is_ascii_alphabetic)
+}
+
+/// `escaped = "%" HEXDIG HEXDIG`: every `%` in `s` starts one.
+fn escapes_ok(s: &[u8]) -> bool {
+    let mut rest = s;
+    while let Some(p) = chars::find_byte(rest, b'%') {
+        let hex = rest.get(p + 1..p + 3);
+        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            return false;
+        }
+        rest = rest.get(p + 3..).unwrap_or(b"");
+    }
+    true
 }
 
 /// `IPv6reference = "[" IPv6address "]"` (the brackets are kept).
 fn ipv6_reference(i: &[u8]) -> Option<(&[u8], &[u8])> {
     let close = chars::find_byte(i, b']')?;
     let inner = i.get(1..close)?;
-    let ok = !inner.is_empty()
-        && inner
-            .iter()
-            .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+    let ok = std::str::from_utf8(inner)
+        .ok()
+        .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
     ok.then(|| i.split_at(close + 1))
 }
 
@@ -318,7 +398,9 @@ fn uri_parameters(i: &[u8]) -> Option<(&[u8], &[u8])> {
     let n = chars::find_byte(i, b'?').unwrap_or(i.len());
     let (params, rest) = i.split_at(n);
     let ok = params.is_empty()
-        || (params.first() == Some(&b';') && params.iter().all(|&c| chars::is(c, chars::PARAM)));
+        || (params.first() == Some(&b';')
+            && params.iter().all(|&c| chars::is(c, chars::PARAM))
+            && escapes_ok(params));
     ok.then_some((params, rest))
 }
 
@@ -326,7 +408,9 @@ fn uri_parameters(i: &[u8]) -> Option<(&[u8], &[u8])> {
 fn headers(i: &[u8]) -> Option<()> {
     match i.split_first() {
         None => Some(()),
-        Some((b'?', h)) => h.iter().all(|&c| chars::is(c, chars::HNV)).then_some(()),
+        Some((b'?', h)) => {
+            (h.iter().all(|&c| chars::is(c, chars::HNV)) && escapes_ok(h)).then_some(())
+        }
         Some(_) => None,
     }
 }
