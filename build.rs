@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi.rs");
-    println!("cargo:rerun-if-changed=src/log.rs");
+    // cbindgen reads the whole crate (lib.rs decides what it skips).
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=include/push_redirect.h");
     println!("cargo:rerun-if-env-changed=PR_WRITE_HEADER");

@@ -17,47 +17,6 @@
 #include <stdint.h>
 
 /*
- `token` (RFC 3261 §25.1).
- */
-#define TOKEN 1
-
-/*
- `unreserved` = alphanum / mark.
- */
-#define UNRESERVED (1 << 1)
-
-/*
- Characters of `user`: unreserved / escaped / user-unreserved.
- */
-#define USER (1 << 2)
-
-/*
- Characters of `password`.
- */
-#define PASSWORD (1 << 3)
-
-/*
- Characters of `uri-parameters`, separators included.
- */
-#define PARAM (1 << 4)
-
-/*
- Characters of `hname` / `hvalue`, separators included.
- */
-#define HNV (1 << 5)
-
-/*
- Characters of `hostname` (alphanumerics, `-`, `.`).
- */
-#define HOST (1 << 6)
-
-/*
- Most warnings one decision logs; the rest are counted in one line, so a
- reply with thousands of bad Contacts cannot flood the log.
- */
-#define MAX_WARNINGS 8
-
-/*
  Most contacts one lookup may report; more are ignored (with a warning).
  */
 #define PR_MAX_CONTACTS_PER_AOR 1024
@@ -71,6 +30,11 @@
  Most branches one call may describe.
  */
 #define PR_MAX_BRANCHES_IN 1024
+
+/*
+ Longest TTL `pr_rpc_set` accepts: ten years, in seconds.
+ */
+#define PR_MAX_TTL 315360000
 
 /*
  Result of a fallible call. The numbers are fixed and never reused.
@@ -116,6 +80,11 @@ enum pr_status
    A host callback reported failure.
    */
   PR_STATUS_CALLBACK_FAILED = 8,
+  /*
+   The forwarding store could not be opened, read or written (the
+   reason is logged, and kept for `pr_engine_last_error`).
+   */
+  PR_STATUS_STORE_ERROR = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -236,6 +205,11 @@ typedef struct pr_decision pr_decision;
  Opaque: a configured engine with the host's callbacks.
  */
 typedef struct pr_engine pr_engine;
+
+/*
+ Opaque: a list of stored forwardings (`pr_rpc_list`).
+ */
+typedef struct pr_entries pr_entries;
 
 /*
  Opaque: a stored forwarding handed to the engine.
@@ -430,6 +404,45 @@ typedef struct pr_counters {
   uint32_t contacts_dropped;
 } pr_counters;
 
+/*
+ One stored forwarding, as `pr_entries_get` describes it. The byte strings
+ borrow from the list and stay valid until `pr_entries_free`.
+ */
+typedef struct pr_entry {
+  /*
+   The AOR (`sip:user@host`).
+   */
+  struct pr_bytes aor;
+  /*
+   The service (`MESSAGE:text/plain`, `NOTIFY:ua-profile`) or `*`.
+   */
+  struct pr_bytes service;
+  /*
+   `permanent`, `temporary` or `provisioned`.
+   */
+  struct pr_bytes kind;
+  /*
+   The targets, best first: `uri;q=0.5, uri2` (q only when set).
+   */
+  struct pr_bytes targets;
+  /*
+   The contact whose reply taught it (empty for provisioned ones).
+   */
+  struct pr_bytes learned_from;
+  /*
+   Unix time it expires; -1: never.
+   */
+  int64_t expires_at;
+  /*
+   Unix time it was stored.
+   */
+  int64_t created_at;
+  /*
+   The status code it was learned from (0 for provisioned ones).
+   */
+  uint32_t learned_status;
+} pr_entry;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -517,6 +530,32 @@ pr_status pr_engine_set_branch_limit(struct pr_engine *engine, uint32_t limit);
  The configured `branch_timeout` in milliseconds (0 for NULL).
  */
 uint32_t pr_engine_branch_timeout_ms(const struct pr_engine *engine);
+
+/*
+ Opens this process' forwarding store at the configured `store` path
+ (SQLite, WAL mode; the parent folder is created if missing). Call it in
+ each process after Kamailio forks (child_init): a store is never used
+ across a fork. Without a store, forwardings are neither learned nor
+ applied. `PR_STATUS_STORE_ERROR` (reason logged, and in
+ `pr_engine_last_error`) if it cannot be opened or written.
+ */
+pr_status pr_engine_open_store(struct pr_engine *engine);
+
+/*
+ Checks, in the main process before the fork, that the `store` of `cfg`
+ can be opened and written (creating and migrating it), then closes it.
+ `PR_STATUS_STORE_ERROR` with the reason logged at error level.
+ */
+pr_status pr_config_check_store(const struct pr_config *cfg);
+
+/*
+ Copies why the last failed call on `engine` failed (empty if none) into
+ `buf` (`len` bytes); `*out_n` receives its length.
+ */
+pr_status pr_engine_last_error(const struct pr_engine *engine,
+                               uint8_t *buf,
+                               size_t len,
+                               size_t *out_n);
 
 /*
  Frees an engine. NULL is ignored.
@@ -647,6 +686,67 @@ pr_status pr_decision_memo(const struct pr_decision *d, struct pr_bytes *out);
  Frees a decision. NULL is ignored.
  */
 void pr_decision_free(struct pr_decision *d);
+
+/*
+ Lists the live forwardings of `aor` (empty: of every AOR) into `*out`
+ (free with `pr_entries_free`). `PR_STATUS_INVALID_ARGUMENT` for a bad AOR,
+ `PR_STATUS_STORE_ERROR` without a store; see `pr_engine_last_error`.
+ */
+pr_status pr_rpc_list(const struct pr_engine *engine,
+                      const uint8_t *aor,
+                      size_t aor_len,
+                      struct pr_entries **out);
+
+/*
+ Number of entries in a list (0 for NULL).
+ */
+size_t pr_entries_count(const struct pr_entries *list);
+
+/*
+ Describes entry `index` of a list into `*out` (strings borrowed from the
+ list). `PR_STATUS_OUT_OF_RANGE` past the end.
+ */
+pr_status pr_entries_get(const struct pr_entries *list, size_t index, struct pr_entry *out);
+
+/*
+ Frees a list. NULL is ignored.
+ */
+void pr_entries_free(struct pr_entries *list);
+
+/*
+ `push_redirect.set aor target [service] [ttl_seconds]`: provisions a
+ forwarding of `aor` (one of the proxy's users) to `target` for `service`
+ (empty: `*`, every service) for `ttl` seconds (empty: no expiry), kind
+ provisioned. The target must pass the same policy as a redirect (sip: or
+ sips:, a local AOR or an allowed domain). On any bad argument nothing is
+ written: `PR_STATUS_INVALID_ARGUMENT`, reason in `pr_engine_last_error`.
+ */
+pr_status pr_rpc_set(const struct pr_engine *engine,
+                     const uint8_t *aor,
+                     size_t aor_len,
+                     const uint8_t *target,
+                     size_t target_len,
+                     const uint8_t *service,
+                     size_t service_len,
+                     const uint8_t *ttl,
+                     size_t ttl_len);
+
+/*
+ `push_redirect.remove aor [service]`: removes the forwarding of `aor` for
+ `service` (empty: every service), learned or provisioned. `*out_removed`
+ gets how many entries went.
+ */
+pr_status pr_rpc_remove(const struct pr_engine *engine,
+                        const uint8_t *aor,
+                        size_t aor_len,
+                        const uint8_t *service,
+                        size_t service_len,
+                        size_t *out_removed);
+
+/*
+ The number of live forwardings in the store into `*out`.
+ */
+pr_status pr_engine_store_count(const struct pr_engine *engine, size_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

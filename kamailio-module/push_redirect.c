@@ -23,6 +23,7 @@
 #include "core/route.h"
 
 #include "push_redirect_funcs.h"
+#include "push_redirect_rpc.h"
 
 MODULE_VERSION
 
@@ -104,7 +105,7 @@ struct module_exports exports = {
 	DEFAULT_DLFLAGS,  /* dlopen flags */
 	cmds,             /* exported functions */
 	params,           /* exported parameters */
-	0,                /* exported RPC methods */
+	prm_rpc_cmds,     /* exported RPC methods */
 	0,                /* exported pseudo-variables */
 	0,                /* response handling function */
 	mod_init,         /* module initialization function */
@@ -231,9 +232,17 @@ static int mod_init(void)
 		prm_location_table.len = sizeof("location") - 1;
 	}
 
-	/* the core's log lines go to Kamailio's log; the level is filtered
-	 * again by LM_* with the current (runtime changeable) debug level */
+	/* the core's log lines go to Kamailio's log; each process sets its
+	 * level again after the fork (prm_engine_init) */
 	pr_set_logger(prm_log_bridge, NULL, PR_LOG_LEVEL_DEBUG);
+
+	/* the store must be usable before any worker starts: created (with
+	 * its folder), migrated, writable; closed again before the fork */
+	if(pr_config_check_store(prm_cfg) != PR_STATUS_OK) {
+		LM_ERR("cannot use the forwarding store (modparam \"store\"): see"
+			   " the error above\n");
+		return -1;
+	}
 	return 0;
 }
 

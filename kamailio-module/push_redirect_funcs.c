@@ -240,6 +240,16 @@ int prm_engine_init(void)
 		return -1;
 	}
 	prm_engine_pid = pid;
+	/* debug lines are formatted by the core only when this process logs
+	 * them (the level at start-up; LM_* filters again at run time) */
+	pr_set_logger(prm_log_bridge, NULL,
+			is_printable(L_DBG) ? PR_LOG_LEVEL_DEBUG : PR_LOG_LEVEL_INFO);
+	/* this process' own handle on the forwarding store */
+	st = pr_engine_open_store(prm_engine);
+	if(st != PR_STATUS_OK) {
+		LM_ERR("cannot open the forwarding store: %s\n", prm_status_str(st));
+		return -1;
+	}
 	/* the core caps its branch sets by Kamailio's own limit (core
 	 * parameter max_branches) */
 	st = pr_engine_set_branch_limit(prm_engine, sr_dst_max_branches);
@@ -249,6 +259,12 @@ int prm_engine_init(void)
 		return -1;
 	}
 	return 0;
+}
+
+pr_engine *prm_engine_get(void)
+{
+	return (prm_engine != NULL && prm_engine_pid == getpid()) ? prm_engine
+															  : NULL;
 }
 
 void prm_engine_destroy(void)
@@ -441,7 +457,6 @@ static int prm_apply(struct sip_msg *msg, pr_decision *d, int first_to_ruri,
 static void prm_account(pr_decision *d, str *callid)
 {
 	pr_counters c;
-	pr_store_op op;
 
 	memset(&c, 0, sizeof(c));
 	if(pr_decision_counters(d, &c) == PR_STATUS_OK) {
@@ -459,13 +474,7 @@ static void prm_account(pr_decision *d, str *callid)
 		if_update_stat(c.contacts_dropped, prm_st_contacts_dropped,
 				c.contacts_dropped);
 	}
-	/* TODO(store): the C ABI has no store yet (no pr_store_* functions):
-	 * nothing is persisted nor read back, and "stored" is always NULL */
-	op = pr_decision_store_op(d);
-	if(op != PR_STORE_OP_NONE)
-		LM_DBG("store action %u not applied: no store in this build"
-			   " (Call-ID %.*s)\n",
-				(unsigned)op, callid->len, ZSW(callid->s));
+	/* the store action was committed by the core before it returned */
 }
 
 /* push_lookup([mode]), request route */

@@ -50,6 +50,8 @@ void prm_log_bridge(
 
 /* create this process' engine (once per process); 0 or -1 */
 int prm_engine_init(void);
+/* this process' engine, or NULL */
+pr_engine *prm_engine_get(void);
 /* free the engine if this process created it */
 void prm_engine_destroy(void);
 

@@ -370,16 +370,21 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
                 .all(|&c| c.is_ascii_graphic() || c == b' ' || c == b'\t')
         })
         .filter(|d| d.iter().any(|c| c.is_ascii_graphic()));
-    let mut key = String::with_capacity(method.len() + 1 + detail.map_or(0, <[u8]>::len));
-    key.extend(method.chars().map(|c| c.to_ascii_uppercase()));
+    // Built as bytes: the method is text and the detail ASCII, so the
+    // result is always UTF-8.
+    let mut key = Vec::with_capacity(method.len() + 1 + detail.map_or(0, <[u8]>::len));
+    key.extend_from_slice(method.as_bytes());
+    key.make_ascii_uppercase();
     if let Some(d) = detail {
-        key.push(':');
+        key.push(b':');
         key.extend(
             d.iter()
                 .filter(|c| c.is_ascii_graphic())
-                .map(|&c| char::from(c.to_ascii_lowercase())),
+                .map(u8::to_ascii_lowercase),
         );
     }
+    let mut key = String::from_utf8(key)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     if key.len() > MAX_SERVICE_LEN {
         let mut cut = MAX_SERVICE_LEN;
         while !key.is_char_boundary(cut) {
@@ -426,16 +431,73 @@ enum Refusal {
     Malformed,
 }
 
-/// A fully resolved next hop.
+/// The Request-URIs of a transaction's branches (Kamailio's default
+/// branch limit is 12).
+type Tried<'a> = InlineVec<SipUri<'a>, 12>;
+
+/// Fully resolved next hops, best first: the branches and, beside them,
+/// their keys.
+#[derive(Debug)]
+struct Candidates<'k> {
+    out: Vec<BranchOut>,
+    keys: InlineVec<Key<'k>, 4>,
+}
+
+impl<'k> Candidates<'k> {
+    fn new() -> Self {
+        Candidates {
+            out: Vec::new(),
+            keys: InlineVec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    fn push(&mut self, out: BranchOut, key: Key<'k>) {
+        self.out.push(out);
+        self.keys.push(key);
+    }
+
+    /// Adds a next hop unless one with the same key is there already.
+    fn push_unique(&mut self, out: BranchOut, key: Key<'k>) {
+        if !self.keys.iter().any(|k| k.same(&key)) {
+            self.push(out, key);
+        }
+    }
+}
+
+/// The loop-defence identity of a candidate: a parsed URI borrowed from
+/// the reply or a registration when one lives long enough (no
+/// allocation), else an owned [`TargetKey`].
 #[derive(Debug, Clone)]
-struct Candidate {
-    out: BranchOut,
-    key: TargetKey,
+enum Key<'k> {
+    Uri(SipUri<'k>),
+    Owned(TargetKey),
+}
+
+impl Key<'_> {
+    /// Whether both are the same target, as their [`TargetKey`]s would
+    /// compare.
+    fn same(&self, other: &Key<'_>) -> bool {
+        match (self, other) {
+            (Key::Uri(a), Key::Uri(b)) => a.same_target(b),
+            (Key::Owned(k), Key::Uri(u)) | (Key::Uri(u), Key::Owned(k)) => k.matches(u),
+            (Key::Owned(a), Key::Owned(b)) => a == b,
+        }
+    }
 }
 
 /// What one round's replies amount to.
 #[derive(Default)]
 struct Round<'a> {
+    /// The targets of this round's 3xx replies, best first: all admitted
+    /// (none tried before) and no two the same target.
     targets: Vec<Target<'a>>,
     failed: bool,
     refused_only: bool,
@@ -476,20 +538,36 @@ impl Engine {
         stored: Option<&Forwarding>,
     ) -> Decision {
         let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
-        let aor = match self.prologue(req, &mut d) {
+        let (aor, aor_key) = match self.prologue(req, &mut d) {
             Ok(a) => a,
             Err(r) => return *r,
         };
+        let (verdict, reason) = self.lookup_round(env, &aor, &aor_key, stored, &mut d);
+        d.aor = Some(aor_key);
+        d.finish(verdict, reason)
+    }
+
+    /// The body of [`Engine::push_lookup`] once the AOR is known: fills
+    /// `d` and says how it ends.
+    fn lookup_round(
+        &self,
+        env: &dyn Env,
+        aor: &SipUri<'_>,
+        aor_key: &str,
+        stored: Option<&Forwarding>,
+        d: &mut Decision,
+    ) -> (Verdict, Reason) {
         if !env.is_self(aor.host, aor.port) {
-            return d.finish(Verdict::NothingLeft, Reason::NoTarget);
+            return (Verdict::NothingLeft, Reason::NoTarget);
         }
-        let ctx = Ctx::new(self, env, &aor, &[]);
-        let stored =
-            stored.filter(|f| f.kind != ForwardingKind::Provisioned && f.is_live(env.now()));
-        if let Some(f) = stored {
-            let targets = ctx.forwarding_targets(f, &mut d);
-            match ctx.resolve(&targets, &mut d) {
-                Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+        let regs = OnceCell::new();
+        let tried = Tried::new();
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, &regs);
+        let live = stored.filter(|f| f.is_live(env.now()));
+        if let Some(f) = live.filter(|f| f.kind != ForwardingKind::Provisioned) {
+            let targets = ctx.forwarding_targets(f, d);
+            match ctx.resolve(&targets, d) {
+                Err(()) => return (Verdict::Error, Reason::LookupFailed),
                 Ok(c) if !c.is_empty() => {
                     d.counters.forwardings_applied += 1;
                     return ctx.emit(c, d, Reason::StoredForwarding);
@@ -499,9 +577,24 @@ impl Engine {
             }
         }
         match ctx.registered() {
-            Err(()) => d.finish(Verdict::Error, Reason::LookupFailed),
-            Ok(c) if c.is_empty() => d.finish(Verdict::NothingLeft, Reason::NoTarget),
-            Ok(c) => ctx.emit(c, d, Reason::Registered),
+            Err(()) => (Verdict::Error, Reason::LookupFailed),
+            Ok(c) if !c.is_empty() => ctx.emit(c, d, Reason::Registered),
+            // No terminal registered: a provisioned forwarding stands in
+            // for the subscriber (F5 otherwise waits for a 3xx).
+            Ok(_) => match live.filter(|f| f.kind == ForwardingKind::Provisioned) {
+                Some(f) => {
+                    let targets = ctx.forwarding_targets(f, d);
+                    match ctx.resolve(&targets, d) {
+                        Err(()) => (Verdict::Error, Reason::LookupFailed),
+                        Ok(c) if !c.is_empty() => {
+                            d.counters.forwardings_applied += 1;
+                            ctx.emit(c, d, Reason::Provisioned)
+                        }
+                        Ok(_) => (Verdict::NothingLeft, Reason::NoTarget),
+                    }
+                }
+                None => (Verdict::NothingLeft, Reason::NoTarget),
+            },
         }
     }
 
@@ -519,54 +612,74 @@ impl Engine {
         stored: Option<&Forwarding>,
     ) -> Decision {
         let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
-        let aor = match self.prologue(req, &mut d) {
+        let (aor, aor_key) = match self.prologue(req, &mut d) {
             Ok(a) => a,
             Err(r) => return *r,
         };
+        let (verdict, reason) =
+            self.redirect_round(env, &aor, &aor_key, branches, memo, stored, &mut d);
+        d.aor = Some(aor_key);
+        d.finish(verdict, reason)
+    }
+
+    /// The body of [`Engine::push_redirect`] once the AOR is known: fills
+    /// `d` and says how it ends.
+    #[allow(clippy::too_many_arguments)]
+    fn redirect_round(
+        &self,
+        env: &dyn Env,
+        aor: &SipUri<'_>,
+        aor_key: &str,
+        branches: &[Branch<'_>],
+        memo: &[u8],
+        stored: Option<&Forwarding>,
+        d: &mut Decision,
+    ) -> (Verdict, Reason) {
         let Some(last) = branches.len().checked_sub(1) else {
-            return d.finish(Verdict::NothingLeft, Reason::Exhausted);
+            return (Verdict::NothingLeft, Reason::Exhausted);
         };
         // Which branches failed in this round (the last one if none is marked).
         let any_marked = branches.iter().any(|b| b.current_round);
-        let current: Vec<&Branch<'_>> = branches
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| b.current_round || (!any_marked && *i == last))
-            .map(|(_, b)| b)
-            .collect();
-        if current.iter().any(|b| (600..=699).contains(&b.status)) {
-            return d.finish(Verdict::NothingLeft, Reason::GlobalFailure);
+        let current = || {
+            branches
+                .iter()
+                .enumerate()
+                .filter(move |(i, b)| b.current_round || (!any_marked && *i == last))
+                .map(|(_, b)| b)
+        };
+        if current().any(|b| (600..=699).contains(&b.status)) {
+            return (Verdict::NothingLeft, Reason::GlobalFailure);
         }
-        if current.iter().any(|b| matches!(b.status, 401 | 407)) {
-            return d.finish(Verdict::NothingLeft, Reason::AuthChallenge);
+        if current().any(|b| matches!(b.status, 401 | 407)) {
+            return (Verdict::NothingLeft, Reason::AuthChallenge);
         }
 
-        let tried: Vec<TargetKey> = branches
-            .iter()
-            .filter_map(|b| uri::parse(b.uri).ok().map(|u| u.key()))
-            .collect();
-        let ctx = Ctx::new(self, env, &aor, &tried);
+        let mut tried = Tried::new();
+        for u in branches.iter().filter_map(|b| uri::parse(b.uri).ok()) {
+            tried.push(u);
+        }
+        let regs = OnceCell::new();
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, &regs);
         let memo = Memo::decode(memo);
         let initial_budget =
             (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
         let mut budget = initial_budget;
 
-        let replies: Vec<Option<parser::Response<'_>>> =
-            current.iter().map(|b| redirect_reply(b)).collect();
         let mut round = Round::default();
-        for (b, resp) in current.iter().zip(&replies) {
-            self.judge(&ctx, b, resp.as_ref(), &mut budget, &mut round, &mut d);
+        for b in current() {
+            let resp = redirect_reply(b);
+            self.judge(&ctx, b, resp.as_ref(), &mut budget, &mut round, d);
         }
         if let Some(f) = stored.filter(|f| f.kind == ForwardingKind::Temporary) {
-            if ctx.stored_target_failed(f, &current) {
+            if ctx.stored_target_failed(f, current()) {
                 d.store = StoreAction::Forget;
             }
         }
         let redirects_now = initial_budget - budget;
 
         // Tier 1: this round's redirect targets.
-        let first = match ctx.resolve(&round.targets, &mut d) {
-            Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+        let first = match ctx.resolve(&round.targets, d) {
+            Err(()) => return (Verdict::Error, Reason::LookupFailed),
             Ok(c) => c,
         };
         if !first.is_empty() {
@@ -578,11 +691,11 @@ impl Engine {
         let failed = round.failed || !round.targets.is_empty();
         if !failed {
             return if round.refused_only {
-                d.finish(Verdict::Refused, Reason::AllTargetsRefused)
+                (Verdict::Refused, Reason::AllTargetsRefused)
             } else if round.not_followed {
-                d.finish(Verdict::NothingLeft, Reason::NeverFollowed)
+                (Verdict::NothingLeft, Reason::NeverFollowed)
             } else {
-                d.finish(Verdict::Untouched, Reason::NotRedirect)
+                (Verdict::Untouched, Reason::NotRedirect)
             };
         }
         d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
@@ -601,7 +714,7 @@ impl Engine {
             })
             .collect();
         match ctx.resolve(&pending, &mut quiet) {
-            Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+            Err(()) => return (Verdict::Error, Reason::LookupFailed),
             Ok(c) if !c.is_empty() => return ctx.emit(c, d, Reason::PendingRedirect),
             Ok(_) => {}
         }
@@ -610,9 +723,9 @@ impl Engine {
         let provisioned =
             stored.filter(|f| f.kind == ForwardingKind::Provisioned && f.is_live(env.now()));
         if let Some(f) = provisioned.filter(|_| round.saw_3xx_without_contact) {
-            let targets = ctx.forwarding_targets(f, &mut d);
-            match ctx.resolve(&targets, &mut d) {
-                Err(()) => return d.finish(Verdict::Error, Reason::LookupFailed),
+            let targets = ctx.forwarding_targets(f, d);
+            match ctx.resolve(&targets, d) {
+                Err(()) => return (Verdict::Error, Reason::LookupFailed),
                 Ok(c) if !c.is_empty() => {
                     d.counters.forwardings_applied += 1;
                     return ctx.emit(c, d, Reason::Provisioned);
@@ -623,11 +736,11 @@ impl Engine {
 
         // Tier 4: the AOR's registered terminals not tried yet.
         if !env.is_self(aor.host, aor.port) {
-            return d.finish(Verdict::NothingLeft, Reason::Exhausted);
+            return (Verdict::NothingLeft, Reason::Exhausted);
         }
         match ctx.registered() {
-            Err(()) => d.finish(Verdict::Error, Reason::LookupFailed),
-            Ok(c) if c.is_empty() => d.finish(Verdict::NothingLeft, Reason::Exhausted),
+            Err(()) => (Verdict::Error, Reason::LookupFailed),
+            Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
             Ok(c) => {
                 d.counters.failovers += 1;
                 ctx.emit(c, d, Reason::Failover)
@@ -636,12 +749,13 @@ impl Engine {
     }
 
     /// Common start of both functions: untouched requests, the AOR, the
-    /// service.
+    /// service. Returns the parsed Request-URI and its AOR form, which the
+    /// caller puts into the decision once it is made.
     fn prologue<'r>(
         &self,
         req: &Request<'r>,
         d: &mut Decision,
-    ) -> Result<SipUri<'r>, Box<Decision>> {
+    ) -> Result<(SipUri<'r>, String), Box<Decision>> {
         if !self.config.is_push_method(req.method) {
             return Err(Box::new(
                 d.clone().finish(Verdict::Untouched, Reason::NotPushMethod),
@@ -663,9 +777,9 @@ impl Engine {
             });
             Box::new(d.finish(Verdict::Error, Reason::BadRequestUri))
         })?;
-        d.aor = Some(aor.aor());
         d.service = Some(service_key(req.method, req.event, req.content_type));
-        Ok(aor)
+        let aor_key = aor.aor();
+        Ok((aor, aor_key))
     }
 
     /// Reads one failed branch of the current round into `round`.
@@ -720,6 +834,11 @@ impl Engine {
                     if d.store != StoreAction::None {
                         d.counters.forwardings_learned += 1;
                     }
+                }
+                if round.targets.is_empty() {
+                    // `select` keeps no two targets that are the same.
+                    round.targets = sel;
+                    return;
                 }
                 for t in sel {
                     if !round
@@ -789,10 +908,16 @@ struct Ctx<'e, 'r> {
     engine: &'e Engine,
     env: &'e dyn Env,
     aor: &'e SipUri<'r>,
-    tried: &'e [TargetKey],
+    /// The AOR form of `aor` (`SipUri::aor`), computed once.
+    aor_key: &'e str,
+    /// The Request-URIs of the transaction's branches (those that parse).
+    tried: &'e Tried<'e>,
     ruri_sips: bool,
-    /// The AOR's registrations with their keys, read once when first needed.
-    own: OnceCell<Vec<(TargetKey, Registration)>>,
+    /// The AOR's registrations, read once when first needed; owned by the
+    /// caller so that `own` can borrow their URIs.
+    regs: &'e OnceCell<Vec<Registration>>,
+    /// Those of `regs` whose URI parses, with the parsed URI.
+    own: OnceCell<Vec<(SipUri<'e>, &'e Registration)>>,
 }
 
 impl<'e, 'r> Ctx<'e, 'r> {
@@ -800,14 +925,18 @@ impl<'e, 'r> Ctx<'e, 'r> {
         engine: &'e Engine,
         env: &'e dyn Env,
         aor: &'e SipUri<'r>,
-        tried: &'e [TargetKey],
+        aor_key: &'e str,
+        tried: &'e Tried<'e>,
+        regs: &'e OnceCell<Vec<Registration>>,
     ) -> Self {
         Ctx {
             engine,
             env,
             aor,
+            aor_key,
             tried,
             ruri_sips: aor.scheme == Scheme::Sips,
+            regs,
             own: OnceCell::new(),
         }
     }
@@ -817,19 +946,19 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     fn is_tried(&self, u: &SipUri<'_>) -> bool {
-        self.tried.iter().any(|k| k.matches(u))
+        self.tried.iter().any(|k| k.same_target(u))
     }
 
-    fn own(&self) -> &[(TargetKey, Registration)] {
+    fn own(&self) -> &[(SipUri<'e>, &'e Registration)] {
         self.own.get_or_init(|| {
-            if !self.env.is_self(self.aor.host, self.aor.port) {
-                return Vec::new();
-            }
-            self.env
-                .lookup(&self.aor.aor())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| uri::parse(&r.uri).ok().map(|u| u.key()).map(|k| (k, r)))
+            let regs: &'e Vec<Registration> = self.regs.get_or_init(|| {
+                if !self.env.is_self(self.aor.host, self.aor.port) {
+                    return Vec::new();
+                }
+                self.env.lookup(self.aor_key).unwrap_or_default()
+            });
+            regs.iter()
+                .filter_map(|r| uri::parse(&r.uri).ok().map(|u| (u, r)))
                 .collect()
         })
     }
@@ -838,7 +967,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// a redirect to another terminal of the same subscriber needs no
     /// allowed domain.
     fn own_registration(&self, u: &SipUri<'_>) -> Option<usize> {
-        self.own().iter().position(|(k, _)| k.matches(u))
+        self.own().iter().position(|(k, _)| k.same_target(u))
     }
 
     /// Policy for one target URI (SPEC §3). `Ok(None)`: already tried.
@@ -957,52 +1086,52 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// Turns targets into next hops: a local AOR becomes its registered
     /// contacts (an AOR without contacts yields nothing: a failed target).
-    fn resolve(&self, targets: &[Target<'_>], d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+    fn resolve<'c>(&self, targets: &[Target<'c>], d: &mut Decision) -> Result<Candidates<'c>, ()>
+    where
+        'e: 'c,
+    {
         let limit = self.take(d.mode);
-        let mut out: Vec<Candidate> = Vec::new();
+        let mut out = Candidates::new();
         for t in targets {
             if out.len() >= limit {
                 break;
             }
             match t.via {
-                Via::Direct => push_unique(
-                    &mut out,
-                    Candidate {
-                        out: BranchOut {
-                            uri: t.uri.to_vec(),
-                            dst_uri: None,
-                            path: None,
-                            instance: None,
-                            socket: 0,
-                            q: t.q,
-                        },
-                        key: t.parsed.key(),
+                Via::Direct => out.push_unique(
+                    BranchOut {
+                        uri: t.uri.to_vec(),
+                        dst_uri: None,
+                        path: None,
+                        instance: None,
+                        socket: 0,
+                        q: t.q,
                     },
+                    Key::Uri(t.parsed),
                 ),
                 Via::Own(i) => {
                     if let Some((key, r)) = self.own().get(i) {
-                        push_unique(
-                            &mut out,
-                            Candidate {
-                                out: branch_of(t.uri.to_vec(), r, t.q.or(r.q)),
-                                key: key.clone(),
-                            },
-                        );
+                        out.push_unique(branch_of(t.uri.to_vec(), r, t.q.or(r.q)), Key::Uri(*key));
                     }
                 }
                 Via::LocalAor => {
-                    for c in self.contacts_of(&t.parsed.aor(), d)? {
-                        push_unique(&mut out, c);
-                    }
+                    self.contacts_of(&t.parsed.aor(), d, &mut out, true)?;
                 }
             }
         }
         Ok(out)
     }
 
-    /// The contacts of a local AOR, best first, minus those already tried
-    /// and those that do not pass policy (a registration is input too).
-    fn contacts_of(&self, aor: &str, d: &mut Decision) -> Result<Vec<Candidate>, ()> {
+    /// Adds the contacts of a local AOR to `out`, best first, minus those
+    /// already tried and those that do not pass policy (a registration is
+    /// input too); `unique`: only those not in `out` yet. On a failed
+    /// lookup `out` is left as it was.
+    fn contacts_of(
+        &self,
+        aor: &str,
+        d: &mut Decision,
+        out: &mut Candidates<'_>,
+        unique: bool,
+    ) -> Result<(), ()> {
         let mut regs = self.env.lookup(aor).map_err(|_| {
             d.warn(|| format!("location lookup of {aor} failed"));
         })?;
@@ -1012,7 +1141,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .cmp(&a.q.unwrap_or(1000))
                 .then(b.last_modified.cmp(&a.last_modified))
         });
-        let mut out = Vec::with_capacity(regs.len());
+        out.out.reserve(regs.len());
         for r in regs {
             let Ok(u) = uri::parse(&r.uri) else {
                 d.warn(|| {
@@ -1026,53 +1155,75 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if (self.ruri_sips && u.scheme != Scheme::Sips) || self.is_tried(&u) {
                 continue;
             }
-            let key = u.key();
-            out.push(Candidate {
-                out: branch_of(r.uri.clone(), &r, r.q),
-                key,
-            });
+            let key = Key::Owned(u.key());
+            if unique {
+                out.push_unique(branch_of(r.uri.clone(), &r, r.q), key);
+            } else {
+                out.push(branch_of(r.uri.clone(), &r, r.q), key);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The memo for the next round: this round's redirect targets, then
     /// the earlier ones, minus what has been tried.
     fn next_memo(&self, old: &Memo, targets: &[Target<'_>], redirects_now: usize) -> Vec<u8> {
-        let mut kept: Vec<SipUri<'_>> = Vec::new();
-        let mut pending: Vec<(&[u8], Option<u16>)> = Vec::new();
-        let fresh = targets.iter().map(|t| (t.uri, t.q, Ok(t.parsed)));
-        let earlier = old
-            .pending
-            .iter()
-            .map(|t| (t.uri.as_bytes(), t.q, uri::parse(t.uri.as_bytes())));
-        for (raw, q, parsed) in fresh.chain(earlier) {
-            let Ok(u) = parsed else { continue };
-            if pending.len() < MAX_PENDING
-                && !self.is_tried(&u)
-                && !kept.iter().any(|k| k.same_target(&u))
+        // This round's targets were admitted (so not tried) and are all
+        // different targets (see `Round::targets`): they are kept as they
+        // are, up to the cap.
+        debug_assert!(targets.iter().enumerate().all(|(k, t)| {
+            !self.is_tried(&t.parsed)
+                && !targets
+                    .iter()
+                    .take(k)
+                    .any(|o| o.parsed.same_target(&t.parsed))
+        }));
+        let fresh = targets.get(..MAX_PENDING).unwrap_or(targets);
+        let mut earlier: Vec<(SipUri<'_>, &[u8], Option<u16>)> = Vec::new();
+        for t in &old.pending {
+            if fresh.len() + earlier.len() >= MAX_PENDING {
+                break;
+            }
+            let Ok(u) = uri::parse(t.uri.as_bytes()) else {
+                continue;
+            };
+            if !self.is_tried(&u)
+                && !fresh.iter().any(|f| f.parsed.same_target(&u))
+                && !earlier.iter().any(|(k, _, _)| k.same_target(&u))
             {
-                kept.push(u);
-                pending.push((raw, q));
+                earlier.push((u, t.uri.as_bytes(), t.q));
             }
         }
-        Memo::encode_parts(
+        Memo::encode_iter(
             old.redirects
                 .saturating_add(u32::try_from(redirects_now).unwrap_or(u32::MAX)),
-            &pending,
+            fresh
+                .iter()
+                .map(|t| (t.uri, t.q))
+                .chain(earlier.iter().map(|&(_, raw, q)| (raw, q))),
         )
     }
 
     /// The AOR's own registered terminals not tried yet.
-    fn registered(&self) -> Result<Vec<Candidate>, ()> {
-        let aor = self.aor.aor();
-        self.contacts_of(&aor, &mut Decision::new(ForkMode::Serial))
+    fn registered(&self) -> Result<Candidates<'static>, ()> {
+        let mut out = Candidates::new();
+        self.contacts_of(
+            self.aor_key,
+            &mut Decision::new(ForkMode::Serial),
+            &mut out,
+            false,
+        )?;
+        Ok(out)
     }
 
     /// Whether a branch of this round that failed was sent to a target of
     /// the stored forwarding (or to a contact of it, for a local AOR).
-    fn stored_target_failed(&self, f: &Forwarding, current: &[&Branch<'_>]) -> bool {
+    fn stored_target_failed<'b>(
+        &self,
+        f: &Forwarding,
+        current: impl Iterator<Item = &'b Branch<'b>>,
+    ) -> bool {
         let failed: Vec<SipUri<'_>> = current
-            .iter()
             .filter(|b| b.status >= 300)
             .filter_map(|b| uri::parse(b.uri).ok())
             .collect();
@@ -1104,7 +1255,12 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// Builds the round from the first tier that is not empty.
-    fn emit(&self, candidates: Vec<Candidate>, mut d: Decision, reason: Reason) -> Decision {
+    fn emit(
+        &self,
+        candidates: Candidates<'_>,
+        d: &mut Decision,
+        reason: Reason,
+    ) -> (Verdict, Reason) {
         let take = self.take(d.mode);
         if take == 0 {
             d.warn(|| {
@@ -1113,10 +1269,12 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     self.engine.branch_limit
                 )
             });
-            return d.finish(Verdict::NothingLeft, Reason::BranchLimit);
+            return (Verdict::NothingLeft, Reason::BranchLimit);
         }
-        d.branches = candidates.into_iter().take(take).map(|c| c.out).collect();
-        d.finish(Verdict::Branches, reason)
+        let mut branches = candidates.out;
+        branches.truncate(take);
+        d.branches = branches;
+        (Verdict::Branches, reason)
     }
 }
 
@@ -1132,8 +1290,91 @@ fn branch_of(uri: Vec<u8>, r: &Registration, q: Option<u16>) -> BranchOut {
     }
 }
 
-fn push_unique(out: &mut Vec<Candidate>, c: Candidate) {
-    if !out.iter().any(|o| o.key == c.key) {
-        out.push(c);
+/// A list that keeps its first `N` items in place (on the stack) and only
+/// allocates beyond them: the engine's per-call lists are short (a few
+/// branches, registrations, candidates), and an allocation costs more than
+/// the rest of their handling.
+#[derive(Debug)]
+struct InlineVec<T, const N: usize> {
+    inline: [Option<T>; N],
+    len: usize,
+    spill: Vec<T>,
+}
+
+impl<T, const N: usize> InlineVec<T, N> {
+    fn new() -> Self {
+        InlineVec {
+            inline: std::array::from_fn(|_| None),
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: T) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(v);
+                self.len += 1;
+            }
+            None => self.spill.push(v),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    /// The items in the order they were pushed.
+    fn iter(&self) -> impl Iterator<Item = &T> + Clone {
+        self.inline
+            .iter()
+            .take(self.len)
+            .flatten()
+            .chain(self.spill.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_vec_keeps_order_across_the_spill() {
+        for n in [0usize, 1, 3, 4, 5, 20] {
+            let mut v: InlineVec<String, 4> = InlineVec::new();
+            for k in 0..n {
+                v.push(k.to_string());
+            }
+            let want: Vec<String> = (0..n).map(|k| k.to_string()).collect();
+            assert_eq!(v.len(), n);
+            assert_eq!(v.iter().cloned().collect::<Vec<_>>(), want);
+        }
+    }
+
+    #[test]
+    fn keys_compare_like_target_keys() {
+        let uris = [
+            "sip:u@example.com",
+            "sip:u@EXAMPLE.com:5060;transport=tcp",
+            "sip:U@example.com",
+            "sips:u@example.com",
+            "sips:u@example.com:5061",
+            "sip:u@example.com:5070",
+            "sip:example.com",
+        ];
+        for a in uris {
+            for b in uris {
+                let (ua, ub) = (
+                    uri::parse(a.as_bytes()).unwrap(),
+                    uri::parse(b.as_bytes()).unwrap(),
+                );
+                let want = ua.key() == ub.key();
+                for ka in [Key::Uri(ua), Key::Owned(ua.key())] {
+                    for kb in [Key::Uri(ub), Key::Owned(ub.key())] {
+                        assert_eq!(ka.same(&kb), want, "{a} {b} {ka:?} {kb:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -21,12 +21,17 @@
 
 use std::ffi::c_void;
 
+use std::cell::Cell;
+
 use crate::config::{Config, ForkMode};
 use crate::engine::{
-    Branch, Counters, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind,
-    LookupError, Reason, Registration, Request, StoreAction,
+    service_key, Branch, Counters, Decision, Engine, Env, ForwardTarget, Forwarding,
+    ForwardingKind, LookupError, Reason, Registration, Request, StoreAction,
 };
 use crate::log::{self, pr_log_fn, pr_log_level};
+use crate::store::{Entry, SqliteStore, Store, StoreError, ANY_SERVICE};
+use crate::uri;
+use crate::uri::Scheme;
 
 /// Result of a fallible call. The numbers are fixed and never reused.
 #[repr(u32)]
@@ -50,6 +55,9 @@ pub enum pr_status {
     BufferTooSmall = 7,
     /// A host callback reported failure.
     CallbackFailed = 8,
+    /// The forwarding store could not be opened, read or written (the
+    /// reason is logged, and kept for `pr_engine_last_error`).
+    StoreError = 9,
 }
 
 impl pr_status {
@@ -64,6 +72,7 @@ impl pr_status {
             pr_status::OutOfRange => "index out of range",
             pr_status::BufferTooSmall => "buffer too small",
             pr_status::CallbackFailed => "host callback failed",
+            pr_status::StoreError => "forwarding store error",
         }
     }
 }
@@ -225,6 +234,7 @@ pub extern "C" fn pr_status_text(
             pr_status::OutOfRange,
             pr_status::BufferTooSmall,
             pr_status::CallbackFailed,
+            pr_status::StoreError,
         ]
         .into_iter()
         .find(|s| *s as u32 == status)
@@ -458,6 +468,90 @@ struct EngineBox {
     lookup: pr_lookup_fn,
     is_self: pr_is_self_fn,
     userdata: *mut c_void,
+    /// This process' forwarding store (`pr_engine_open_store`).
+    store: Option<SqliteStore>,
+    /// When expired entries were last swept (Unix seconds).
+    last_sweep: Cell<i64>,
+    /// Why the last failed call on this engine failed (for RPC faults).
+    last_error: std::cell::RefCell<String>,
+}
+
+/// How often a process sweeps expired forwardings, in seconds.
+const SWEEP_EVERY: i64 = 60;
+
+impl EngineBox {
+    fn fail(&self, status: pr_status, why: String) -> pr_status {
+        *self.last_error.borrow_mut() = why;
+        status
+    }
+
+    fn store_failed(&self, op: &str, e: &StoreError) -> pr_status {
+        let why = format!("forwarding store ({op}): {e}");
+        log::emit(pr_log_level::Error, &why);
+        self.fail(pr_status::StoreError, why)
+    }
+
+    /// The stored entry for the request's (AOR, service), if the request
+    /// is a PUSH request and a store is open. A store failure is logged and
+    /// routing goes on without it.
+    fn stored_for(&self, req: &Request<'_>) -> Option<Entry> {
+        let store = self.store.as_ref()?;
+        let (aor, service) = store_key(&self.engine, req)?;
+        let now = self.now();
+        if now - self.last_sweep.get() >= SWEEP_EVERY {
+            self.last_sweep.set(now);
+            if let Err(e) = store.sweep(now) {
+                self.store_failed("sweep", &e);
+            }
+        }
+        match store.get(&aor, &service, now) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.store_failed("get", &e);
+                None
+            }
+        }
+    }
+
+    /// Commits a decision's store action before its branches go to tm.
+    fn apply_store_action(&self, d: &Decision, applied: Option<&Entry>) {
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        let (Some(aor), Some(service)) = (d.aor.as_deref(), d.service.as_deref()) else {
+            return;
+        };
+        match &d.store {
+            StoreAction::None => {}
+            action @ StoreAction::Learn { .. } => {
+                if let Some(entry) = Entry::learned(aor, service, action, self.now()) {
+                    if let Err(e) = store.put(&entry) {
+                        self.store_failed("learn", &e);
+                    }
+                }
+            }
+            StoreAction::Forget => {
+                // The entry that was applied: it may be the `*` one.
+                let service = applied.map_or(service, |e| e.service.as_str());
+                if let Err(e) = store.remove(aor, Some(service)) {
+                    self.store_failed("forget", &e);
+                }
+            }
+        }
+    }
+}
+
+/// The store key of a PUSH request: its AOR and service (None for requests
+/// the engine leaves untouched).
+fn store_key(engine: &Engine, req: &Request<'_>) -> Option<(String, String)> {
+    if !engine.config.is_push_method(req.method) || req.has_to_tag {
+        return None;
+    }
+    let u = uri::parse(req.ruri).ok()?;
+    Some((
+        u.aor(),
+        service_key(req.method, req.event, req.content_type),
+    ))
 }
 
 impl Env for EngineBox {
@@ -525,6 +619,9 @@ pub extern "C" fn pr_engine_new(
                 lookup,
                 is_self,
                 userdata,
+                store: None,
+                last_sweep: Cell::new(0),
+                last_error: std::cell::RefCell::new(String::new()),
             },
             out,
         );
@@ -552,6 +649,65 @@ pub extern "C" fn pr_engine_branch_timeout_ms(engine: *const pr_engine) -> u32 {
     ffi_boundary!(0, {
         let e = try_ref!(engine.cast::<EngineBox>(), 0);
         e.engine.config.branch_timeout_ms
+    })
+}
+
+/// Opens this process' forwarding store at the configured `store` path
+/// (SQLite, WAL mode; the parent folder is created if missing). Call it in
+/// each process after Kamailio forks (child_init): a store is never used
+/// across a fork. Without a store, forwardings are neither learned nor
+/// applied. `PR_STATUS_STORE_ERROR` (reason logged, and in
+/// `pr_engine_last_error`) if it cannot be opened or written.
+#[no_mangle]
+pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_mut!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        match SqliteStore::open(&e.engine.config.store) {
+            Ok(s) => {
+                e.store = Some(s);
+                pr_status::Ok
+            }
+            Err(err) => e.store_failed("open", &err),
+        }
+    })
+}
+
+/// Checks, in the main process before the fork, that the `store` of `cfg`
+/// can be opened and written (creating and migrating it), then closes it.
+/// `PR_STATUS_STORE_ERROR` with the reason logged at error level.
+#[no_mangle]
+pub extern "C" fn pr_config_check_store(cfg: *const pr_config) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let cfg = try_ref!(cfg.cast::<ConfigBox>(), pr_status::NullParameter);
+        match SqliteStore::open(&cfg.config.store) {
+            Ok(s) => {
+                drop(s);
+                pr_status::Ok
+            }
+            Err(e) => {
+                log::emit(
+                    pr_log_level::Error,
+                    &format!("modparam \"store\": cannot use {}: {e}", cfg.config.store),
+                );
+                pr_status::StoreError
+            }
+        }
+    })
+}
+
+/// Copies why the last failed call on `engine` failed (empty if none) into
+/// `buf` (`len` bytes); `*out_n` receives its length.
+#[no_mangle]
+pub extern "C" fn pr_engine_last_error(
+    engine: *const pr_engine,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        let text = e.last_error.borrow();
+        write_text(&text, buf, len, out_n)
     })
 }
 
@@ -767,7 +923,14 @@ pub extern "C" fn pr_push_lookup(
             (Ok((r, c)), Ok(m), s) => (r, c, m, s),
             (Err(e), ..) | (_, Err(e), _) => return e,
         };
-        let d = e.engine.push_lookup(e, &req, mode, stored);
+        let entry = if stored.is_none() {
+            e.stored_for(&req)
+        } else {
+            None
+        };
+        let fwd = entry.as_ref().map(Entry::forwarding);
+        let d = e.engine.push_lookup(e, &req, mode, stored.or(fwd.as_ref()));
+        e.apply_store_action(&d, entry.as_ref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
         pr_status::Ok
@@ -847,7 +1010,16 @@ pub extern "C" fn pr_push_redirect(
             Ok(m) => m,
             Err(e) => return e,
         };
-        let d = e.engine.push_redirect(e, &req, &list, memo, mode, stored);
+        let entry = if stored.is_none() {
+            e.stored_for(&req)
+        } else {
+            None
+        };
+        let fwd = entry.as_ref().map(Entry::forwarding);
+        let d = e
+            .engine
+            .push_redirect(e, &req, &list, memo, mode, stored.or(fwd.as_ref()));
+        e.apply_store_action(&d, entry.as_ref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
         pr_status::Ok
@@ -1108,6 +1280,392 @@ pub extern "C" fn pr_decision_memo(d: *const pr_decision, out: *mut pr_bytes) ->
 #[no_mangle]
 pub extern "C" fn pr_decision_free(d: *mut pr_decision) {
     ffi_boundary!((), { take_back::<Decision, pr_decision>(d) })
+}
+
+// ------------------------------------------------------------------ RPC
+
+/// One stored forwarding, as `pr_entries_get` describes it. The byte strings
+/// borrow from the list and stay valid until `pr_entries_free`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_entry {
+    /// The AOR (`sip:user@host`).
+    pub aor: pr_bytes,
+    /// The service (`MESSAGE:text/plain`, `NOTIFY:ua-profile`) or `*`.
+    pub service: pr_bytes,
+    /// `permanent`, `temporary` or `provisioned`.
+    pub kind: pr_bytes,
+    /// The targets, best first: `uri;q=0.5, uri2` (q only when set).
+    pub targets: pr_bytes,
+    /// The contact whose reply taught it (empty for provisioned ones).
+    pub learned_from: pr_bytes,
+    /// Unix time it expires; -1: never.
+    pub expires_at: i64,
+    /// Unix time it was stored.
+    pub created_at: i64,
+    /// The status code it was learned from (0 for provisioned ones).
+    pub learned_status: u32,
+}
+
+/// Opaque: a list of stored forwardings (`pr_rpc_list`).
+pub struct pr_entries {
+    _private: [u8; 0],
+}
+
+struct EntryText {
+    aor: String,
+    service: String,
+    kind: &'static str,
+    targets: String,
+    learned_from: String,
+    expires_at: i64,
+    created_at: i64,
+    learned_status: u32,
+}
+
+impl From<&Entry> for EntryText {
+    fn from(e: &Entry) -> Self {
+        let targets = e
+            .targets
+            .iter()
+            .map(|t| match t.q {
+                Some(q) => format!("{};q={}.{:03}", t.uri, q / 1000, q % 1000),
+                None => t.uri.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        EntryText {
+            aor: e.aor.clone(),
+            service: e.service.clone(),
+            kind: match e.kind {
+                ForwardingKind::Permanent => "permanent",
+                ForwardingKind::Temporary => "temporary",
+                ForwardingKind::Provisioned => "provisioned",
+            },
+            targets,
+            learned_from: e.learned_from.clone().unwrap_or_default(),
+            expires_at: e.expires_at.unwrap_or(-1),
+            created_at: e.created_at,
+            learned_status: e.learned_status.map_or(0, u32::from),
+        }
+    }
+}
+
+/// The store of an engine, or the error for calls that need one.
+fn store_of(e: &EngineBox) -> Result<&SqliteStore, pr_status> {
+    e.store.as_ref().ok_or_else(|| {
+        e.fail(
+            pr_status::StoreError,
+            "no forwarding store is open in this process".into(),
+        )
+    })
+}
+
+/// Reads an AOR argument: a `sip:`/`sips:` URI of one of the proxy's own
+/// domains, returned in its stored form (`sip:user@host`).
+fn rpc_aor(e: &EngineBox, raw: &[u8]) -> Result<String, pr_status> {
+    let u = uri::parse(raw).map_err(|err| {
+        e.fail(
+            pr_status::InvalidArgument,
+            format!("AOR {:?}: {}", String::from_utf8_lossy(raw), err.message()),
+        )
+    })?;
+    if u.user.is_none() || !e.is_self(u.host, u.port) {
+        return Err(e.fail(
+            pr_status::InvalidArgument,
+            format!("AOR {}: not a user of this proxy's domains", u.aor()),
+        ));
+    }
+    Ok(u.aor())
+}
+
+/// Lists the live forwardings of `aor` (empty: of every AOR) into `*out`
+/// (free with `pr_entries_free`). `PR_STATUS_INVALID_ARGUMENT` for a bad AOR,
+/// `PR_STATUS_STORE_ERROR` without a store; see `pr_engine_last_error`.
+#[no_mangle]
+pub extern "C" fn pr_rpc_list(
+    engine: *const pr_engine,
+    aor: *const u8,
+    aor_len: usize,
+    out: *mut *mut pr_entries,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        if out.is_null() {
+            return pr_status::NullParameter;
+        }
+        // SAFETY: (ptr, len) per the contract.
+        let raw = match unsafe { slice(aor, aor_len) } {
+            Ok(r) => r,
+            Err(st) => return st,
+        };
+        let filter = if raw.is_empty() {
+            None
+        } else {
+            match rpc_aor(e, raw) {
+                Ok(a) => Some(a),
+                Err(st) => return st,
+            }
+        };
+        let store = match store_of(e) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        match store.list(filter.as_deref(), e.now()) {
+            Ok(rows) => {
+                let rows: Vec<EntryText> = rows.iter().map(EntryText::from).collect();
+                hand_out::<Vec<EntryText>, pr_entries>(rows, out);
+                pr_status::Ok
+            }
+            Err(err) => e.store_failed("list", &err),
+        }
+    })
+}
+
+/// Number of entries in a list (0 for NULL).
+#[no_mangle]
+pub extern "C" fn pr_entries_count(list: *const pr_entries) -> usize {
+    ffi_boundary!(0, { try_ref!(list.cast::<Vec<EntryText>>(), 0).len() })
+}
+
+/// Describes entry `index` of a list into `*out` (strings borrowed from the
+/// list). `PR_STATUS_OUT_OF_RANGE` past the end.
+#[no_mangle]
+pub extern "C" fn pr_entries_get(
+    list: *const pr_entries,
+    index: usize,
+    out: *mut pr_entry,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let list = try_ref!(list.cast::<Vec<EntryText>>(), pr_status::NullParameter);
+        let out = try_mut!(out, pr_status::NullParameter);
+        let Some(r) = list.get(index) else {
+            return pr_status::OutOfRange;
+        };
+        *out = pr_entry {
+            aor: pr_bytes::of(r.aor.as_bytes()),
+            service: pr_bytes::of(r.service.as_bytes()),
+            kind: pr_bytes::of(r.kind.as_bytes()),
+            targets: pr_bytes::of(r.targets.as_bytes()),
+            learned_from: pr_bytes::of(r.learned_from.as_bytes()),
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            learned_status: r.learned_status,
+        };
+        pr_status::Ok
+    })
+}
+
+/// Frees a list. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn pr_entries_free(list: *mut pr_entries) {
+    ffi_boundary!((), { take_back::<Vec<EntryText>, pr_entries>(list) })
+}
+
+/// Longest TTL `pr_rpc_set` accepts: ten years, in seconds.
+pub const PR_MAX_TTL: u32 = 315_360_000;
+
+/// Reads a service argument: empty or `*` for every service, else
+/// `METHOD` or `METHOD:detail` (method upper-cased, detail lower-cased).
+fn rpc_service(e: &EngineBox, raw: &str) -> Result<String, pr_status> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw == ANY_SERVICE {
+        return Ok(ANY_SERVICE.to_string());
+    }
+    let (method, detail) = match raw.split_once(':') {
+        Some((m, d)) => (m, Some(d)),
+        None => (raw, None),
+    };
+    let ok_method = !method.is_empty() && method.bytes().all(|c| c.is_ascii_alphabetic());
+    let ok_detail = detail.is_none_or(|d| {
+        !d.is_empty()
+            && d.bytes()
+                .all(|c| crate::chars::is(c, crate::chars::TOKEN) || c == b'/')
+    });
+    if !ok_method || !ok_detail || raw.len() > crate::engine::MAX_SERVICE_LEN {
+        return Err(e.fail(
+            pr_status::InvalidArgument,
+            format!(
+                "service {raw:?}: expected METHOD or METHOD:type (e.g. MESSAGE:text/plain) or *"
+            ),
+        ));
+    }
+    Ok(service_key(
+        method,
+        detail.map(str::as_bytes),
+        detail.map(str::as_bytes),
+    ))
+}
+
+/// `push_redirect.set aor target [service] [ttl_seconds]`: provisions a
+/// forwarding of `aor` (one of the proxy's users) to `target` for `service`
+/// (empty: `*`, every service) for `ttl` seconds (empty: no expiry), kind
+/// provisioned. The target must pass the same policy as a redirect (sip: or
+/// sips:, a local AOR or an allowed domain). On any bad argument nothing is
+/// written: `PR_STATUS_INVALID_ARGUMENT`, reason in `pr_engine_last_error`.
+#[no_mangle]
+pub extern "C" fn pr_rpc_set(
+    engine: *const pr_engine,
+    aor: *const u8,
+    aor_len: usize,
+    target: *const u8,
+    target_len: usize,
+    service: *const u8,
+    service_len: usize,
+    ttl: *const u8,
+    ttl_len: usize,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        // SAFETY: (ptr, len) pairs per the contract.
+        let args = unsafe {
+            (
+                slice(aor, aor_len),
+                text(target, target_len),
+                text(service, service_len),
+                text(ttl, ttl_len),
+            )
+        };
+        let (aor, target, service, ttl) = match args {
+            (Ok(a), Ok(t), Ok(s), Ok(l)) => (a, t, s, l),
+            (Err(st), ..) | (_, Err(st), ..) | (_, _, Err(st), _) | (.., Err(st)) => {
+                return e.fail(st, st.message().into())
+            }
+        };
+        let aor = match rpc_aor(e, aor) {
+            Ok(a) => a,
+            Err(st) => return st,
+        };
+        let bad = |why: String| e.fail(pr_status::InvalidArgument, why);
+        let target = target.trim();
+        let t = match uri::parse(target.as_bytes()) {
+            Ok(t) => t,
+            Err(err) => return bad(format!("target {target:?}: {}", err.message())),
+        };
+        let local = e.is_self(t.host, t.port);
+        if local && t.user.is_none() {
+            return bad(format!("target {target}: the proxy itself, with no AOR"));
+        }
+        if !local && !e.engine.config.domain_allowed_bytes(t.host) {
+            return bad(format!("target {target}: domain not in allowed_domains"));
+        }
+        if t.scheme == Scheme::Sip && aor.starts_with("sips:") {
+            return bad(format!("target {target}: sip: target for a sips: AOR"));
+        }
+        if uri::parse(aor.as_bytes()).is_ok_and(|a| a.same_target(&t)) {
+            return bad(format!("target {target}: the AOR itself"));
+        }
+        let service = match rpc_service(e, service) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        let ttl = ttl.trim();
+        let ttl = if ttl.is_empty() {
+            None
+        } else {
+            match ttl.parse::<u32>() {
+                Ok(v) if (1..=PR_MAX_TTL).contains(&v) => Some(v),
+                _ => return bad(format!("ttl {ttl:?}: expected seconds in 1..{PR_MAX_TTL}")),
+            }
+        };
+        let store = match store_of(e) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        let now = e.now();
+        let entry = Entry {
+            aor,
+            service,
+            kind: ForwardingKind::Provisioned,
+            targets: vec![ForwardTarget {
+                uri: target.to_string(),
+                q: None,
+            }],
+            expires_at: ttl.map(|t| now.saturating_add(i64::from(t))),
+            created_at: now,
+            learned_from: None,
+            learned_status: None,
+        };
+        match entry.validate().and_then(|()| store.put(&entry)) {
+            Ok(()) => pr_status::Ok,
+            Err(StoreError::TooBig { .. }) | Err(StoreError::Invalid(_)) => {
+                bad("the forwarding does not fit the store's limits".into())
+            }
+            Err(err) => e.store_failed("set", &err),
+        }
+    })
+}
+
+/// `push_redirect.remove aor [service]`: removes the forwarding of `aor` for
+/// `service` (empty: every service), learned or provisioned. `*out_removed`
+/// gets how many entries went.
+#[no_mangle]
+pub extern "C" fn pr_rpc_remove(
+    engine: *const pr_engine,
+    aor: *const u8,
+    aor_len: usize,
+    service: *const u8,
+    service_len: usize,
+    out_removed: *mut usize,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        if out_removed.is_null() {
+            return pr_status::NullParameter;
+        }
+        // SAFETY: (ptr, len) pairs per the contract.
+        let (aor, service) = match unsafe { (slice(aor, aor_len), text(service, service_len)) } {
+            (Ok(a), Ok(s)) => (a, s),
+            (Err(st), _) | (_, Err(st)) => return e.fail(st, st.message().into()),
+        };
+        let aor = match rpc_aor(e, aor) {
+            Ok(a) => a,
+            Err(st) => return st,
+        };
+        let service = if service.trim().is_empty() {
+            None
+        } else {
+            match rpc_service(e, service) {
+                Ok(s) => Some(s),
+                Err(st) => return st,
+            }
+        };
+        let store = match store_of(e) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        match store.remove(&aor, service.as_deref()) {
+            Ok(n) => {
+                // SAFETY: checked non-NULL above; writable by contract.
+                unsafe { *out_removed = n };
+                pr_status::Ok
+            }
+            Err(err) => e.store_failed("remove", &err),
+        }
+    })
+}
+
+/// The number of live forwardings in the store into `*out`.
+#[no_mangle]
+pub extern "C" fn pr_engine_store_count(engine: *const pr_engine, out: *mut usize) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        if out.is_null() {
+            return pr_status::NullParameter;
+        }
+        let store = match store_of(e) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        match store.count(e.now()) {
+            Ok(n) => {
+                // SAFETY: checked non-NULL above; writable by contract.
+                unsafe { *out = n };
+                pr_status::Ok
+            }
+            Err(err) => e.store_failed("count", &err),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
 //! - [`memo`]: what a transaction carries from one failure round to the next.
+//! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -20,11 +21,22 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+// The C header is generated from `ffi` and `log` only: the other modules are
+// the Rust API, and their constants must not leak into the C namespace.
+
+/// cbindgen:ignore
 pub mod chars;
+/// cbindgen:ignore
 pub mod config;
+/// cbindgen:ignore
 pub mod engine;
 pub mod ffi;
 pub mod log;
+/// cbindgen:ignore
 pub mod memo;
+/// cbindgen:ignore
 pub mod parser;
+/// cbindgen:ignore
+pub mod store;
+/// cbindgen:ignore
 pub mod uri;

@@ -359,6 +359,20 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
 }
 
 #[test]
+fn f5_provisioned_forwarding_stands_in_for_an_unregistered_aor() {
+    let mut env = FakeEnv::default();
+    env.register("sip:u2@example.com", "u2t", 5082, None, 1);
+    let f = provisioned("sip:u2@example.com");
+    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
+    assert_eq!(d.counters.forwardings_applied, 1);
+    // With a terminal registered, the terminal is tried first.
+    env.register(U1, "t1", 5071, None, 1);
+    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    assert_branches(&d, &[T1], Reason::Registered);
+}
+
+#[test]
 fn f5_provisioned_forwarding_is_not_used_for_a_plain_failure() {
     let f = provisioned("sip:x@partner.example");
     let e = engine_with("allowed_domains", "partner.example");

@@ -8,6 +8,7 @@
 //! count is exact) and are the baseline push_redirect is compared with.
 
 mod push;
+mod store;
 mod support;
 
 use std::time::Duration;

@@ -24,7 +24,7 @@ fn module() -> PathBuf {
 
 /// The push_redirect proxy with the module from build/ and a store in the
 /// case's folder.
-fn proxy(case: &Case) -> ProxyBuilder {
+pub(crate) fn proxy(case: &Case) -> ProxyBuilder {
     case.proxy(CFG)
         .children(4)
         .define_str("PR_MODULE", &module().display().to_string())
@@ -46,7 +46,7 @@ fn assert_finals(r: &SendResult, code: u16, n: u32) {
     );
 }
 
-fn stat(p: &Proxy, name: &str) -> i64 {
+pub(crate) fn stat(p: &Proxy, name: &str) -> i64 {
     p.statistics("push_redirect")
         .get(name)
         .copied()
@@ -344,8 +344,7 @@ fn refuses(case: &Case, name: &str, value: &str) {
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     println!(
-        "[e2e {}] {name}={value}: exit {:?}, {}",
-        "bad_modparam",
+        "[e2e bad_modparam] {name}={value}: exit {:?}, {}",
         out.status.code(),
         text.lines()
             .find(|l| l.contains("push_redirect") && l.contains("ERROR"))

@@ -730,12 +730,17 @@ impl Proxy {
         self.spawn();
     }
 
-    /// `kamcmd -s <ctl> args...` (bounded to 10 s). Err carries stderr.
+    /// `kamcmd -s <ctl> args...` (bounded to 10 s). Err carries stderr, or
+    /// the RPC fault.
     pub fn rpc(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new(kamcmd_bin());
         cmd.arg("-s").arg(self.ctl_sock()).args(args);
         let (st, out, err) = run_bounded(cmd, &self.dir, "kamcmd", Duration::from_secs(10));
         match st {
+            // kamcmd exits 0 on an RPC fault, printing "error: CODE - text".
+            Some(s) if s.success() && out.trim_start().starts_with("error:") => {
+                Err(format!("kamcmd {args:?}: {}", out.trim()))
+            }
             Some(s) if s.success() => Ok(out),
             Some(s) => Err(format!(
                 "kamcmd {args:?}: {s}: {}{}",

@@ -1,0 +1,863 @@
+//! The forwarding store (SPEC §2 F5–F7, §4 `store`): one test per behaviour
+//! of `push_redirect::store`, against real SQLite files in a temporary
+//! folder, plus real processes: a fork, and two writers at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use push_redirect::engine::{ForwardTarget, Forwarding, ForwardingKind, StoreAction};
+use push_redirect::store::{
+    Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, MAX_KEY_LEN, MAX_TARGETS,
+    MAX_URI_LEN, SCHEMA_VERSION,
+};
+use rusqlite::Connection;
+
+const U1: &str = "sip:u1@example.com";
+const U2: &str = "sip:u2@example.com";
+const TEXT: &str = "MESSAGE:text/plain";
+const PROFILE: &str = "NOTIFY:ua-profile";
+const NOW: i64 = 1_700_000_000;
+
+/// A fresh folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("push_redirect-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn target(uri: &str, q: Option<u16>) -> ForwardTarget {
+    ForwardTarget { uri: uri.into(), q }
+}
+
+fn entry(aor: &str, service: &str, kind: ForwardingKind, uri: &str, expires: Option<i64>) -> Entry {
+    Entry {
+        aor: aor.into(),
+        service: service.into(),
+        kind,
+        targets: vec![
+            target(uri, Some(1000)),
+            target("sip:t9@127.0.0.1:5079", None),
+        ],
+        expires_at: expires,
+        created_at: NOW,
+        learned_from: Some("sip:t1@127.0.0.1:5071".into()),
+        learned_status: Some(301),
+    }
+}
+
+fn permanent(aor: &str, service: &str, uri: &str) -> Entry {
+    entry(aor, service, ForwardingKind::Permanent, uri, None)
+}
+
+fn open(dir: &TempDir) -> SqliteStore {
+    SqliteStore::open(dir.file("store.sqlite")).unwrap()
+}
+
+fn raw(path: &Path) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+fn user_version(path: &Path) -> i64 {
+    raw(path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn open_err(path: &Path) -> StoreError {
+    match SqliteStore::open(path) {
+        Ok(_) => panic!("{} opened", path.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn put_get_replace_remove() {
+    let dir = TempDir::new("crud");
+    let s = open(&dir);
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+
+    let e = permanent(U1, TEXT, "sip:a@example.com");
+    s.put(&e).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    // Another service and another AOR are other keys.
+    assert_eq!(s.get(U1, PROFILE, NOW).unwrap(), None);
+    assert_eq!(s.get(U2, TEXT, NOW).unwrap(), None);
+
+    // Replace: same key, new content; still one entry.
+    let mut e2 = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:b@example.com",
+        Some(NOW + 60),
+    );
+    e2.learned_status = Some(302);
+    s.put(&e2).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e2));
+    assert_eq!(s.count(NOW).unwrap(), 1);
+
+    assert_eq!(s.remove(U1, Some(PROFILE)).unwrap(), 0);
+    assert_eq!(s.remove(U1, Some(TEXT)).unwrap(), 1);
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    assert_eq!(s.count(NOW).unwrap(), 0);
+}
+
+#[test]
+fn remove_without_service_removes_every_service_of_the_aor() {
+    let dir = TempDir::new("remove-all");
+    let s = open(&dir);
+    for svc in [TEXT, PROFILE, ANY_SERVICE] {
+        s.put(&permanent(U1, svc, "sip:a@example.com")).unwrap();
+    }
+    s.put(&permanent(U2, TEXT, "sip:b@example.com")).unwrap();
+    assert_eq!(s.remove(U1, None).unwrap(), 3);
+    assert_eq!(s.list(None, NOW).unwrap().len(), 1);
+    assert!(s.get(U2, TEXT, NOW).unwrap().is_some());
+}
+
+#[test]
+fn list_is_ordered_by_aor_then_service() {
+    let dir = TempDir::new("list");
+    let s = open(&dir);
+    let keys = [(U2, TEXT), (U1, TEXT), (U1, ANY_SERVICE), (U1, PROFILE)];
+    for (aor, svc) in keys {
+        s.put(&permanent(aor, svc, "sip:a@example.com")).unwrap();
+    }
+    let all: Vec<(String, String)> = s
+        .list(None, NOW)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.aor, e.service))
+        .collect();
+    let mut want: Vec<(String, String)> = keys
+        .iter()
+        .map(|(a, s)| (a.to_string(), s.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(all, want);
+    let u1: Vec<String> = s
+        .list(Some(U1), NOW)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.service)
+        .collect();
+    assert_eq!(u1, [ANY_SERVICE, TEXT, PROFILE]);
+    assert!(s
+        .list(Some("sip:nobody@example.com"), NOW)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn any_service_is_the_fallback() {
+    let dir = TempDir::new("any");
+    let s = open(&dir);
+    let any = entry(
+        U1,
+        ANY_SERVICE,
+        ForwardingKind::Provisioned,
+        "sip:any@example.com",
+        None,
+    );
+    s.put(&any).unwrap();
+    // No entry for the service: the "*" one.
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(any.clone()));
+    assert_eq!(s.get(U1, ANY_SERVICE, NOW).unwrap(), Some(any.clone()));
+    // An entry for the service wins over "*".
+    let exact = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:text@example.com",
+        Some(NOW + 10),
+    );
+    s.put(&exact).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(exact));
+    assert_eq!(s.get(U1, PROFILE, NOW).unwrap(), Some(any.clone()));
+    // Once the exact one has expired, "*" again.
+    assert_eq!(s.get(U1, TEXT, NOW + 10).unwrap(), Some(any));
+    // "*" of another AOR is not a fallback.
+    assert_eq!(s.get(U2, TEXT, NOW).unwrap(), None);
+}
+
+#[test]
+fn method_service_covers_every_media_type_of_the_method() {
+    let dir = TempDir::new("method");
+    let s = open(&dir);
+    let any = entry(
+        U1,
+        ANY_SERVICE,
+        ForwardingKind::Provisioned,
+        "sip:any@example.com",
+        None,
+    );
+    let method = entry(
+        U1,
+        "MESSAGE",
+        ForwardingKind::Provisioned,
+        "sip:msg@example.com",
+        None,
+    );
+    s.put(&any).unwrap();
+    s.put(&method).unwrap();
+    // exact > method > "*"
+    assert_eq!(
+        s.get(U1, "MESSAGE:text/plain", NOW).unwrap(),
+        Some(method.clone())
+    );
+    assert_eq!(s.get(U1, "NOTIFY:ua-profile", NOW).unwrap(), Some(any));
+    let exact = entry(
+        U1,
+        "MESSAGE:text/plain",
+        ForwardingKind::Temporary,
+        "sip:t@example.com",
+        None,
+    );
+    s.put(&exact).unwrap();
+    assert_eq!(s.get(U1, "MESSAGE:text/plain", NOW).unwrap(), Some(exact));
+    assert_eq!(
+        s.get(U1, "MESSAGE:application/json", NOW).unwrap(),
+        Some(method)
+    );
+}
+
+#[test]
+fn expired_entries_are_ignored_then_swept() {
+    let dir = TempDir::new("expiry");
+    let s = open(&dir);
+    let temp = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:a@example.com",
+        Some(NOW + 30),
+    );
+    s.put(&temp).unwrap();
+    s.put(&permanent(U2, TEXT, "sip:b@example.com")).unwrap();
+
+    // Live until expires_at (exclusive), as Forwarding::is_live.
+    assert_eq!(s.get(U1, TEXT, NOW + 29).unwrap(), Some(temp.clone()));
+    assert!(temp.forwarding().is_live(NOW + 29));
+    assert_eq!(s.get(U1, TEXT, NOW + 30).unwrap(), None);
+    assert!(!temp.forwarding().is_live(NOW + 30));
+    assert!(!temp.is_live(NOW + 30));
+    assert_eq!(s.list(None, NOW + 30).unwrap().len(), 1);
+    assert_eq!(s.count(NOW + 30).unwrap(), 1);
+    assert_eq!(s.count(NOW).unwrap(), 2);
+
+    // Sweeping at NOW removes nothing; at NOW + 30 the temporary one.
+    assert_eq!(s.sweep(NOW).unwrap(), 0);
+    assert_eq!(s.sweep(NOW + 30).unwrap(), 1);
+    assert_eq!(
+        s.get(U1, TEXT, NOW).unwrap(),
+        None,
+        "gone even at an earlier time"
+    );
+    assert_eq!(s.sweep(NOW + 30).unwrap(), 0);
+}
+
+#[test]
+fn permanent_entries_never_expire() {
+    let dir = TempDir::new("permanent");
+    let s = open(&dir);
+    let e = permanent(U1, TEXT, "sip:a@example.com");
+    s.put(&e).unwrap();
+    assert_eq!(s.get(U1, TEXT, i64::MAX).unwrap(), Some(e.clone()));
+    assert_eq!(s.sweep(i64::MAX).unwrap(), 0);
+    assert_eq!(s.list(None, i64::MAX).unwrap(), [e]);
+}
+
+#[test]
+fn entries_persist_across_close_and_reopen() {
+    let dir = TempDir::new("reopen");
+    let e = permanent(U1, TEXT, "sip:a@example.com");
+    let t = entry(
+        U2,
+        ANY_SERVICE,
+        ForwardingKind::Temporary,
+        "sip:b@example.com",
+        Some(NOW + 5),
+    );
+    {
+        let s = open(&dir);
+        s.put(&e).unwrap();
+        s.put(&t).unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e));
+    assert_eq!(s.get(U2, PROFILE, NOW).unwrap(), Some(t));
+    assert_eq!(s.count(NOW).unwrap(), 2);
+}
+
+#[test]
+fn entry_converts_to_the_engine_forwarding() {
+    let e = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:a@example.com",
+        Some(NOW + 9),
+    );
+    assert_eq!(
+        e.forwarding(),
+        Forwarding {
+            kind: ForwardingKind::Temporary,
+            targets: e.targets.clone(),
+            expires_at: Some(NOW + 9),
+        }
+    );
+    let learn = StoreAction::Learn {
+        kind: ForwardingKind::Temporary,
+        ttl: Some(120),
+        targets: vec![target("sip:x@example.com", Some(500))],
+        learned_from: "sip:t1@127.0.0.1:5071".into(),
+        status: 302,
+    };
+    let l = Entry::learned(U1, TEXT, &learn, NOW).unwrap();
+    assert_eq!(l.expires_at, Some(NOW + 120));
+    assert_eq!(l.created_at, NOW);
+    assert_eq!(l.learned_status, Some(302));
+    assert_eq!(l.learned_from.as_deref(), Some("sip:t1@127.0.0.1:5071"));
+    assert_eq!(l.targets, [target("sip:x@example.com", Some(500))]);
+    assert_eq!(Entry::learned(U1, TEXT, &StoreAction::Forget, NOW), None);
+
+    let dir = TempDir::new("learned");
+    let s = open(&dir);
+    s.put(&l).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(l));
+}
+
+#[test]
+fn creates_the_parent_folder() {
+    let dir = TempDir::new("mkdir");
+    let path = dir.file("a/b/c/store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    s.put(&permanent(U1, TEXT, "sip:a@example.com")).unwrap();
+    assert!(path.is_file());
+    assert_eq!(s.path(), path);
+}
+
+#[test]
+fn empty_file_is_migrated_to_the_current_schema() {
+    let dir = TempDir::new("migrate");
+    // A zero-byte file (e.g. made by `touch`), and a v0 SQLite file with
+    // something else in it.
+    let empty = dir.file("empty.sqlite");
+    std::fs::write(&empty, b"").unwrap();
+    let v0 = dir.file("v0.sqlite");
+    raw(&v0)
+        .execute_batch("CREATE TABLE other (x); INSERT INTO other VALUES (1);")
+        .unwrap();
+    assert_eq!(user_version(&v0), 0);
+    for path in [&empty, &v0] {
+        {
+            let s = SqliteStore::open(path).unwrap();
+            s.put(&permanent(U1, TEXT, "sip:a@example.com")).unwrap();
+        }
+        assert_eq!(user_version(path), SCHEMA_VERSION);
+        let mode: String = raw(path)
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // Opening again is a no-op migration and keeps the data.
+        let s = SqliteStore::open(path).unwrap();
+        assert!(s.get(U1, TEXT, NOW).unwrap().is_some());
+    }
+    let other: i64 = raw(&v0)
+        .query_row("SELECT x FROM other", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(other, 1);
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let dir = TempDir::new("newer");
+    let path = dir.file("store.sqlite");
+    raw(&path)
+        .execute_batch("CREATE TABLE forwarding_v9 (x); PRAGMA user_version = 9;")
+        .unwrap();
+    let e = open_err(&path);
+    assert_eq!(
+        e,
+        StoreError::NewerSchema {
+            path: path.clone(),
+            found: 9,
+            supported: SCHEMA_VERSION
+        }
+    );
+    let text = e.to_string();
+    assert!(text.contains("newer version"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("schema version 9"), "{text}");
+    assert_eq!(user_version(&path), 9);
+    let mode: String = raw(&path)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "journal mode unchanged");
+}
+
+#[test]
+fn unusable_paths_give_a_clear_error() {
+    let dir = TempDir::new("paths");
+    let file = dir.file("plain-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let garbage = dir.file("garbage.sqlite");
+    std::fs::write(&garbage, vec![0x5a_u8; 8192]).unwrap();
+
+    let cases: [(PathBuf, &str); 5] = [
+        (file.join("sub/store.sqlite"), "cannot create the folder"),
+        (
+            PathBuf::from("/proc/push_redirect/store.sqlite"),
+            "cannot create the folder",
+        ),
+        (dir.0.clone(), "is a folder"),
+        (garbage.clone(), "not a database"),
+        (PathBuf::from("redis://127.0.0.1/0"), "URL"),
+    ];
+    for (path, what) in cases {
+        let e = open_err(&path);
+        let StoreError::Open { path: p, reason } = &e else {
+            panic!("{}: {e:?}", path.display());
+        };
+        assert_eq!(p, &path);
+        let text = e.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(reason.contains(what), "{}: {text}", path.display());
+        assert!(
+            text.starts_with("cannot open the forwarding store"),
+            "{text}"
+        );
+    }
+    // The garbage file is left as it was.
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a_u8; 8192]);
+}
+
+#[test]
+fn corrupt_rows_are_skipped_not_fatal() {
+    let dir = TempDir::new("corrupt");
+    let path = dir.file("store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    let any = permanent(U1, ANY_SERVICE, "sip:any@example.com");
+    s.put(&any).unwrap();
+    s.put(&permanent(U1, TEXT, "sip:text@example.com")).unwrap();
+    s.put(&permanent(U1, PROFILE, "sip:profile@example.com"))
+        .unwrap();
+    s.put(&permanent(U2, TEXT, "sip:u2@example.com")).unwrap();
+    s.put(&permanent("sip:u3@example.com", TEXT, "sip:u3@example.com"))
+        .unwrap();
+    s.put(&permanent("sip:u4@example.com", TEXT, "sip:u4@example.com"))
+        .unwrap();
+
+    let db = raw(&path);
+    db.execute_batch(&format!(
+        "UPDATE forwarding SET targets = 'garbage' WHERE aor = '{U1}' AND service = '{TEXT}';
+         UPDATE forwarding SET kind = 'sideways' WHERE aor = '{U1}' AND service = '{PROFILE}';
+         UPDATE forwarding SET targets = x'00ff' WHERE aor = '{U2}';
+         UPDATE forwarding SET targets = '1001 sip:a@b' WHERE aor = 'sip:u3@example.com';
+         UPDATE forwarding SET learned_status = 70000 WHERE aor = 'sip:u4@example.com';"
+    ))
+    .unwrap();
+
+    // The exact entry is unreadable: the "*" one is used instead.
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(any.clone()));
+    assert_eq!(s.get(U1, PROFILE, NOW).unwrap(), Some(any.clone()));
+    assert_eq!(s.get(U2, TEXT, NOW).unwrap(), None);
+    assert_eq!(s.get("sip:u3@example.com", TEXT, NOW).unwrap(), None);
+    assert_eq!(s.get("sip:u4@example.com", TEXT, NOW).unwrap(), None);
+    assert_eq!(s.skipped_rows(), 5);
+    // list skips them and returns the rest.
+    assert_eq!(s.list(None, NOW).unwrap(), [any]);
+    assert_eq!(s.skipped_rows(), 10);
+    // They can still be replaced or removed.
+    assert_eq!(s.remove(U2, None).unwrap(), 1);
+    let fixed = permanent(U1, TEXT, "sip:fixed@example.com");
+    s.put(&fixed).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(fixed));
+}
+
+#[test]
+fn caps_are_enforced() {
+    let dir = TempDir::new("caps");
+    let s = open(&dir);
+    let too_big = |r: Result<(), StoreError>, want: &str| match r {
+        Err(StoreError::TooBig { what, .. }) => assert_eq!(what, want),
+        other => panic!("{want}: {other:?}"),
+    };
+
+    // Targets: 64 fit, 65 do not.
+    let mut e = permanent(U1, TEXT, "sip:a@example.com");
+    e.targets = (0..MAX_TARGETS)
+        .map(|i| target(&format!("sip:t{i}@example.com"), Some(1000)))
+        .collect();
+    s.put(&e).unwrap();
+    assert_eq!(
+        s.get(U1, TEXT, NOW).unwrap().unwrap().targets.len(),
+        MAX_TARGETS
+    );
+    e.targets.push(target("sip:one-more@example.com", None));
+    too_big(s.put(&e), "targets");
+
+    // AOR and service: 256 bytes fit, 257 do not.
+    let long_aor = format!("sip:{}@example.com", "a".repeat(MAX_KEY_LEN - 16));
+    assert_eq!(long_aor.len(), MAX_KEY_LEN);
+    s.put(&permanent(&long_aor, TEXT, "sip:a@example.com"))
+        .unwrap();
+    assert!(s.get(&long_aor, TEXT, NOW).unwrap().is_some());
+    let longer = format!("{long_aor}x");
+    too_big(s.put(&permanent(&longer, TEXT, "sip:a@example.com")), "aor");
+    too_big(
+        s.put(&permanent(
+            U1,
+            &"S".repeat(MAX_KEY_LEN + 1),
+            "sip:a@example.com",
+        )),
+        "service",
+    );
+    assert!(matches!(
+        s.get(&longer, TEXT, NOW),
+        Err(StoreError::TooBig { what: "aor", .. })
+    ));
+    assert!(matches!(
+        s.remove(U1, Some(&"S".repeat(MAX_KEY_LEN + 1))),
+        Err(StoreError::TooBig {
+            what: "service",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.list(Some(&longer), NOW),
+        Err(StoreError::TooBig { .. })
+    ));
+
+    // URIs: 2048 bytes fit, 2049 do not; learned_from too.
+    let uri = format!("sip:{}@example.com", "u".repeat(MAX_URI_LEN - 16));
+    assert_eq!(uri.len(), MAX_URI_LEN);
+    s.put(&permanent(U2, TEXT, &uri)).unwrap();
+    assert_eq!(s.get(U2, TEXT, NOW).unwrap().unwrap().targets[0].uri, uri);
+    too_big(s.put(&permanent(U2, TEXT, &format!("{uri}u"))), "uri");
+    let mut e = permanent(U2, TEXT, "sip:a@example.com");
+    e.learned_from = Some(format!("{uri}u"));
+    too_big(s.put(&e), "learned_from");
+
+    // Malformed input.
+    let invalid = |e: &Entry| assert!(matches!(s.put(e), Err(StoreError::Invalid(_))), "{e:?}");
+    let mut e = permanent(U1, PROFILE, "sip:a@example.com");
+    e.targets.clear();
+    invalid(&e);
+    invalid(&permanent(U1, PROFILE, "sip:a b@example.com"));
+    invalid(&permanent(U1, PROFILE, "sip:a\n1000 sip:evil@example.com"));
+    invalid(&permanent(U1, PROFILE, ""));
+    invalid(&permanent("", PROFILE, "sip:a@example.com"));
+    invalid(&permanent(U1, "", "sip:a@example.com"));
+    invalid(&permanent(
+        "sip:u1@example.com\r\n",
+        PROFILE,
+        "sip:a@example.com",
+    ));
+    let mut e = permanent(U1, PROFILE, "sip:a@example.com");
+    e.targets[0].q = Some(1001);
+    invalid(&e);
+    let mut e = permanent(U1, PROFILE, "sip:a@example.com");
+    e.learned_status = Some(1000);
+    invalid(&e);
+    assert!(matches!(s.get("", TEXT, NOW), Err(StoreError::Invalid(_))));
+    assert_eq!(
+        s.get(U1, PROFILE, NOW).unwrap(),
+        None,
+        "nothing refused was stored"
+    );
+}
+
+#[test]
+fn a_writer_waits_for_another_connections_lock() {
+    let dir = TempDir::new("wait");
+    let path = dir.file("store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    let other = raw(&path);
+    other
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
+        .unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let t = Instant::now();
+    s.put(&permanent(U1, TEXT, "sip:a@example.com")).unwrap();
+    let waited = t.elapsed();
+    holder.join().unwrap();
+    assert!(waited >= Duration::from_millis(200), "{waited:?}");
+    assert!(s.get(U1, TEXT, NOW).unwrap().is_some());
+}
+
+#[test]
+fn a_lock_held_past_the_timeout_is_a_busy_error() {
+    let dir = TempDir::new("busy");
+    let path = dir.file("store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    let other = raw(&path);
+    other
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
+        .unwrap();
+    let (done, wait) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _ = wait.recv_timeout(Duration::from_secs(30));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    // Readers are not blocked by a writer (WAL).
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    let t = Instant::now();
+    let r = s.put(&permanent(U1, TEXT, "sip:a@example.com"));
+    let waited = t.elapsed();
+    done.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(r, Err(StoreError::Busy));
+    assert!(waited >= BUSY_TIMEOUT, "{waited:?}");
+    assert!(
+        waited < 2 * BUSY_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(StoreError::Busy.to_string(), "forwarding store busy");
+    // The store works again once the lock is gone.
+    s.put(&permanent(U1, TEXT, "sip:a@example.com")).unwrap();
+}
+
+#[test]
+fn wrong_process_after_fork() {
+    let dir = TempDir::new("fork");
+    let path = dir.file("store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    let e = permanent(U1, TEXT, "sip:a@example.com");
+    s.put(&e).unwrap();
+    assert_eq!(s.opened_by(), std::process::id());
+
+    // SAFETY: the child runs only code that neither locks nor calls into
+    // SQLite (the store's pid check comes first and Drop leaks the
+    // connection), then leaves with _exit, so no state shared with the
+    // parent's other threads is used.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut code = 0;
+        let wrong = |r: &StoreError| matches!(r, StoreError::WrongProcess { .. });
+        if !s.get(U1, TEXT, NOW).is_err_and(|e| wrong(&e)) {
+            code |= 1;
+        }
+        if !s.put(&e).is_err_and(|e| wrong(&e)) {
+            code |= 2;
+        }
+        if !s.remove(U1, None).is_err_and(|e| wrong(&e)) {
+            code |= 4;
+        }
+        if !s.list(None, NOW).is_err_and(|e| wrong(&e)) {
+            code |= 8;
+        }
+        if !s.sweep(NOW).is_err_and(|e| wrong(&e)) || !s.count(NOW).is_err_and(|e| wrong(&e)) {
+            code |= 16;
+        }
+        drop(s);
+        // SAFETY: ends the child without running the parent's atexit
+        // handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid out
+    // parameter.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status), "child status {status}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child saw a store call succeed"
+    );
+
+    // The parent's store is untouched by the child.
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e));
+    s.put(&permanent(U2, TEXT, "sip:b@example.com")).unwrap();
+    assert_eq!(s.count(NOW).unwrap(), 2);
+    let text = StoreError::WrongProcess {
+        opened_by: 1,
+        used_by: 2,
+    }
+    .to_string();
+    assert!(text.contains("pid 1") && text.contains("pid 2"), "{text}");
+}
+
+/// How the two writers of `two_processes_write_and_read_at_once` find their
+/// work: `path|id|count|go-file`.
+const CHILD_ENV: &str = "PR_STORE_TEST_WRITER";
+const WRITES_PER_CHILD: usize = 3000;
+
+fn unix_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+fn writer_aor(id: usize, i: usize) -> String {
+    format!("sip:w{id}-{i}@example.com")
+}
+
+/// Child mode of `two_processes_write_and_read_at_once`: one writer. Does
+/// nothing unless started by it.
+#[test]
+#[ignore = "child mode of two_processes_write_and_read_at_once"]
+fn store_writer_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [path, id, n, go] = parts[..] else {
+        panic!("bad {CHILD_ENV}: {spec}");
+    };
+    let (id, n): (usize, usize) = (id.parse().unwrap(), n.parse().unwrap());
+    // Tell the parent this writer is up, then wait for both to be.
+    std::fs::write(format!("{go}.ready{id}"), b"").unwrap();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !Path::new(go).exists() {
+        assert!(Instant::now() < give_up, "no go file");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = unix_micros();
+    // Both writers open (and migrate) the new file at the same time.
+    let s = SqliteStore::open(path).unwrap();
+    let other = 1 - id;
+    let mut seen_other = 0;
+    for i in 0..n {
+        let svc = if i % 2 == 0 { TEXT } else { PROFILE };
+        let e = entry(
+            &writer_aor(id, i),
+            svc,
+            ForwardingKind::Temporary,
+            &format!("sip:t{i}@127.0.{id}.1"),
+            Some(NOW + 3600),
+        );
+        s.put(&e)
+            .unwrap_or_else(|err| panic!("writer {id} put {i}: {err}"));
+        let back = s
+            .get(&e.aor, svc, NOW)
+            .unwrap_or_else(|err| panic!("writer {id} get {i}: {err}"));
+        assert_eq!(back.as_ref(), Some(&e), "writer {id} entry {i}");
+        let theirs = s
+            .get(&writer_aor(other, i), ANY_SERVICE, NOW)
+            .unwrap_or_else(|err| panic!("writer {id} reads {other}'s {i}: {err}"));
+        let theirs_svc = s
+            .get(&writer_aor(other, i), svc, NOW)
+            .unwrap_or_else(|err| panic!("writer {id} reads {other}'s {i}: {err}"));
+        assert!(theirs.is_none(), "no '*' entries are written");
+        seen_other += usize::from(theirs_svc.is_some());
+        if i % 250 == 0 {
+            s.count(NOW)
+                .unwrap_or_else(|err| panic!("writer {id} count: {err}"));
+            s.sweep(NOW)
+                .unwrap_or_else(|err| panic!("writer {id} sweep: {err}"));
+        }
+    }
+    let end = unix_micros();
+    println!("WRITER {id} {start} {end} {seen_other}");
+}
+
+#[test]
+fn two_processes_write_and_read_at_once() {
+    let dir = TempDir::new("two-writers");
+    let path = dir.file("shared/store.sqlite");
+    let go = dir.file("go");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|id| {
+            Command::new(&exe)
+                .args([
+                    "store_writer_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(
+                    CHILD_ENV,
+                    format!(
+                        "{}|{id}|{WRITES_PER_CHILD}|{}",
+                        path.display(),
+                        go.display()
+                    ),
+                )
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !(0..2).all(|id| Path::new(&format!("{}.ready{id}", go.display())).exists()) {
+        assert!(Instant::now() < give_up, "writers did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::write(&go, b"go").unwrap();
+    let mut spans = Vec::new();
+    for (id, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "writer {id} failed: {}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stdout.contains("busy") && !stderr.contains("busy"),
+            "{stdout}{stderr}"
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("WRITER ").map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("writer {id} did not run: {stdout}"));
+        let f: Vec<u128> = line
+            .split_whitespace()
+            .take(4)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(f[0], id as u128);
+        println!(
+            "writer {id}: {WRITES_PER_CHILD} put+get in {} ms, saw {} of the other's entries",
+            (f[2] - f[1]) / 1000,
+            f[3]
+        );
+        spans.push((f[1], f[2]));
+    }
+    // They really ran at the same time.
+    let (a, b) = (spans[0], spans[1]);
+    assert!(a.0 < b.1 && b.0 < a.1, "writers did not overlap: {spans:?}");
+
+    // The parent sees every entry of both.
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.count(NOW).unwrap(), 2 * WRITES_PER_CHILD);
+    for id in 0..2 {
+        for i in 0..WRITES_PER_CHILD {
+            let svc = if i % 2 == 0 { TEXT } else { PROFILE };
+            let e = s.get(&writer_aor(id, i), svc, NOW).unwrap();
+            let e = e.unwrap_or_else(|| panic!("writer {id} entry {i} missing"));
+            assert_eq!(e.targets[0].uri, format!("sip:t{i}@127.0.{id}.1"));
+        }
+    }
+}
