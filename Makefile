@@ -33,10 +33,11 @@ header:
 run:
 	scripts/install-deps.sh run
 	$(MAKE) build
-	mkdir -p var
-	@echo "push_redirect: Kamailio on udp:127.0.0.1:5060 (Ctrl-C stops it); store in var/"
+	mkdir -p var /run/kamailio
+	@echo "push_redirect: Kamailio on udp:127.0.0.1:5060 (Ctrl-C stops it); store in var/;"
+	@echo "  kamcmd (its default socket /run/kamailio/kamailio_ctl) reaches it."
 	$(KAMAILIO) -DD -E -e -L "$(CURDIR)/build:$(KAM_MODULES)" -f $(RUN_CFG) \
-		-A 'PR_STORE="$(CURDIR)/var/push_redirect.sqlite"' -Y $(CURDIR)/var
+		-A 'PR_STORE="$(CURDIR)/var/push_redirect.sqlite"'
 
 install: build
 	scripts/build-module.sh install
