@@ -14,7 +14,7 @@ KAMAILIO ?= kamailio
 KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
 RUN_CFG ?= cfg-examples/push-redirect.cfg
 
-.PHONY: all build core module run test test-rust test-c test-e2e install header clean
+.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind load-hostile install header clean
 
 all: build
 
@@ -56,7 +56,28 @@ test-c: core
 test-e2e: module
 	$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture
 
+# The push_redirect end-to-end cases with every Kamailio process under
+# valgrind memcheck; prints what it says, and fails on any error with a
+# frame in the module. Not part of `make test` (slow).
+VG_DIR ?= /tmp/push_redirect-valgrind
+e2e-valgrind:
+	scripts/install-deps.sh test
+	$(MAKE) build
+	rm -rf $(VG_DIR)
+	-VG_DIR=$(VG_DIR) KAMAILIO=$(CURDIR)/scripts/kamailio-valgrind.sh E2E_READY_SECS=60 E2E_STOP_SECS=30 \
+		$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 \
+		push_f hostile_ store_f6_301 2>&1 | grep -E '^test |test result'
+	scripts/valgrind-summary.sh $(VG_DIR)
+
+# Steady load against hostile terminals (not part of `make test`):
+# LOAD_RATE requests/s (default 300) for LOAD_SECONDS (default 60).
+load-hostile:
+	scripts/install-deps.sh run
+	$(MAKE) build
+	scripts/load-hostile.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf build var
 	$(MAKE) -C tests/c clean 2>/dev/null || true
+

@@ -497,6 +497,11 @@ impl EngineBox {
     fn stored_for(&self, req: &Request<'_>) -> Option<Entry> {
         let store = self.store.as_ref()?;
         let (aor, service) = store_key(&self.engine, req)?;
+        // A key too long for the store cannot have an entry: nothing to
+        // read, and nothing a sender can make the log shout about.
+        if aor.len() > crate::store::MAX_KEY_LEN || service.len() > crate::store::MAX_KEY_LEN {
+            return None;
+        }
         let now = self.now();
         if now - self.last_sweep.get() >= SWEEP_EVERY {
             self.last_sweep.set(now);
@@ -525,8 +530,17 @@ impl EngineBox {
             StoreAction::None => {}
             action @ StoreAction::Learn { .. } => {
                 if let Some(entry) = Entry::learned(aor, service, action, self.now()) {
-                    if let Err(e) = store.put(&entry) {
-                        self.store_failed("learn", &e);
+                    match store.put(&entry) {
+                        Ok(()) => {}
+                        // Input from a terminal that does not fit: not
+                        // learned, and no store failure.
+                        Err(e @ (StoreError::TooBig { .. } | StoreError::Invalid(_))) => log::emit(
+                            pr_log_level::Warn,
+                            &format!("forwarding of {} not learned: {e}", short(aor)),
+                        ),
+                        Err(e) => {
+                            self.store_failed("learn", &e);
+                        }
                     }
                 }
             }
@@ -538,6 +552,14 @@ impl EngineBox {
                 }
             }
         }
+    }
+}
+
+/// At most 128 characters of `s`, for messages that quote input.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(128) {
+        Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or(s)),
+        None => s.to_string(),
     }
 }
 
@@ -1367,7 +1389,11 @@ fn rpc_aor(e: &EngineBox, raw: &[u8]) -> Result<String, pr_status> {
     let u = uri::parse(raw).map_err(|err| {
         e.fail(
             pr_status::InvalidArgument,
-            format!("AOR {:?}: {}", String::from_utf8_lossy(raw), err.message()),
+            format!(
+                "AOR {:?}: {}",
+                short(&String::from_utf8_lossy(raw)),
+                err.message()
+            ),
         )
     })?;
     if u.user.is_none() || !e.is_self(u.host, u.port) {
@@ -1540,7 +1566,7 @@ pub extern "C" fn pr_rpc_set(
         let target = target.trim();
         let t = match uri::parse(target.as_bytes()) {
             Ok(t) => t,
-            Err(err) => return bad(format!("target {target:?}: {}", err.message())),
+            Err(err) => return bad(format!("target {:?}: {}", short(target), err.message())),
         };
         let local = e.is_self(t.host, t.port);
         if local && t.user.is_none() {

@@ -6,7 +6,8 @@
  * every exported function: NULL for every pointer parameter, non-UTF-8 text,
  * (NULL, len > 0) byte strings, out-of-range indexes, bad enum values,
  * too-small buffers, every _free(NULL), real scenarios (SPEC flows F1, F2,
- * 6xx, policy refusals, 301/302 learning, stored forwardings) with C lookup
+ * 6xx, policy refusals, 301/302 learning, stored forwardings, the SQLite
+ * forwarding store and its RPC functions, end to end) with C lookup
  * and is_self callbacks serving a fake location table, the logger callback,
  * and hostile input (10,000 Contacts, a 60 KB Contact header, random bytes
  * as reply, bad branch statuses, too many branches).
@@ -24,7 +25,14 @@
  *   pr_decision_is_parallel     pr_decision_branch_count
  *   pr_decision_branch          pr_decision_counters    pr_decision_store_op
  *   pr_decision_learned         pr_decision_key         pr_decision_memo
- *   pr_decision_free
+ *   pr_decision_free            pr_engine_open_store    pr_config_check_store
+ *   pr_engine_last_error        pr_rpc_list             pr_entries_count
+ *   pr_entries_get              pr_entries_free         pr_rpc_set
+ *   pr_rpc_remove               pr_engine_store_count
+ *
+ * The forwarding store tests (test_store_*, test_rpc_*) each get a fresh
+ * mkdtemp folder under $TMPDIR (default /tmp) for the SQLite file; their
+ * cmocka teardown removes it, with everything in it, even after a failure.
  *
  * Rule followed throughout: no cmocka assertion runs inside a callback
  * called by the library (lookup, is_self, logger). cmocka fails a test with
@@ -35,6 +43,11 @@
  * on any leak).
  */
 
+/* mkdtemp, nftw, nanosleep, sleep (POSIX.1-2008 / XSI) under -std=c11. */
+#define _XOPEN_SOURCE 700
+
+#include <errno.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,6 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -581,6 +597,7 @@ static void test_free_null(void **state) {
     pr_engine_free(NULL);
     pr_forwarding_free(NULL);
     pr_decision_free(NULL);
+    pr_entries_free(NULL);
 }
 
 static void test_status_text(void **state) {
@@ -595,17 +612,18 @@ static void test_status_text(void **state) {
         "index out of range",
         "buffer too small",
         "host callback failed",
+        "forwarding store error",
     };
     uint8_t buf[128];
     size_t n;
-    for (uint32_t s = 0; s <= PR_STATUS_CALLBACK_FAILED; s++) {
+    for (uint32_t s = 0; s <= PR_STATUS_STORE_ERROR; s++) {
         n = 12345;
         assert_int_equal(pr_status_text(s, buf, sizeof buf, &n), PR_STATUS_OK);
         assert_bytes(BN(buf, n), want[s]);
         assert_int_equal(buf[n], 0); /* NUL added when room allows */
     }
     /* Bad enum values: unknown numbers. */
-    static const uint32_t unknown[] = {9, 99, 0x7fffffffu, UINT32_MAX};
+    static const uint32_t unknown[] = {10, 99, 0x7fffffffu, UINT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         n = 0;
         assert_int_equal(pr_status_text(unknown[i], buf, sizeof buf, &n), PR_STATUS_OK);
@@ -1883,6 +1901,1154 @@ static void test_logger(void **state) {
 }
 
 /* ================================================================== */
+/* Tests: the forwarding store (SQLite) and the RPC functions          */
+/* ================================================================== */
+
+/* Each store test gets a fresh mkdtemp folder (cmocka setup) that its
+ * teardown removes with everything in it, even when the test failed. The
+ * store file is <folder>/db/fwd.sqlite: the library creates "db". */
+typedef struct {
+    char dir[512];
+    char path[600];
+} store_fixture;
+
+static int store_setup(void **state) {
+    store_fixture *fx = calloc(1, sizeof *fx);
+    if (fx == NULL) {
+        return -1;
+    }
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 400) {
+        tmp = "/tmp";
+    }
+    snprintf(fx->dir, sizeof fx->dir, "%s/pr-harness-XXXXXX", tmp);
+    if (mkdtemp(fx->dir) == NULL) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->path, sizeof fx->path, "%s/db/fwd.sqlite", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int store_teardown(void **state) {
+    store_fixture *fx = *state;
+    int rc = nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    struct stat st;
+    bool gone = stat(fx->dir, &st) != 0 && errno == ENOENT;
+    if (rc != 0 || !gone) {
+        print_error("could not remove the temp folder %s\n", fx->dir);
+    }
+    free(fx);
+    return rc == 0 && gone ? 0 : -1;
+}
+
+/* A file under the fixture's folder, e.g. fx_file(fx, "plain", buf). */
+static const char *fx_file(const store_fixture *fx, const char *name, char *out, size_t n) {
+    int k = snprintf(out, n, "%s/%s", fx->dir, name);
+    assert_true(k > 0 && (size_t)k < n);
+    return out;
+}
+
+static void write_file(const char *path, const char *content) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, strlen(content), f), strlen(content));
+    assert_int_equal(fclose(f), 0);
+}
+
+static bool is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A config whose `store` is `path`, plus (name, value) settings. */
+static pr_config *store_config(const char *path, const char *const *settings) {
+    pr_config *cfg = NULL;
+    assert_int_equal(pr_config_new(&cfg), PR_STATUS_OK);
+    cfg_set(cfg, "store", path);
+    cfg_set(cfg, "allowed_domains", "partner.example");
+    for (size_t i = 0; settings && settings[i]; i += 2) {
+        cfg_set(cfg, settings[i], settings[i + 1]);
+    }
+    return cfg;
+}
+
+/* An engine with the fake callbacks and its store opened at `path`. */
+static pr_engine *store_engine(fake_env *env, const char *path) {
+    pr_config *cfg = store_config(path, NULL);
+    pr_engine *e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, env, &e), PR_STATUS_OK);
+    pr_config_free(cfg);
+    assert_int_equal(pr_engine_open_store(e), PR_STATUS_OK);
+    return e;
+}
+
+/* The text of pr_engine_last_error (NUL-terminated copy). */
+static const char *engine_error(const pr_engine *e) {
+    static char text[16384];
+    size_t n = 0;
+    assert_int_equal(pr_engine_last_error(e, (uint8_t *)text, sizeof text - 1, &n),
+                     PR_STATUS_OK);
+    assert_true(n < sizeof text);
+    text[n] = '\0';
+    return text;
+}
+
+#define assert_error_has(e, needle) assert_error_has_fn((e), (needle), __FILE__, __LINE__)
+static void assert_error_has_fn(const pr_engine *e, const char *needle, const char *file,
+                                int line) {
+    const char *t = engine_error(e);
+    if (strstr(t, needle) == NULL) {
+        print_error("pr_engine_last_error: \"%s\" does not contain \"%s\"\n", t, needle);
+        _fail(file, line);
+    }
+}
+
+/* Byte string of an optional C string: NULL is (NULL, 0). */
+#define OPT(s) (const uint8_t *)(s), ((s) ? strlen(s) : 0)
+
+static pr_status rpc_set(const pr_engine *e, const char *aor, const char *target,
+                         const char *service, const char *ttl) {
+    return pr_rpc_set(e, OPT(aor), OPT(target), OPT(service), OPT(ttl));
+}
+
+static void rpc_set_ok(const pr_engine *e, const char *aor, const char *target,
+                       const char *service, const char *ttl) {
+    pr_status s = rpc_set(e, aor, target, service, ttl);
+    if (s != PR_STATUS_OK) {
+        print_error("pr_rpc_set(%s, %s, %s, %s) = %u: %s\n", aor, target,
+                    service ? service : "(none)", ttl ? ttl : "(none)", s, engine_error(e));
+    }
+    assert_int_equal(s, PR_STATUS_OK);
+}
+
+static size_t rpc_remove_ok(const pr_engine *e, const char *aor, const char *service) {
+    size_t n = 4242;
+    assert_int_equal(pr_rpc_remove(e, OPT(aor), OPT(service), &n), PR_STATUS_OK);
+    assert_int_not_equal(n, 4242);
+    return n;
+}
+
+static pr_entries *list_ok(const pr_engine *e, const char *aor) {
+    pr_entries *l = NULL;
+    pr_status s = pr_rpc_list(e, OPT(aor), &l);
+    if (s != PR_STATUS_OK) {
+        print_error("pr_rpc_list(%s) = %u: %s\n", aor ? aor : "(all)", s, engine_error(e));
+    }
+    assert_int_equal(s, PR_STATUS_OK);
+    assert_non_null(l);
+    return l;
+}
+
+static size_t list_count(const pr_engine *e, const char *aor) {
+    pr_entries *l = list_ok(e, aor);
+    size_t n = pr_entries_count(l);
+    pr_entries_free(l);
+    return n;
+}
+
+static size_t store_count(const pr_engine *e) {
+    size_t n = 4242;
+    assert_int_equal(pr_engine_store_count(e, &n), PR_STATUS_OK);
+    assert_int_not_equal(n, 4242);
+    return n;
+}
+
+static pr_entry entry_at(const pr_entries *l, size_t i) {
+    pr_entry en;
+    memset(&en, 0x5A, sizeof en);
+    assert_int_equal(pr_entries_get(l, i, &en), PR_STATUS_OK);
+    return en;
+}
+
+/* Every field of a stored entry. */
+static void assert_entry(const pr_entry *en, const char *aor, const char *service,
+                         const char *kind, const char *targets, const char *learned_from,
+                         uint32_t learned_status) {
+    assert_bytes(en->aor, aor);
+    assert_bytes(en->service, service);
+    assert_bytes(en->kind, kind);
+    assert_bytes(en->targets, targets);
+    assert_bytes(en->learned_from, learned_from);
+    assert_int_equal(en->learned_status, learned_status);
+}
+
+/* Every entry of the store, as one text (to check that nothing changed). */
+static buf_t store_dump(const pr_engine *e) {
+    pr_entries *l = list_ok(e, NULL);
+    buf_t b = {0};
+    buf_addf(&b, "%zu entries\n", pr_entries_count(l));
+    for (size_t i = 0; i < pr_entries_count(l); i++) {
+        pr_entry en = entry_at(l, i);
+        pr_bytes f[5] = {en.aor, en.service, en.kind, en.targets, en.learned_from};
+        for (int k = 0; k < 5; k++) {
+            buf_add(&b, f[k].ptr, f[k].len);
+            buf_adds(&b, "|");
+        }
+        buf_addf(&b, "%lld|%lld|%u\n", (long long)en.expires_at, (long long)en.created_at,
+                 en.learned_status);
+    }
+    pr_entries_free(l);
+    return b;
+}
+
+/* Sleeps until the wall clock enters a new second: what follows has (nearly)
+ * a whole second before `time(NULL)` changes again. The store's clock is
+ * the same (Unix seconds), so an entry with a TTL of 1 stays live for it. */
+static void wait_for_a_new_second(void) {
+    time_t t0 = time(NULL);
+    while (time(NULL) == t0) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_store_check_config(void **state) {
+    store_fixture *fx = *state;
+    char p1[700], p2[700];
+
+    assert_int_equal(pr_config_check_store(NULL), PR_STATUS_NULL_PARAMETER);
+
+    /* A good path whose parent folder does not exist yet: the library
+       creates it, creates and migrates the file, and closes it. */
+    pr_config *cfg = store_config(fx->path, NULL);
+    log_reset();
+    assert_int_equal(pr_config_check_store(cfg), PR_STATUS_OK);
+    assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 0);
+    assert_true(is_regular_file(fx->path));
+    /* Again, on the existing file (already migrated). */
+    assert_int_equal(pr_config_check_store(cfg), PR_STATUS_OK);
+    pr_config_free(cfg);
+
+    /* Unusable paths: PR_STATUS_STORE_ERROR, an error naming "store" and
+       the path in the log. */
+    write_file(fx_file(fx, "plain", p1, sizeof p1), "a regular file\n");
+    fx_file(fx, "plain/fwd.sqlite", p2, sizeof p2);
+    static const char garbage[] = "this is not an SQLite database, only text ......"
+                                  "...............................................\n";
+    char p3[700];
+    write_file(fx_file(fx, "garbage.sqlite", p3, sizeof p3), garbage);
+    const struct {
+        const char *path, *why;
+    } bad[] = {
+        {p2, "cannot create the folder"},  /* a folder under a regular file */
+        {fx->dir, "is a folder"},          /* a folder, not a file */
+        {p3, "file is not a database"},    /* not an SQLite file */
+        {"redis://127.0.0.1/0", "URL"},    /* a URL: no shared store yet */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cfg = store_config(bad[i].path, NULL);
+        log_reset();
+        assert_int_equal(pr_config_check_store(cfg), PR_STATUS_STORE_ERROR);
+        if (!log_has(PR_LOG_LEVEL_ERROR, "modparam \"store\"", bad[i].path) ||
+            !log_has(PR_LOG_LEVEL_ERROR, "store", bad[i].why)) {
+            print_error("bad store %s: log %s\n", bad[i].path,
+                        g_log.total ? g_log.msgs[0].text : "(empty)");
+            fail();
+        }
+        assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 1);
+        pr_config_free(cfg);
+    }
+    /* A file written by a newer push_redirect (schema version 99 in the
+       SQLite header's user_version, offset 60): refused, left untouched. */
+    cfg = store_config(fx->path, NULL);
+    FILE *f = fopen(fx->path, "r+b");
+    assert_non_null(f);
+    static const unsigned char v99[4] = {0, 0, 0, 99};
+    assert_int_equal(fseek(f, 60, SEEK_SET), 0);
+    assert_int_equal(fwrite(v99, 1, 4, f), 4);
+    assert_int_equal(fclose(f), 0);
+    log_reset();
+    assert_int_equal(pr_config_check_store(cfg), PR_STATUS_STORE_ERROR);
+    assert_true(log_has(PR_LOG_LEVEL_ERROR, "modparam \"store\"", "newer version"));
+    pr_engine *e = NULL;
+    fake_env env = {0};
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, &env, &e), PR_STATUS_OK);
+    assert_int_equal(pr_engine_open_store(e), PR_STATUS_STORE_ERROR);
+    assert_error_has(e, "schema version 99");
+    pr_engine_free(e);
+    pr_config_free(cfg);
+    unsigned char got[4] = {0};
+    f = fopen(fx->path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 60, SEEK_SET), 0);
+    assert_int_equal(fread(got, 1, 4, f), 4);
+    assert_int_equal(fclose(f), 0);
+    assert_memory_equal(got, v99, 4);
+
+    /* Nothing was created under the regular file; the text file is intact. */
+    assert_true(is_regular_file(p1));
+    struct stat st;
+    assert_int_equal(stat(p3, &st), 0);
+    assert_int_equal((size_t)st.st_size, strlen(garbage));
+    log_reset();
+}
+
+static void test_store_open_and_last_error(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    uint8_t buf[512];
+    size_t n = 99;
+
+    assert_int_equal(pr_engine_open_store(NULL), PR_STATUS_NULL_PARAMETER);
+
+    /* An engine whose store is a path under a regular file. */
+    char plain[700], bad_path[700];
+    write_file(fx_file(fx, "plain", plain, sizeof plain), "x");
+    fx_file(fx, "plain/fwd.sqlite", bad_path, sizeof bad_path);
+    pr_config *cfg = store_config(bad_path, NULL);
+    pr_engine *e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, &env, &e), PR_STATUS_OK);
+    pr_config_free(cfg);
+
+    /* pr_engine_last_error: NULLs; empty before any failure. */
+    assert_int_equal(pr_engine_last_error(NULL, buf, sizeof buf, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_last_error(e, NULL, sizeof buf, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_last_error(e, NULL, 0, &n), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_last_error(e, buf, sizeof buf, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(n, 99);
+    memset(buf, 'Z', sizeof buf);
+    assert_int_equal(pr_engine_last_error(e, buf, sizeof buf, &n), PR_STATUS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(buf[0], 0);
+    /* An empty text fits a zero-length buffer. */
+    n = 99;
+    assert_int_equal(pr_engine_last_error(e, buf, 0, &n), PR_STATUS_OK);
+    assert_int_equal(n, 0);
+
+    log_reset();
+    assert_int_equal(pr_engine_open_store(e), PR_STATUS_STORE_ERROR);
+    assert_true(log_has(PR_LOG_LEVEL_ERROR, "forwarding store (open)", bad_path));
+    assert_error_has(e, "forwarding store (open)");
+    assert_error_has(e, "cannot create the folder");
+    assert_error_has(e, bad_path);
+    /* Too small: nothing written; exact fit: no NUL after the text. */
+    size_t full = strlen(engine_error(e));
+    n = 4242;
+    memset(buf, 'Z', sizeof buf);
+    assert_int_equal(pr_engine_last_error(e, buf, full - 1, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(pr_engine_last_error(e, buf, 0, &n), PR_STATUS_BUFFER_TOO_SMALL);
+    assert_int_equal(n, 4242);
+    assert_int_equal(buf[0], 'Z');
+    assert_true(full < sizeof buf);
+    assert_int_equal(pr_engine_last_error(e, buf, full, &n), PR_STATUS_OK);
+    assert_int_equal(n, full);
+    assert_int_equal(buf[full], 'Z');
+    assert_memory_equal(buf, "forwarding store (open)", 23);
+
+    /* Without a store: every RPC function says PR_STATUS_STORE_ERROR, with
+       the reason; out-parameters untouched. */
+    pr_entries *const LSENT = (pr_entries *)&g_sockets[4];
+    pr_entries *l = LSENT;
+    assert_int_equal(pr_rpc_list(e, NULL, 0, &l), PR_STATUS_STORE_ERROR);
+    assert_int_equal(pr_rpc_list(e, OPT(U1), &l), PR_STATUS_STORE_ERROR);
+    assert_ptr_equal(l, LSENT);
+    assert_error_has(e, "no forwarding store is open");
+    assert_int_equal(rpc_set(e, U1, U2, NULL, NULL), PR_STATUS_STORE_ERROR);
+    assert_error_has(e, "no forwarding store is open");
+    size_t removed = 4242;
+    assert_int_equal(pr_rpc_remove(e, OPT(U1), NULL, 0, &removed), PR_STATUS_STORE_ERROR);
+    assert_int_equal(removed, 4242);
+    size_t count = 4242;
+    assert_int_equal(pr_engine_store_count(e, &count), PR_STATUS_STORE_ERROR);
+    assert_int_equal(count, 4242);
+    assert_error_has(e, "no forwarding store is open");
+    /* Bad arguments are still reported as such. */
+    assert_int_equal(rpc_set(e, U1, "tel:+34600000000", NULL, NULL), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "target");
+
+    /* Routing goes on without a store: nothing learned, nothing applied. */
+    pr_request req = message_req(U1, "cid-no-store");
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+    buf_t r = reply1("301 Moved Permanently", "Contact: <" T3 ">");
+    pr_branch br = branch(T1, 301, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+
+    /* A good store: opened (folder created), twice (the second replaces the
+       first connection), empty. */
+    cfg = store_config(fx->path, NULL);
+    e = NULL;
+    assert_int_equal(pr_engine_new(cfg, fake_lookup, fake_is_self, &env, &e), PR_STATUS_OK);
+    pr_config_free(cfg);
+    log_reset();
+    assert_int_equal(pr_engine_open_store(e), PR_STATUS_OK);
+    assert_int_equal(pr_engine_open_store(e), PR_STATUS_OK);
+    assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 0);
+    assert_true(is_regular_file(fx->path));
+    assert_int_equal(store_count(e), 0);
+    assert_int_equal(list_count(e, NULL), 0);
+    assert_int_equal(strlen(engine_error(e)), 0);
+    /* The last error is the last *failure*'s: a success leaves it. */
+    assert_int_equal(rpc_set(e, U1, U2, NULL, "0"), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "ttl");
+    assert_int_equal(store_count(e), 0);
+    rpc_set_ok(e, U1, U2, NULL, "1");
+    assert_error_has(e, "ttl");
+    pr_engine_free(e);
+    log_reset();
+}
+
+static void test_rpc_null_and_bad_arguments(void **state) {
+    store_fixture *fx = *state;
+    static const uint8_t not_utf8[] = {'s', 'i', 'p', ':', 0xff, '@', 'e', 'x', 'a', 'm',
+                                       'p', 'l', 'e', '.', 'c', 'o', 'm'};
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+
+    /* One entry, for (u1, *): a bad call that wrote anything would replace
+       it or add one. */
+    rpc_set_ok(e, U1, U2, NULL, NULL);
+    buf_t before = store_dump(e);
+    assert_int_equal(store_count(e), 1);
+
+    /* --- pr_rpc_set: NULLs. */
+    assert_int_equal(pr_rpc_set(NULL, OPT(U1), OPT(U2), NULL, 0, NULL, 0),
+                     PR_STATUS_NULL_PARAMETER);
+    const struct {
+        const uint8_t *p[4];
+        size_t n[4];
+    } nulls[] = {
+        {{NULL, (const uint8_t *)U2, NULL, NULL}, {5, strlen(U2), 0, 0}},
+        {{(const uint8_t *)U1, NULL, NULL, NULL}, {strlen(U1), 5, 0, 0}},
+        {{(const uint8_t *)U1, (const uint8_t *)U2, NULL, NULL}, {strlen(U1), strlen(U2), 3, 0}},
+        {{(const uint8_t *)U1, (const uint8_t *)U2, NULL, NULL}, {strlen(U1), strlen(U2), 0, 2}},
+    };
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+        assert_int_equal(pr_rpc_set(e, nulls[i].p[0], nulls[i].n[0], nulls[i].p[1], nulls[i].n[1],
+                                    nulls[i].p[2], nulls[i].n[2], nulls[i].p[3], nulls[i].n[3]),
+                         PR_STATUS_NULL_PARAMETER);
+        assert_error_has(e, "a required pointer argument was NULL");
+    }
+    /* (NULL, 0) target: the empty string, not a URI. */
+    assert_int_equal(pr_rpc_set(e, OPT(U1), NULL, 0, NULL, 0, NULL, 0),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "target");
+    /* (NULL, 0) AOR: not an AOR. */
+    assert_int_equal(pr_rpc_set(e, NULL, 0, OPT(U2), NULL, 0, NULL, 0),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "AOR");
+
+    /* --- Not UTF-8: text arguments (target, service, ttl) say so; the AOR
+       is bytes, refused as a bad AOR. */
+    assert_int_equal(pr_rpc_set(e, OPT(U1), not_utf8, sizeof not_utf8, NULL, 0, NULL, 0),
+                     PR_STATUS_INVALID_UTF8);
+    assert_error_has(e, "not UTF-8");
+    assert_int_equal(pr_rpc_set(e, OPT(U1), OPT(U2), not_utf8, sizeof not_utf8, NULL, 0),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_rpc_set(e, OPT(U1), OPT(U2), NULL, 0, not_utf8, sizeof not_utf8),
+                     PR_STATUS_INVALID_UTF8);
+    assert_int_equal(pr_rpc_set(e, not_utf8, sizeof not_utf8, OPT(U2), NULL, 0, NULL, 0),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "AOR");
+
+    /* --- Each bad argument, the others good: INVALID_ARGUMENT, the reason
+       names the argument. */
+    const struct {
+        const char *aor, *target, *service, *ttl, *why;
+    } bad[] = {
+        /* AOR */
+        {"", U2, NULL, NULL, "AOR"},
+        {"u1@example.com", U2, NULL, NULL, "AOR"},
+        {"tel:+34600000000", U2, NULL, NULL, "AOR"},
+        {"sip:u1@", U2, NULL, NULL, "AOR"},
+        {"sip:u1@attacker.example", U2, NULL, NULL, "not a user of this proxy's domains"},
+        {"sip:u1@127.0.0.1:5071", U2, NULL, NULL, "not a user of this proxy's domains"},
+        {"sip:example.com", U2, NULL, NULL, "not a user of this proxy's domains"},
+        /* target */
+        {U1, "tel:+34600000000", NULL, NULL, "target"},
+        {U1, "http://partner.example/x", NULL, NULL, "target"},
+        {U1, "sip:", NULL, NULL, "target"},
+        {U1, "  ", NULL, NULL, "target"},
+        {U1, "sip:evil@attacker.example", NULL, NULL, "domain not in allowed_domains"},
+        {U1, "sip:x@sub.partner.example", NULL, NULL, "domain not in allowed_domains"},
+        {U1, "sip:example.com", NULL, NULL, "the proxy itself"},
+        {U1, "sip:127.0.0.1:5060", NULL, NULL, "the proxy itself"},
+        {U1, "sip:u1@EXAMPLE.com", NULL, NULL, "the AOR itself"},
+        {"sips:u1@example.com", "sip:x@partner.example", NULL, NULL, "sip: target for a sips: AOR"},
+        /* service */
+        {U1, U2, "MESS AGE", NULL, "service"},
+        {U1, U2, "MESSAGE:", NULL, "service"},
+        {U1, U2, ":text/plain", NULL, "service"},
+        {U1, U2, "MESSAGE:text plain", NULL, "service"},
+        {U1, U2, "MESSAGE2", NULL, "service"},
+        {U1, U2, "MESSAGE:text/plain;charset=utf-8", NULL, "service"},
+        {U1, U2, "**", NULL, "service"},
+        /* ttl */
+        {U1, U2, NULL, "0", "ttl"},
+        {U1, U2, NULL, "abc", "ttl"},
+        {U1, U2, NULL, "99999999999", "ttl"},
+        {U1, U2, NULL, "-1", "ttl"},
+        {U1, U2, NULL, "1.5", "ttl"},
+        {U1, U2, NULL, "60s", "ttl"},
+        {U1, U2, NULL, "315360001", "ttl"}, /* PR_MAX_TTL + 1 */
+        {U1, U2, NULL, "4294967296", "ttl"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pr_status s = rpc_set(e, bad[i].aor, bad[i].target, bad[i].service, bad[i].ttl);
+        if (s != PR_STATUS_INVALID_ARGUMENT) {
+            print_error("bad[%zu] (%s, %s, %s, %s): status %u\n", i, bad[i].aor, bad[i].target,
+                        bad[i].service ? bad[i].service : "-", bad[i].ttl ? bad[i].ttl : "-", s);
+        }
+        assert_int_equal(s, PR_STATUS_INVALID_ARGUMENT);
+        assert_error_has(e, bad[i].why);
+    }
+    /* A service longer than the service key cap (128 bytes). */
+    char longsvc[300];
+    memset(longsvc, 'a', sizeof longsvc - 1);
+    longsvc[sizeof longsvc - 1] = '\0';
+    memcpy(longsvc, "MESSAGE:text/", 13);
+    assert_int_equal(rpc_set(e, U1, U2, longsvc, NULL), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "service");
+    /* A target longer than the URI cap. */
+    buf_t lt = {0};
+    buf_adds(&lt, "sip:");
+    for (int k = 0; k < 5000; k++) {
+        buf_add(&lt, "x", 1);
+    }
+    buf_adds(&lt, "@partner.example");
+    assert_int_equal(rpc_set(e, U1, lt.data, NULL, NULL), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "target");
+    buf_free(&lt);
+
+    /* Nothing was written. */
+    buf_t after = store_dump(e);
+    assert_string_equal(after.data, before.data);
+    buf_free(&after);
+    assert_int_equal(store_count(e), 1);
+
+    /* --- pr_rpc_list: NULLs, bad AORs; *out untouched. */
+    pr_entries *const LSENT = (pr_entries *)&g_sockets[4];
+    pr_entries *l = LSENT;
+    assert_int_equal(pr_rpc_list(NULL, NULL, 0, &l), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_list(e, NULL, 0, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_list(e, NULL, 5, &l), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_list(e, not_utf8, sizeof not_utf8, &l), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "AOR");
+    static const char *const bad_aors[] = {"garbage", "tel:+1", "sip:u1@attacker.example",
+                                           "sip:example.com", " "};
+    for (size_t i = 0; i < sizeof bad_aors / sizeof bad_aors[0]; i++) {
+        assert_int_equal(pr_rpc_list(e, OPT(bad_aors[i]), &l), PR_STATUS_INVALID_ARGUMENT);
+        assert_error_has(e, "AOR");
+    }
+    assert_ptr_equal(l, LSENT);
+
+    /* --- pr_entries_*: NULLs, out of range. */
+    assert_int_equal(pr_entries_count(NULL), 0);
+    pr_entries_free(NULL);
+    l = list_ok(e, NULL);
+    assert_int_equal(pr_entries_count(l), 1);
+    pr_entry en;
+    memset(&en, 0x5A, sizeof en);
+    pr_entry en_before;
+    memcpy(&en_before, &en, sizeof en);
+    assert_int_equal(pr_entries_get(NULL, 0, &en), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_entries_get(l, 0, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_entries_get(l, 1, &en), PR_STATUS_OUT_OF_RANGE);
+    assert_int_equal(pr_entries_get(l, 1000, &en), PR_STATUS_OUT_OF_RANGE);
+    assert_int_equal(pr_entries_get(l, SIZE_MAX, &en), PR_STATUS_OUT_OF_RANGE);
+    assert_memory_equal(&en, &en_before, sizeof en);
+    pr_entries_free(l);
+
+    /* --- pr_rpc_remove: NULLs, bad arguments; *out_removed untouched. */
+    size_t removed = 4242;
+    assert_int_equal(pr_rpc_remove(NULL, OPT(U1), NULL, 0, &removed), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_remove(e, OPT(U1), NULL, 0, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_remove(e, NULL, 4, NULL, 0, &removed), PR_STATUS_NULL_PARAMETER);
+    assert_error_has(e, "NULL");
+    assert_int_equal(pr_rpc_remove(e, OPT(U1), NULL, 4, &removed), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_rpc_remove(e, OPT(U1), not_utf8, sizeof not_utf8, &removed),
+                     PR_STATUS_INVALID_UTF8);
+    assert_error_has(e, "not UTF-8");
+    assert_int_equal(pr_rpc_remove(e, not_utf8, sizeof not_utf8, NULL, 0, &removed),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_rpc_remove(e, NULL, 0, NULL, 0, &removed), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "AOR");
+    assert_int_equal(pr_rpc_remove(e, OPT("sip:u1@attacker.example"), NULL, 0, &removed),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "not a user of this proxy's domains");
+    assert_int_equal(pr_rpc_remove(e, OPT(U1), OPT("MESSAGE:"), &removed),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "service");
+    assert_int_equal(removed, 4242);
+
+    /* --- pr_engine_store_count: NULLs. */
+    size_t count = 4242;
+    assert_int_equal(pr_engine_store_count(NULL, &count), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_store_count(e, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(count, 4242);
+
+    /* Still nothing changed. */
+    after = store_dump(e);
+    assert_string_equal(after.data, before.data);
+    buf_free(&after);
+    buf_free(&before);
+    pr_engine_free(e);
+}
+
+static void test_rpc_set_list_remove(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+    int64_t t0 = (int64_t)time(NULL);
+
+    /* Good arguments: a local AOR or an allowed domain as target; service
+       none / METHOD / METHOD:type / "*"; TTL none or seconds. Arguments are
+       trimmed; the AOR and service are normalised. */
+    rpc_set_ok(e, U1, U2, NULL, NULL);
+    rpc_set_ok(e, U1, "sip:x@partner.example", "MESSAGE", "60");
+    rpc_set_ok(e, "sip:u1@EXAMPLE.com:5060;transport=tcp", " sips:y@PARTNER.example ",
+               " message:TEXT/Plain ", " 3600 ");
+    rpc_set_ok(e, U2, "sip:u1@example.com", "*", "315360000"); /* PR_MAX_TTL */
+    rpc_set_ok(e, "sips:u1@example.com", "sips:z@partner.example", "NOTIFY:ua-profile", "7200");
+    rpc_set_ok(e, "sip:nobody@example.com", "sip:someone@example.com", "", "");
+    int64_t t1 = (int64_t)time(NULL);
+    assert_int_equal(store_count(e), 6);
+
+    /* The list: ordered by AOR, then service. */
+    pr_entries *l = list_ok(e, NULL);
+    assert_int_equal(pr_entries_count(l), 6);
+    pr_entry en[6];
+    for (size_t i = 0; i < 6; i++) {
+        en[i] = entry_at(l, i);
+        assert_true(en[i].created_at >= t0 && en[i].created_at <= t1);
+    }
+    assert_entry(&en[0], "sip:nobody@example.com", "*", "provisioned",
+                 "sip:someone@example.com", "", 0);
+    assert_int_equal(en[0].expires_at, -1);
+    assert_entry(&en[1], U1, "*", "provisioned", U2, "", 0);
+    assert_int_equal(en[1].expires_at, -1);
+    assert_entry(&en[2], U1, "MESSAGE", "provisioned", "sip:x@partner.example", "", 0);
+    assert_int_equal(en[2].expires_at, en[2].created_at + 60);
+    assert_entry(&en[3], U1, "MESSAGE:text/plain", "provisioned", "sips:y@PARTNER.example", "",
+                 0);
+    assert_int_equal(en[3].expires_at, en[3].created_at + 3600);
+    assert_entry(&en[4], U2, "*", "provisioned", "sip:u1@example.com", "", 0);
+    assert_int_equal(en[4].expires_at, en[4].created_at + PR_MAX_TTL);
+    assert_entry(&en[5], "sips:u1@example.com", "NOTIFY:ua-profile", "provisioned",
+                 "sips:z@partner.example", "", 0);
+    assert_int_equal(en[5].expires_at, en[5].created_at + 7200);
+    /* Out of range. */
+    pr_entry x;
+    memset(&x, 0, sizeof x);
+    assert_int_equal(pr_entries_get(l, 6, &x), PR_STATUS_OUT_OF_RANGE);
+    assert_null(x.aor.ptr);
+
+    /* One AOR (in any spelling of it), an AOR without entries, a bad AOR. */
+    assert_int_equal(list_count(e, U1), 3);
+    pr_entries *l1 = list_ok(e, "sip:u1@Example.COM;transport=udp");
+    assert_int_equal(pr_entries_count(l1), 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_bytes(entry_at(l1, i).aor, U1);
+    }
+    assert_bytes(entry_at(l1, 2).service, "MESSAGE:text/plain");
+    assert_int_equal(list_count(e, U2), 1);
+    assert_int_equal(list_count(e, "sip:someone@example.com"), 0);
+    pr_entries *lb = (pr_entries *)&g_sockets[4];
+    assert_int_equal(pr_rpc_list(e, OPT("sip:u1@partner.example"), &lb),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_ptr_equal(lb, (pr_entries *)&g_sockets[4]);
+    assert_error_has(e, "sip:u1@partner.example");
+
+    /* Setting the same (AOR, service) again replaces the entry. */
+    rpc_set_ok(e, U1, "sip:w@partner.example", "*", "120");
+    assert_int_equal(store_count(e), 6);
+    pr_entries *l2 = list_ok(e, U1);
+    pr_entry star = entry_at(l2, 0);
+    assert_entry(&star, U1, "*", "provisioned", "sip:w@partner.example", "", 0);
+    assert_int_equal(star.expires_at, star.created_at + 120);
+    pr_entries_free(l2);
+
+    /* pr_rpc_remove: one service (in any spelling), then every service. */
+    assert_int_equal(rpc_remove_ok(e, U1, "MESSAGE"), 1);
+    assert_int_equal(rpc_remove_ok(e, U1, "MESSAGE"), 0);
+    assert_int_equal(rpc_remove_ok(e, U1, " Message:Text/Plain "), 1);
+    assert_int_equal(store_count(e), 4);
+    assert_int_equal(rpc_set(e, U1, "sip:v@partner.example", "NOTIFY", NULL), PR_STATUS_OK);
+    assert_int_equal(rpc_remove_ok(e, "sip:u1@example.com:5060", NULL), 2); /* "*" and NOTIFY */
+    assert_int_equal(rpc_remove_ok(e, U1, NULL), 0);
+    assert_int_equal(rpc_remove_ok(e, U2, "*"), 1);
+    assert_int_equal(rpc_remove_ok(e, "sip:someone@example.com", ""), 0);
+    assert_int_equal(store_count(e), 2);
+    assert_int_equal(list_count(e, U1), 0);
+
+    /* The lists taken earlier are snapshots: still valid, unchanged. */
+    assert_int_equal(pr_entries_count(l), 6);
+    assert_bytes(entry_at(l, 2).service, "MESSAGE");
+    assert_bytes(en[3].targets, "sips:y@PARTNER.example");
+    assert_int_equal(pr_entries_count(l1), 3);
+    pr_entries_free(l1);
+    pr_entries_free(l);
+
+    /* Another engine (another Kamailio process) on the same file sees them. */
+    fake_env env2 = {0};
+    pr_engine *e2 = store_engine(&env2, fx->path);
+    assert_int_equal(store_count(e2), 2);
+    assert_int_equal(rpc_remove_ok(e2, "sip:nobody@example.com", NULL), 1);
+    assert_int_equal(store_count(e), 1);
+    pr_engine_free(e2);
+    pr_engine_free(e);
+}
+
+static void test_store_e2e_301_learned_then_applied(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+    pr_request req = message_req(U1, "cid-store-301");
+    int64_t t0 = (int64_t)time(NULL);
+
+    /* Before: the terminals. */
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, T1);
+    pr_decision_free(d);
+
+    /* t1 answers 301 to t3: followed, learned, and committed to the store
+       before pr_push_redirect returns. */
+    buf_t r = reply1("301 Moved Permanently", "Contact: <" T3 ">;q=0.8");
+    pr_branch br = branch(T1, 301, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    assert_int_equal(counters_of(d).forwardings_learned, 1);
+    pr_decision_free(d);
+    int64_t t1 = (int64_t)time(NULL);
+    assert_int_equal(store_count(e), 1);
+    pr_entries *l = list_ok(e, U1);
+    assert_int_equal(pr_entries_count(l), 1);
+    pr_entry en = entry_at(l, 0);
+    assert_entry(&en, U1, "MESSAGE:text/plain", "permanent", T3 ";q=0.800", T1, 301);
+    assert_int_equal(en.expires_at, -1);
+    assert_true(en.created_at >= t0 && en.created_at <= t1);
+    pr_entries_free(l);
+
+    /* The next request goes straight to t3 (StoredForwarding = 11). */
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    assert_int_equal(R_STORED_FORWARDING, 11);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, T3);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_ptr_equal(b.socket, &g_sockets[3]);
+    assert_int_equal(b.q, 800);
+    assert_int_equal(counters_of(d).forwardings_applied, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_decision_free(d);
+
+    /* In parallel mode too; not for another service; not for another AOR;
+       not for untouched requests. */
+    d = lookup_ok(e, &req, "parallel", NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    pr_decision_free(d);
+    pr_request notify = req;
+    notify.method = B("NOTIFY");
+    notify.event = B("ua-profile");
+    d = lookup_ok(e, &notify, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_int_equal(counters_of(d).forwardings_applied, 0);
+    pr_decision_free(d);
+    pr_request other = message_req(U2, "cid-store-301-u2");
+    d = lookup_ok(e, &other, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+    pr_request opts = req;
+    opts.method = B("OPTIONS");
+    d = lookup_ok(e, &opts, NULL, NULL);
+    assert_decision(d, -1, R_NOT_PUSH_METHOD, 0);
+    pr_decision_free(d);
+
+    /* An explicit `stored` argument wins: the store is not read. */
+    pr_forwarding *f = NULL;
+    assert_int_equal(pr_forwarding_new(PR_FORWARDING_KIND_PROVISIONED, -1, &f), PR_STATUS_OK);
+    assert_int_equal(pr_forwarding_add_target(f, (const uint8_t *)U2, strlen(U2), -1),
+                     PR_STATUS_OK);
+    d = lookup_ok(e, &req, NULL, f);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, T1);
+    pr_decision_free(d);
+    pr_forwarding_free(f);
+
+    /* Kept in the file: a new engine on it (a restart) applies it. */
+    pr_engine_free(e);
+    fake_env env2 = {0};
+    e = store_engine(&env2, fx->path);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    pr_decision_free(d);
+
+    /* A second 301 (t3 now moved to t2) replaces it. */
+    buf_t r2 = reply1("301 Moved Permanently", "Contact: <" T2 ">");
+    pr_branch br2 = branch(T3, 301, &r2, true);
+    d = redirect_ok(e, &req, &br2, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    l = list_ok(e, NULL);
+    assert_int_equal(pr_entries_count(l), 1);
+    en = entry_at(l, 0);
+    assert_entry(&en, U1, "MESSAGE:text/plain", "permanent", T2, T3, 301);
+    pr_entries_free(l);
+
+    /* Removed by the operator: back to the terminals. */
+    assert_int_equal(rpc_remove_ok(e, U1, NULL), 1);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_int_equal(counters_of(d).forwardings_applied, 0);
+    pr_decision_free(d);
+
+    /* A 301 with several Contacts, followed in parallel: every target is
+       learned, best first (no q ranks as 1.0), and applied together. */
+    buf_t r3 = reply1("301 Moved Permanently",
+                      "Contact: <sip:a@partner.example>;q=0.5, <sip:b@partner.example>, <" T3
+                      ">;q=0.25");
+    pr_branch br3 = branch(T1, 301, &r3, true);
+    d = redirect_ok(e, &req, &br3, 1, "parallel", NULL);
+    assert_decision(d, 1, R_REDIRECT, 3);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    l = list_ok(e, U1);
+    assert_int_equal(pr_entries_count(l), 1);
+    en = entry_at(l, 0);
+    assert_entry(&en, U1, "MESSAGE:text/plain", "permanent",
+                 "sip:b@partner.example, sip:a@partner.example;q=0.500, " T3 ";q=0.250", T1, 301);
+    pr_entries_free(l);
+    d = lookup_ok(e, &req, "parallel", NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 3);
+    assert_bytes(branch_at(d, 0).uri, "sip:b@partner.example");
+    assert_bytes(branch_at(d, 1).uri, "sip:a@partner.example");
+    assert_bytes(branch_at(d, 2).uri, T3);
+    assert_int_equal(branch_at(d, 2).q, 250);
+    pr_decision_free(d);
+    assert_int_equal(rpc_remove_ok(e, U1, "MESSAGE:text/plain"), 1);
+
+    /* An AOR longer than the store's key cap (256 bytes): routing goes on
+       as without a store, nothing is stored. (See the report: today each
+       such request logs a store error.) */
+    buf_t long_aor = {0};
+    buf_adds(&long_aor, "sip:");
+    for (int k = 0; k < 300; k++) {
+        buf_add(&long_aor, "u", 1);
+    }
+    buf_adds(&long_aor, "@example.com");
+    pr_request lreq = message_req(long_aor.data, "cid-store-long-aor");
+    d = lookup_ok(e, &lreq, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    buf_t r4 = reply1("301 Moved Permanently", "Contact: <sip:far@partner.example>");
+    pr_branch br4 = branch("sip:x@127.0.0.1:5099", 301, &r4, true);
+    d = redirect_ok(e, &lreq, &br4, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    assert_bytes(branch_at(d, 0).uri, "sip:far@partner.example");
+    pr_decision_free(d);
+    buf_free(&r4);
+    assert_int_equal(store_count(e), 0);
+    assert_int_equal(rpc_set(e, long_aor.data, U2, NULL, NULL), PR_STATUS_INVALID_ARGUMENT);
+    assert_error_has(e, "does not fit");
+    assert_int_equal(store_count(e), 0);
+    buf_free(&long_aor);
+    log_reset();
+
+    buf_free(&r);
+    buf_free(&r2);
+    buf_free(&r3);
+    pr_engine_free(e);
+}
+
+static void test_store_e2e_302_temporary_expires(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+    pr_request req = message_req(U1, "cid-store-302");
+
+    /* A 302 without expiry is for this request only: nothing stored. */
+    buf_t r0 = reply1("302 Moved Temporarily", "Contact: <" T3 ">");
+    pr_branch br = branch(T1, 302, &r0, true);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_decision_free(d);
+    assert_int_equal(store_count(e), 0);
+
+    /* ;expires=1: temporary, for one second. The steps run within the
+       second that starts after wait_for_a_new_second(); on a machine so slow
+       that they took longer, the entry is removed and they are run again. */
+    buf_t r = reply1("302 Moved Temporarily", "Contact: <" T3 ">;expires=1");
+    br = branch(T1, 302, &r, true);
+    bool in_time = false;
+    for (int attempt = 0; attempt < 5 && !in_time; attempt++) {
+        wait_for_a_new_second();
+        int64_t t0 = (int64_t)time(NULL);
+        d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+        int rc = pr_decision_script_rc(d);
+        uint32_t reason = pr_decision_reason(d);
+        pr_store_op op = pr_decision_store_op(d);
+        pr_decision_free(d);
+        pr_entries *l = list_ok(e, U1);
+        size_t listed = pr_entries_count(l);
+        pr_entry en;
+        memset(&en, 0, sizeof en);
+        if (listed == 1) {
+            en = entry_at(l, 0);
+        }
+        pr_decision *dl = lookup_ok(e, &req, NULL, NULL);
+        in_time = (int64_t)time(NULL) == t0;
+        if (in_time) {
+            assert_int_equal(rc, 1);
+            assert_int_equal(reason, R_REDIRECT);
+            assert_int_equal(op, PR_STORE_OP_LEARN);
+            assert_int_equal(listed, 1);
+            assert_entry(&en, U1, "MESSAGE:text/plain", "temporary", T3, T1, 302);
+            assert_int_equal(en.created_at, t0);
+            assert_int_equal(en.expires_at, t0 + 1);
+            assert_decision(dl, 1, R_STORED_FORWARDING, 1);
+            assert_bytes(branch_at(dl, 0).uri, T3);
+            assert_int_equal(counters_of(dl).forwardings_applied, 1);
+        } else {
+            print_error("attempt %d took more than a second; again\n", attempt);
+            rpc_remove_ok(e, U1, NULL);
+        }
+        pr_decision_free(dl);
+        pr_entries_free(l);
+    }
+    assert_true(in_time);
+
+    /* Two seconds later it is dead: not applied, not listed, not counted. */
+    sleep(2);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, T1);
+    assert_int_equal(counters_of(d).forwardings_applied, 0);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, NULL), 0);
+    assert_int_equal(store_count(e), 0);
+
+    /* An Expires header: temporary for 3600 s. */
+    const char *h[] = {"Contact: <" T3 ">", "Expires: 3600", NULL};
+    buf_t r2 = reply_v("302 Moved Temporarily", h);
+    br = branch(T1, 302, &r2, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    pr_entries *l = list_ok(e, NULL);
+    assert_int_equal(pr_entries_count(l), 1);
+    pr_entry en = entry_at(l, 0);
+    assert_entry(&en, U1, "MESSAGE:text/plain", "temporary", T3, T1, 302);
+    assert_int_equal(en.expires_at, en.created_at + 3600);
+    pr_entries_free(l);
+    assert_int_equal(rpc_remove_ok(e, U1, "MESSAGE:text/plain"), 1);
+    buf_free(&r0);
+    buf_free(&r);
+    buf_free(&r2);
+    pr_engine_free(e);
+}
+
+static void test_store_e2e_provisioned(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+    pr_request req = message_req(U1, "cid-store-prov");
+
+    /* u1 (registered) is provisioned to u2 for MESSAGE (any type). */
+    rpc_set_ok(e, U1, U2, "MESSAGE", NULL);
+
+    /* Not at lookup while u1 has terminals. */
+    pr_decision *d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    assert_bytes(branch_at(d, 0).uri, T1);
+    assert_int_equal(counters_of(d).forwardings_applied, 0);
+    pr_decision_free(d);
+
+    /* F5: a 302 without Contact: the provisioned target (Provisioned = 14). */
+    buf_t r = reply1("302 Moved Temporarily", NULL);
+    pr_branch br = branch(T1, 302, &r, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_PROVISIONED, 1);
+    assert_int_equal(R_PROVISIONED, 14);
+    pr_branch_out b = branch_at(d, 0);
+    assert_bytes(b.uri, U2T);
+    assert_bytes(b.dst_uri, "sip:127.0.0.1:5082;received");
+    assert_ptr_equal(b.socket, &g_sockets[5]);
+    assert_int_equal(counters_of(d).forwardings_applied, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_decision_free(d);
+    assert_int_equal(store_count(e), 1); /* still there */
+
+    /* Not after a plain failure: the next terminal. */
+    pr_branch br480 = branch(T1, 480, NULL, true);
+    d = redirect_ok(e, &req, &br480, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+
+    /* Not for another service (NOTIFY): the 302 counts as failed. */
+    pr_request notify = req;
+    notify.method = B("NOTIFY");
+    notify.event = B("ua-profile");
+    d = redirect_ok(e, &notify, &br, 1, NULL, NULL);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+
+    /* An AOR with no registered terminal: pr_push_lookup uses it at once,
+       to a local AOR (resolved to its contacts) or an allowed domain. */
+    pr_request nob = message_req("sip:nobody@example.com", "cid-store-prov-nobody");
+    d = lookup_ok(e, &nob, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    rpc_set_ok(e, "sip:nobody@example.com", U2, NULL, "3600");
+    d = lookup_ok(e, &nob, NULL, NULL);
+    assert_decision(d, 1, R_PROVISIONED, 1);
+    assert_bytes(branch_at(d, 0).uri, U2T);
+    assert_int_equal(counters_of(d).forwardings_applied, 1);
+    pr_decision_free(d);
+    rpc_set_ok(e, "sip:nobody@example.com", "sip:x@partner.example", "MESSAGE:text/plain", NULL);
+    d = lookup_ok(e, &nob, NULL, NULL); /* the exact service wins over "*" */
+    assert_decision(d, 1, R_PROVISIONED, 1);
+    b = branch_at(d, 0);
+    assert_bytes(b.uri, "sip:x@partner.example");
+    assert_empty(b.dst_uri);
+    assert_null(b.socket);
+    pr_decision_free(d);
+    /* Removed: nothing again. */
+    assert_int_equal(rpc_remove_ok(e, "sip:nobody@example.com", NULL), 2);
+    d = lookup_ok(e, &nob, NULL, NULL);
+    assert_decision(d, -1, R_NO_TARGET, 0);
+    pr_decision_free(d);
+    buf_free(&r);
+    pr_engine_free(e);
+}
+
+static void test_store_e2e_forget_failed_temporary(void **state) {
+    store_fixture *fx = *state;
+    fake_env env = {0};
+    pr_engine *e = store_engine(&env, fx->path);
+    pr_request req = message_req(U1, "cid-store-forget");
+
+    /* F7: learn a temporary forwarding to t3. */
+    buf_t r = reply1("302 Moved Temporarily", "Contact: <" T3 ">;expires=3600");
+    pr_branch br = branch(T1, 302, &r, true);
+    pr_decision *d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, U1), 1);
+
+    /* The next request goes to t3; t3 answers 480 in this round: the entry
+       is forgotten (committed before return), and the next terminal tried. */
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    assert_bytes(branch_at(d, 0).uri, T3);
+    pr_decision_free(d);
+    pr_branch failed = branch(T3, 480, NULL, true);
+    d = redirect_ok(e, &req, &failed, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_FORGET);
+    assert_decision(d, 1, R_FAILOVER, 1);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, U1), 0);
+    assert_int_equal(store_count(e), 0);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_REGISTERED, 1);
+    pr_decision_free(d);
+
+    /* A temporary forwarding to a local AOR (u2): forgotten when the
+       terminal of u2 it was resolved to fails. */
+    buf_t ru2 = reply1("302 Moved Temporarily", "Contact: <" U2 ">;expires=3600");
+    pr_branch bru2 = branch(T1, 302, &ru2, true);
+    d = redirect_ok(e, &req, &bru2, 1, NULL, NULL);
+    assert_decision(d, 1, R_REDIRECT, 1);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    assert_bytes(branch_at(d, 0).uri, U2T);
+    pr_decision_free(d);
+    pr_branch failed_u2t = branch(U2T, 480, NULL, true);
+    d = redirect_ok(e, &req, &failed_u2t, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_FORGET);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, U1), 0);
+    buf_free(&ru2);
+
+    /* A failure in an earlier round does not forget it. */
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    pr_branch two[2] = {branch(T3, 480, NULL, false), branch(T2, 486, NULL, true)};
+    d = redirect_ok(e, &req, two, 2, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, U1), 1);
+    assert_int_equal(rpc_remove_ok(e, U1, NULL), 1);
+
+    /* A permanent entry whose target failed is kept. */
+    buf_t r301 = reply1("301 Moved Permanently", "Contact: <" T3 ">");
+    br = branch(T1, 301, &r301, true);
+    d = redirect_ok(e, &req, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    d = redirect_ok(e, &req, &failed, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_NONE);
+    pr_decision_free(d);
+    assert_int_equal(list_count(e, U1), 1);
+    assert_int_equal(rpc_remove_ok(e, U1, NULL), 1);
+
+    /* The entry forgotten is the one applied: learned for "MESSAGE" (a
+       request without Content-Type), applied to a MESSAGE:text/plain. */
+    pr_request bare = req;
+    bare.content_type = NONE;
+    buf_t r2 = reply1("302 Moved Temporarily", "Contact: <" T2 ">;expires=600");
+    br = branch(T1, 302, &r2, true);
+    d = redirect_ok(e, &bare, &br, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
+    pr_decision_free(d);
+    rpc_set_ok(e, U1, U2, "NOTIFY", NULL); /* an unrelated entry, kept */
+    pr_entries *l = list_ok(e, U1);
+    assert_int_equal(pr_entries_count(l), 2);
+    pr_entry en = entry_at(l, 0);
+    assert_entry(&en, U1, "MESSAGE", "temporary", T2, T1, 302);
+    pr_entries_free(l);
+    d = lookup_ok(e, &req, NULL, NULL);
+    assert_decision(d, 1, R_STORED_FORWARDING, 1);
+    assert_bytes(branch_at(d, 0).uri, T2);
+    pr_decision_free(d);
+    pr_branch failed2 = branch(T2, 408, NULL, true);
+    d = redirect_ok(e, &req, &failed2, 1, NULL, NULL);
+    assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_FORGET);
+    pr_bytes aor, svc;
+    assert_int_equal(pr_decision_key(d, &aor, &svc), PR_STATUS_OK);
+    assert_bytes(svc, "MESSAGE:text/plain");
+    pr_decision_free(d);
+    l = list_ok(e, U1);
+    assert_int_equal(pr_entries_count(l), 1);
+    assert_bytes(entry_at(l, 0).service, "NOTIFY");
+    pr_entries_free(l);
+
+    buf_free(&r);
+    buf_free(&r2);
+    buf_free(&r301);
+    pr_engine_free(e);
+}
+
+/* ================================================================== */
 /* Tests: hostile input                                                */
 /* ================================================================== */
 
@@ -2523,6 +3689,7 @@ static void test_fuzz_structured(void **state) {
     }
     fake_env env = {0};
     pr_set_logger(capture_log, &g_log, PR_LOG_LEVEL_DEBUG);
+    log_reset(); /* only this test's errors count below */
     for (int it = 0; it < iters; it++) {
         char mb[4], md[4];
         uint32_t max_branches = 1 + (uint32_t)(rng() % 12);
@@ -2659,6 +3826,19 @@ int main(void) {
         cmocka_unit_test(test_301_learns_a_forwarding),
         cmocka_unit_test(test_stored_forwardings_in_redirect),
         cmocka_unit_test(test_logger),
+        cmocka_unit_test_setup_teardown(test_store_check_config, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_open_and_last_error, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_rpc_null_and_bad_arguments, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_rpc_set_list_remove, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_e2e_301_learned_then_applied, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_e2e_302_temporary_expires, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_e2e_provisioned, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_e2e_forget_failed_temporary, store_setup,
+                                        store_teardown),
         cmocka_unit_test(test_hostile_10000_contacts),
         cmocka_unit_test(test_hostile_60kb_contact_header),
         cmocka_unit_test(test_hostile_garbage_replies),

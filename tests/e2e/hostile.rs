@@ -36,7 +36,9 @@ fn hostile_foreign_domain_is_refused() {
 #[ignore = "needs Kamailio: run via make test"]
 fn hostile_foreign_domain_allowed_by_allowed_domains() {
     let case = Case::new("hostile_foreign_domain_allowed");
-    let p = proxy(&case).define_str("ALLOWED_DOMAINS", "localhost").start();
+    let p = proxy(&case)
+        .define_str("ALLOWED_DOMAINS", "localhost")
+        .start();
     let tx = case.terminal("tx", Answer::Ok);
     let t1 = case.terminal("t1", Answer::Redirect302(at_localhost(&tx)));
     case.register(&p, AOR, &t1, 1.0, 3600);
@@ -226,7 +228,11 @@ fn hostile_301_to_a_foreign_domain_is_never_stored() {
     let r = case.send(&p, Send::message(AOR).count(N));
     case.report(&r, &[&t1]);
     r.assert_all(301);
-    assert_eq!(t1.wait_received(N as usize), N as usize, "every request tried t1");
+    assert_eq!(
+        t1.wait_received(N as usize),
+        N as usize,
+        "every request tried t1"
+    );
     assert_eq!(stat(&p, "forwardings_learned"), 0);
     let list = p.rpc(&["push_redirect.list"]).expect("list");
     assert!(!list.contains("evil"), "{list}");

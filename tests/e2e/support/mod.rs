@@ -277,7 +277,13 @@ impl Case {
             children: 4,
             defines: Vec::new(),
             args: Vec::new(),
-            ready_timeout: Duration::from_secs(15),
+            // E2E_READY_SECS: more time to start (Kamailio under valgrind).
+            ready_timeout: Duration::from_secs(
+                std::env::var("E2E_READY_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(15),
+            ),
         }
     }
 
@@ -701,9 +707,17 @@ impl Proxy {
             return;
         }
         self.kill_group(SIGTERM);
-        let clean = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-            self.group_members().is_empty()
-        });
+        // E2E_STOP_SECS: more time to exit cleanly (valgrind writes its
+        // summaries at exit).
+        let grace = std::env::var("E2E_STOP_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        let clean = wait_until(
+            Duration::from_secs(grace),
+            Duration::from_millis(20),
+            || self.group_members().is_empty(),
+        );
         if !clean {
             eprintln!(
                 "[e2e {}] kamailio did not stop on SIGTERM within 5 s: SIGKILL",
