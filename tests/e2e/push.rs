@@ -170,24 +170,17 @@ fn push_f3_parallel_failover() {
     }
 }
 
-fn three_targets(case: &Case, answers: [Answer; 3]) -> Vec<Terminal> {
-    ["ta", "tb", "tc"]
-        .iter()
-        .zip(answers)
-        .map(|(n, a)| case.terminal(n, a))
-        .collect()
-}
-
-#[test]
-#[ignore = "needs Kamailio: run via make test"]
-fn push_f4_several_contacts_serial_in_q_order() {
-    let case = Case::new("push_f4_several_contacts_serial");
-    let p = proxy(&case)
+/// F4's terminals: t1 answers a 300 whose Contacts are ta (q=0.5, answers
+/// 200), tb (q=0.9, answers 480) and tc (q=0.1, answers 200); then 50
+/// MESSAGEs. Returns [t1, ta, tb, tc] and what the sender got.
+fn f4_run(case: &Case, redirect_mode: &str) -> (Vec<Terminal>, SendResult) {
+    let p = proxy(case)
         .define_str("ALLOWED_DOMAINS", "127.0.0.1")
+        .define_str("REDIRECT_MODE", redirect_mode)
         .start();
-    // ta q=0.5 answers 200, tb q=0.9 answers 480, tc q=0.1 never reached.
-    let ts = three_targets(&case, [Answer::Ok, Answer::Code(480), Answer::Ok]);
-    let (ta, tb, tc) = (&ts[0], &ts[1], &ts[2]);
+    let ta = case.terminal("ta", Answer::Ok);
+    let tb = case.terminal("tb", Answer::Code(480));
+    let tc = case.terminal("tc", Answer::Ok);
     let t1 = case.terminal(
         "t1",
         Answer::Multiple300([
@@ -198,7 +191,16 @@ fn push_f4_several_contacts_serial_in_q_order() {
     );
     case.register(&p, AOR, &t1, 1.0, 3600);
     let r = case.send(&p, Send::message(AOR).count(N));
-    case.report(&r, &[&t1, ta, tb, tc]);
+    case.report(&r, &[&t1, &ta, &tb, &tc]);
+    (vec![t1, ta, tb, tc], r)
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn push_f4_several_contacts_serial_in_q_order() {
+    let case = Case::new("push_f4_several_contacts_serial");
+    let (ts, r) = f4_run(&case, "serial");
+    let [t1, ta, tb, tc] = [&ts[0], &ts[1], &ts[2], &ts[3]];
     r.assert_all(200);
     assert_eq!(t1.wait_received(N as usize), N as usize);
     assert_eq!(tb.wait_received(N as usize), N as usize, "q=0.9 first");
@@ -210,25 +212,9 @@ fn push_f4_several_contacts_serial_in_q_order() {
 #[ignore = "needs Kamailio: run via make test"]
 fn push_f4_several_contacts_parallel() {
     let case = Case::new("push_f4_several_contacts_parallel");
-    let p = proxy(&case)
-        .define_str("ALLOWED_DOMAINS", "127.0.0.1")
-        .define_str("REDIRECT_MODE", "parallel")
-        .start();
-    let ts = three_targets(&case, [Answer::Ok, Answer::Code(480), Answer::Ok]);
-    let (ta, tb, tc) = (&ts[0], &ts[1], &ts[2]);
-    let t1 = case.terminal(
-        "t1",
-        Answer::Multiple300([
-            (ta.uri(), "0.5".into()),
-            (tb.uri(), "0.9".into()),
-            (tc.uri(), "0.1".into()),
-        ]),
-    );
-    case.register(&p, AOR, &t1, 1.0, 3600);
-    let r = case.send(&p, Send::message(AOR).count(N));
-    case.report(&r, &[&t1, ta, tb, tc]);
+    let (ts, r) = f4_run(&case, "parallel");
     assert_finals(&r, 200, N);
-    for t in [&t1, ta, tb, tc] {
+    for t in &ts {
         assert_eq!(t.wait_received(N as usize), N as usize);
     }
 }
