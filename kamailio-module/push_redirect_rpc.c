@@ -53,12 +53,13 @@ static pr_engine *prm_rpc_engine(rpc_t *rpc, void *ctx)
 	return e;
 }
 
-/* an optional string argument: empty when absent */
+/* an optional argument as text ('.': kamcmd sends "600" as an integer):
+ * empty when absent */
 static void prm_rpc_opt(rpc_t *rpc, void *ctx, str *s)
 {
 	s->s = NULL;
 	s->len = 0;
-	if(rpc->scan(ctx, "*S", s) < 1) {
+	if(rpc->scan(ctx, "*.S", s) < 1) {
 		s->s = NULL;
 		s->len = 0;
 	}
