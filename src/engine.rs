@@ -87,6 +87,13 @@ pub trait Env {
     fn is_self(&self, host: &[u8], port: Option<u16>) -> bool;
     /// The current Unix time in seconds.
     fn now(&self) -> i64;
+    /// The stored forwarding for (`aor`, `service`), if any. `push_redirect`
+    /// asks only when it needs it (a 3xx without Contact, or a failed round
+    /// that may have been a stored target's), so a redirect that is simply
+    /// followed costs no store read. Default: no store.
+    fn stored(&self, _aor: &str, _service: &str) -> Option<Forwarding> {
+        None
+    }
 }
 
 /// How a stored forwarding came to be.
@@ -616,8 +623,18 @@ impl Engine {
             Ok(a) => a,
             Err(r) => return *r,
         };
+        let service = d.service.take().unwrap_or_default();
+        let lazy = OnceCell::new();
+        let stored = || {
+            lazy.get_or_init(|| match stored {
+                Some(f) => Some(f.clone()),
+                None => env.stored(&aor_key, &service),
+            })
+            .as_ref()
+        };
         let (verdict, reason) =
-            self.redirect_round(env, &aor, &aor_key, branches, memo, stored, &mut d);
+            self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, &mut d);
+        d.service = Some(service);
         d.aor = Some(aor_key);
         d.finish(verdict, reason)
     }
@@ -625,14 +642,14 @@ impl Engine {
     /// The body of [`Engine::push_redirect`] once the AOR is known: fills
     /// `d` and says how it ends.
     #[allow(clippy::too_many_arguments)]
-    fn redirect_round(
+    fn redirect_round<'s>(
         &self,
         env: &dyn Env,
         aor: &SipUri<'_>,
         aor_key: &str,
         branches: &[Branch<'_>],
         memo: &[u8],
-        stored: Option<&Forwarding>,
+        stored: &dyn Fn() -> Option<&'s Forwarding>,
         d: &mut Decision,
     ) -> (Verdict, Reason) {
         let Some(last) = branches.len().checked_sub(1) else {
@@ -670,11 +687,6 @@ impl Engine {
             let resp = redirect_reply(b);
             self.judge(&ctx, b, resp.as_ref(), &mut budget, &mut round, d);
         }
-        if let Some(f) = stored.filter(|f| f.kind == ForwardingKind::Temporary) {
-            if ctx.stored_target_failed(f, current()) {
-                d.store = StoreAction::Forget;
-            }
-        }
         let redirects_now = initial_budget - budget;
 
         // Tier 1: this round's redirect targets.
@@ -699,6 +711,12 @@ impl Engine {
             };
         }
         d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
+        // A temporary forwarding whose target just failed is dropped.
+        if let Some(f) = stored().filter(|f| f.kind == ForwardingKind::Temporary) {
+            if ctx.stored_target_failed(f, current()) {
+                d.store = StoreAction::Forget;
+            }
+        }
 
         // Tier 2: Contacts of earlier redirects, latest first (depth-first).
         let mut quiet = Decision::new(d.mode);
@@ -721,8 +739,8 @@ impl Engine {
 
         // Tier 3: the provisioned forwarding after a 3xx without Contact.
         let provisioned =
-            stored.filter(|f| f.kind == ForwardingKind::Provisioned && f.is_live(env.now()));
-        if let Some(f) = provisioned.filter(|_| round.saw_3xx_without_contact) {
+            || stored().filter(|f| f.kind == ForwardingKind::Provisioned && f.is_live(env.now()));
+        if let Some(f) = round.saw_3xx_without_contact.then(provisioned).flatten() {
             let targets = ctx.forwarding_targets(f, d);
             match ctx.resolve(&targets, d) {
                 Err(()) => return (Verdict::Error, Reason::LookupFailed),

@@ -474,6 +474,8 @@ struct EngineBox {
     last_sweep: Cell<i64>,
     /// Why the last failed call on this engine failed (for RPC faults).
     last_error: std::cell::RefCell<String>,
+    /// The stored entry the engine read during the current call.
+    read: std::cell::RefCell<Option<Entry>>,
 }
 
 /// How often a process sweeps expired forwardings, in seconds.
@@ -495,8 +497,13 @@ impl EngineBox {
     /// is a PUSH request and a store is open. A store failure is logged and
     /// routing goes on without it.
     fn stored_for(&self, req: &Request<'_>) -> Option<Entry> {
-        let store = self.store.as_ref()?;
         let (aor, service) = store_key(&self.engine, req)?;
+        self.stored_for_key(&aor, &service)
+    }
+
+    /// The stored entry for (AOR, service); see `stored_for`.
+    fn stored_for_key(&self, aor: &str, service: &str) -> Option<Entry> {
+        let store = self.store.as_ref()?;
         // A key too long for the store cannot have an entry: nothing to
         // read, and nothing a sender can make the log shout about.
         if aor.len() > crate::store::MAX_KEY_LEN || service.len() > crate::store::MAX_KEY_LEN {
@@ -509,7 +516,7 @@ impl EngineBox {
                 self.store_failed("sweep", &e);
             }
         }
-        match store.get(&aor, &service, now) {
+        match store.get(aor, service, now) {
             Ok(entry) => entry,
             Err(e) => {
                 self.store_failed("get", &e);
@@ -610,6 +617,13 @@ impl Env for EngineBox {
         }
     }
 
+    fn stored(&self, aor: &str, service: &str) -> Option<Forwarding> {
+        let entry = self.stored_for_key(aor, service)?;
+        let f = entry.forwarding();
+        *self.read.borrow_mut() = Some(entry);
+        Some(f)
+    }
+
     fn now(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -644,6 +658,7 @@ pub extern "C" fn pr_engine_new(
                 store: None,
                 last_sweep: Cell::new(0),
                 last_error: std::cell::RefCell::new(String::new()),
+                read: std::cell::RefCell::new(None),
             },
             out,
         );
@@ -1032,15 +1047,10 @@ pub extern "C" fn pr_push_redirect(
             Ok(m) => m,
             Err(e) => return e,
         };
-        let entry = if stored.is_none() {
-            e.stored_for(&req)
-        } else {
-            None
-        };
-        let fwd = entry.as_ref().map(Entry::forwarding);
-        let d = e
-            .engine
-            .push_redirect(e, &req, &list, memo, mode, stored.or(fwd.as_ref()));
+        // The engine reads the store itself (Env::stored), only if needed.
+        e.read.replace(None);
+        let d = e.engine.push_redirect(e, &req, &list, memo, mode, stored);
+        let entry = e.read.take();
         e.apply_store_action(&d, entry.as_ref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
