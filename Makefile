@@ -6,6 +6,7 @@
 #   make test        every test: Rust, C harness (valgrind, ASan/UBSan), end to end
 #   make install     build/push_redirect.so into Kamailio's module directory
 #   make header      regenerate include/push_redirect.h (commit it)
+#   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ KAMAILIO ?= kamailio
 KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
 RUN_CFG ?= cfg-examples/push-redirect.cfg
 
-.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind load-hostile install header clean
+.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind load-hostile install header clean fuzz
 
 all: build
 
@@ -75,6 +76,15 @@ load-hostile:
 	scripts/install-deps.sh run
 	$(MAKE) build
 	scripts/load-hostile.sh
+
+# Each target in turn for FUZZ_SECONDS; installs cargo-fuzz (and a C++
+# compiler) if missing; crashes become tests/data/fuzz/<target>/open-*.
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS ?= 1
+FUZZ_TARGETS ?= reply_parser engine c_abi
+fuzz:
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_JOBS="$(FUZZ_JOBS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+		CARGO="$(CARGO)" bash fuzz/run.sh
 
 clean:
 	$(CARGO) clean

@@ -569,7 +569,7 @@ impl Engine {
         }
         let regs = OnceCell::new();
         let tried = Tried::new();
-        let ctx = Ctx::new(self, env, aor, aor_key, &tried, &regs);
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, 0, &regs);
         let live = stored.filter(|f| f.is_live(env.now()));
         if let Some(f) = live.filter(|f| f.kind != ForwardingKind::Provisioned) {
             let targets = ctx.forwarding_targets(f, d);
@@ -676,7 +676,7 @@ impl Engine {
             tried.push(u);
         }
         let regs = OnceCell::new();
-        let ctx = Ctx::new(self, env, aor, aor_key, &tried, &regs);
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, branches.len(), &regs);
         let memo = Memo::decode(memo);
         let initial_budget =
             (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
@@ -712,9 +712,12 @@ impl Engine {
         }
         d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
         // A temporary forwarding whose target just failed is dropped.
-        if let Some(f) = stored().filter(|f| f.kind == ForwardingKind::Temporary) {
-            if ctx.stored_target_failed(f, current()) {
-                d.store = StoreAction::Forget;
+        // (A forwarding learned in this round replaces it anyway.)
+        if d.store == StoreAction::None {
+            if let Some(f) = stored().filter(|f| f.kind == ForwardingKind::Temporary) {
+                if ctx.stored_target_failed(f, current()) {
+                    d.store = StoreAction::Forget;
+                }
             }
         }
 
@@ -930,6 +933,9 @@ struct Ctx<'e, 'r> {
     aor_key: &'e str,
     /// The Request-URIs of the transaction's branches (those that parse).
     tried: &'e Tried<'e>,
+    /// How many branches the transaction has (parsable or not): Kamailio
+    /// counts them all against its branch limit.
+    branch_count: usize,
     ruri_sips: bool,
     /// The AOR's registrations, read once when first needed; owned by the
     /// caller so that `own` can borrow their URIs.
@@ -945,6 +951,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
         aor: &'e SipUri<'r>,
         aor_key: &'e str,
         tried: &'e Tried<'e>,
+        branch_count: usize,
         regs: &'e OnceCell<Vec<Registration>>,
     ) -> Self {
         Ctx {
@@ -953,6 +960,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             aor,
             aor_key,
             tried,
+            branch_count,
             ruri_sips: aor.scheme == Scheme::Sips,
             regs,
             own: OnceCell::new(),
@@ -1264,7 +1272,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// How many branches a round may add: one in serial mode, up to
     /// `max_branches` in parallel, never past Kamailio's branch limit.
     fn take(&self, mode: ForkMode) -> usize {
-        let room = self.engine.branch_limit.saturating_sub(self.tried.len());
+        let room = self.engine.branch_limit.saturating_sub(self.branch_count);
         match mode {
             ForkMode::Serial => 1,
             ForkMode::Parallel => self.cfg().max_branches as usize,
@@ -1338,6 +1346,7 @@ impl<T, const N: usize> InlineVec<T, N> {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.len + self.spill.len()
     }

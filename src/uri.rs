@@ -78,11 +78,12 @@ impl<'a> SipUri<'a> {
         };
         let user = self.user.unwrap_or(b"");
         let mut user_host = Vec::with_capacity(user.len() + self.host.len());
-        user_host.extend_from_slice(user);
+        user_host.extend(unescaped(user));
+        let user_len = user_host.len();
         user_host.extend(self.host.iter().map(u8::to_ascii_lowercase));
         TargetKey {
             sips: self.scheme == Scheme::Sips,
-            user_len: user.len(),
+            user_len,
             user_host,
             port: self.port.unwrap_or(default_port),
         }
@@ -126,7 +127,7 @@ impl SipUri<'_> {
     /// would compare), without allocating.
     pub fn same_target(&self, other: &SipUri<'_>) -> bool {
         self.scheme == other.scheme
-            && self.user.unwrap_or(b"") == other.user.unwrap_or(b"")
+            && users_equal(self.user.unwrap_or(b""), other.user.unwrap_or(b""))
             && chars::eq_ignore_ascii_case(self.host, other.host)
             && self.effective_port() == other.effective_port()
     }
@@ -147,9 +148,36 @@ impl TargetKey {
             .split_at(self.user_len.min(self.user_host.len()));
         self.sips == (u.scheme == Scheme::Sips)
             && self.port == u.effective_port()
-            && user == u.user.unwrap_or(b"")
+            && users_equal(user, u.user.unwrap_or(b""))
             && chars::eq_ignore_ascii_case(host, u.host)
     }
+}
+
+/// User parts compare after `%XX` decoding (RFC 3261 §19.1.4: `%62ob` is
+/// `bob`), so an escaped spelling cannot evade loop defence. Byte-equal
+/// parts (the usual case) are not decoded.
+fn users_equal(a: &[u8], b: &[u8]) -> bool {
+    a == b || unescaped(a).eq(unescaped(b))
+}
+
+/// The bytes of `s` with each `%XX` decoded (a malformed escape is kept).
+fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let c = *s.get(i)?;
+        if c == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                i += 3;
+                return u8::try_from(h * 16 + l).ok();
+            }
+        }
+        i += 1;
+        Some(c)
+    })
 }
 
 /// See [`SipUri::key`].
