@@ -91,3 +91,22 @@ clean:
 	rm -rf build var
 	$(MAKE) -C tests/c clean 2>/dev/null || true
 
+# Benchmarks (bench/README.md). `make bench`: Kamailio + sipp, push_redirect
+# against stock uac_redirect (BENCH_RATE, BENCH_COUNT, BENCH_REPS, BENCH_QUICK=1
+# for a smoke run); results in bench/results/. `make bench-core`: the Rust
+# core's criterion benchmarks and their medians.
+PYTHON3 ?= /usr/bin/python3
+
+.PHONY: bench bench-core
+
+bench:
+	scripts/install-deps.sh run
+	bench/install-deps.sh
+	$(MAKE) build
+	@start=$$(date +%s); rc=0; $(PYTHON3) bench/bench.py || rc=$$?; \
+		echo "make bench: $$(( $$(date +%s) - start )) s (bench.py)"; exit $$rc
+
+bench-core:
+	scripts/install-deps.sh build
+	bench/install-deps.sh core
+	PYTHON3=$(PYTHON3) CARGO=$(CARGO) bench/core.sh

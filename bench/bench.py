@@ -1,0 +1,883 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of push_redirect against Kamailio's own uac_redirect.
+
+`make bench` runs this (python3 standard library only). For each repetition it
+runs every configuration once, in a rotating order (interleaved, so a drift of
+the machine hits all of them alike); each run is a fresh Kamailio (children=4,
+udp:127.0.0.1), two sipp terminals t1 (q=1.0) and t2 (q=0.5) registered for
+sip:u1@example.com, and one sipp sender of BENCH_COUNT MESSAGEs at BENCH_RATE
+per second:
+
+  plain  stock.cfg  t1 answers 200                       (the floor)
+  stock  stock.cfg  t1 answers 302 Contact t2, t2 200    (uac_redirect: the anchor)
+  F1     push.cfg   t1 answers 302 Contact t2, t2 200    (push_redirect)
+  F6     push.cfg   t1 answers 301 Contact t2 once (learned), then all go to t2
+  F2     push.cfg   t1 answers 480, t2 200               (serial failover)
+
+Per run: requests sent, 200s, failures, sender retransmissions, p50/p99
+response time (first MESSAGE sent -> 200 received, from the sender's
+-trace_msg timestamps in microseconds), the terminals' received counts (a check
+that the flow really happened), and Kamailio's CPU seconds: utime+stime of the
+main process and every descendant, from /proc/<pid>/stat, just before the
+sender starts and BENCH_SETTLE seconds after it ends (tm frees a transaction
+wt_timer = 5 s after its final reply, in the timer process: that work is part
+of a request's cost).
+
+Then a short step search for the highest clean rate (every request 200, no
+failure, no retransmission, the rate reached) of stock and F1.
+
+Environment (defaults; BENCH_QUICK=1 changes those marked *):
+  BENCH_RATE=500  BENCH_COUNT=10000*  BENCH_REPS=5*  BENCH_WARMUP=20
+  BENCH_SETTLE=6*  BENCH_CONFIGS=plain,stock,F1,F6,F2 (also: plain-push)
+  BENCH_SEARCH=1 (0: no step search)  BENCH_STEP_RATES=2000,4000,6000,7000,...,12000*
+  BENCH_STEP_SECONDS=4*  BENCH_OUT=bench/results (quick: bench/results/quick)
+  BENCH_KEEP=1 keeps the per-run directories (always kept when a run fails)
+  BENCH_SHM=1024 BENCH_PKG=16 (Kamailio -m/-M, MB)
+  BENCH_MEMMGR=tlsf (Kamailio -x: tlsf, qm = Kamailio's default, fm; "default": no -x)
+  BENCH_CHILDREN=4
+  PR_MODULE=build/push_redirect.so  KAMAILIO, SIPP, KAMCMD, GNUPLOT (binaries)
+"""
+
+import atexit
+import csv
+import hashlib
+import ctypes
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+AOR = "sip:u1@example.com"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "").strip()
+    return int(v) if v else default
+
+
+def env_str(name, default):
+    v = os.environ.get(name, "").strip()
+    return v if v else default
+
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+RATE = env_int("BENCH_RATE", 500)
+COUNT = env_int("BENCH_COUNT", 2000 if QUICK else 10000)
+REPS = env_int("BENCH_REPS", 2 if QUICK else 5)
+WARMUP = env_int("BENCH_WARMUP", 20)
+SETTLE = float(env_str("BENCH_SETTLE", "2" if QUICK else "6"))
+CHILDREN = env_int("BENCH_CHILDREN", 4)
+SHM_MB = env_int("BENCH_SHM", 1024)
+PKG_MB = env_int("BENCH_PKG", 16)
+# Kamailio's memory manager (-x). Default tlsf: with Kamailio's own default
+# (qm), qm_malloc's walk over its free-list buckets is ~90% of the user-space
+# instructions of every request (callgrind) and varies with the heap's history,
+# which hides the routing's cost and makes the CPU figures noisy (README).
+MEMMGR = env_str("BENCH_MEMMGR", "tlsf")
+MEM_ARGS = ["-x", MEMMGR] if MEMMGR not in ("default", "none") else []
+SEARCH = os.environ.get("BENCH_SEARCH", "1") not in ("", "0")
+STEP_RATES = [
+    int(x)
+    for x in env_str(
+        "BENCH_STEP_RATES",
+        "1000,3000,6000" if QUICK else "2000,4000,6000,7000,8000,9000,10000,11000,12000",
+    ).split(",")
+]
+STEP_SECONDS = float(env_str("BENCH_STEP_SECONDS", "2" if QUICK else "4"))
+OUT = env_str("BENCH_OUT", os.path.join(HERE, "results", "quick") if QUICK else os.path.join(HERE, "results"))
+KEEP = os.environ.get("BENCH_KEEP", "") not in ("", "0")
+PR_MODULE = os.path.abspath(env_str("PR_MODULE", os.path.join(ROOT, "build", "push_redirect.so")))
+MODULE_COPY = PR_MODULE  # main() points it at a private copy
+
+
+def tool(env, name):
+    if os.environ.get(env):
+        return os.environ[env]
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin") or name
+
+
+KAMAILIO = tool("KAMAILIO", "kamailio")
+SIPP = tool("SIPP", "sipp")
+KAMCMD = tool("KAMCMD", "kamcmd")
+GNUPLOT = tool("GNUPLOT", "gnuplot")
+
+# cfg, the terminals' scenarios, whether a 301 is learned first, and what t1/t2
+# must receive during the load ("n": every request, "0": none)
+CONFIGS = {
+    "plain": dict(cfg="stock.cfg", t1="uas_200.xml", t2="uas_200.xml", learn=False,
+                  desc="t1 answers 200 (no redirect): the floor", expect=("n", "0")),
+    # not in the default set: push_lookup() with a terminal that answers 200
+    "plain-push": dict(cfg="push.cfg", t1="uas_200.xml", t2="uas_200.xml", learn=False,
+                       desc="push.cfg, t1 answers 200: push_lookup() alone", expect=("n", "0")),
+    "stock": dict(cfg="stock.cfg", t1="uas_302.xml", t2="uas_200.xml", learn=False,
+                  desc="t1 302 Contact t2, uac_redirect get_redirects(): the anchor", expect=("n", "n")),
+    "F1": dict(cfg="push.cfg", t1="uas_302.xml", t2="uas_200.xml", learn=False,
+               desc="t1 302 Contact t2, push_redirect", expect=("n", "n")),
+    "F6": dict(cfg="push.cfg", t1="uas_301.xml", t2="uas_200.xml", learn=True,
+               desc="after a learned 301: straight to t2", expect=("0", "n")),
+    "F2": dict(cfg="push.cfg", t1="uas_480.xml", t2="uas_200.xml", learn=False,
+               desc="t1 480, t2 200 (serial failover)", expect=("n", "n")),
+}
+ORDER = [c.strip() for c in env_str("BENCH_CONFIGS", "plain,stock,F1,F6,F2").split(",") if c.strip()]
+for c in ORDER:
+    if c not in CONFIGS:
+        sys.exit(f"bench: unknown configuration {c!r} (known: {', '.join(CONFIGS)})")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ processes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+STARTED = []  # every Popen this script started (Kamailio: group leader)
+
+
+def _die_with_parent():
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def spawn(args, cwd, out_name, group=False):
+    out = open(os.path.join(cwd, out_name), "wb")
+    p = subprocess.Popen(
+        args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent, process_group=0 if group else None,
+    )
+    out.close()
+    p.is_group = group
+    STARTED.append(p)
+    return p
+
+
+def stop(p, grace=5.0):
+    """SIGTERM (to the group if p leads one), then SIGKILL; reaps p."""
+    if p.poll() is None:
+        try:
+            if p.is_group:
+                os.killpg(p.pid, signal.SIGTERM)
+            else:
+                p.terminate()
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    if p.is_group:
+        try:  # the group may outlive its leader for a moment
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def stop_all():
+    for p in list(STARTED):
+        stop(p, grace=2.0)
+
+
+atexit.register(stop_all)
+for _s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_s, lambda s, f: sys.exit(128 + s))
+
+
+def proc_tree(root):
+    """root and all its descendants (from /proc)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pid):
+    """utime + stime of one process, in clock ticks (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return 0
+    fields = s[s.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_snapshot(root):
+    """{pid: ticks} over root's whole process tree."""
+    return {p: cpu_ticks(p) for p in proc_tree(root)}
+
+
+def cpu_delta(before, after):
+    """CPU seconds between two snapshots (a process new in `after` counts from 0)."""
+    return sum(t - before.get(p, 0) for p, t in after.items()) / CLK_TCK
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    total = sum(v[:8])  # guest time is already in user
+    return total - idle, total
+
+
+def udp_port_bound(port):
+    want = ("0100007F:%04X" % port, "00000000:%04X" % port)
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            return any(line.split()[1] in want for line in f)
+    except OSError:
+        return False
+
+
+_given = set()
+
+
+def free_port():
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port > 10000 and port not in _given:
+            _given.add(port)
+            return port
+    raise RuntimeError("no free UDP port")
+
+
+# ------------------------------------------------------------------ SIP by hand
+
+def sip_request(port, text, timeout=5.0):
+    """Sends one request over UDP (retransmitted every 0.5 s); the status code of
+    the first final response, or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    lp = s.getsockname()[1]
+    data = text.replace("LOCALPORT", str(lp)).encode()
+    end = time.time() + timeout
+    try:
+        while time.time() < end:
+            s.sendto(data, ("127.0.0.1", port))
+            s.settimeout(0.5)
+            try:
+                while True:
+                    reply, _ = s.recvfrom(65535)
+                    code = int(reply.split(b" ", 2)[1])
+                    if code >= 200:
+                        return code
+            except (socket.timeout, ValueError, IndexError):
+                continue
+    finally:
+        s.close()
+    return None
+
+
+def probe(port):
+    tag = os.urandom(4).hex()
+    return sip_request(port, (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK-probe{tag}\r\n"
+        f"From: <sip:bench@127.0.0.1>;tag={tag}\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+        f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\n"
+        "Content-Length: 0\r\n\r\n"), timeout=0.6)
+
+
+def register(port, contact, q):
+    tag = os.urandom(4).hex()
+    return sip_request(port, (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK-reg{tag}\r\n"
+        f"From: <{AOR}>;tag={tag}\r\nTo: <{AOR}>\r\nCall-ID: reg-{tag}\r\n"
+        f"CSeq: 1 REGISTER\r\nContact: <{contact}>;q={q};expires=3600\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"))
+
+
+# ------------------------------------------------------------------ sipp output
+
+def sipp_stats(path):
+    """Last row of a sipp -trace_stat CSV: column -> value (integers only)."""
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f, delimiter=";") if r]
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    out = {}
+    for k, v in zip(rows[0], rows[-1]):
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            pass
+    return out
+
+
+def response_times(path):
+    """From a sender's -trace_msg file: per Call-ID, the time from the first
+    MESSAGE sent to the 200 received, in ms (sorted)."""
+    sent, done = {}, {}
+    base = {}
+    t = None
+    direction = None
+    first = None
+    try:
+        f = open(path, errors="replace")
+    except OSError:
+        return []
+    with f:
+        for line in f:
+            if line.startswith("-----------------------------------------------"):
+                stamp = line.rstrip().rsplit(" ", 2)
+                day, clock = stamp[-2], stamp[-1]
+                if day not in base:
+                    base[day] = time.mktime(time.strptime(day, "%Y-%m-%d"))
+                h, m, sec = clock.split(":")
+                t = base[day] + int(h) * 3600 + int(m) * 60 + float(sec)
+                direction = None
+                first = None
+            elif direction is None and line.startswith("UDP message"):
+                direction = "sent" if "sent" in line else "recv"
+            elif first is None and direction and line.strip():
+                first = line.strip()
+            elif first and line[:8].lower() == "call-id:":
+                cid = line[8:].strip()
+                if direction == "sent" and first.startswith("MESSAGE "):
+                    sent.setdefault(cid, t)
+                elif direction == "recv" and first.startswith("SIP/2.0 200"):
+                    done.setdefault(cid, t)
+                first = "-"  # header done for this message
+    return sorted((done[c] - sent[c]) * 1000.0 for c in done if c in sent)
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = max(0, math.ceil(p / 100.0 * len(sorted_values)) - 1)
+    return sorted_values[k]
+
+
+# ------------------------------------------------------------------ one setup
+
+class Setup:
+    """A Kamailio with one cfg, its two terminals registered, ready for load."""
+
+    def __init__(self, name, base_dir):
+        self.name = name
+        self.c = CONFIGS[name]
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-", dir=base_dir)
+        self.port = free_port()
+        self.p1, self.p2 = free_port(), free_port()
+        self.kam = None
+        self.terms = []
+        self.sends = 0
+
+    def t_uri(self, n):
+        return f"sip:t{n}@127.0.0.1:{self.p1 if n == 1 else self.p2}"
+
+    def start(self):
+        ctl = os.path.join(self.dir, "ctl")
+        run = os.path.join(self.dir, "run")
+        os.makedirs(run, exist_ok=True)
+        self.ctl = f"unix:{ctl}"
+        args = [
+            KAMAILIO, "-DD", "-E", "-m", str(SHM_MB), "-M", str(PKG_MB), *MEM_ARGS,
+            "-f", os.path.join(HERE, "cfg", self.c["cfg"]),
+            "-A", f"SIP_PORT={self.port}", "-A", f"CHILDREN={CHILDREN}",
+            "-A", f'CTL_SOCK="{self.ctl}"',
+            "-A", f'PR_MODULE="{MODULE_COPY}"',
+            "-A", f'PR_STORE="{os.path.join(self.dir, "store.sqlite")}"',
+            "-Y", run, "-w", self.dir,
+        ]
+        self.kam = spawn(args, self.dir, "kamailio.log", group=True)
+        end = time.time() + 20
+        while time.time() < end:
+            if self.kam.poll() is not None:
+                raise RuntimeError(f"{self.name}: Kamailio exited: see {self.dir}/kamailio.log")
+            if probe(self.port) is not None:
+                break
+        else:
+            raise RuntimeError(f"{self.name}: Kamailio did not answer within 20 s ({self.dir})")
+        for n, scen in ((1, self.c["t1"]), (2, self.c["t2"])):
+            port = self.p1 if n == 1 else self.p2
+            d = os.path.join(self.dir, f"t{n}")
+            os.makedirs(d)
+            args = [SIPP, "-sf", os.path.join(HERE, "scenarios", scen),
+                    "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+                    "-timeout", "3600s", "-trace_stat", "-stf", os.path.join(d, "stats.csv"),
+                    "-fd", "1"]
+            if "30" in scen:
+                args += ["-key", "contact", f"<{self.t_uri(2)}>"]
+            p = spawn(args, d, "sipp.out")
+            self.terms.append((p, d))
+            end = time.time() + 10
+            while not udp_port_bound(port):
+                if p.poll() is not None or time.time() > end:
+                    raise RuntimeError(f"{self.name}: terminal t{n} did not start ({d}/sipp.out)")
+                time.sleep(0.02)
+        for n, q in ((1, "1.0"), (2, "0.5")):
+            code = register(self.port, self.t_uri(n), q)
+            if code != 200:
+                raise RuntimeError(f"{self.name}: REGISTER t{n}: {code}")
+        if self.c["learn"]:
+            r = self.send(1, 1, trace=False)
+            if r["ok"] != 1 or self.stat("push_redirect:forwardings_learned") != 1:
+                raise RuntimeError(f"{self.name}: the 301 was not learned ({self.dir})")
+        if WARMUP:
+            r = self.send(WARMUP, min(RATE, 200), trace=False)
+            if r["ok"] != WARMUP:
+                raise RuntimeError(f"{self.name}: warm-up: {r['ok']}/{WARMUP} got 200 ({self.dir})")
+        # the terminals write their counts every second (-fd 1)
+        time.sleep(1.2)
+        return self
+
+    def received(self):
+        """(t1, t2): requests each terminal's sipp took (IncomingCall)."""
+        return tuple(sipp_stats(os.path.join(d, "stats.csv")).get("IncomingCall(C)", -1)
+                     for _, d in self.terms)
+
+    def stat(self, name):
+        """One Kamailio statistic ("group:name") through kamcmd (None if absent)."""
+        group = name.split(":", 1)[0] + ":"
+        try:
+            out = subprocess.run([KAMCMD, "-s", self.ctl, "stats.get_statistics", group],
+                                 capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        for line in out.splitlines():
+            k, _, v = line.partition("=")
+            if k.strip() == name:
+                try:
+                    return int(v.strip())
+                except ValueError:
+                    return None
+        return None
+
+    def send(self, count, rate, trace=True, measure=False):
+        """One sipp sender run; returns its figures (and Kamailio's CPU if measure)."""
+        self.sends += 1
+        d = os.path.join(self.dir, f"sender-{self.sends}")
+        os.makedirs(d)
+        budget = count / rate + 20
+        args = [SIPP, "-sf", os.path.join(HERE, "scenarios", "sender.xml"),
+                "-key", "ruri", AOR, "-i", "127.0.0.1", "-p", str(free_port()),
+                f"127.0.0.1:{self.port}", "-m", str(count), "-r", str(rate), "-rp", "1000",
+                "-recv_timeout", "5000", "-timeout", f"{int(budget)}s", "-nostdin",
+                "-trace_stat", "-stf", os.path.join(d, "stats.csv"), "-fd", "1",
+                "-trace_err", "-error_file", os.path.join(d, "errors.log")]
+        if trace:
+            args += ["-trace_msg", "-message_file", os.path.join(d, "messages.log")]
+        recv0 = self.received() if measure else None
+        before = cpu_snapshot(self.kam.pid) if measure else None
+        mach0 = machine_ticks()
+        t0 = time.time()
+        p = spawn(args, d, "sipp.out")
+        # reap it ourselves: wait4 also gives the sender's own CPU time
+        rusage, killed = None, False
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                rusage = ru
+                p.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.time() - t0 > budget + 15:
+                p.kill()
+                killed = True
+            time.sleep(0.01)
+        STARTED.remove(p)
+        wall = time.time() - t0
+        st = sipp_stats(os.path.join(d, "stats.csv"))
+        r = {
+            "sent": st.get("OutgoingCall(C)", 0),
+            "ok": st.get("SuccessfulCall(C)", 0),
+            "failed": st.get("FailedCall(C)", 0),
+            "timeouts": st.get("FailedTimeoutOnRecv(C)", 0) + st.get("FailedMaxUDPRetrans(C)", 0),
+            "unexpected": st.get("FailedUnexpectedMessage(C)", 0),
+            "retrans": st.get("Retransmissions(C)", 0),
+            "exit": p.returncode,
+            "killed": killed,
+            "wall_s": wall,
+            "sender_cpu_s": (rusage.ru_utime + rusage.ru_stime) if rusage else float("nan"),
+            "dir": d,
+        }
+        if measure:
+            time.sleep(SETTLE)
+            after = cpu_snapshot(self.kam.pid)
+            mach1 = machine_ticks()
+            r["kam_cpu_s"] = cpu_delta(before, after)
+            # how busy the whole machine was meanwhile (0..1 of all CPUs), and
+            # how much of that was not this Kamailio (sipp, and anything else)
+            total = max(mach1[1] - mach0[1], 1)
+            r["machine_busy"] = (mach1[0] - mach0[0]) / total
+            r["other_busy"] = max(0.0, r["machine_busy"] - r["kam_cpu_s"] * CLK_TCK / total)
+            r["kam_procs"] = len(after)
+            recv1 = self.received()
+            r["t1_received"] = recv1[0] - recv0[0]
+            r["t2_received"] = recv1[1] - recv0[1]
+        if trace:
+            rt = response_times(os.path.join(d, "messages.log"))
+            r["p50_ms"] = percentile(rt, 50)
+            r["p99_ms"] = percentile(rt, 99)
+            r["rtt_n"] = len(rt)
+            if not KEEP:
+                os.remove(os.path.join(d, "messages.log"))
+        return r
+
+    def stop(self):
+        for p, _ in self.terms:
+            stop(p)
+        self.terms = []
+        if self.kam:
+            stop(self.kam)
+            self.kam = None
+
+
+def flow_ok(name, r, count):
+    """Did each terminal receive what the flow says (all requests / none)?"""
+    want = {"n": count, "0": 0}
+    e1, e2 = CONFIGS[name]["expect"]
+    return r["t1_received"] == want[e1] and r["t2_received"] == want[e2]
+
+
+def clean(r, count, rate):
+    return (r["sent"] == count and r["ok"] == count and r["failed"] == 0
+            and r["retrans"] == 0 and not r["killed"]
+            and r["wall_s"] <= count / rate * 1.10 + 1.5)
+
+
+# ------------------------------------------------------------------ phases
+
+RUN_FIELDS = ["rep", "config", "rate", "count", "sent", "ok", "failed", "timeouts",
+              "unexpected", "retrans", "p50_ms", "p99_ms", "kam_cpu_s", "cpu_per_10k",
+              "cpu_vs_sender", "kam_procs", "t1_received", "t2_received", "flow_ok", "sender_cpu_s",
+              "machine_busy", "other_busy", "wall_s", "exit"]
+
+
+def measured_runs(base):
+    runs = []
+    failed_dirs = []
+    for rep in range(1, REPS + 1):
+        k = (rep - 1) % len(ORDER)
+        order = ORDER[k:] + ORDER[:k]
+        for name in order:
+            s = Setup(name, base)
+            try:
+                s.start()
+                r = s.send(COUNT, RATE, trace=True, measure=True)
+            except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+                log(f"  rep {rep} {name:6s} ERROR {e}")
+                failed_dirs.append(s.dir)
+                s.stop()
+                continue
+            s.stop()
+            r.update(rep=rep, config=name, rate=RATE, count=COUNT)
+            r["cpu_per_10k"] = r["kam_cpu_s"] * 10000.0 / max(r["sent"], 1)
+            # Kamailio's CPU in units of the sender's: the sender does the same
+            # work in every config, so this cancels a machine-wide slowdown
+            r["cpu_vs_sender"] = r["kam_cpu_s"] / r["sender_cpu_s"] if r["sender_cpu_s"] > 0 else float("nan")
+            r["flow_ok"] = flow_ok(name, r, COUNT)
+            runs.append(r)
+            bad = (r["ok"] != COUNT or r["failed"] or not r["flow_ok"])
+            if bad:
+                failed_dirs.append(s.dir)
+            elif not KEEP:
+                shutil.rmtree(s.dir, ignore_errors=True)
+            log(f"  rep {rep} {name:6s} sent {r['sent']:6d} 200 {r['ok']:6d} failed {r['failed']:4d}"
+                f" retrans {r['retrans']:4d}  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                f"  kamailio {r['kam_cpu_s']:6.2f} s CPU = {r['cpu_per_10k']:5.2f} s/10k"
+                f"  t1/t2 got {r['t1_received']}/{r['t2_received']}"
+                + ("" if r["flow_ok"] else "  FLOW MISMATCH")
+                + (f"  (kept {s.dir})" if bad else ""))
+    return runs, failed_dirs
+
+
+def step_search(base):
+    """Highest clean rate of stock and of F1: rates in order, each config
+    until a step fails twice. Both Kamailios stay up; steps alternate."""
+    names = [n for n in ("stock", "F1") if n in CONFIGS]
+    setups = {}
+    best = {n: None for n in names}
+    steps = []
+    try:
+        for n in names:
+            setups[n] = Setup(n, base).start()
+        live = list(names)
+        for rate in STEP_RATES:
+            for n in list(live):
+                count = max(int(rate * STEP_SECONDS), 100)
+                verdict = None
+                for attempt in (1, 2):
+                    r = setups[n].send(count, rate, trace=False)
+                    ok = clean(r, count, rate)
+                    steps.append(dict(config=n, rate=rate, count=count, attempt=attempt,
+                                      sent=r["sent"], ok=r["ok"], failed=r["failed"],
+                                      retrans=r["retrans"], wall_s=round(r["wall_s"], 2),
+                                      sender_cpu_s=round(r["sender_cpu_s"], 2), clean=ok))
+                    log(f"  step {n:6s} {rate:5d}/s x {count:6d}: 200 {r['ok']:6d} failed {r['failed']:4d}"
+                        f" retrans {r['retrans']:5d} in {r['wall_s']:5.1f} s"
+                        f" (sender CPU {r['sender_cpu_s']:4.1f} s) -> {'clean' if ok else 'NOT clean'}")
+                    # a pause between steps (tm frees a step's transactions 5 s after
+                    # their final reply, in its timer process: cheap, see the README)
+                    time.sleep(1.5 if QUICK else 3)
+                    if ok:
+                        verdict = True
+                        break
+                if verdict:
+                    best[n] = rate
+                else:
+                    live.remove(n)
+            if not live:
+                break
+    finally:
+        for s in setups.values():
+            s.stop()
+            if not KEEP:
+                shutil.rmtree(s.dir, ignore_errors=True)
+    top = STEP_RATES[-1]
+    return {n: (best[n], best[n] == top) for n in names}, steps
+
+
+# ------------------------------------------------------------------ report
+
+def summarize(runs):
+    rows = []
+    for name in ORDER:
+        rs = [r for r in runs if r["config"] == name]
+        if not rs:
+            continue
+        cpu = [r["cpu_per_10k"] for r in rs]
+        rows.append(dict(
+            config=name, desc=CONFIGS[name]["desc"], runs=len(rs),
+            rate=RATE, count_per_run=COUNT,
+            sent=sum(r["sent"] for r in rs), ok=sum(r["ok"] for r in rs),
+            failed=sum(r["failed"] for r in rs), retrans=sum(r["retrans"] for r in rs),
+            flow_ok=all(r["flow_ok"] for r in rs),
+            p50_ms=statistics.median(r["p50_ms"] for r in rs),
+            p99_ms=statistics.median(r["p99_ms"] for r in rs),
+            cpu_per_10k=statistics.median(cpu), cpu_min=min(cpu), cpu_max=max(cpu),
+        ))
+    anchor = next((r for r in rows if r["config"] == "stock"), None)
+    stock_by_rep = {r["rep"]: r["cpu_per_10k"] for r in runs if r["config"] == "stock"}
+    stock_norm = {r["rep"]: r["cpu_vs_sender"] for r in runs if r["config"] == "stock"}
+    for r in rows:
+        norm = [x["cpu_vs_sender"] / stock_norm[x["rep"]] for x in runs
+                if x["config"] == r["config"] and stock_norm.get(x["rep"])]
+        r["cpu_norm_vs_stock"] = statistics.median(norm) if norm else float("nan")
+        r["cpu_norm_min"] = min(norm) if norm else float("nan")
+        r["cpu_norm_max"] = max(norm) if norm else float("nan")
+        pairs = [x["cpu_per_10k"] / stock_by_rep[x["rep"]] for x in runs
+                 if x["config"] == r["config"] and stock_by_rep.get(x["rep"])]
+        r["cpu_paired_vs_stock"] = statistics.median(pairs) if pairs else float("nan")
+        r["cpu_paired_min"] = min(pairs) if pairs else float("nan")
+        r["cpu_paired_max"] = max(pairs) if pairs else float("nan")
+        r["other_busy"] = statistics.median(x["other_busy"] for x in runs if x["config"] == r["config"])
+        for k in ("cpu_per_10k", "p50_ms", "p99_ms"):
+            r[f"{k}_vs_stock"] = (r[k] / anchor[k]) if anchor and anchor[k] else float("nan")
+    return rows
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    best, capped = v
+    if best is None:
+        return f"<{STEP_RATES[0]}/s"
+    return f">={best}/s" if capped else f"{best}/s"
+
+
+def table(rows, rates):
+    head = ("config", "sent", "200", "fail", "retr", "p50 ms", "p99 ms", "CPU s/10k",
+            "min-max", "CPU/stock", "paired", "sender-normalized", "p50/stock", "p99/stock",
+            "clean rate")
+    lines = [head]
+    for r in rows:
+        lines.append((
+            r["config"], str(r["sent"]), str(r["ok"]), str(r["failed"]), str(r["retrans"]),
+            f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['cpu_per_10k']:.3f}",
+            f"{r['cpu_min']:.3f}-{r['cpu_max']:.3f}",
+            f"{r['cpu_per_10k_vs_stock']:.2f}",
+            f"{r['cpu_paired_vs_stock']:.2f}",
+            f"{r['cpu_norm_vs_stock']:.2f} ({r['cpu_norm_min']:.2f}-{r['cpu_norm_max']:.2f})",
+            f"{r['p50_ms_vs_stock']:.2f}",
+            f"{r['p99_ms_vs_stock']:.2f}", fmt_rate(rates.get(r["config"])),
+        ))
+    w = [max(len(l[i]) for l in lines) for i in range(len(head))]
+    out = []
+    for i, l in enumerate(lines):
+        out.append("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(l)))
+        if i == 0:
+            out.append("  ".join("-" * x for x in w))
+    return "\n".join(out)
+
+
+def write_csv(path, rows, fields):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def chart(rows, path, subtitle):
+    colors = {"plain": "0x9e9e9e", "plain-push": "0xc8c8c8", "stock": "0x4c72b0", "F1": "0xdd8452", "F6": "0x55a868", "F2": "0xc44e52"}
+    dat = path[:-4] + ".dat"
+    with open(dat, "w") as f:
+        f.write("# config median min max color ratio-to-stock sender-normalized-ratio\n")
+        for r in rows:
+            ratio = float(r["cpu_per_10k_vs_stock"])
+            norm = float(r.get("cpu_norm_vs_stock", "nan"))
+            f.write(f"{r['config']} {float(r['cpu_per_10k']):.4f} {float(r['cpu_min']):.4f}"
+                    f" {float(r['cpu_max']):.4f} {int(colors.get(r['config'], '0x777777'), 16)}"
+                    f" {ratio if ratio == ratio else 0:.3f} {norm if norm == norm else 0:.3f}\n")
+    ymax = max(float(r["cpu_max"]) for r in rows) * 1.35
+    gp = f"""
+set terminal pngcairo size 900,560 font "sans,11"
+set output '{path}'
+set title "Kamailio CPU seconds per 10,000 MESSAGEs (all processes)\\n{subtitle}"
+set ylabel "CPU seconds per 10k requests (median; whiskers min-max)"
+set label 1 "normalized: ratio of Kamailio CPU / sipp sender CPU, paired per repetition" at graph 0.01, graph 0.97 font "sans,9"
+set style fill solid 0.75 border -1
+set boxwidth 0.6
+set yrange [0:{ymax:.2f}]
+set offsets 0.5, 0.5, 0, 0
+set grid ytics
+set xtics nomirror
+set key off
+plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, \\
+     '' using 0:2:3:4 with yerrorbars lc rgb 'black' lw 1.5 pt 0, \\
+     '' using 0:4:($6 > 0 ? sprintf("%.2f s\\n%.2fx stock\\n(normalized %.2fx)", $2, $6, $7) : sprintf("%.2f s", $2)) with labels offset 0,2.8
+"""
+    try:
+        res = subprocess.run([GNUPLOT], input=gp, text=True, capture_output=True, timeout=60)
+        if res.returncode != 0:
+            log(f"bench: gnuplot failed: {res.stderr.strip()}")
+            return False
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log(f"bench: no chart ({e}); install gnuplot-nox")
+        return False
+    return True
+
+
+def main():
+    t_start = time.time()
+    for b, pkg in ((KAMAILIO, "kamailio"), (SIPP, "sip-tester"), (KAMCMD, "kamailio")):
+        if not shutil.which(b) and not os.path.isfile(b):
+            sys.exit(f"bench: {b} not found (Debian package {pkg}; make bench installs it)")
+    if not os.path.isfile(PR_MODULE):
+        sys.exit(f"bench: {PR_MODULE} not found: make build")
+    os.makedirs(OUT, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="push_redirect-bench-")
+    # a private copy: a rebuild of build/ during the bench cannot swap the
+    # module under a running Kamailio
+    global MODULE_COPY
+    MODULE_COPY = os.path.join(base, "push_redirect.so")
+    shutil.copy2(PR_MODULE, MODULE_COPY)
+    with open(MODULE_COPY, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    log(f"bench: {REPS} reps x {len(ORDER)} configs ({', '.join(ORDER)}), {COUNT} MESSAGEs at {RATE}/s each,"
+        f" children={CHILDREN}, settle {SETTLE:g} s; work dir {base}")
+    load0 = open("/proc/loadavg").read().split()[:3]
+    log(f"bench: module {PR_MODULE} (sha256 {digest}, copied); {os.cpu_count()} CPUs;"
+        f" load average {' '.join(load0)}")
+    runs, failed_dirs = measured_runs(base)
+    rates, steps = {}, []
+    if SEARCH:
+        log(f"bench: step search (stock, F1): rates {STEP_RATES}, {STEP_SECONDS:g} s per step")
+        try:
+            rates, steps = step_search(base)
+        except Exception as e:  # noqa: BLE001
+            log(f"bench: step search failed: {e}")
+    rows = summarize(runs)
+    for r in rows:
+        r["clean_rate"] = fmt_rate(rates.get(r["config"]))
+    text = table(rows, rates)
+    elapsed = time.time() - t_start
+    load1 = open("/proc/loadavg").read().split()[:3]
+    subtitle = (f"{RATE}/s, {COUNT} per run, {REPS} runs each, children={CHILDREN}, "
+                f"{os.cpu_count()} CPUs, allocator {MEM_ARGS[1] if MEM_ARGS else 'Kamailio default (qm)'}")
+    header = (f"push_redirect bench: {subtitle}; p50/p99 = first MESSAGE sent -> 200 (sender's clock);\n"
+              f"CPU = utime+stime of every Kamailio process from /proc, medians over runs; "
+              f"paired = median over reps of CPU(config)/CPU(stock) of the same rep;\n"
+              f"sender-normalized = the same with each CPU divided by the sipp sender's CPU of its run "
+              f"(the sender's work is the same in every config: this cancels a machine-wide slowdown), "
+              f"median (min-max); "
+              f"clean rate = step search ({STEP_SECONDS:g} s per step).\n"
+              f"Module sha256 {digest}; memory manager {MEM_ARGS[1] if MEM_ARGS else 'Kamailio default (qm)'}, shm {SHM_MB} MB; "
+              f"load average {' '.join(load0)} at start, {' '.join(load1)} at end.")
+    log("")
+    log(header)
+    log(text)
+    write_csv(os.path.join(OUT, "runs.csv"), runs, RUN_FIELDS)
+    write_csv(os.path.join(OUT, "summary.csv"), rows,
+              ["config", "desc", "runs", "rate", "count_per_run", "sent", "ok", "failed", "retrans",
+               "flow_ok", "p50_ms", "p99_ms", "cpu_per_10k", "cpu_min", "cpu_max",
+               "cpu_per_10k_vs_stock", "cpu_paired_vs_stock", "cpu_paired_min", "cpu_paired_max",
+               "cpu_norm_vs_stock", "cpu_norm_min", "cpu_norm_max",
+               "p50_ms_vs_stock", "p99_ms_vs_stock", "other_busy", "clean_rate"])
+    if steps:
+        write_csv(os.path.join(OUT, "steps.csv"), steps,
+                  ["config", "rate", "count", "attempt", "sent", "ok", "failed", "retrans",
+                   "wall_s", "sender_cpu_s", "clean"])
+    png = os.path.join(OUT, "cpu_per_10k.png")
+    have_png = bool(rows) and chart(rows, png, subtitle)
+    with open(os.path.join(OUT, "summary.txt"), "w") as f:
+        f.write(header + "\n" + text + "\n")
+        f.write(f"\nbench.py wall time {elapsed:.0f} s\n")
+    log("")
+    log(f"bench: wrote {OUT}/summary.csv, runs.csv" + (", steps.csv" if steps else "")
+        + (", cpu_per_10k.png" if have_png else "") + ", summary.txt")
+    log(f"bench: wall time {elapsed:.0f} s")
+    if failed_dirs:
+        log("bench: runs with failures or a flow mismatch kept in: " + " ".join(failed_dirs))
+    elif not KEEP:
+        shutil.rmtree(base, ignore_errors=True)
+    complete = all(len([r for r in runs if r["config"] == n]) == REPS for n in ORDER)
+    flows = all(r["flow_ok"] for r in runs)
+    lost = sum(r["count"] - r["ok"] for r in runs)
+    if lost:
+        log(f"bench: WARNING: {lost} requests did not get their 200 (see runs.csv)")
+    if not flows:
+        log("bench: ERROR: a terminal did not receive what its flow says: the figures are not comparable")
+    if not complete:
+        log("bench: ERROR: some runs did not complete")
+    return 0 if complete and flows else 1
+
+
+def chart_only(out):
+    """`bench.py --chart [DIR]`: redraws DIR/cpu_per_10k.png from DIR/summary.csv."""
+    with open(os.path.join(out, "summary.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    r0 = rows[0]
+    subtitle = f"{r0['rate']}/s, {r0['count_per_run']} per run, {r0['runs']} runs each (redrawn)"
+    return 0 if chart(rows, os.path.join(out, "cpu_per_10k.png"), subtitle) else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--chart":
+        sys.exit(chart_only(sys.argv[2] if len(sys.argv) > 2 else OUT))
+    sys.exit(main())
