@@ -1,12 +1,14 @@
 #!/bin/sh
 # install-deps.sh - install the Debian packages a make target needs.
 #
-# Usage: scripts/install-deps.sh build|test|run
+# Usage: scripts/install-deps.sh build|test|run|bench|bench-core
 #
 #   build  a C compiler and make (the Kamailio source tree and the rest of
 #          the module's build needs come from scripts/kamailio-src.sh)
 #   run    build + kamailio (5.6 from Debian 12) + sip-tester (sipp)
 #   test   run + libcmocka-dev, valgrind, clang (C harness, sanitizers)
+#   bench  python3 (bench/bench.py) and gnuplot-nox (its PNG chart);
+#          bench-core: python3 only
 #
 # Installs only what is missing (dpkg-query), runs apt-get update first when
 # something must be installed, and is silent when everything is there.
@@ -14,11 +16,13 @@
 set -eu
 
 case "${1:-}" in
+bench) PKGS="python3 gnuplot-nox" ;;
+bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
 test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind clang" ;;
 *)
-	echo "usage: $0 build|test|run" >&2
+	echo "usage: $0 build|test|run|bench|bench-core" >&2
 	exit 2
 	;;
 esac
