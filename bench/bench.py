@@ -756,11 +756,11 @@ def chart(rows, path, subtitle):
                     f" {ratio if ratio == ratio else 0:.3f} {norm if norm == norm else 0:.3f}\n")
     ymax = max(float(r["cpu_max"]) for r in rows) * 1.35
     gp = f"""
-set terminal pngcairo size 900,560 font "sans,11"
+set terminal pngcairo size 1000,560 font "sans,11"
 set output '{path}'
 set title "Kamailio CPU seconds per 10,000 MESSAGEs (all processes)\\n{subtitle}"
 set ylabel "CPU seconds per 10k requests (median; whiskers min-max)"
-set label 1 "normalized: ratio of Kamailio CPU / sipp sender CPU, paired per repetition" at graph 0.01, graph 0.97 font "sans,9"
+set label 1 "x stock: ratio of the medians; norm.: ratio of (Kamailio CPU / sipp sender CPU), paired per repetition, median" at graph 0.01, graph 0.97 font "sans,9"
 set style fill solid 0.75 border -1
 set boxwidth 0.6
 set yrange [0:{ymax:.2f}]
@@ -770,7 +770,7 @@ set xtics nomirror
 set key off
 plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, \\
      '' using 0:2:3:4 with yerrorbars lc rgb 'black' lw 1.5 pt 0, \\
-     '' using 0:4:($6 > 0 ? sprintf("%.2f s\\n%.2fx stock\\n(normalized %.2fx)", $2, $6, $7) : sprintf("%.2f s", $2)) with labels offset 0,2.8
+     '' using 0:4:($6 > 0 ? sprintf("%.2f s\\n%.2fx stock\\nnorm. %.2fx", $2, $6, $7) : sprintf("%.2f s", $2)) with labels offset 0,2.8
 """
     try:
         res = subprocess.run([GNUPLOT], input=gp, text=True, capture_output=True, timeout=60)
@@ -873,7 +873,12 @@ def chart_only(out):
     with open(os.path.join(out, "summary.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     r0 = rows[0]
-    subtitle = f"{r0['rate']}/s, {r0['count_per_run']} per run, {r0['runs']} runs each (redrawn)"
+    subtitle = f"{r0['rate']}/s, {r0['count_per_run']} per run, {r0['runs']} runs each"
+    try:  # the first line of summary.txt has the full subtitle
+        first = open(os.path.join(out, "summary.txt")).readline()
+        subtitle = first.split("push_redirect bench: ", 1)[1].split("; p50", 1)[0]
+    except (OSError, IndexError):
+        pass
     return 0 if chart(rows, os.path.join(out, "cpu_per_10k.png"), subtitle) else 1
 
 
