@@ -549,7 +549,9 @@ impl Engine {
             Ok(a) => a,
             Err(r) => return *r,
         };
-        let (verdict, reason) = self.lookup_round(env, &aor, &aor_key, stored, &mut d);
+        let service = d.service.take().unwrap_or_default();
+        let (verdict, reason) = self.lookup_round(env, &aor, &aor_key, &service, stored, &mut d);
+        d.service = Some(service);
         d.aor = Some(aor_key);
         d.finish(verdict, reason)
     }
@@ -561,6 +563,7 @@ impl Engine {
         env: &dyn Env,
         aor: &SipUri<'_>,
         aor_key: &str,
+        service: &str,
         stored: Option<&Forwarding>,
         d: &mut Decision,
     ) -> (Verdict, Reason) {
@@ -570,6 +573,15 @@ impl Engine {
         let regs = OnceCell::new();
         let tried = Tried::new();
         let ctx = Ctx::new(self, env, aor, aor_key, &tried, 0, &regs);
+        // The host's forwarding, else the one in the store.
+        let read;
+        let stored = match stored {
+            Some(f) => Some(f),
+            None => {
+                read = env.stored(aor_key, service);
+                read.as_ref()
+            }
+        };
         let live = stored.filter(|f| f.is_live(env.now()));
         if let Some(f) = live.filter(|f| f.kind != ForwardingKind::Provisioned) {
             let targets = ctx.forwarding_targets(f, d);
@@ -1168,7 +1180,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .then(b.last_modified.cmp(&a.last_modified))
         });
         out.out.reserve(regs.len());
-        for r in regs {
+        for mut r in regs {
             let Ok(u) = uri::parse(&r.uri) else {
                 d.warn(|| {
                     format!(
@@ -1182,10 +1194,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 continue;
             }
             let key = Key::Owned(u.key());
+            let uri = std::mem::take(&mut r.uri);
             if unique {
-                out.push_unique(branch_of(r.uri.clone(), &r, r.q), key);
+                out.push_unique(branch_of(uri, &r, r.q), key);
             } else {
-                out.push(branch_of(r.uri.clone(), &r, r.q), key);
+                out.push(branch_of(uri, &r, r.q), key);
             }
         }
         Ok(())

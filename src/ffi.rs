@@ -476,12 +476,41 @@ struct EngineBox {
     last_error: std::cell::RefCell<String>,
     /// The stored entry the engine read during the current call.
     read: std::cell::RefCell<Option<Entry>>,
+    /// Unix time of the current call, read once (0: not read yet).
+    now: Cell<i64>,
+    /// The host's `is_self` answers of the current second: the same hosts
+    /// (the AOR's, the terminals') are asked on every request, and
+    /// Kamailio's check_self is costly (it tries each host as an IPv6
+    /// address, then walks every socket and alias). Kept one second at most:
+    /// a module such as `domain` may change what is "myself" at run time.
+    self_hosts: std::cell::RefCell<Vec<SelfAnswer>>,
+    /// The second (Unix time) `self_hosts` belongs to.
+    self_hosts_at: Cell<i64>,
 }
+
+/// One remembered `is_self` answer (hosts up to 64 bytes; kept inline so
+/// that remembering allocates nothing).
+#[derive(Clone, Copy)]
+struct SelfAnswer {
+    host: [u8; 64],
+    len: u8,
+    port: u16,
+    answer: bool,
+}
+
+/// Most `is_self` answers remembered at once.
+const SELF_MEMO: usize = 8;
 
 /// How often a process sweeps expired forwardings, in seconds.
 const SWEEP_EVERY: i64 = 60;
 
 impl EngineBox {
+    /// Starts a decision: forgets what the previous call read and asked.
+    fn begin_call(&self) {
+        self.read.replace(None);
+        self.now.set(0);
+    }
+
     fn fail(&self, status: pr_status, why: String) -> pr_status {
         *self.last_error.borrow_mut() = why;
         status
@@ -493,15 +522,8 @@ impl EngineBox {
         self.fail(pr_status::StoreError, why)
     }
 
-    /// The stored entry for the request's (AOR, service), if the request
-    /// is a PUSH request and a store is open. A store failure is logged and
-    /// routing goes on without it.
-    fn stored_for(&self, req: &Request<'_>) -> Option<Entry> {
-        let (aor, service) = store_key(&self.engine, req)?;
-        self.stored_for_key(&aor, &service)
-    }
-
-    /// The stored entry for (AOR, service); see `stored_for`.
+    /// The stored entry for (AOR, service), if a store is open. A store
+    /// failure is logged and routing goes on without it.
     fn stored_for_key(&self, aor: &str, service: &str) -> Option<Entry> {
         let store = self.store.as_ref()?;
         // A key too long for the store cannot have an entry: nothing to
@@ -570,19 +592,6 @@ fn short(s: &str) -> String {
     }
 }
 
-/// The store key of a PUSH request: its AOR and service (None for requests
-/// the engine leaves untouched).
-fn store_key(engine: &Engine, req: &Request<'_>) -> Option<(String, String)> {
-    if !engine.config.is_push_method(req.method) || req.has_to_tag {
-        return None;
-    }
-    let u = uri::parse(req.ruri).ok()?;
-    Some((
-        u.aor(),
-        service_key(req.method, req.event, req.content_type),
-    ))
-}
-
 impl Env for EngineBox {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
         let cb = self.lookup.ok_or(LookupError)?;
@@ -609,12 +618,36 @@ impl Env for EngineBox {
     }
 
     fn is_self(&self, host: &[u8], port: Option<u16>) -> bool {
-        match self.is_self {
-            // SAFETY: the host's callback, registered with this userdata;
-            // `host` is valid for the call.
-            Some(cb) => unsafe { cb(self.userdata, host.as_ptr(), host.len(), port.unwrap_or(0)) },
-            None => false,
+        let Some(cb) = self.is_self else {
+            return false;
+        };
+        let port = port.unwrap_or(0);
+        let now = self.now();
+        if self.self_hosts_at.replace(now) != now {
+            self.self_hosts.borrow_mut().clear();
         }
+        let same =
+            |a: &SelfAnswer| a.port == port && a.host.get(..usize::from(a.len)) == Some(host);
+        if let Some(a) = self.self_hosts.borrow().iter().find(|a| same(a)) {
+            return a.answer;
+        }
+        // SAFETY: the host's callback, registered with this userdata;
+        // `host` is valid for the call.
+        let answer = unsafe { cb(self.userdata, host.as_ptr(), host.len(), port) };
+        let mut memo = self.self_hosts.borrow_mut();
+        if let (true, Ok(len)) = (memo.len() < SELF_MEMO, u8::try_from(host.len())) {
+            let mut a = SelfAnswer {
+                host: [0; 64],
+                len,
+                port,
+                answer,
+            };
+            if let Some(slot) = a.host.get_mut(..host.len()) {
+                slot.copy_from_slice(host);
+                memo.push(a);
+            }
+        }
+        answer
     }
 
     fn stored(&self, aor: &str, service: &str) -> Option<Forwarding> {
@@ -625,9 +658,16 @@ impl Env for EngineBox {
     }
 
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        match self.now.get() {
+            0 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.now.set(now);
+                now
+            }
+            now => now,
+        }
     }
 }
 
@@ -659,6 +699,9 @@ pub extern "C" fn pr_engine_new(
                 last_sweep: Cell::new(0),
                 last_error: std::cell::RefCell::new(String::new()),
                 read: std::cell::RefCell::new(None),
+                now: Cell::new(0),
+                self_hosts: std::cell::RefCell::new(Vec::with_capacity(SELF_MEMO)),
+                self_hosts_at: Cell::new(0),
             },
             out,
         );
@@ -960,13 +1003,11 @@ pub extern "C" fn pr_push_lookup(
             (Ok((r, c)), Ok(m), s) => (r, c, m, s),
             (Err(e), ..) | (_, Err(e), _) => return e,
         };
-        let entry = if stored.is_none() {
-            e.stored_for(&req)
-        } else {
-            None
-        };
-        let fwd = entry.as_ref().map(Entry::forwarding);
-        let d = e.engine.push_lookup(e, &req, mode, stored.or(fwd.as_ref()));
+        // The engine reads the store itself (Env::stored), only for an AOR
+        // of this proxy.
+        e.begin_call();
+        let d = e.engine.push_lookup(e, &req, mode, stored);
+        let entry = e.read.take();
         e.apply_store_action(&d, entry.as_ref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
@@ -1048,7 +1089,7 @@ pub extern "C" fn pr_push_redirect(
             Err(e) => return e,
         };
         // The engine reads the store itself (Env::stored), only if needed.
-        e.read.replace(None);
+        e.begin_call();
         let d = e.engine.push_redirect(e, &req, &list, memo, mode, stored);
         let entry = e.read.take();
         e.apply_store_action(&d, entry.as_ref());
@@ -1427,6 +1468,7 @@ pub extern "C" fn pr_rpc_list(
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        e.begin_call();
         if out.is_null() {
             return pr_status::NullParameter;
         }
@@ -1553,6 +1595,7 @@ pub extern "C" fn pr_rpc_set(
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        e.begin_call();
         // SAFETY: (ptr, len) pairs per the contract.
         let args = unsafe {
             (
@@ -1646,6 +1689,7 @@ pub extern "C" fn pr_rpc_remove(
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        e.begin_call();
         if out_removed.is_null() {
             return pr_status::NullParameter;
         }
@@ -1686,6 +1730,7 @@ pub extern "C" fn pr_rpc_remove(
 pub extern "C" fn pr_engine_store_count(engine: *const pr_engine, out: *mut usize) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_ref!(engine.cast::<EngineBox>(), pr_status::NullParameter);
+        e.begin_call();
         if out.is_null() {
             return pr_status::NullParameter;
         }

@@ -12,6 +12,8 @@
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
 //! - [`memo`]: what a transaction carries from one failure round to the next.
 //! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite.
+//! - [`generation`]: the store's change counter shared between processes,
+//!   which lets each process cache what it read.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -31,6 +33,8 @@ pub mod config;
 /// cbindgen:ignore
 pub mod engine;
 pub mod ffi;
+/// cbindgen:ignore
+pub mod generation;
 pub mod log;
 /// cbindgen:ignore
 pub mod memo;

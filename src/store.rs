@@ -65,9 +65,10 @@
 //! AOR and service) and counted in [`SqliteStore::skipped_rows`]; it never
 //! fails the whole query, and never panics.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
 use crate::engine::{ForwardTarget, Forwarding, ForwardingKind, StoreAction};
+use crate::generation::Generation;
 use crate::log::{self, pr_log_level};
 
 /// The service key of a forwarding that applies to every service.
@@ -411,6 +413,80 @@ pub struct SqliteStore {
     /// `None` only while being dropped.
     conn: Mutex<Option<Connection>>,
     skipped: AtomicU64,
+    /// The change counter shared with every other user of the file; `None`:
+    /// no read cache (the counter file could not be mapped).
+    generation: Option<Generation>,
+    /// What `get` read, valid while the counter has not moved.
+    cache: Mutex<ReadCache>,
+}
+
+/// How long a cached answer may be used even when the change counter has
+/// not moved, in seconds: the bound on how late a write the counter missed
+/// (a writer that died between commit and count, the `sqlite3` shell) is
+/// seen.
+pub const CACHE_MAX_AGE: i64 = 2;
+/// Most (AOR, service) answers one process caches; the cache starts again
+/// empty when it is full.
+pub const CACHE_MAX_KEYS: usize = 4096;
+
+/// The answers `get` read from SQLite at one value of the change counter.
+#[derive(Debug, Default)]
+struct ReadCache {
+    generation: u64,
+    /// When the first answer of this generation was read (Unix seconds).
+    since: i64,
+    /// "aor\nservice" -> the answer (the entry, or none).
+    answers: HashMap<String, Option<Entry>>,
+    /// Reused to build keys without allocating on a hit.
+    key: String,
+}
+
+impl ReadCache {
+    fn make_key(&mut self, aor: &str, service: &str) {
+        self.key.clear();
+        self.key.push_str(aor);
+        self.key.push('\n');
+        self.key.push_str(service);
+    }
+
+    /// The cached answer for (aor, service) at `generation` and `now`.
+    /// An entry that has expired since is no answer (it is read again: a
+    /// less specific entry may apply now).
+    fn get(
+        &mut self,
+        generation: u64,
+        now: i64,
+        aor: &str,
+        service: &str,
+    ) -> Option<Option<Entry>> {
+        if generation != self.generation
+            || now.saturating_sub(self.since) >= CACHE_MAX_AGE
+            || now < self.since
+        {
+            self.answers.clear();
+            self.generation = generation;
+            self.since = now;
+            return None;
+        }
+        self.make_key(aor, service);
+        match self.answers.get(self.key.as_str())? {
+            Some(e) if !e.is_live(now) => None,
+            answer => Some(answer.clone()),
+        }
+    }
+
+    /// Keeps an answer read at `generation` (ignored if the counter moved
+    /// while it was read: the next `get` starts a new generation).
+    fn put(&mut self, generation: u64, aor: &str, service: &str, answer: &Option<Entry>) {
+        if generation != self.generation {
+            return;
+        }
+        if self.answers.len() >= CACHE_MAX_KEYS {
+            self.answers.clear();
+        }
+        self.make_key(aor, service);
+        self.answers.insert(self.key.clone(), answer.clone());
+    }
 }
 
 impl SqliteStore {
@@ -487,11 +563,29 @@ impl SqliteStore {
             }
             Err(e) => return Err(fail(format!("cannot migrate the schema: {e}"))),
         }
+        let generation = match Generation::open(path) {
+            Ok(g) => {
+                // The schema may just have been created or migrated.
+                g.bump();
+                Some(g)
+            }
+            Err(e) => {
+                log::emit(
+                    pr_log_level::Warn,
+                    &format!(
+                        "forwarding store without read cache (every lookup reads SQLite): {e}"
+                    ),
+                );
+                None
+            }
+        };
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            pid: std::process::id(),
+            pid: process_id(),
             conn: Mutex::new(Some(conn)),
             skipped: AtomicU64::new(0),
+            generation,
+            cache: Mutex::new(ReadCache::default()),
         })
     }
 
@@ -511,8 +605,20 @@ impl SqliteStore {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Whether reads are cached (the change counter file is mapped).
+    pub fn has_read_cache(&self) -> bool {
+        self.generation.is_some()
+    }
+
+    /// Counts a committed write in the shared change counter.
+    fn wrote(&self) {
+        if let Some(g) = &self.generation {
+            g.bump();
+        }
+    }
+
     fn check_process(&self) -> Result<(), StoreError> {
-        let now = std::process::id();
+        let now = process_id();
         if now == self.pid {
             Ok(())
         } else {
@@ -546,6 +652,44 @@ impl SqliteStore {
         })
     }
 
+    /// [`Store::get`] without the read cache: always one read of SQLite
+    /// (what a first lookup, or one after a write, costs).
+    pub fn get_from_file(
+        &self,
+        aor: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<Option<Entry>, StoreError> {
+        check_key("aor", aor)?;
+        check_key("service", service)?;
+        self.get_uncached(aor, service, now)
+    }
+
+    fn get_uncached(
+        &self,
+        aor: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<Option<Entry>, StoreError> {
+        let method = service.split(':').next().unwrap_or(service);
+        self.with_conn("get", |conn| {
+            let mut stmt = conn.prepare_cached(SQL_GET)?;
+            let mut rows = stmt.query(params![aor, service, now, method])?;
+            // At most three rows: (aor, service), (aor, method), (aor, "*").
+            let mut best: Option<(i64, Entry)> = None;
+            while let Some(row) = rows.next()? {
+                let rank = row.get::<_, i64>(8).unwrap_or(i64::MAX);
+                if best.as_ref().is_some_and(|(r, _)| *r <= rank) {
+                    continue;
+                }
+                if let Some(e) = self.decode_or_skip(row) {
+                    best = Some((rank, e));
+                }
+            }
+            Ok(best.map(|(_, e)| e))
+        })
+    }
+
     /// Decodes a row, or logs and counts it as skipped.
     fn decode_or_skip(&self, row: &Row<'_>) -> Option<Entry> {
         match decode(row) {
@@ -571,23 +715,21 @@ impl Store for SqliteStore {
     fn get(&self, aor: &str, service: &str, now: i64) -> Result<Option<Entry>, StoreError> {
         check_key("aor", aor)?;
         check_key("service", service)?;
-        let method = service.split(':').next().unwrap_or(service);
-        self.with_conn("get", |conn| {
-            let mut stmt = conn.prepare_cached(SQL_GET)?;
-            let mut rows = stmt.query(params![aor, service, now, method])?;
-            // At most three rows: (aor, service), (aor, method), (aor, "*").
-            let mut best: Option<(i64, Entry)> = None;
-            while let Some(row) = rows.next()? {
-                let rank = row.get::<_, i64>(8).unwrap_or(i64::MAX);
-                if best.as_ref().is_some_and(|(r, _)| *r <= rank) {
-                    continue;
-                }
-                if let Some(e) = self.decode_or_skip(row) {
-                    best = Some((rank, e));
-                }
+        self.check_process()?;
+        // Read the counter before SQLite (see `generation`).
+        let generation = self.generation.as_ref().map(Generation::current);
+        if let Some(g) = generation {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(answer) = cache.get(g, now, aor, service) {
+                return Ok(answer);
             }
-            Ok(best.map(|(_, e)| e))
-        })
+        }
+        let answer = self.get_uncached(aor, service, now)?;
+        if let Some(g) = generation {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.put(g, aor, service, &answer);
+        }
+        Ok(answer)
     }
 
     fn put(&self, entry: &Entry) -> Result<(), StoreError> {
@@ -606,20 +748,25 @@ impl Store for SqliteStore {
                     entry.learned_status,
                 ])
                 .map(drop)
-        })
+        })?;
+        self.wrote();
+        Ok(())
     }
-
     fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError> {
         check_key("aor", aor)?;
         if let Some(s) = service {
             check_key("service", s)?;
         }
-        self.with_conn("remove", |conn| match service {
+        let n = self.with_conn("remove", |conn| match service {
             Some(s) => conn
                 .prepare_cached(SQL_REMOVE_ONE)?
                 .execute(params![aor, s]),
             None => conn.prepare_cached(SQL_REMOVE_ALL)?.execute(params![aor]),
-        })
+        })?;
+        if n > 0 {
+            self.wrote();
+        }
+        Ok(n)
     }
 
     fn list(&self, aor: Option<&str>, now: i64) -> Result<Vec<Entry>, StoreError> {
@@ -647,9 +794,13 @@ impl Store for SqliteStore {
     }
 
     fn sweep(&self, now: i64) -> Result<usize, StoreError> {
-        self.with_conn("sweep", |conn| {
+        let n = self.with_conn("sweep", |conn| {
             conn.prepare_cached(SQL_SWEEP)?.execute(params![now])
-        })
+        })?;
+        if n > 0 {
+            self.wrote();
+        }
+        Ok(n)
     }
 
     fn count(&self, now: i64) -> Result<usize, StoreError> {
@@ -665,7 +816,7 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         let slot = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(conn) = slot.take() {
-            if std::process::id() == self.pid {
+            if process_id() == self.pid {
                 drop(conn);
             } else {
                 // Opened before a fork: closing it here could checkpoint or
@@ -888,6 +1039,33 @@ fn lossy_column(row: &Row<'_>, i: usize) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// This process' id, without a system call per use: read once, and again
+/// in the child after each `fork()` (a `pthread_atfork` handler registered
+/// when the first store is opened; before that, every call asks the
+/// system).
+fn process_id() -> u32 {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a handler that only stores getpid() in an
+        // atomic: async-signal-safe, as a child handler must be.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(refresh_pid)) };
+        if rc == 0 {
+            refresh_pid();
+        }
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => std::process::id(),
+        pid => pid,
+    }
+}
+
+/// The pid `process_id` answers with; 0 until known.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn refresh_pid() {
+    PID.store(std::process::id(), Ordering::Relaxed);
 }
 
 #[cfg(test)]

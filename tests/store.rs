@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use push_redirect::engine::{ForwardTarget, Forwarding, ForwardingKind, StoreAction};
 use push_redirect::store::{
-    Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, MAX_KEY_LEN, MAX_TARGETS,
-    MAX_URI_LEN, SCHEMA_VERSION,
+    Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, CACHE_MAX_AGE, MAX_KEY_LEN,
+    MAX_TARGETS, MAX_URI_LEN, SCHEMA_VERSION,
 };
 use rusqlite::Connection;
 
@@ -493,6 +493,94 @@ fn corrupt_rows_are_skipped_not_fatal() {
     let fixed = permanent(U1, TEXT, "sip:fixed@example.com");
     s.put(&fixed).unwrap();
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(fixed));
+}
+
+/// Inserts a row behind the store's back (as the `sqlite3` shell would).
+fn insert_raw(path: &Path, aor: &str, service: &str, uri: &str) {
+    raw(path)
+        .execute(
+            "INSERT OR REPLACE INTO forwarding (aor, service, kind, targets, expires_at, created_at) \
+             VALUES (?1, ?2, 'provisioned', ?3, NULL, ?4)",
+            rusqlite::params![aor, service, format!("- {uri}"), NOW],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_write_by_another_handle_is_seen_at_once_despite_the_cache() {
+    let dir = TempDir::new("cache-other");
+    let (a, b) = (open(&dir), open(&dir));
+    assert!(a.has_read_cache() && b.has_read_cache());
+    // a caches "nothing for U1" ...
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), None);
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), None);
+    // ... and sees b's write, its replacement and its removal at once.
+    let e = permanent(U1, TEXT, "sip:x@example.com");
+    b.put(&e).unwrap();
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), Some(e));
+    let e2 = permanent(U1, TEXT, "sip:y@example.com");
+    b.put(&e2).unwrap();
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), Some(e2));
+    assert_eq!(b.remove(U1, None).unwrap(), 1);
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), None);
+    // A sweep that deletes counts as a write too.
+    b.put(&entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:z@example.com",
+        Some(NOW + 5),
+    ))
+    .unwrap();
+    assert!(a.get(U1, TEXT, NOW).unwrap().is_some());
+    assert_eq!(b.sweep(NOW + 5).unwrap(), 1);
+    assert_eq!(a.get(U1, TEXT, NOW).unwrap(), None);
+}
+
+#[test]
+fn a_write_the_counter_missed_is_seen_within_the_max_age() {
+    let dir = TempDir::new("cache-age");
+    let path = dir.file("store.sqlite");
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    insert_raw(&path, U1, TEXT, "sip:shell@example.com");
+    // Served from the cache: the raw write did not move the counter.
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    assert_eq!(s.get(U1, TEXT, NOW + CACHE_MAX_AGE - 1).unwrap(), None);
+    // Past the age bound it is read again.
+    let got = s.get(U1, TEXT, NOW + CACHE_MAX_AGE).unwrap().unwrap();
+    assert_eq!(got.targets[0].uri, "sip:shell@example.com");
+}
+
+#[test]
+fn a_cached_entry_that_expires_gives_way_to_the_fallback() {
+    let dir = TempDir::new("cache-expiry");
+    let s = open(&dir);
+    let temp = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:t@example.com",
+        Some(NOW + 1),
+    );
+    let any = permanent(U1, ANY_SERVICE, "sip:any@example.com");
+    s.put(&temp).unwrap();
+    s.put(&any).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(temp));
+    assert_eq!(s.get(U1, TEXT, NOW + 1).unwrap(), Some(any));
+}
+
+#[test]
+fn without_the_counter_file_every_read_goes_to_sqlite() {
+    let dir = TempDir::new("cache-none");
+    let path = dir.file("store.sqlite");
+    // A folder where the counter file would be: it cannot be mapped.
+    std::fs::create_dir_all(dir.file("store.sqlite-gen")).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(!s.has_read_cache());
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    insert_raw(&path, U1, TEXT, "sip:shell@example.com");
+    assert!(s.get(U1, TEXT, NOW).unwrap().is_some());
 }
 
 #[test]
