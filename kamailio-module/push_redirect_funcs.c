@@ -319,13 +319,19 @@ static int prm_fill_request(struct sip_msg *msg, str *ruri, pr_request *req)
 
 /* the engine's branch timeout as the fr timeout of the transaction's
  * (new) branches; in a request route before t_relay() tm keeps it for the
- * transaction it is about to create */
-static int prm_set_branch_timeout(struct sip_msg *msg, str *callid)
+ * transaction it is about to create; t: the transaction in a failure
+ * route (NULL in a request route), left alone when it has the timeout
+ * already (push_lookup() gave it; tm's change_fr() walks every branch) */
+static int prm_set_branch_timeout(
+		struct sip_msg *msg, struct cell *t, str *callid)
 {
 	uint32_t ms;
 
 	ms = pr_engine_branch_timeout_ms(prm_engine);
 	if(ms == 0)
+		return 0;
+	if(t != NULL && t != T_UNDEFINED
+			&& t->fr_timeout == MS_TO_TICKS((ticks_t)ms))
 		return 0;
 	if(prm_tmb.set_fr(msg, 0, ms) < 0) {
 		LM_ERR("cannot set the branch timeout %u ms (Call-ID %.*s)\n", ms,
@@ -423,9 +429,10 @@ static int prm_set_ruri(struct sip_msg *msg, prm_branch_t *b)
 }
 
 /* write a decision into Kamailio; first_to_ruri: branch 0 becomes the
- * R-URI (request route), else every branch is appended (failure route) */
+ * R-URI (request route), else every branch is appended (failure route,
+ * transaction t) */
 static int prm_apply(struct sip_msg *msg, pr_decision *d, int first_to_ruri,
-		str *callid)
+		struct cell *t, str *callid)
 {
 	prm_branch_t b;
 	size_t n;
@@ -450,7 +457,7 @@ static int prm_apply(struct sip_msg *msg, pr_decision *d, int first_to_ruri,
 				return -1;
 		}
 	}
-	return prm_set_branch_timeout(msg, callid);
+	return prm_set_branch_timeout(msg, t, callid);
 }
 
 /* what every decision adds to the statistics, and its store action */
@@ -508,7 +515,7 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
 		return -2;
 	}
 	rc = pr_decision_script_rc(d);
-	if(rc == 1 && prm_apply(msg, d, 1, &callid) < 0)
+	if(rc == 1 && prm_apply(msg, d, 1, NULL, &callid) < 0)
 		rc = -2;
 	prm_account(d, &callid);
 	pr_decision_free(d);
@@ -556,8 +563,14 @@ static int prm_memo_set(pr_decision *d, str *callid)
 	return 0;
 }
 
-/* the transaction's branches, for the core; NULL on error */
-static pr_branch *prm_collect_branches(struct cell *t, size_t *count)
+/* branches described without an allocation (more: pkg memory) */
+#define PRM_BRANCHES_ON_STACK 8
+
+/* the transaction's branches, for the core, in `stack` when they fit
+ * (PRM_BRANCHES_ON_STACK), else in pkg memory the caller frees when the
+ * result is not `stack`; NULL on error */
+static pr_branch *prm_collect_branches(
+		struct cell *t, pr_branch *stack, size_t *count)
 {
 	pr_branch *br;
 	struct sip_msg *rpl;
@@ -567,10 +580,15 @@ static pr_branch *prm_collect_branches(struct cell *t, size_t *count)
 	*count = 0;
 	if(t->nr_of_outgoings <= 0)
 		return NULL;
-	br = (pr_branch *)pkg_malloc(t->nr_of_outgoings * sizeof(pr_branch));
-	if(br == NULL) {
-		PKG_MEM_ERROR;
-		return NULL;
+	if(t->nr_of_outgoings <= PRM_BRANCHES_ON_STACK) {
+		br = stack;
+	} else {
+		br = (pr_branch *)pkg_malloc(
+				t->nr_of_outgoings * sizeof(pr_branch));
+		if(br == NULL) {
+			PKG_MEM_ERROR;
+			return NULL;
+		}
 	}
 	memset(br, 0, t->nr_of_outgoings * sizeof(pr_branch));
 
@@ -604,6 +622,7 @@ static pr_branch *prm_collect_branches(struct cell *t, size_t *count)
 int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 {
 	pr_request req;
+	pr_branch stack_br[PRM_BRANCHES_ON_STACK];
 	pr_branch *br;
 	size_t nbr;
 	pr_decision *d;
@@ -632,7 +651,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	callid.s = (char *)req.call_id.ptr;
 	callid.len = (int)req.call_id.len;
 
-	br = prm_collect_branches(t, &nbr);
+	br = prm_collect_branches(t, stack_br, &nbr);
 	if(br == NULL) {
 		LM_ERR("no branches in the transaction (Call-ID %.*s)\n",
 				callid.len, ZSW(callid.s));
@@ -648,16 +667,18 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 		LM_ERR("push_redirect failed (Call-ID %.*s): %s\n", callid.len,
 				ZSW(callid.s), prm_status_str(st));
 		pr_decision_free(d);
-		pkg_free(br);
+		if(br != stack_br)
+			pkg_free(br);
 		return -2;
 	}
 	rc = pr_decision_script_rc(d);
 	if(rc == 1
-			&& (prm_apply(msg, d, 0, &callid) < 0
+			&& (prm_apply(msg, d, 0, t, &callid) < 0
 					|| prm_memo_set(d, &callid) < 0))
 		rc = -2;
 	prm_account(d, &callid);
 	pr_decision_free(d);
-	pkg_free(br);
+	if(br != stack_br)
+		pkg_free(br);
 	return (rc == 0) ? -1 : rc;
 }

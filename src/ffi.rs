@@ -952,6 +952,9 @@ unsafe fn mode(ptr: *const u8, len: usize) -> Result<Option<ForkMode>, pr_status
 
 /// Logs a decision's warnings and reason, naming the transaction.
 fn log_decision(d: &Decision, call_id: &[u8]) {
+    if d.warnings.is_empty() && !log::enabled(pr_log_level::Debug) {
+        return;
+    }
     let cid = String::from_utf8_lossy(call_id.get(..128).unwrap_or(call_id));
     for w in &d.warnings {
         log::emit(pr_log_level::Warn, &format!("Call-ID {cid}: {w}"));
@@ -1052,8 +1055,20 @@ pub extern "C" fn pr_push_redirect(
             // SAFETY: non-NULL and the caller promises `n_branches` items.
             unsafe { std::slice::from_raw_parts(branches, n_branches) }
         };
-        let mut list = Vec::with_capacity(raw.len());
-        for b in raw {
+        // Most transactions have a few branches: no allocation for them.
+        const ON_STACK: usize = 8;
+        let empty = Branch {
+            uri: &[],
+            status: 0,
+            reply: None,
+            current_round: false,
+        };
+        let mut stack = [empty; ON_STACK];
+        let mut heap = Vec::new();
+        if raw.len() > ON_STACK {
+            heap.reserve_exact(raw.len());
+        }
+        for (i, b) in raw.iter().enumerate() {
             // SAFETY: (ptr, len) pairs per the contract.
             let (uri, reply) = match unsafe { (b.uri.get(), b.reply.get_opt()) } {
                 (Ok(u), Ok(r)) => (u, r),
@@ -1065,13 +1080,22 @@ pub extern "C" fn pr_push_redirect(
             if status != 0 && !(100..=699).contains(&status) {
                 return pr_status::InvalidArgument;
             }
-            list.push(Branch {
+            let branch = Branch {
                 uri,
                 status,
                 reply,
                 current_round: b.current_round,
-            });
+            };
+            match stack.get_mut(i) {
+                Some(slot) if raw.len() <= ON_STACK => *slot = branch,
+                _ => heap.push(branch),
+            }
         }
+        let list: &[Branch<'_>] = if raw.len() <= ON_STACK {
+            stack.get(..raw.len()).unwrap_or(&[])
+        } else {
+            &heap
+        };
         // SAFETY: as in pr_push_lookup.
         let (req, call_id, mode, stored) = match unsafe {
             (
@@ -1090,7 +1114,7 @@ pub extern "C" fn pr_push_redirect(
         };
         // The engine reads the store itself (Env::stored), only if needed.
         e.begin_call();
-        let d = e.engine.push_redirect(e, &req, &list, memo, mode, stored);
+        let d = e.engine.push_redirect(e, &req, list, memo, mode, stored);
         let entry = e.read.take();
         e.apply_store_action(&d, entry.as_ref());
         log_decision(&d, call_id);
