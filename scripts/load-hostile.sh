@@ -44,6 +44,11 @@ say() { printf 'load-hostile: %s\n' "$*"; }
 # Kamailio's processes: the group led by $KPID.
 kam_pids() { ps -e -o pid=,pgid= | awk -v g="$KPID" '$2 == g { print $1 }'; }
 kam_rss_kb() { for p in $(kam_pids); do awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
+# private memory (pkg pool, libc heap: what a leak in the module would grow)
+kam_private_kb() { for p in $(kam_pids); do awk '/^Private_Dirty:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
+# bytes of Kamailio's shared memory pool in use (transactions, usrloc, ...)
+kam_shm_used() { kamcmd -s "unix:$WORK/ctl" core.shmmem 2>/dev/null | awk '$1 == "used:" { print $2; exit }'; }
+mem_sample() { printf '%s\t%s\t%s\t%s\n' "$1" "$(kam_rss_kb)" "$(kam_private_kb)" "$(kam_shm_used)"; }
 kam_cpu_ticks() { for p in $(kam_pids); do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'; }
 
 # --- Kamailio
@@ -119,6 +124,19 @@ sleep 3
 RSS0=$(kam_rss_kb)
 CPU0=$(kam_cpu_ticks)
 say "sending $COUNT MESSAGEs at $RATE/s for ${SECONDS_}s to 7 AORs (random) ..."
+# memory every LOAD_SAMPLE seconds while the load runs (bounded: the run's
+# length plus a minute)
+SAMPLE=${LOAD_SAMPLE:-10}
+printf 'second\trss_kb\tprivate_kb\tshm_used\n' >"$WORK/mem.tsv"
+(
+	for k in $(seq 0 "$SAMPLE" "$((SECONDS_ + 60))"); do
+		[ -e "$WORK/load.done" ] && break
+		mem_sample "$k" >>"$WORK/mem.tsv"
+		sleep "$SAMPLE"
+	done
+) &
+SAMPLER=$!
+PIDS+=("$SAMPLER")
 set +e
 ( cd "$WORK" && sipp -sf "$ROOT/scripts/load/sender_inf.xml" -inf "$WORK/aors.csv" \
 	-i 127.0.0.1 -p 0 -key extra "" -key ctype text/plain \
@@ -127,7 +145,10 @@ set +e
 	"127.0.0.1:$PORT" >/dev/null 2>&1 )
 SIPP_RC=$?
 set -e
+touch "$WORK/load.done"
+wait "$SAMPLER" 2>/dev/null || true
 sleep 2
+mem_sample end >>"$WORK/mem.tsv"
 CPU1=$(kam_cpu_ticks)
 RSS1=$(kam_rss_kb)
 NPROC_AFTER=$(kam_pids | wc -l)
@@ -152,6 +173,19 @@ echo "| final codes | $codes|"
 echo "| Kamailio processes died (crashes) | $crashes (crash lines in log: $crash_lines) |"
 echo "| Kamailio RSS after warm-up / after the run (all processes) | $((RSS0 / 1024)) MiB / $((RSS1 / 1024)) MiB |"
 echo "| Kamailio CPU | ${cpu_s} s, ${cpu_10k} s per 10,000 requests |"
+# flat: what grew over the second half of the run (from the sample nearest
+# the middle to the end), per 10,000 requests of that half
+half=$(awk -F'\t' -v m="$((SECONDS_ / 2))" 'NR > 1 && $1 != "end" && $1 >= m { print; exit }' "$WORK/mem.tsv")
+last=$(tail -1 "$WORK/mem.tsv")
+growth() { # column
+	awk -F'\t' -v c="$1" -v a="$half" -v b="$last" -v r="$RATE" -v s="$SECONDS_" 'BEGIN {
+		split(a, x, "\t"); split(b, y, "\t"); d = y[c] - x[c]; n = r * (s - x[1]);
+		printf "%+d (%+.1f per 10,000 requests)", d, (n > 0 ? d * 10000 / n : 0) }'
+}
+echo "| second half of the run: RSS kB / private kB / shm bytes in use | $(growth 2) / $(growth 3) / $(growth 4) |"
+echo
+echo "Memory during the run (all Kamailio processes; second: since the load started):"
+column -t "$WORK/mem.tsv" 2>/dev/null || cat "$WORK/mem.tsv"
 echo "| sipp exit | $SIPP_RC |"
 echo
 stats=$(kamcmd -s "unix:$WORK/ctl" stats.get_statistics push_redirect: 2>/dev/null | tr '\n' ' ')

@@ -16,6 +16,7 @@
 //! 4. the AOR's registered terminals not tried yet (F2, F3).
 
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 use crate::config::{Config, ForkMode};
 use crate::memo::{Memo, MAX_PENDING};
@@ -91,7 +92,8 @@ pub trait Env {
     /// asks only when it needs it (a 3xx without Contact, or a failed round
     /// that may have been a stored target's), so a redirect that is simply
     /// followed costs no store read. Default: no store.
-    fn stored(&self, _aor: &str, _service: &str) -> Option<Forwarding> {
+    /// Shared: the host may hand out the copy it keeps (no copy per call).
+    fn stored(&self, _aor: &str, _service: &str) -> Option<Arc<Forwarding>> {
         None
     }
 }
@@ -579,7 +581,7 @@ impl Engine {
             Some(f) => Some(f),
             None => {
                 read = env.stored(aor_key, service);
-                read.as_ref()
+                read.as_deref()
             }
         };
         let live = stored.filter(|f| f.is_live(env.now()));
@@ -637,12 +639,11 @@ impl Engine {
         };
         let service = d.service.take().unwrap_or_default();
         let lazy = OnceCell::new();
-        let stored = || {
-            lazy.get_or_init(|| match stored {
-                Some(f) => Some(f.clone()),
-                None => env.stored(&aor_key, &service),
-            })
-            .as_ref()
+        let stored = || match stored {
+            Some(f) => Some(f),
+            None => lazy
+                .get_or_init(|| env.stored(&aor_key, &service))
+                .as_deref(),
         };
         let (verdict, reason) =
             self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, &mut d);

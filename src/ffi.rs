@@ -29,9 +29,10 @@ use crate::engine::{
     ForwardingKind, LookupError, Reason, Registration, Request, StoreAction,
 };
 use crate::log::{self, pr_log_fn, pr_log_level};
-use crate::store::{Entry, SqliteStore, Store, StoreError, ANY_SERVICE};
+use crate::store::{Entry, SharedEntry, SqliteStore, Store, StoreError, ANY_SERVICE};
 use crate::uri;
 use crate::uri::Scheme;
+use std::sync::Arc;
 
 /// Result of a fallible call. The numbers are fixed and never reused.
 #[repr(u32)]
@@ -475,7 +476,7 @@ struct EngineBox {
     /// Why the last failed call on this engine failed (for RPC faults).
     last_error: std::cell::RefCell<String>,
     /// The stored entry the engine read during the current call.
-    read: std::cell::RefCell<Option<Entry>>,
+    read: std::cell::RefCell<Option<Arc<Entry>>>,
     /// Unix time of the current call, read once (0: not read yet).
     now: Cell<i64>,
     /// The host's `is_self` answers of the current second: the same hosts
@@ -524,7 +525,7 @@ impl EngineBox {
 
     /// The stored entry for (AOR, service), if a store is open. A store
     /// failure is logged and routing goes on without it.
-    fn stored_for_key(&self, aor: &str, service: &str) -> Option<Entry> {
+    fn stored_for_key(&self, aor: &str, service: &str) -> Option<SharedEntry> {
         let store = self.store.as_ref()?;
         // A key too long for the store cannot have an entry: nothing to
         // read, and nothing a sender can make the log shout about.
@@ -538,7 +539,7 @@ impl EngineBox {
                 self.store_failed("sweep", &e);
             }
         }
-        match store.get(aor, service, now) {
+        match store.get_shared(aor, service, now) {
             Ok(entry) => entry,
             Err(e) => {
                 self.store_failed("get", &e);
@@ -650,11 +651,10 @@ impl Env for EngineBox {
         answer
     }
 
-    fn stored(&self, aor: &str, service: &str) -> Option<Forwarding> {
-        let entry = self.stored_for_key(aor, service)?;
-        let f = entry.forwarding();
-        *self.read.borrow_mut() = Some(entry);
-        Some(f)
+    fn stored(&self, aor: &str, service: &str) -> Option<Arc<Forwarding>> {
+        let shared = self.stored_for_key(aor, service)?;
+        *self.read.borrow_mut() = Some(shared.entry);
+        Some(shared.forwarding)
     }
 
     fn now(&self) -> i64 {
@@ -1011,7 +1011,7 @@ pub extern "C" fn pr_push_lookup(
         e.begin_call();
         let d = e.engine.push_lookup(e, &req, mode, stored);
         let entry = e.read.take();
-        e.apply_store_action(&d, entry.as_ref());
+        e.apply_store_action(&d, entry.as_deref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
         pr_status::Ok
@@ -1116,7 +1116,7 @@ pub extern "C" fn pr_push_redirect(
         e.begin_call();
         let d = e.engine.push_redirect(e, &req, list, memo, mode, stored);
         let entry = e.read.take();
-        e.apply_store_action(&d, entry.as_ref());
+        e.apply_store_action(&d, entry.as_deref());
         log_decision(&d, call_id);
         hand_out::<Decision, pr_decision>(d, out);
         pr_status::Ok

@@ -69,7 +69,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
@@ -429,6 +429,25 @@ pub const CACHE_MAX_AGE: i64 = 2;
 /// empty when it is full.
 pub const CACHE_MAX_KEYS: usize = 4096;
 
+/// A stored entry and its forwarding, as [`SqliteStore::get_shared`] hands
+/// them out (shared with the read cache).
+#[derive(Debug, Clone)]
+pub struct SharedEntry {
+    /// The entry.
+    pub entry: Arc<Entry>,
+    /// Its forwarding, as the engine takes it.
+    pub forwarding: Arc<Forwarding>,
+}
+
+impl SharedEntry {
+    fn new(entry: Entry) -> SharedEntry {
+        SharedEntry {
+            forwarding: Arc::new(entry.forwarding()),
+            entry: Arc::new(entry),
+        }
+    }
+}
+
 /// The answers `get` read from SQLite at one value of the change counter.
 #[derive(Debug, Default)]
 struct ReadCache {
@@ -436,7 +455,7 @@ struct ReadCache {
     /// When the first answer of this generation was read (Unix seconds).
     since: i64,
     /// "aor\nservice" -> the answer (the entry, or none).
-    answers: HashMap<String, Option<Entry>>,
+    answers: HashMap<String, Option<SharedEntry>>,
     /// Reused to build keys without allocating on a hit.
     key: String,
 }
@@ -458,7 +477,7 @@ impl ReadCache {
         now: i64,
         aor: &str,
         service: &str,
-    ) -> Option<Option<Entry>> {
+    ) -> Option<Option<SharedEntry>> {
         if generation != self.generation
             || now.saturating_sub(self.since) >= CACHE_MAX_AGE
             || now < self.since
@@ -470,14 +489,14 @@ impl ReadCache {
         }
         self.make_key(aor, service);
         match self.answers.get(self.key.as_str())? {
-            Some(e) if !e.is_live(now) => None,
+            Some(e) if !e.entry.is_live(now) => None,
             answer => Some(answer.clone()),
         }
     }
 
     /// Keeps an answer read at `generation` (ignored if the counter moved
     /// while it was read: the next `get` starts a new generation).
-    fn put(&mut self, generation: u64, aor: &str, service: &str, answer: &Option<Entry>) {
+    fn put(&mut self, generation: u64, aor: &str, service: &str, answer: &Option<SharedEntry>) {
         if generation != self.generation {
             return;
         }
@@ -652,6 +671,33 @@ impl SqliteStore {
         })
     }
 
+    /// [`Store::get`], shared with the read cache: a cached answer is
+    /// handed out without a copy.
+    pub fn get_shared(
+        &self,
+        aor: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<Option<SharedEntry>, StoreError> {
+        check_key("aor", aor)?;
+        check_key("service", service)?;
+        self.check_process()?;
+        // Read the counter before SQLite (see `generation`).
+        let generation = self.generation.as_ref().map(Generation::current);
+        if let Some(g) = generation {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(answer) = cache.get(g, now, aor, service) {
+                return Ok(answer);
+            }
+        }
+        let answer = self.get_uncached(aor, service, now)?.map(SharedEntry::new);
+        if let Some(g) = generation {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.put(g, aor, service, &answer);
+        }
+        Ok(answer)
+    }
+
     /// [`Store::get`] without the read cache: always one read of SQLite
     /// (what a first lookup, or one after a write, costs).
     pub fn get_from_file(
@@ -713,23 +759,9 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn get(&self, aor: &str, service: &str, now: i64) -> Result<Option<Entry>, StoreError> {
-        check_key("aor", aor)?;
-        check_key("service", service)?;
-        self.check_process()?;
-        // Read the counter before SQLite (see `generation`).
-        let generation = self.generation.as_ref().map(Generation::current);
-        if let Some(g) = generation {
-            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(answer) = cache.get(g, now, aor, service) {
-                return Ok(answer);
-            }
-        }
-        let answer = self.get_uncached(aor, service, now)?;
-        if let Some(g) = generation {
-            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.put(g, aor, service, &answer);
-        }
-        Ok(answer)
+        Ok(self
+            .get_shared(aor, service, now)?
+            .map(|s| Entry::clone(&s.entry)))
     }
 
     fn put(&self, entry: &Entry) -> Result<(), StoreError> {
