@@ -65,7 +65,7 @@ e2e-valgrind:
 	scripts/install-deps.sh test
 	$(MAKE) build
 	rm -rf $(VG_DIR)
-	-VG_DIR=$(VG_DIR) KAMAILIO=$(CURDIR)/scripts/kamailio-valgrind.sh E2E_READY_SECS=60 E2E_STOP_SECS=30 \
+	-VG_DIR=$(VG_DIR) KAMAILIO=$(CURDIR)/scripts/kamailio-valgrind.sh E2E_READY_SECS=60 E2E_STOP_SECS=30 E2E_SLOW=5 \
 		$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 \
 		push_f hostile_ store_f6_301 2>&1 | grep -E '^test |test result'
 	scripts/valgrind-summary.sh $(VG_DIR)

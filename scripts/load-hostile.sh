@@ -120,7 +120,10 @@ say "warm-up: $((RATE * WARM)) MESSAGEs in ${WARM}s"
 	-i 127.0.0.1 -p 0 -key extra "" -key ctype text/plain \
 	-m "$((RATE * WARM))" -r "$RATE" -l 5000 -recv_timeout 40000 -timeout "$((WARM + 60))s" \
 	-nostdin "127.0.0.1:$PORT" >/dev/null 2>&1 ) || true
-sleep 3
+# tm frees a transaction 5 s after its final reply: let the warm-up's go
+SETTLE=${LOAD_SETTLE:-10}
+sleep "$SETTLE"
+SHM0=$(kam_shm_used)
 RSS0=$(kam_rss_kb)
 CPU0=$(kam_cpu_ticks)
 say "sending $COUNT MESSAGEs at $RATE/s for ${SECONDS_}s to 7 AORs (random) ..."
@@ -147,8 +150,10 @@ SIPP_RC=$?
 set -e
 touch "$WORK/load.done"
 wait "$SAMPLER" 2>/dev/null || true
-sleep 2
+LAST_IN_RUN=$(tail -1 "$WORK/mem.tsv")
+sleep "$SETTLE"
 mem_sample end >>"$WORK/mem.tsv"
+SHM1=$(kam_shm_used)
 CPU1=$(kam_cpu_ticks)
 RSS1=$(kam_rss_kb)
 NPROC_AFTER=$(kam_pids | wc -l)
@@ -174,15 +179,17 @@ echo "| Kamailio processes died (crashes) | $crashes (crash lines in log: $crash
 echo "| Kamailio RSS after warm-up / after the run (all processes) | $((RSS0 / 1024)) MiB / $((RSS1 / 1024)) MiB |"
 echo "| Kamailio CPU | ${cpu_s} s, ${cpu_10k} s per 10,000 requests |"
 # flat: what grew over the second half of the run (from the sample nearest
-# the middle to the end), per 10,000 requests of that half
+# the middle to the last one taken while the load ran), per 10,000 requests
+# of that half
 half=$(awk -F'\t' -v m="$((SECONDS_ / 2))" 'NR > 1 && $1 != "end" && $1 >= m { print; exit }' "$WORK/mem.tsv")
-last=$(tail -1 "$WORK/mem.tsv")
 growth() { # column
-	awk -F'\t' -v c="$1" -v a="$half" -v b="$last" -v r="$RATE" -v s="$SECONDS_" 'BEGIN {
-		split(a, x, "\t"); split(b, y, "\t"); d = y[c] - x[c]; n = r * (s - x[1]);
-		printf "%+d (%+.1f per 10,000 requests)", d, (n > 0 ? d * 10000 / n : 0) }'
+	awk -F'\t' -v c="$1" -v a="$half" -v b="$LAST_IN_RUN" -v r="$RATE" 'BEGIN {
+		split(a, x, "\t"); split(b, y, "\t"); d = y[c] - x[c]; n = r * (y[1] - x[1]);
+		printf "%+d kB from second %s to %s (%+.1f kB per 10,000 requests)", d, x[1], y[1], (n > 0 ? d * 10000 / n : 0) }'
 }
-echo "| second half of the run: RSS kB / private kB / shm bytes in use | $(growth 2) / $(growth 3) / $(growth 4) |"
+echo "| RSS growth, second half of the run (all processes) | $(growth 2) |"
+echo "| private memory growth (pkg pools, libc heap), second half | $(growth 3) |"
+echo "| shm in use, idle after warm-up / idle after the run (${SETTLE} s settle each) | ${SHM0} / ${SHM1} bytes ($((SHM1 - SHM0)) bytes) |"
 echo
 echo "Memory during the run (all Kamailio processes; second: since the load started):"
 column -t "$WORK/mem.tsv" 2>/dev/null || cat "$WORK/mem.tsv"

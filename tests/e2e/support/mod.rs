@@ -34,7 +34,10 @@
 //! Environment: `E2E_DIR` (default `$CARGO_MANIFEST_DIR/tests/e2e`),
 //! `E2E_TMP` (default `$TMPDIR/push_redirect-e2e`), `E2E_KEEP=1` keeps the
 //! case directories of passing tests too (failing ones are always kept),
-//! `KAMAILIO` / `SIPP` / `KAMCMD` (binaries, default from PATH or /usr/sbin).
+//! `KAMAILIO` / `SIPP` / `KAMCMD` (binaries, default from PATH or /usr/sbin),
+//! `E2E_SLOW=k` (Kamailio under valgrind): senders send k times slower and
+//! wait k times longer for each final response; the counts checked stay
+//! the same.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -1248,6 +1251,26 @@ impl Send {
     }
 
     fn run(&self, case: &Case, target: &str) -> SendResult {
+        let slow = std::env::var("E2E_SLOW")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&k| k > 1);
+        let scaled;
+        let this = match slow {
+            Some(k) => {
+                scaled = Send {
+                    rate: (self.rate / k).max(1),
+                    recv_timeout: self.recv_timeout * k,
+                    ..self.clone()
+                };
+                &scaled
+            }
+            None => self,
+        };
+        this.run_as_is(case, target)
+    }
+
+    fn run_as_is(&self, case: &Case, target: &str) -> SendResult {
         let n = CASE_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = case.subdir(&format!("sender-{n}"));
         let port = free_udp_port();
