@@ -1790,4 +1790,73 @@ mod tests {
         });
         assert_eq!(v, pr_status::Panic);
     }
+
+    /// Counts the host's is_self calls; "example.com" is the proxy.
+    unsafe extern "C" fn counting_is_self(
+        userdata: *mut c_void,
+        host: *const u8,
+        len: usize,
+        _port: u16,
+    ) -> bool {
+        // SAFETY: the test passes a live Cell<u32>; host/len per the contract.
+        unsafe {
+            let calls = &*userdata.cast::<Cell<u32>>();
+            calls.set(calls.get() + 1);
+            std::slice::from_raw_parts(host, len) == b"example.com"
+        }
+    }
+
+    #[test]
+    fn is_self_answers_are_kept_for_the_current_second_only() {
+        let calls = Cell::new(0u32);
+        let mut cfg = std::ptr::null_mut();
+        assert_eq!(pr_config_new(&mut cfg), pr_status::Ok);
+        let mut e = std::ptr::null_mut();
+        let userdata = std::ptr::addr_of!(calls).cast_mut().cast::<c_void>();
+        assert_eq!(
+            pr_engine_new(cfg, None, Some(counting_is_self), userdata, &mut e),
+            pr_status::Ok
+        );
+        // SAFETY: a live engine made just above.
+        let eb = unsafe { &*e.cast::<EngineBox>() };
+        eb.now.set(1_000);
+        // The same host and port: asked once, answered the same each time.
+        for _ in 0..3 {
+            assert!(eb.is_self(b"example.com", None));
+            assert!(!eb.is_self(b"partner.example", Some(5060)));
+        }
+        assert_eq!(calls.get(), 2);
+        // Another port is another question.
+        assert!(eb.is_self(b"example.com", Some(5060)));
+        assert_eq!(calls.get(), 3);
+        // A new call in the same second keeps the answers...
+        eb.begin_call();
+        eb.now.set(1_000);
+        assert!(eb.is_self(b"example.com", None));
+        assert_eq!(calls.get(), 3);
+        // ... the next second asks again.
+        eb.now.set(1_001);
+        assert!(eb.is_self(b"example.com", None));
+        assert_eq!(calls.get(), 4);
+        // A host too long to keep inline is asked every time.
+        let long = [b'a'; 65];
+        assert!(!eb.is_self(&long, None));
+        assert!(!eb.is_self(&long, None));
+        assert_eq!(calls.get(), 6);
+        // At most SELF_MEMO answers: the rest are asked every time.
+        eb.now.set(1_002);
+        let hosts: Vec<String> = (0..SELF_MEMO + 2)
+            .map(|k| format!("h{k}.example"))
+            .collect();
+        for h in &hosts {
+            eb.is_self(h.as_bytes(), None);
+        }
+        let before = calls.get();
+        for h in &hosts {
+            eb.is_self(h.as_bytes(), None);
+        }
+        assert_eq!(calls.get() - before, 2);
+        pr_engine_free(e);
+        pr_config_free(cfg);
+    }
 }
