@@ -258,10 +258,12 @@ fn userinfo(i: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     // There is a userinfo when the run of user / password characters and
     // ":" from the start ends at "@". The password characters are user
     // characters too, so the user ends at the first byte outside `user`.
-    let u = span(i, chars::USER);
+    let (u, escaped) = span(i, chars::USER);
     let (user, after) = i.split_at(u);
     match after.first() {
-        Some(b'@') => (u > 0 && escapes_ok(user)).then_some((Some(user), after.get(1..)?)),
+        Some(b'@') => {
+            (u > 0 && (!escaped || escapes_ok(user))).then_some((Some(user), after.get(1..)?))
+        }
         Some(b':') => {
             let rest = after.get(1..)?;
             // The password runs to the "@"; a second ":" makes it malformed,
@@ -284,11 +286,20 @@ fn userinfo(i: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     }
 }
 
-/// The length of the run of `class` characters at the start of `i`.
-fn span(i: &[u8], class: u8) -> usize {
-    i.iter()
-        .position(|&c| !chars::is(c, class))
-        .unwrap_or(i.len())
+/// The length of the run of `class` characters at the start of `i`, and
+/// whether it holds a `%` (only then are its escapes checked).
+#[inline]
+fn span(i: &[u8], class: u8) -> (usize, bool) {
+    let mut n = 0;
+    let mut escaped = false;
+    while let Some(&c) = i.get(n) {
+        if !chars::is(c, class) {
+            break;
+        }
+        escaped |= c == b'%';
+        n += 1;
+    }
+    (n, escaped)
 }
 
 /// `hostport = host [ ":" port ]`
@@ -313,23 +324,48 @@ fn host(i: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]` — labels of
-/// alphanumerics and inner hyphens; IPv4 addresses fit the same shape.
+/// alphanumerics and inner hyphens — or `IPv4address = 1*3DIGIT "."
+/// 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (each at most 255), which has the
+/// same shape.
+///
+/// One pass, label by label: each label is a run of alphanumerics and
+/// hyphens, none empty (but a final "."), none longer than 63, none
+/// starting or ending with "-"; the host ends at the first byte that is
+/// not a hostname character. The last label must start with a letter
+/// (`toplabel`), so `127.1`, `2130706433` or `0x7f.1` (which inet_aton
+/// would read as addresses) are no hostnames, unless the whole host is
+/// an IPv4 address.
 fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
-    // One pass, label by label: each label is a run of alphanumerics and
-    // hyphens, none empty (but a final "."), none longer than 63, none
-    // starting or ending with "-"; the host ends at the first byte that is
-    // not a hostname character.
     let mut n = 0usize;
+    let mut labels = 0u32;
+    // Every label so far is 1 to 3 digits, at most 255.
+    let mut ipv4 = true;
+    let mut top_alpha = false;
+    let mut final_dot = false;
     loop {
-        let label = i.get(n..).unwrap_or(b"");
-        let len = span(label, chars::LABEL);
+        let rest = i.get(n..).unwrap_or(b"");
+        let len = rest
+            .iter()
+            .position(|&c| !chars::is(c, chars::LABEL))
+            .unwrap_or(rest.len());
+        let label = rest.get(..len).unwrap_or(b"");
         if len > 63 {
             return None;
         }
-        if len > 0 && (label.first() == Some(&b'-') || label.get(len - 1) == Some(&b'-')) {
-            return None;
+        if let (Some(&first), Some(&last)) = (label.first(), label.last()) {
+            if first == b'-' || last == b'-' {
+                return None;
+            }
+            top_alpha = first.is_ascii_alphabetic();
         }
         n += len;
+        ipv4 &= (1..=3).contains(&len)
+            && label.iter().all(u8::is_ascii_digit)
+            && label
+                .iter()
+                .fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'))
+                <= 255;
+        labels += 1;
         if i.get(n) != Some(&b'.') {
             // The end of the host: the label run is maximal, so the next
             // byte is no hostname character.
@@ -345,41 +381,15 @@ fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
         n += 1;
         // A final ".": the host may end after it.
         if !i.get(n).is_some_and(|&c| chars::is(c, chars::HOST)) {
+            final_dot = true;
             break;
         }
     }
     if n > 253 {
         return None;
     }
-    let (host, rest) = i.split_at(n);
-    (ipv4_address(host) || toplabel_ok(host)).then_some((host, rest))
-}
-
-/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each
-/// at most 255.
-fn ipv4_address(h: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in h.split(|&c| c == b'.') {
-        parts += 1;
-        let ok = (1..=3).contains(&part.len())
-            && part.iter().all(u8::is_ascii_digit)
-            && part.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0')) <= 255;
-        if !ok || parts > 4 {
-            return false;
-        }
-    }
-    parts == 4
-}
-
-/// `toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum`: the last label
-/// of a hostname starts with a letter, so `127.1`, `2130706433` or
-/// `0x7f.1` (which inet_aton would read as addresses) are no hostnames.
-fn toplabel_ok(h: &[u8]) -> bool {
-    let h = h.strip_suffix(b".").unwrap_or(h);
-    h.rsplit(|&c| c == b'.')
-        .next()
-        .and_then(|l| l.first())
-        .is_some_and(u8::is_ascii_alphabetic)
+    let ipv4 = ipv4 && labels == 4 && !final_dot;
+    (ipv4 || top_alpha).then(|| i.split_at(n))
 }
 
 /// `escaped = "%" HEXDIG HEXDIG`: every `%` in `s` starts one.
@@ -407,28 +417,37 @@ fn ipv6_reference(i: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// `port = 1*DIGIT`, 1..=65535.
 fn port(i: &[u8]) -> Option<(u16, &[u8])> {
-    let n = i
-        .iter()
-        .position(|c| !c.is_ascii_digit())
-        .unwrap_or(i.len());
-    if n == 0 || n > 5 {
+    let mut n = 0;
+    let mut v = 0u32;
+    while let Some(&c) = i.get(n) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+        n += 1;
+    }
+    if n == 0 {
         return None;
     }
-    let (digits, rest) = i.split_at(n);
-    let v = digits
-        .iter()
-        .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'));
-    u16::try_from(v).ok().filter(|&p| p != 0).map(|p| (p, rest))
+    u16::try_from(v)
+        .ok()
+        .filter(|&p| p != 0)
+        .map(|p| (p, i.get(n..).unwrap_or(b"")))
 }
 
-/// `uri-parameters = *( ";" uri-parameter)`, kept as written.
+/// `uri-parameters = *( ";" uri-parameter)`, kept as written: a run of
+/// parameter characters from a ";" up to the headers or the end.
 fn uri_parameters(i: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = chars::find_byte(i, b'?').unwrap_or(i.len());
+    if i.first() != Some(&b';') {
+        return Some((b"", i));
+    }
+    // "?" is no parameter character: the run stops at the headers.
+    let (n, escaped) = span(i, chars::PARAM);
     let (params, rest) = i.split_at(n);
-    let ok = params.is_empty()
-        || (params.first() == Some(&b';')
-            && params.iter().all(|&c| chars::is(c, chars::PARAM))
-            && escapes_ok(params));
+    let ok = matches!(rest.first(), None | Some(b'?')) && (!escaped || escapes_ok(params));
     ok.then_some((params, rest))
 }
 
@@ -437,7 +456,8 @@ fn headers(i: &[u8]) -> Option<()> {
     match i.split_first() {
         None => Some(()),
         Some((b'?', h)) => {
-            (h.iter().all(|&c| chars::is(c, chars::HNV)) && escapes_ok(h)).then_some(())
+            let (n, escaped) = span(h, chars::HNV);
+            (n == h.len() && (!escaped || escapes_ok(h))).then_some(())
         }
         Some(_) => None,
     }
