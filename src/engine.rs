@@ -371,29 +371,34 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
     } else {
         content_type
     };
-    // The type/subtype or package, without parameters and whitespace.
+    // The type/subtype or package, without parameters and whitespace; a
+    // value with other bytes than those is not used.
     let detail = detail
         .map(|d| d.split(|&c| c == b';').next().unwrap_or(b""))
         .filter(|d| {
-            d.iter()
-                .all(|&c| c.is_ascii_graphic() || c == b' ' || c == b'\t')
-        })
-        .filter(|d| d.iter().any(|c| c.is_ascii_graphic()));
-    // Built as bytes: the method is text and the detail ASCII, so the
-    // result is always UTF-8.
-    let mut key = Vec::with_capacity(method.len() + 1 + detail.map_or(0, <[u8]>::len));
-    key.extend_from_slice(method.as_bytes());
+            let mut graphic = false;
+            for &c in d.iter() {
+                if c.is_ascii_graphic() {
+                    graphic = true;
+                } else if c != b' ' && c != b'\t' {
+                    return false;
+                }
+            }
+            graphic
+        });
+    let mut key = String::with_capacity(
+        (method.len() + 1 + detail.map_or(0, <[u8]>::len)).min(MAX_SERVICE_LEN + 4),
+    );
+    key.push_str(method);
     key.make_ascii_uppercase();
     if let Some(d) = detail {
-        key.push(b':');
-        key.extend(
-            d.iter()
-                .filter(|c| c.is_ascii_graphic())
-                .map(u8::to_ascii_lowercase),
-        );
+        key.push(':');
+        for &c in d.iter().take(MAX_SERVICE_LEN) {
+            if c.is_ascii_graphic() {
+                key.push(char::from(c.to_ascii_lowercase()));
+            }
+        }
     }
-    let mut key = String::from_utf8(key)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     if key.len() > MAX_SERVICE_LEN {
         let mut cut = MAX_SERVICE_LEN;
         while !key.is_char_boundary(cut) {
@@ -426,7 +431,7 @@ enum Via {
     /// Its host is the proxy: an AOR, resolved through the location table.
     LocalAor,
     /// One of the subscriber's own registered contacts (index into
-    /// `Ctx::own`): sent with that registration's destination, Path and
+    /// [`Ctx::own`]): sent with that registration's destination, Path and
     /// socket.
     Own(usize),
 }
@@ -950,11 +955,9 @@ struct Ctx<'e, 'r> {
     /// counts them all against its branch limit.
     branch_count: usize,
     ruri_sips: bool,
-    /// The AOR's registrations, read once when first needed; owned by the
-    /// caller so that `own` can borrow their URIs.
+    /// The AOR's registrations, read once when first needed (see
+    /// [`Ctx::own`]); owned by the caller, so that branches can borrow them.
     regs: &'e OnceCell<Vec<Registration>>,
-    /// Those of `regs` whose URI parses, with the parsed URI.
-    own: OnceCell<Vec<(SipUri<'e>, &'e Registration)>>,
 }
 
 impl<'e, 'r> Ctx<'e, 'r> {
@@ -976,7 +979,6 @@ impl<'e, 'r> Ctx<'e, 'r> {
             branch_count,
             ruri_sips: aor.scheme == Scheme::Sips,
             regs,
-            own: OnceCell::new(),
         }
     }
 
@@ -988,25 +990,27 @@ impl<'e, 'r> Ctx<'e, 'r> {
         self.tried.iter().any(|k| k.same_target(u))
     }
 
-    fn own(&self) -> &[(SipUri<'e>, &'e Registration)] {
-        self.own.get_or_init(|| {
-            let regs: &'e Vec<Registration> = self.regs.get_or_init(|| {
-                if !self.env.is_self(self.aor.host, self.aor.port) {
-                    return Vec::new();
-                }
-                self.env.lookup(self.aor_key).unwrap_or_default()
-            });
-            regs.iter()
-                .filter_map(|r| uri::parse(&r.uri).ok().map(|u| (u, r)))
-                .collect()
+    /// The AOR's registrations, read once when first needed.
+    fn own(&self) -> &'e [Registration] {
+        self.regs.get_or_init(|| {
+            if !self.env.is_self(self.aor.host, self.aor.port) {
+                return Vec::new();
+            }
+            self.env.lookup(self.aor_key).unwrap_or_default()
         })
     }
 
-    /// The index of the subscriber's own registration that is `u`, if any:
-    /// a redirect to another terminal of the same subscriber needs no
-    /// allowed domain.
-    fn own_registration(&self, u: &SipUri<'_>) -> Option<usize> {
-        self.own().iter().position(|(k, _)| k.same_target(u))
+    /// The index of the subscriber's own registration that is `u` (written
+    /// `raw`), if any: a redirect to another terminal of the same
+    /// subscriber needs no allowed domain.
+    fn own_registration(&self, raw: &[u8], u: &SipUri<'_>) -> Option<usize> {
+        let regs = self.own();
+        // The same bytes are the same target, and the usual case (a
+        // terminal names another's registered Contact): nothing to parse.
+        regs.iter().position(|r| r.uri == raw).or_else(|| {
+            regs.iter()
+                .position(|r| uri::parse(&r.uri).is_ok_and(|k| k.same_target(u)))
+        })
     }
 
     /// Policy for one target URI (SPEC §3). `Ok(None)`: already tried.
@@ -1037,7 +1041,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
         }
         let via = if local {
             Via::LocalAor
-        } else if let Some(i) = self.own_registration(&u) {
+        } else if let Some(i) = self.own_registration(raw, &u) {
             Via::Own(i)
         } else if self.cfg().domain_allowed_bytes(u.host) {
             Via::Direct
@@ -1148,8 +1152,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     Key::Uri(t.parsed),
                 ),
                 Via::Own(i) => {
-                    if let Some((key, r)) = self.own().get(i) {
-                        out.push_unique(branch_of(t.uri.to_vec(), r, t.q.or(r.q)), Key::Uri(*key));
+                    if let Some(r) = self.own().get(i) {
+                        out.push_unique(
+                            branch_of(t.uri.to_vec(), r, t.q.or(r.q)),
+                            Key::Uri(t.parsed),
+                        );
                     }
                 }
                 Via::LocalAor => {
