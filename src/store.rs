@@ -424,7 +424,7 @@ pub struct SqliteStore {
 /// not moved, in seconds: the bound on how late a write the counter missed
 /// (a writer that died between commit and count, the `sqlite3` shell) is
 /// seen.
-pub const CACHE_MAX_AGE: i64 = 2;
+pub const CACHE_MAX_AGE: i64 = 10;
 /// Most (AOR, service) answers one process caches; the cache starts again
 /// empty when it is full.
 pub const CACHE_MAX_KEYS: usize = 4096;
