@@ -99,6 +99,53 @@ void prm_log_bridge(
 }
 
 /*
+ * The user and host of an AOR the core wrote as "sip:user@host" or
+ * "sips:user@host" (its canonical form): found by a scan instead of a full
+ * parse_uri(). -1 when the string has any other shape (a password, a port,
+ * parameters, an IPv6 host, no user...): the caller parses it then.
+ */
+static int prm_aor_split(const char *s, size_t len, str *user, str *host)
+{
+	size_t start;
+	size_t at;
+	size_t i;
+
+	if(len > 4 && strncasecmp(s, "sip:", 4) == 0)
+		start = 4;
+	else if(len > 5 && strncasecmp(s, "sips:", 5) == 0)
+		start = 5;
+	else
+		return -1;
+	at = 0;
+	for(i = start; i < len; i++) {
+		switch(s[i]) {
+			case '@':
+				if(at != 0)
+					return -1;
+				at = i;
+				break;
+			case ':':
+			case ';':
+			case '?':
+			case '[':
+			case '<':
+			case '>':
+			case ' ':
+				return -1;
+			default:
+				break;
+		}
+	}
+	if(at <= start || at + 1 >= len)
+		return -1;
+	user->s = (char *)s + start;
+	user->len = (int)(at - start);
+	host->s = (char *)s + at + 1;
+	host->len = (int)(len - at - 1);
+	return 0;
+}
+
+/*
  * The usrloc key of an AOR, as registrar's extract_aor() builds it with
  * its defaults (no realm_pref, case_sensitive 0): the unescaped user, plus
  * "@host" with use_domain, lower-cased.  The core may hand the AOR as a
@@ -110,36 +157,43 @@ static int prm_aor_key(const uint8_t *aor, size_t len, char *buf, str *key)
 	sip_uri_t puri;
 	str u;
 	str user;
+	str uuser;
+	str host;
 
 	if(len == 0 || len >= MAX_URI_SIZE - 5)
 		return -1;
-	if((len > 4 && strncasecmp((const char *)aor, "sip:", 4) == 0)
-			|| (len > 5 && strncasecmp((const char *)aor, "sips:", 5) == 0)
-			|| (len > 4 && strncasecmp((const char *)aor, "tel:", 4) == 0)) {
-		u.s = (char *)aor;
-		u.len = (int)len;
-	} else {
-		memcpy(ubuf, "sip:", 4);
-		memcpy(ubuf + 4, aor, len);
-		u.s = ubuf;
-		u.len = (int)len + 4;
+	if(prm_aor_split((const char *)aor, len, &uuser, &host) < 0) {
+		if((len > 4 && strncasecmp((const char *)aor, "sip:", 4) == 0)
+				|| (len > 5 && strncasecmp((const char *)aor, "sips:", 5) == 0)
+				|| (len > 4
+						&& strncasecmp((const char *)aor, "tel:", 4) == 0)) {
+			u.s = (char *)aor;
+			u.len = (int)len;
+		} else {
+			memcpy(ubuf, "sip:", 4);
+			memcpy(ubuf + 4, aor, len);
+			u.s = ubuf;
+			u.len = (int)len + 4;
+		}
+		if(parse_uri(u.s, u.len, &puri) < 0)
+			return -1;
+		uuser = puri.user;
+		host = puri.host;
 	}
-	if(parse_uri(u.s, u.len, &puri) < 0)
-		return -1;
-	if(puri.user.len + puri.host.len + 1 >= PRM_AOR_MAX)
+	if(uuser.len + host.len + 1 >= PRM_AOR_MAX)
 		return -1;
 
 	user.s = buf;
 	user.len = 0;
-	if(puri.user.len > 0 && un_escape(&puri.user, &user) < 0)
+	if(uuser.len > 0 && un_escape(&uuser, &user) < 0)
 		return -1;
 	key->s = buf;
 	key->len = user.len;
 	if(prm_ul.use_domain) {
 		if(key->len > 0)
 			buf[key->len++] = '@';
-		memcpy(buf + key->len, puri.host.s, puri.host.len);
-		key->len += puri.host.len;
+		memcpy(buf + key->len, host.s, host.len);
+		key->len += host.len;
 	}
 	strlower(key);
 	return 0;
