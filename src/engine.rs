@@ -493,6 +493,9 @@ impl<'k> Candidates<'k> {
 enum Key<'k> {
     Uri(SipUri<'k>),
     Owned(TargetKey),
+    /// In a list that is never merged with another (one AOR's registered
+    /// terminals): matches nothing.
+    Unkeyed,
 }
 
 impl Key<'_> {
@@ -503,6 +506,7 @@ impl Key<'_> {
             (Key::Uri(a), Key::Uri(b)) => a.same_target(b),
             (Key::Owned(k), Key::Uri(u)) | (Key::Uri(u), Key::Owned(k)) => k.matches(u),
             (Key::Owned(a), Key::Owned(b)) => a == b,
+            (Key::Unkeyed, _) | (_, Key::Unkeyed) => false,
         }
     }
 }
@@ -602,7 +606,7 @@ impl Engine {
                 Ok(_) => {}
             }
         }
-        match ctx.registered() {
+        match ctx.registered(d.mode) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
             Ok(c) if !c.is_empty() => ctx.emit(c, d, Reason::Registered),
             // No terminal registered: a provisioned forwarding stands in
@@ -777,7 +781,7 @@ impl Engine {
         if !env.is_self(aor.host, aor.port) {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        match ctx.registered() {
+        match ctx.registered(d.mode) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
             Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
             Ok(c) => {
@@ -1160,7 +1164,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     }
                 }
                 Via::LocalAor => {
-                    self.contacts_of(&t.parsed.aor(), d, &mut out, true)?;
+                    self.contacts_of(&t.parsed.aor(), d, &mut out, true, limit)?;
                 }
             }
         }
@@ -1169,14 +1173,18 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// Adds the contacts of a local AOR to `out`, best first, minus those
     /// already tried and those that do not pass policy (a registration is
-    /// input too); `unique`: only those not in `out` yet. On a failed
-    /// lookup `out` is left as it was.
+    /// input too), until `out` holds `limit` (what the round can take: the
+    /// rest would be cut by [`Ctx::emit`], so it is not examined);
+    /// `unique`: only those not in `out` yet, else `out` holds this AOR's
+    /// contacts alone and they get no loop key (nothing is merged into
+    /// it). On a failed lookup `out` is left as it was.
     fn contacts_of(
         &self,
         aor: &str,
         d: &mut Decision,
         out: &mut Candidates<'_>,
         unique: bool,
+        limit: usize,
     ) -> Result<(), ()> {
         let mut regs = self.env.lookup(aor).map_err(|_| {
             d.warn(|| format!("location lookup of {aor} failed"));
@@ -1187,8 +1195,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .cmp(&a.q.unwrap_or(1000))
                 .then(b.last_modified.cmp(&a.last_modified))
         });
-        out.out.reserve(regs.len());
+        out.out.reserve(regs.len().min(limit));
         for mut r in regs {
+            if out.len() >= limit {
+                break;
+            }
             let Ok(u) = uri::parse(&r.uri) else {
                 d.warn(|| {
                     format!(
@@ -1201,12 +1212,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if (self.ruri_sips && u.scheme != Scheme::Sips) || self.is_tried(&u) {
                 continue;
             }
-            let key = Key::Owned(u.key());
-            let uri = std::mem::take(&mut r.uri);
             if unique {
+                let key = Key::Owned(u.key());
+                let uri = std::mem::take(&mut r.uri);
                 out.push_unique(branch_of(uri, &r, r.q), key);
             } else {
-                out.push(branch_of(uri, &r, r.q), key);
+                let uri = std::mem::take(&mut r.uri);
+                out.push(branch_of(uri, &r, r.q), Key::Unkeyed);
             }
         }
         Ok(())
@@ -1252,13 +1264,15 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// The AOR's own registered terminals not tried yet.
-    fn registered(&self) -> Result<Candidates<'static>, ()> {
+    fn registered(&self, mode: ForkMode) -> Result<Candidates<'static>, ()> {
         let mut out = Candidates::new();
         self.contacts_of(
             self.aor_key,
             &mut Decision::new(ForkMode::Serial),
             &mut out,
             false,
+            // One even at the branch limit: `emit` then says why none goes.
+            self.take(mode).max(1),
         )?;
         Ok(out)
     }
