@@ -701,6 +701,46 @@ def summarize(runs):
     return rows
 
 
+def paired(runs, config, base, key="cpu_per_10k"):
+    """Per repetition, config's `key` / base's `key` of the same repetition."""
+    by_rep = {r["rep"]: r[key] for r in runs if r["config"] == base and r[key]}
+    return [r[key] / by_rep[r["rep"]] for r in runs
+            if r["config"] == config and by_rep.get(r["rep"])]
+
+
+def targets(runs, rows, rates):
+    """The issue's targets, each with its measured figure and a verdict."""
+    out = []
+
+    def ratio(config, base, limit):
+        raw, norm = paired(runs, config, base), paired(runs, config, base, "cpu_vs_sender")
+        if not raw:
+            return
+        med = statistics.median(raw)
+        out.append(
+            f"  {config} CPU / {base} CPU, median of {len(raw)} paired runs: {med:.2f}"
+            f" (per run {', '.join(f'{x:.2f}' for x in raw)}; sender-normalized"
+            f" {statistics.median(norm):.2f}) -- target <= {limit:.2f}: "
+            + ("met" if med <= limit else "MISSED"))
+
+    ratio("F1", "stock", 1.00)
+    ratio("F6", "plain", 1.05)
+    failed = {r["config"]: r["failed"] + r["retrans"] for r in rows}
+    if failed:
+        bad = [c for c, n in failed.items() if n]
+        out.append(f"  failures or retransmissions at {RATE}/s: "
+                   + ("none in any configuration -- target met" if not bad
+                      else "in " + ", ".join(bad) + " -- target MISSED"))
+    if "F1" in rates and "stock" in rates:
+        f1, st = rates["F1"], rates["stock"]
+        # (best rate, whether it is the top step): at the top, the search
+        # could not tell a higher one
+        met = f1[1] or (not st[1] and (f1[0] or 0) >= (st[0] or 0))
+        out.append(f"  highest clean rate: F1 {fmt_rate(f1)}, stock {fmt_rate(st)} -- target F1 >= stock: "
+                   + ("met" if met else "MISSED"))
+    return ["targets (issue 6):"] + out if out else []
+
+
 def fmt_rate(v):
     if v is None:
         return "-"
@@ -829,9 +869,12 @@ def main():
               f"clean rate = step search ({STEP_SECONDS:g} s per step).\n"
               f"Module sha256 {digest}; memory manager {MEM_ARGS[1] if MEM_ARGS else 'Kamailio default (qm)'}, shm {SHM_MB} MB; "
               f"load average {' '.join(load0)} at start, {' '.join(load1)} at end.")
+    goals = targets(runs, rows, rates)
     log("")
     log(header)
     log(text)
+    for line in goals:
+        log(line)
     write_csv(os.path.join(OUT, "runs.csv"), runs, RUN_FIELDS)
     write_csv(os.path.join(OUT, "summary.csv"), rows,
               ["config", "desc", "runs", "rate", "count_per_run", "sent", "ok", "failed", "retrans",
@@ -847,6 +890,8 @@ def main():
     have_png = bool(rows) and chart(rows, png, subtitle)
     with open(os.path.join(OUT, "summary.txt"), "w") as f:
         f.write(header + "\n" + text + "\n")
+        if goals:
+            f.write("\n" + "\n".join(goals) + "\n")
         f.write(f"\nbench.py wall time {elapsed:.0f} s\n")
     log("")
     log(f"bench: wrote {OUT}/summary.csv, runs.csv" + (", steps.csv" if steps else "")
