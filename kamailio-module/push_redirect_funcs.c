@@ -581,7 +581,8 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
  * The core's memo of this transaction (the Contacts of earlier 3xx replies
  * still to try, and how many redirects were followed): tm drops earlier
  * rounds' replies, so the core hands this back to be kept with the
- * transaction.  In a failure route the XAVP list is the transaction's own
+ * transaction.  It is empty when the next round can derive it from the
+ * transaction's branches (a followed 302, a failover): nothing is kept.  In a failure route the XAVP list is the transaction's own
  * (shared memory), so the next round sees it whichever process runs it.
  */
 static str prm_memo_name = str_init("push_redirect_memo");
@@ -605,6 +606,9 @@ static int prm_memo_set(pr_decision *d, str *callid)
 	if(pr_decision_memo(d, &b) != PR_STATUS_OK)
 		return -1;
 	xavp_rm_by_name(&prm_memo_name, 1, NULL);
+	/* nothing to keep: the next round derives it from the transaction */
+	if(b.len == 0)
+		return 0;
 	memset(&v, 0, sizeof(v));
 	v.type = SR_XTYPE_STR;
 	v.v.s.s = (char *)b.ptr;

@@ -699,7 +699,25 @@ impl Engine {
         }
         let regs = OnceCell::new();
         let ctx = Ctx::new(self, env, aor, aor_key, &tried, branches.len(), &regs);
-        let memo = Memo::decode(memo);
+        // An empty memo: the previous round left nothing to keep, and the
+        // redirects followed so far are the earlier rounds' 3xx (see
+        // `Ctx::next_memo`).
+        let memo = if memo.is_empty() {
+            Memo {
+                redirects: count_u32(
+                    branches
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, b)| !(b.current_round || (!any_marked && *i == last)))
+                        .filter(|(_, b)| followable_3xx(b.status))
+                        .count(),
+                ),
+                pending: Vec::new(),
+            }
+        } else {
+            Memo::decode(memo)
+        };
+        let all_3xx = branches.iter().filter(|b| followable_3xx(b.status)).count();
         let initial_budget =
             (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
         let mut budget = initial_budget;
@@ -717,8 +735,15 @@ impl Engine {
             Ok(c) => c,
         };
         if !first.is_empty() {
-            d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
-            return ctx.emit(first, d, Reason::Redirect);
+            let outcome = ctx.emit(first, d, Reason::Redirect);
+            d.memo = ctx.next_memo(
+                &memo,
+                &round.targets,
+                redirects_now,
+                Some(&d.branches),
+                all_3xx,
+            );
+            return outcome;
         }
         // Targets that resolve to nothing (an AOR without contacts) count as
         // failed.
@@ -732,7 +757,7 @@ impl Engine {
                 (Verdict::Untouched, Reason::NotRedirect)
             };
         }
-        d.memo = ctx.next_memo(&memo, &round.targets, redirects_now);
+        d.memo = ctx.next_memo(&memo, &round.targets, redirects_now, None, all_3xx);
         // A temporary forwarding whose target just failed is dropped.
         // (A forwarding learned in this round replaces it anyway.)
         if d.store == StoreAction::None {
@@ -899,9 +924,18 @@ impl Engine {
     }
 }
 
+/// A 3xx that may be followed (not 305 or 380).
+fn followable_3xx(status: u16) -> bool {
+    (300..=399).contains(&status) && !matches!(status, 305 | 380)
+}
+
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// The parsed reply of a 3xx branch that may be followed.
 fn redirect_reply<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
-    if !(300..=399).contains(&b.status) || matches!(b.status, 305 | 380) {
+    if !followable_3xx(b.status) {
         return None;
     }
     parser::parse_response(b.reply?).ok()
@@ -1225,8 +1259,23 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// The memo for the next round: this round's redirect targets, then
-    /// the earlier ones, minus what has been tried.
-    fn next_memo(&self, old: &Memo, targets: &[Target<'_>], redirects_now: usize) -> Vec<u8> {
+    /// the earlier ones, minus what has been tried; `sent`: the branches
+    /// this round sends, when known.
+    ///
+    /// Empty when the next round can derive it from the transaction: no
+    /// target left that is not being sent now (those are tried by then),
+    /// and as many redirects followed as the transaction has 3xx replies
+    /// (`all_3xx`, which the next round counts among its earlier rounds).
+    /// The module then keeps nothing with the transaction: a followed 302,
+    /// or a failover, costs no memo.
+    fn next_memo(
+        &self,
+        old: &Memo,
+        targets: &[Target<'_>],
+        redirects_now: usize,
+        sent: Option<&[BranchOut]>,
+        all_3xx: usize,
+    ) -> Vec<u8> {
         // This round's targets were admitted (so not tried) and are all
         // different targets (see `Round::targets`): they are kept as they
         // are, up to the cap.
@@ -1253,9 +1302,18 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 earlier.push((u, t.uri.as_bytes(), t.q));
             }
         }
+        let redirects = old.redirects.saturating_add(count_u32(redirects_now));
+        let all_sent = match sent {
+            Some(sent) => fresh
+                .iter()
+                .all(|t| sent.iter().any(|b| b.uri.as_slice() == t.uri)),
+            None => fresh.is_empty(),
+        };
+        if earlier.is_empty() && all_sent && redirects == count_u32(all_3xx) {
+            return Vec::new();
+        }
         Memo::encode_iter(
-            old.redirects
-                .saturating_add(u32::try_from(redirects_now).unwrap_or(u32::MAX)),
+            redirects,
             fresh
                 .iter()
                 .map(|t| (t.uri, t.q))

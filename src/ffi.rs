@@ -1362,7 +1362,9 @@ pub extern "C" fn pr_decision_key(
 }
 
 /// The memo to keep with the transaction for its next failure round, as
-/// bytes borrowed from `d` (empty after `pr_push_lookup`).
+/// bytes borrowed from `d`. Empty after `pr_push_lookup`, and when the next
+/// round derives it from the branches (then keep nothing, and drop a memo
+/// kept earlier).
 #[no_mangle]
 pub extern "C" fn pr_decision_memo(d: *const pr_decision, out: *mut pr_bytes) -> pr_status {
     ffi_boundary!(pr_status::Panic, {

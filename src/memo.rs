@@ -4,7 +4,11 @@
 //! (`failure_reply_mode`), so the Contacts of an earlier 3xx that are still
 //! to be tried, and the number of redirects already followed, would be lost.
 //!
-//! The engine writes this memo into each decision; the module keeps it in a
+//! The engine writes this memo into a decision when the next round could
+//! not derive it (an empty memo means: no Contact pending, and as many
+//! redirects followed as the transaction has earlier 3xx replies, which
+//! the next round counts itself; so a followed 302 or a failover keeps
+//! nothing); the module keeps it in a
 //! transaction XAVP (shared memory, seen by whichever process runs the next
 //! failure round) and hands it back. It is a few short text lines, read
 //! leniently and bounded: a damaged memo only costs the pending Contacts.

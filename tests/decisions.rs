@@ -309,6 +309,52 @@ fn f4_several_contacts_serial_in_q_order() {
 }
 
 #[test]
+fn memo_is_left_out_when_the_transaction_tells_the_same() {
+    let e = engine_with("allowed_domains", "partner.example");
+    let env = env3();
+    let round = |list: &[B], memo: &[u8]| {
+        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+    };
+    let to_t2 = || b(T1, "302 M", &[&format!("Contact: <{T2}>")]);
+    // F1: the one Contact is sent now, and the transaction's one 3xx is
+    // the one redirect followed: nothing to keep.
+    let d = round(&[to_t2()], b"");
+    assert_branches(&d, &[T2], Reason::Redirect);
+    assert!(d.memo.is_empty(), "{d:#?}");
+    // F2: a failover leaves nothing either.
+    let d = round(&[b(T1, "480 X", &[])], b"");
+    assert_branches(&d, &[T2], Reason::Failover);
+    assert!(d.memo.is_empty(), "{d:#?}");
+    // F4 serial: the Contacts not sent yet are kept.
+    let d = round(&[multi_300()], b"");
+    assert_branches(&d, &["sip:b@partner.example"], Reason::Redirect);
+    let text = String::from_utf8(d.memo.clone()).unwrap_or_default();
+    assert!(text.starts_with("pr1 1\n"), "{text}");
+    assert!(text.contains("sip:a@partner.example") && text.contains("sip:c@partner.example"));
+    // A 3xx without Contact is no redirect followed, but a 3xx of the
+    // transaction: the count cannot be derived, so it is kept.
+    let d = round(&[b(T1, "302 M", &[])], b"");
+    assert_branches(&d, &[T2], Reason::Failover);
+    assert_eq!(d.memo, b"pr1 0\n");
+    // Without a memo the next round counts the earlier rounds' 3xx: with
+    // max_depth 1, the second redirect is not followed.
+    let e1 = engine_with("max_depth", "1");
+    let d = e1.push_redirect(
+        &env,
+        &message(U1),
+        &branches(&[
+            to_t2().earlier(),
+            b(T2, "302 M", &[&format!("Contact: <{T3}>")]),
+        ]),
+        b"",
+        None,
+        None,
+    );
+    assert_eq!(d.counters.loops_prevented, 1, "{d:#?}");
+    assert_branches(&d, &[T3], Reason::Failover);
+}
+
+#[test]
 fn f4_several_contacts_parallel_all_at_once() {
     let e = engine_with("allowed_domains", "partner.example");
     let d = redirect_mode(&e, &env3(), &[multi_300()], ForkMode::Parallel);

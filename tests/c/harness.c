@@ -3365,13 +3365,15 @@ static void test_hostile_max_depth(void **state) {
     pr_decision *d = redirect_ok(e, &req, br, 1, NULL, NULL);
     assert_decision(d, 1, R_REDIRECT, 1);
     assert_bytes(branch_at(d, 0).uri, T2);
+    /* Nothing pending, one 3xx followed: the memo is left out (the next
+       round counts the transaction's earlier 3xx). */
     buf_t m1 = memo_of(d);
-    assert_true(m1.len > 0);
+    assert_int_equal(m1.len, 0);
     pr_decision_free(d);
 
     /* Round 2: t2 redirects back to t1 and to a far target: past max_depth
-       (the memo says one redirect was followed), so not followed; t1 is
-       never tried twice; on to the next terminal. */
+       (one redirect was followed: t1's 302 in the earlier round), so not
+       followed; t1 is never tried twice; on to the next terminal. */
     buf_t r2 = reply1("302 Moved", "Contact: <" T1 ">, <sip:far@partner.example>");
     br[0].current_round = false;
     br[1] = branch(T2, 302, &r2, true);
