@@ -996,6 +996,8 @@ struct Ctx<'e, 'r> {
     /// The AOR's registrations, read once when first needed (see
     /// [`Ctx::own`]); owned by the caller, so that branches can borrow them.
     regs: &'e OnceCell<Vec<Registration>>,
+    /// `regs` parsed (`None`: not a SIP URI), when a target needs them.
+    own_parsed: OnceCell<Vec<Option<SipUri<'e>>>>,
 }
 
 impl<'e, 'r> Ctx<'e, 'r> {
@@ -1017,6 +1019,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             branch_count,
             ruri_sips: aor.scheme == Scheme::Sips,
             regs,
+            own_parsed: OnceCell::new(),
         }
     }
 
@@ -1045,10 +1048,15 @@ impl<'e, 'r> Ctx<'e, 'r> {
         let regs = self.own();
         // The same bytes are the same target, and the usual case (a
         // terminal names another's registered Contact): nothing to parse.
-        regs.iter().position(|r| r.uri == raw).or_else(|| {
-            regs.iter()
-                .position(|r| uri::parse(&r.uri).is_ok_and(|k| k.same_target(u)))
-        })
+        if let Some(i) = regs.iter().position(|r| r.uri == raw) {
+            return Some(i);
+        }
+        // Else compare as targets; the registrations are parsed once per
+        // call, however many targets ask.
+        self.own_parsed
+            .get_or_init(|| regs.iter().map(|r| uri::parse(&r.uri).ok()).collect())
+            .iter()
+            .position(|k| k.is_some_and(|k| k.same_target(u)))
     }
 
     /// Policy for one target URI (SPEC §3). `Ok(None)`: already tried.

@@ -126,10 +126,11 @@ impl SipUri<'_> {
     /// Whether two URIs are the same target (as their [`SipUri::key`]s
     /// would compare), without allocating.
     pub fn same_target(&self, other: &SipUri<'_>) -> bool {
+        // Cheapest first: most pairs differ in port or host.
         self.scheme == other.scheme
-            && users_equal(self.user.unwrap_or(b""), other.user.unwrap_or(b""))
-            && chars::eq_ignore_ascii_case(self.host, other.host)
             && self.effective_port() == other.effective_port()
+            && chars::eq_ignore_ascii_case(self.host, other.host)
+            && users_equal(self.user.unwrap_or(b""), other.user.unwrap_or(b""))
     }
 
     fn effective_port(&self) -> u16 {
@@ -157,7 +158,7 @@ impl TargetKey {
 /// `bob`), so an escaped spelling cannot evade loop defence. Byte-equal
 /// parts (the usual case) are not decoded.
 fn users_equal(a: &[u8], b: &[u8]) -> bool {
-    a == b || unescaped(a).eq(unescaped(b))
+    a == b || ((a.contains(&b'%') || b.contains(&b'%')) && unescaped(a).eq(unescaped(b)))
 }
 
 /// The bytes of `s` with each `%XX` decoded (a malformed escape is kept).
