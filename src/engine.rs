@@ -375,30 +375,40 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
     // value with other bytes than those is not used.
     let detail = detail
         .map(|d| d.split(|&c| c == b';').next().unwrap_or(b""))
-        .filter(|d| {
-            let mut graphic = false;
-            for &c in d.iter() {
+        .and_then(|d| {
+            let (mut graphic, mut blank) = (false, false);
+            for &c in d {
                 if c.is_ascii_graphic() {
                     graphic = true;
-                } else if c != b' ' && c != b'\t' {
-                    return false;
+                } else if c == b' ' || c == b'\t' {
+                    blank = true;
+                } else {
+                    return None;
                 }
             }
-            graphic
+            graphic.then_some((d, blank))
         });
-    let mut key = String::with_capacity(
-        (method.len() + 1 + detail.map_or(0, <[u8]>::len)).min(MAX_SERVICE_LEN + 4),
+    let mut key = Vec::with_capacity(
+        (method.len() + 1 + detail.map_or(0, |(d, _)| d.len())).min(MAX_SERVICE_LEN + 4),
     );
-    key.push_str(method);
+    key.extend_from_slice(method.as_bytes());
     key.make_ascii_uppercase();
-    if let Some(d) = detail {
-        key.push(':');
-        for &c in d.iter().take(MAX_SERVICE_LEN) {
-            if c.is_ascii_graphic() {
-                key.push(char::from(c.to_ascii_lowercase()));
-            }
+    if let Some((d, blank)) = detail {
+        key.push(b':');
+        let start = key.len();
+        let d = d.get(..MAX_SERVICE_LEN).unwrap_or(d);
+        if blank {
+            key.extend(d.iter().filter(|c| c.is_ascii_graphic()));
+        } else {
+            key.extend_from_slice(d);
+        }
+        if let Some(tail) = key.get_mut(start..) {
+            tail.make_ascii_lowercase();
         }
     }
+    // The method is text and the detail ASCII: always UTF-8.
+    let mut key = String::from_utf8(key)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     if key.len() > MAX_SERVICE_LEN {
         let mut cut = MAX_SERVICE_LEN;
         while !key.is_char_boundary(cut) {

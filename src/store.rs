@@ -679,17 +679,18 @@ impl SqliteStore {
         service: &str,
         now: i64,
     ) -> Result<Option<SharedEntry>, StoreError> {
-        check_key("aor", aor)?;
-        check_key("service", service)?;
         self.check_process()?;
         // Read the counter before SQLite (see `generation`).
         let generation = self.generation.as_ref().map(Generation::current);
         if let Some(g) = generation {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only keys that passed `check_key` below are ever cached.
             if let Some(answer) = cache.get(g, now, aor, service) {
                 return Ok(answer);
             }
         }
+        check_key("aor", aor)?;
+        check_key("service", service)?;
         let answer = self.get_uncached(aor, service, now)?.map(SharedEntry::new);
         if let Some(g) = generation {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);

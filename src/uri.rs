@@ -93,26 +93,21 @@ impl<'a> SipUri<'a> {
     /// port or parameters): the key under which forwardings are stored.
     pub fn aor(&self) -> String {
         let user_len = self.user.map_or(0, |u| u.len() + 1);
-        let mut s =
-            String::with_capacity(self.scheme.as_str().len() + 1 + user_len + self.host.len());
-        s.push_str(self.scheme.as_str());
-        s.push(':');
+        let scheme = self.scheme.as_str().as_bytes();
+        let mut s = Vec::with_capacity(scheme.len() + 1 + user_len + self.host.len());
+        s.extend_from_slice(scheme);
+        s.push(b':');
         if let Some(u) = self.user {
-            match std::str::from_utf8(u) {
-                Ok(u) => s.push_str(u),
-                Err(_) => s.push_str(&String::from_utf8_lossy(u)),
-            }
-            s.push('@');
+            s.extend_from_slice(u);
+            s.push(b'@');
         }
         let host_at = s.len();
-        match std::str::from_utf8(self.host) {
-            Ok(h) => s.push_str(h),
-            Err(_) => s.push_str(&String::from_utf8_lossy(self.host)),
-        }
+        s.extend_from_slice(self.host);
         if let Some(h) = s.get_mut(host_at..) {
             h.make_ascii_lowercase();
         }
-        s
+        // A parsed URI is ASCII; one built by hand may not be.
+        String::from_utf8(s).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The host as text (it is ASCII by construction).
