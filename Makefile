@@ -97,7 +97,7 @@ clean:
 # core's criterion benchmarks and their medians.
 PYTHON3 ?= /usr/bin/python3
 
-.PHONY: bench bench-core
+.PHONY: bench bench-core bench-instr
 
 bench:
 	scripts/install-deps.sh run
@@ -105,6 +105,14 @@ bench:
 	$(MAKE) build
 	@start=$$(date +%s); rc=0; $(PYTHON3) bench/bench.py || rc=$$?; \
 		echo "make bench: $$(( $$(date +%s) - start )) s (bench.py)"; exit $$rc
+
+# Instructions per MESSAGE of each configuration under callgrind (the
+# deterministic complement of `make bench`'s CPU seconds; ~3 min).
+bench-instr:
+	scripts/install-deps.sh test
+	bench/install-deps.sh
+	$(MAKE) build
+	$(PYTHON3) bench/instr.py
 
 bench-core:
 	scripts/install-deps.sh build

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Instructions per request of each bench configuration, under callgrind.
+
+`make bench-instr` runs this (python3 standard library, valgrind). CPU
+seconds (`make bench`) are what an operator pays, but on a shared 2-core VM
+they move by several percent from one run to the next. The instructions a
+Kamailio worker executes for the same requests do not: this is the
+deterministic complement, and it says where the difference goes.
+
+For each configuration it runs bench.py once (one repetition, no step
+search) with Kamailio under `valgrind --tool=callgrind
+--toggle-collect=receive_msg` (the workers' handling of every SIP message,
+requests and replies; not the timer processes), then reads every process's
+profile with callgrind_annotate and reports, per MESSAGE sent:
+
+  total        instructions under receive_msg (the 2 REGISTERs and the
+               warm-up MESSAGEs are counted in, divided by all MESSAGEs)
+  module       inclusive cost of push_lookup() + push_redirect()
+  replaced     inclusive cost of what the stock routing runs in their place:
+               registrar lookup() + uac_redirect get_redirect() (behind
+               get_redirects()) + tm t_check_status()
+
+and the ratios F1/stock and F6/plain of the totals.
+
+Environment: INSTR_CONFIGS (plain,stock,F1,F6,F2), INSTR_COUNT (1000),
+INSTR_RATE (100; callgrind runs Kamailio ~50x slower), INSTR_OUT
+(bench/results/instr), VALGRIND, KAMAILIO (the binary under valgrind).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = [c.strip() for c in os.environ.get("INSTR_CONFIGS", "plain,stock,F1,F6,F2").split(",") if c.strip()]
+COUNT = int(os.environ.get("INSTR_COUNT", "1000"))
+RATE = int(os.environ.get("INSTR_RATE", "100"))
+WARMUP = 20
+OUT = os.environ.get("INSTR_OUT", os.path.join(HERE, "results", "instr"))
+VALGRIND = os.environ.get("VALGRIND") or shutil.which("valgrind") or "valgrind"
+KAMAILIO = os.environ.get("KAMAILIO") or shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") or "kamailio"
+ANNOTATE = shutil.which("callgrind_annotate") or "callgrind_annotate"
+
+MODULE = ("w_push_lookup", "w_push_redirect")
+REPLACED = ("lookup", "get_redirect", "t_check_status")
+ROW = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
+
+
+def annotate(path, inclusive):
+    """{function name: instructions} of one callgrind profile."""
+    out = subprocess.run(
+        [ANNOTATE, f"--inclusive={'yes' if inclusive else 'no'}", "--auto=no", "--threshold=100", path],
+        capture_output=True, text=True, check=False).stdout
+    total, funcs = 0, {}
+    for line in out.splitlines():
+        m = ROW.match(line)
+        if not m:
+            continue
+        n = int(m.group(1).replace(",", ""))
+        name = m.group(2)
+        if "PROGRAM TOTALS" in name:
+            total = n
+            continue
+        # "file:function [object]": the function's own name. Lines without
+        # an object repeat the cost of inlined code: not counted twice.
+        if " [" not in name:
+            continue
+        fn = name.split(" [")[0]
+        fn = fn.rsplit(":", 1)[-1] if "::" not in fn else fn.split(":", 1)[-1]
+        funcs[fn] = funcs.get(fn, 0) + n
+    return total, funcs
+
+
+def run_config(name, workdir):
+    outdir = os.path.join(workdir, name)
+    os.makedirs(outdir)
+    wrapper = os.path.join(workdir, f"kamailio-{name}.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"exec {VALGRIND} --tool=callgrind --toggle-collect=receive_msg "
+                f"--callgrind-out-file={outdir}/callgrind.%p {KAMAILIO} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    env = dict(os.environ, KAMAILIO=wrapper, BENCH_CONFIGS=name, BENCH_COUNT=str(COUNT),
+               BENCH_RATE=str(RATE), BENCH_REPS="1", BENCH_SEARCH="0",
+               BENCH_OUT=os.path.join(workdir, f"bench-{name}"))
+    log = os.path.join(workdir, f"bench-{name}.log")
+    with open(log, "w") as f:
+        rc = subprocess.run([sys.executable, os.path.join(HERE, "bench.py")], env=env,
+                            stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+    if rc != 0:
+        raise RuntimeError(f"{name}: bench.py under callgrind failed (rc {rc}), see {log}")
+    total, module, replaced = 0, 0, 0
+    for p in sorted(os.listdir(outdir)):
+        path = os.path.join(outdir, p)
+        t, _ = annotate(path, inclusive=False)
+        total += t
+        if t == 0:
+            continue
+        _, incl = annotate(path, inclusive=True)
+        module += sum(incl.get(f, 0) for f in MODULE)
+        replaced += sum(incl.get(f, 0) for f in REPLACED)
+    messages = COUNT + WARMUP + (1 if name == "F6" else 0)
+    return dict(config=name, total=total / messages, module=module / messages,
+                replaced=replaced / messages)
+
+
+def main():
+    for tool in (VALGRIND, ANNOTATE, KAMAILIO):
+        if not shutil.which(tool):
+            print(f"bench-instr: {tool} not found", file=sys.stderr)
+            return 1
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="push_redirect-instr-")
+    rows = []
+    try:
+        for name in CONFIGS:
+            print(f"bench-instr: {name}: {COUNT} MESSAGEs at {RATE}/s under callgrind", flush=True)
+            rows.append(run_config(name, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    by = {r["config"]: r for r in rows}
+    lines = [f"instructions per MESSAGE under receive_msg (callgrind, {COUNT} MESSAGEs at {RATE}/s, "
+             f"Kamailio workers, user space)",
+             f"{'config':<7} {'total':>9} {'module':>9} {'replaced':>9}  ratio",
+             f"{'-' * 7} {'-' * 9} {'-' * 9} {'-' * 9}  -----"]
+    for r in rows:
+        base = {"F1": "stock", "F2": "stock", "F6": "plain"}.get(r["config"])
+        ratio = (f"{r['total'] / by[base]['total']:.3f}x {base}" if base in by else "")
+        lines.append(f"{r['config']:<7} {r['total']:>9,.0f} {r['module']:>9,.0f} {r['replaced']:>9,.0f}  {ratio}")
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(OUT, "instr.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(OUT, "instr.csv"), "w") as f:
+        f.write("config,instructions_per_message,module,replaced\n")
+        for r in rows:
+            f.write(f"{r['config']},{r['total']:.0f},{r['module']:.0f},{r['replaced']:.0f}\n")
+    print(f"bench-instr: wrote {OUT}/instr.txt, instr.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
