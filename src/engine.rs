@@ -318,7 +318,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(mode: ForkMode) -> Self {
+    /// Nothing decided yet.
+    pub(crate) fn new(mode: ForkMode) -> Self {
         Decision {
             verdict: Verdict::Untouched,
             reason: Reason::NotPushMethod,
@@ -334,14 +335,48 @@ impl Decision {
         }
     }
 
-    fn finish(mut self, verdict: Verdict, reason: Reason) -> Self {
+    /// As [`Decision::new`], keeping the buffers: a decision of an earlier
+    /// call can be filled again without allocating them anew. `aor` and
+    /// `service` keep theirs as empty strings, for the engine to take.
+    pub(crate) fn reset(&mut self, mode: ForkMode) {
+        // Every field, by name: a new field cannot be forgotten here.
+        let Decision {
+            verdict,
+            reason,
+            mode: m,
+            branches,
+            store,
+            counters,
+            aor,
+            service,
+            warnings,
+            memo,
+            suppressed,
+        } = self;
+        *verdict = Verdict::Untouched;
+        *reason = Reason::NotPushMethod;
+        *m = mode;
+        branches.clear();
+        *store = StoreAction::None;
+        *counters = Counters::default();
+        if let Some(a) = aor {
+            a.clear();
+        }
+        if let Some(s) = service {
+            s.clear();
+        }
+        warnings.clear();
+        memo.clear();
+        *suppressed = 0;
+    }
+
+    fn finish(&mut self, verdict: Verdict, reason: Reason) {
         self.verdict = verdict;
         self.reason = reason;
         if self.suppressed > 0 {
-            self.warnings
-                .push(format!("... and {} more such warnings", self.suppressed));
+            let line = format!("... and {} more such warnings", self.suppressed);
+            self.warnings.push(line);
         }
-        self
     }
 
     /// The value the script function returns (1, -1 or -2).
@@ -366,6 +401,18 @@ pub struct Engine {
 /// The service key of a request: the method, plus the `Event` package for
 /// NOTIFY or the media type for other methods (`MESSAGE:text/plain`).
 pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8]>) -> String {
+    let mut key = String::new();
+    service_key_into(method, event, content_type, &mut key);
+    key
+}
+
+/// [`service_key`] into `key` (cleared first), reusing its buffer.
+pub fn service_key_into(
+    method: &str,
+    event: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    key: &mut String,
+) {
     let detail = if method.eq_ignore_ascii_case("NOTIFY") {
         event
     } else {
@@ -388,27 +435,28 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
             }
             graphic.then_some((d, blank))
         });
-    let mut key = Vec::with_capacity(
-        (method.len() + 1 + detail.map_or(0, |(d, _)| d.len())).min(MAX_SERVICE_LEN + 4),
-    );
-    key.extend_from_slice(method.as_bytes());
+    key.clear();
+    key.reserve((method.len() + 1 + detail.map_or(0, |(d, _)| d.len())).min(MAX_SERVICE_LEN + 4));
+    key.push_str(method);
     key.make_ascii_uppercase();
     if let Some((d, blank)) = detail {
-        key.push(b':');
+        key.push(':');
         let start = key.len();
         let d = d.get(..MAX_SERVICE_LEN).unwrap_or(d);
+        // Graphic ASCII only (checked above): always UTF-8.
         if blank {
-            key.extend(d.iter().filter(|c| c.is_ascii_graphic()));
+            key.extend(
+                d.iter()
+                    .filter(|c| c.is_ascii_graphic())
+                    .map(|&c| char::from(c)),
+            );
         } else {
-            key.extend_from_slice(d);
+            key.push_str(std::str::from_utf8(d).unwrap_or(""));
         }
         if let Some(tail) = key.get_mut(start..) {
             tail.make_ascii_lowercase();
         }
     }
-    // The method is text and the detail ASCII: always UTF-8.
-    let mut key = String::from_utf8(key)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     if key.len() > MAX_SERVICE_LEN {
         let mut cut = MAX_SERVICE_LEN;
         while !key.is_char_boundary(cut) {
@@ -416,7 +464,6 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
         }
         key.truncate(cut);
     }
-    key
 }
 
 /// A target chosen by policy, before resolution of local AORs. It borrows
@@ -468,9 +515,11 @@ struct Candidates<'k> {
 }
 
 impl<'k> Candidates<'k> {
-    fn new() -> Self {
+    /// An empty list that fills `buf` (cleared; its capacity is reused).
+    fn with_buffer(mut buf: Vec<BranchOut>) -> Self {
+        buf.clear();
         Candidates {
-            out: Vec::new(),
+            out: buf,
             keys: InlineVec::new(),
         }
     }
@@ -565,16 +614,34 @@ impl Engine {
         mode: Option<ForkMode>,
         stored: Option<&Forwarding>,
     ) -> Decision {
-        let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
-        let (aor, aor_key) = match self.prologue(req, &mut d) {
-            Ok(a) => a,
-            Err(r) => return *r,
+        let mut d = Decision::new(ForkMode::Serial);
+        self.push_lookup_into(env, req, mode, stored, &mut d);
+        d
+    }
+
+    /// [`Engine::push_lookup`] into `d`, whose buffers are reused: any
+    /// decision will do (everything in it is replaced).
+    pub fn push_lookup_into(
+        &self,
+        env: &dyn Env,
+        req: &Request<'_>,
+        mode: Option<ForkMode>,
+        stored: Option<&Forwarding>,
+        d: &mut Decision,
+    ) {
+        d.reset(mode.unwrap_or(self.config.fork_mode));
+        let mut aor_key = d.aor.take().unwrap_or_default();
+        let mut service = d.service.take().unwrap_or_default();
+        let (verdict, reason) = match self.prologue(req, d, &mut aor_key, &mut service) {
+            Ok(aor) => {
+                let outcome = self.lookup_round(env, &aor, &aor_key, &service, stored, d);
+                d.service = Some(service);
+                d.aor = Some(aor_key);
+                outcome
+            }
+            Err(outcome) => outcome,
         };
-        let service = d.service.take().unwrap_or_default();
-        let (verdict, reason) = self.lookup_round(env, &aor, &aor_key, &service, stored, &mut d);
-        d.service = Some(service);
-        d.aor = Some(aor_key);
-        d.finish(verdict, reason)
+        d.finish(verdict, reason);
     }
 
     /// The body of [`Engine::push_lookup`] once the AOR is known: fills
@@ -616,7 +683,7 @@ impl Engine {
                 Ok(_) => {}
             }
         }
-        match ctx.registered(d.mode) {
+        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
             Ok(c) if !c.is_empty() => ctx.emit(c, d, Reason::Registered),
             // No terminal registered: a provisioned forwarding stands in
@@ -651,24 +718,44 @@ impl Engine {
         mode: Option<ForkMode>,
         stored: Option<&Forwarding>,
     ) -> Decision {
-        let mut d = Decision::new(mode.unwrap_or(self.config.fork_mode));
-        let (aor, aor_key) = match self.prologue(req, &mut d) {
-            Ok(a) => a,
-            Err(r) => return *r,
+        let mut d = Decision::new(ForkMode::Serial);
+        self.push_redirect_into(env, req, branches, memo, mode, stored, &mut d);
+        d
+    }
+
+    /// [`Engine::push_redirect`] into `d`, whose buffers are reused: any
+    /// decision will do (everything in it is replaced).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_redirect_into(
+        &self,
+        env: &dyn Env,
+        req: &Request<'_>,
+        branches: &[Branch<'_>],
+        memo: &[u8],
+        mode: Option<ForkMode>,
+        stored: Option<&Forwarding>,
+        d: &mut Decision,
+    ) {
+        d.reset(mode.unwrap_or(self.config.fork_mode));
+        let mut aor_key = d.aor.take().unwrap_or_default();
+        let mut service = d.service.take().unwrap_or_default();
+        let (verdict, reason) = match self.prologue(req, d, &mut aor_key, &mut service) {
+            Ok(aor) => {
+                let lazy = OnceCell::new();
+                let stored = || match stored {
+                    Some(f) => Some(f),
+                    None => lazy
+                        .get_or_init(|| env.stored(&aor_key, &service))
+                        .as_deref(),
+                };
+                let outcome = self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, d);
+                d.service = Some(service);
+                d.aor = Some(aor_key);
+                outcome
+            }
+            Err(outcome) => outcome,
         };
-        let service = d.service.take().unwrap_or_default();
-        let lazy = OnceCell::new();
-        let stored = || match stored {
-            Some(f) => Some(f),
-            None => lazy
-                .get_or_init(|| env.stored(&aor_key, &service))
-                .as_deref(),
-        };
-        let (verdict, reason) =
-            self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, &mut d);
-        d.service = Some(service);
-        d.aor = Some(aor_key);
-        d.finish(verdict, reason)
+        d.finish(verdict, reason);
     }
 
     /// The body of [`Engine::push_redirect`] once the AOR is known: fills
@@ -746,12 +833,13 @@ impl Engine {
         };
         if !first.is_empty() {
             let outcome = ctx.emit(first, d, Reason::Redirect);
-            d.memo = ctx.next_memo(
+            ctx.next_memo(
                 &memo,
                 &round.targets,
                 redirects_now,
                 Some(&d.branches),
                 all_3xx,
+                &mut d.memo,
             );
             return outcome;
         }
@@ -767,7 +855,14 @@ impl Engine {
                 (Verdict::Untouched, Reason::NotRedirect)
             };
         }
-        d.memo = ctx.next_memo(&memo, &round.targets, redirects_now, None, all_3xx);
+        ctx.next_memo(
+            &memo,
+            &round.targets,
+            redirects_now,
+            None,
+            all_3xx,
+            &mut d.memo,
+        );
         // A temporary forwarding whose target just failed is dropped.
         // (A forwarding learned in this round replaces it anyway.)
         if d.store == StoreAction::None {
@@ -816,7 +911,7 @@ impl Engine {
         if !env.is_self(aor.host, aor.port) {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        match ctx.registered(d.mode) {
+        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
             Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
             Ok(c) => {
@@ -827,25 +922,23 @@ impl Engine {
     }
 
     /// Common start of both functions: untouched requests, the AOR, the
-    /// service. Returns the parsed Request-URI and its AOR form, which the
-    /// caller puts into the decision once it is made.
+    /// service. Returns the parsed Request-URI, and writes its AOR form and
+    /// the service key into the caller's buffers (the caller puts them
+    /// into the decision once it is made); `Err`: how the call ends.
     fn prologue<'r>(
         &self,
         req: &Request<'r>,
         d: &mut Decision,
-    ) -> Result<(SipUri<'r>, String), Box<Decision>> {
+        aor_key: &mut String,
+        service: &mut String,
+    ) -> Result<SipUri<'r>, (Verdict, Reason)> {
         if !self.config.is_push_method(req.method) {
-            return Err(Box::new(
-                d.clone().finish(Verdict::Untouched, Reason::NotPushMethod),
-            ));
+            return Err((Verdict::Untouched, Reason::NotPushMethod));
         }
         if req.has_to_tag {
-            return Err(Box::new(
-                d.clone().finish(Verdict::Untouched, Reason::InDialog),
-            ));
+            return Err((Verdict::Untouched, Reason::InDialog));
         }
         let aor = uri::parse(req.ruri).map_err(|e| {
-            let mut d = d.clone();
             d.warn(|| {
                 format!(
                     "Request-URI {:?} refused: {}",
@@ -853,11 +946,11 @@ impl Engine {
                     e.message()
                 )
             });
-            Box::new(d.finish(Verdict::Error, Reason::BadRequestUri))
+            (Verdict::Error, Reason::BadRequestUri)
         })?;
-        d.service = Some(service_key(req.method, req.event, req.content_type));
-        let aor_key = aor.aor();
-        Ok((aor, aor_key))
+        service_key_into(req.method, req.event, req.content_type, service);
+        aor.aor_into(aor_key);
+        Ok(aor)
     }
 
     /// Reads one failed branch of the current round into `round`.
@@ -1190,7 +1283,8 @@ impl<'e, 'r> Ctx<'e, 'r> {
         'e: 'c,
     {
         let limit = self.take(d.mode);
-        let mut out = Candidates::new();
+        // The decision's own branch buffer (`emit` hands it back).
+        let mut out = Candidates::with_buffer(std::mem::take(&mut d.branches));
         for t in targets {
             if out.len() >= limit {
                 break;
@@ -1276,9 +1370,9 @@ impl<'e, 'r> Ctx<'e, 'r> {
         Ok(())
     }
 
-    /// The memo for the next round: this round's redirect targets, then
-    /// the earlier ones, minus what has been tried; `sent`: the branches
-    /// this round sends, when known.
+    /// The memo for the next round, into `out`: this round's redirect
+    /// targets, then the earlier ones, minus what has been tried; `sent`:
+    /// the branches this round sends, when known.
     ///
     /// Empty when the next round can derive it from the transaction: no
     /// target left that is not being sent now (those are tried by then),
@@ -1293,7 +1387,8 @@ impl<'e, 'r> Ctx<'e, 'r> {
         redirects_now: usize,
         sent: Option<&[BranchOut]>,
         all_3xx: usize,
-    ) -> Vec<u8> {
+        out: &mut Vec<u8>,
+    ) {
         // This round's targets were admitted (so not tried) and are all
         // different targets (see `Round::targets`): they are kept as they
         // are, up to the cap.
@@ -1328,9 +1423,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
             None => fresh.is_empty(),
         };
         if earlier.is_empty() && all_sent && redirects == count_u32(all_3xx) {
-            return Vec::new();
+            out.clear();
+            return;
         }
-        Memo::encode_iter(
+        Memo::encode_into(
+            out,
             redirects,
             fresh
                 .iter()
@@ -1340,8 +1437,9 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// The AOR's own registered terminals not tried yet.
-    fn registered(&self, mode: ForkMode) -> Result<Candidates<'static>, ()> {
-        let mut out = Candidates::new();
+    /// `buf`: a buffer for the result (the decision's branch buffer).
+    fn registered(&self, mode: ForkMode, buf: Vec<BranchOut>) -> Result<Candidates<'static>, ()> {
+        let mut out = Candidates::with_buffer(buf);
         self.contacts_of(
             self.aor_key,
             &mut Decision::new(ForkMode::Serial),

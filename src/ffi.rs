@@ -1009,11 +1009,12 @@ pub extern "C" fn pr_push_lookup(
         // The engine reads the store itself (Env::stored), only for an AOR
         // of this proxy.
         e.begin_call();
-        let d = e.engine.push_lookup(e, &req, mode, stored);
+        let mut d = spare_decision();
+        e.engine.push_lookup_into(e, &req, mode, stored, &mut d);
         let entry = e.read.take();
         e.apply_store_action(&d, entry.as_deref());
         log_decision(&d, call_id);
-        hand_out::<Decision, pr_decision>(d, out);
+        hand_out_decision(d, out);
         pr_status::Ok
     })
 }
@@ -1114,11 +1115,13 @@ pub extern "C" fn pr_push_redirect(
         };
         // The engine reads the store itself (Env::stored), only if needed.
         e.begin_call();
-        let d = e.engine.push_redirect(e, &req, list, memo, mode, stored);
+        let mut d = spare_decision();
+        e.engine
+            .push_redirect_into(e, &req, list, memo, mode, stored, &mut d);
         let entry = e.read.take();
         e.apply_store_action(&d, entry.as_deref());
         log_decision(&d, call_id);
-        hand_out::<Decision, pr_decision>(d, out);
+        hand_out_decision(d, out);
         pr_status::Ok
     })
 }
@@ -1378,7 +1381,42 @@ pub extern "C" fn pr_decision_memo(d: *const pr_decision, out: *mut pr_bytes) ->
 /// Frees a decision. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn pr_decision_free(d: *mut pr_decision) {
-    ffi_boundary!((), { take_back::<Decision, pr_decision>(d) })
+    ffi_boundary!((), {
+        if !d.is_null() {
+            // SAFETY: non-NULL handles come from `hand_out_decision` and are
+            // freed once, as the contract says.
+            let d = unsafe { Box::from_raw(d.cast::<Decision>()) };
+            keep_spare(d);
+        }
+    })
+}
+
+thread_local! {
+    /// The decision this thread freed last, filled again by its next call:
+    /// its buffers (the AOR and service strings, the branch list, the
+    /// memo) and its box spare a handful of allocations per call. One per
+    /// thread; a Kamailio worker is one thread.
+    static SPARE: Cell<Option<Box<Decision>>> = const { Cell::new(None) };
+}
+
+/// A decision to fill: this thread's spare one, else a new one.
+fn spare_decision() -> Box<Decision> {
+    SPARE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::new(Decision::new(ForkMode::Serial)))
+}
+
+/// Keeps a freed decision for the next call (a decision kept already, or
+/// one freed while the thread ends, is dropped).
+fn keep_spare(d: Box<Decision>) {
+    let _ = SPARE.try_with(move |s| drop(s.replace(Some(d))));
+}
+
+fn hand_out_decision(d: Box<Decision>, out: *mut *mut pr_decision) {
+    // SAFETY: callers check `out` for NULL first; it is writable by contract.
+    unsafe { *out = Box::into_raw(d).cast::<pr_decision>() }
 }
 
 // ------------------------------------------------------------------ RPC

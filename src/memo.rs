@@ -84,15 +84,27 @@ impl Memo {
         redirects: u32,
         pending: impl Iterator<Item = (&'u [u8], Option<u16>)> + Clone,
     ) -> Vec<u8> {
+        let mut out = Vec::new();
+        Memo::encode_into(&mut out, redirects, pending);
+        out
+    }
+
+    /// [`Memo::encode_iter`] into `out` (cleared first), reusing its buffer.
+    pub(crate) fn encode_into<'u>(
+        out: &mut Vec<u8>,
+        redirects: u32,
+        pending: impl Iterator<Item = (&'u [u8], Option<u16>)> + Clone,
+    ) {
         let size: usize = pending
             .clone()
             .take(MAX_PENDING)
             .map(|(u, _)| u.len() + 6)
             .sum();
-        let mut out = Vec::with_capacity(16 + size);
+        out.clear();
+        out.reserve(16 + size);
         out.extend_from_slice(MAGIC.as_bytes());
         out.push(b' ');
-        push_decimal(&mut out, redirects);
+        push_decimal(out, redirects);
         out.push(b'\n');
         for (uri, q) in pending.take(MAX_PENDING) {
             // A fold without early exit, one comparison a byte: the
@@ -103,14 +115,13 @@ impl Memo {
                 continue;
             }
             match q {
-                Some(q) => push_decimal(&mut out, u32::from(q)),
+                Some(q) => push_decimal(out, u32::from(q)),
                 None => out.push(b'-'),
             }
             out.push(b' ');
             out.extend_from_slice(uri);
             out.push(b'\n');
         }
-        out
     }
 }
 

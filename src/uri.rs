@@ -92,22 +92,34 @@ impl<'a> SipUri<'a> {
     /// The address-of-record form `scheme:user@host` (host lower-cased, no
     /// port or parameters): the key under which forwardings are stored.
     pub fn aor(&self) -> String {
-        let user_len = self.user.map_or(0, |u| u.len() + 1);
-        let scheme = self.scheme.as_str().as_bytes();
-        let mut s = Vec::with_capacity(scheme.len() + 1 + user_len + self.host.len());
-        s.extend_from_slice(scheme);
-        s.push(b':');
+        let mut s = String::new();
+        self.aor_into(&mut s);
+        s
+    }
+
+    /// [`SipUri::aor`] into `out` (cleared first), reusing its buffer.
+    pub fn aor_into(&self, out: &mut String) {
+        out.clear();
+        let scheme = self.scheme.as_str();
+        out.reserve(scheme.len() + 1 + self.user.map_or(0, |u| u.len() + 1) + self.host.len());
+        out.push_str(scheme);
+        out.push(':');
+        // A parsed URI is ASCII; one built by hand may not be.
         if let Some(u) = self.user {
-            s.extend_from_slice(u);
-            s.push(b'@');
+            match std::str::from_utf8(u) {
+                Ok(u) => out.push_str(u),
+                Err(_) => out.push_str(&String::from_utf8_lossy(u)),
+            }
+            out.push('@');
         }
-        let host_at = s.len();
-        s.extend_from_slice(self.host);
-        if let Some(h) = s.get_mut(host_at..) {
+        let host_at = out.len();
+        match std::str::from_utf8(self.host) {
+            Ok(h) => out.push_str(h),
+            Err(_) => out.push_str(&String::from_utf8_lossy(self.host)),
+        }
+        if let Some(h) = out.get_mut(host_at..) {
             h.make_ascii_lowercase();
         }
-        // A parsed URI is ASCII; one built by hand may not be.
-        String::from_utf8(s).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The host as text (it is ASCII by construction).

@@ -149,6 +149,13 @@ proptest! {
         let mode = if parallel { ForkMode::Parallel } else { ForkMode::Serial };
 
         let first = engine.push_lookup(&env, &req, Some(mode), None);
+        // A decision filled again (the module reuses the one it freed
+        // last) is the same as a new one: nothing of the earlier call stays.
+        let reply = b"SIP/2.0 301 Moved\r\nContact: <sip:x@partner.example>;expires=60, <sip:y@partner.example>\r\n\r\n";
+        let dirty = [Branch { uri: b"sip:t1@127.0.0.1:5071", status: 301, reply: Some(reply), current_round: true }];
+        let mut spare = engine.push_redirect(&env, &req, &dirty, b"pr1 1\n- sip:z@partner.example\n", Some(mode), None);
+        engine.push_lookup_into(&env, &req, Some(mode), None, &mut spare);
+        prop_assert_eq!(&first, &spare);
         let mut sent: Vec<String> = first.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()).collect();
         let mut round_start = 0;
         let mut memo = Vec::new();
@@ -171,8 +178,10 @@ proptest! {
                 .map(|(i, (u, s, r))| Branch { uri: u.as_bytes(), status: *s, reply: r.as_deref(), current_round: i >= round_start })
                 .collect();
             let d = engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None);
-            // Deterministic.
+            // Deterministic, and the same in a reused decision.
             prop_assert_eq!(&d, &engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None));
+            engine.push_redirect_into(&env, &req, &branches, &memo, Some(mode), None, &mut spare);
+            prop_assert_eq!(&d, &spare);
             prop_assert!(d.branches.len() <= max_branches as usize);
             if !parallel { prop_assert!(d.branches.len() <= 1); }
             prop_assert!(d.branches.len() + branches.len() <= engine.branch_limit.max(branches.len()));
