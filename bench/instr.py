@@ -11,10 +11,12 @@ For each configuration it runs bench.py once (one repetition, no step
 search) with Kamailio under `valgrind --tool=callgrind
 --toggle-collect=receive_msg` (the workers' handling of every SIP message,
 requests and replies; not the timer processes), then reads every process's
-profile with callgrind_annotate and reports, per MESSAGE sent:
+profile with callgrind_annotate and reports, per MESSAGE sent, marginally (each configuration runs twice,
+INSTR_COUNT and a third of it, and the difference is divided by the
+difference in MESSAGEs: what a run pays once, start-up, REGISTERs, warm-up,
+each worker's first store read, cancels out):
 
-  total        instructions under receive_msg (the 2 REGISTERs and the
-               warm-up MESSAGEs are counted in, divided by all MESSAGEs)
+  total        instructions under receive_msg
   module       inclusive cost of push_lookup() + push_redirect()
   replaced     inclusive cost of what the stock routing runs in their place:
                registrar lookup() + uac_redirect get_redirect() (behind
@@ -40,7 +42,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = [c.strip() for c in os.environ.get("INSTR_CONFIGS", "plain,stock,F1,F6,F2").split(",") if c.strip()]
 COUNT = int(os.environ.get("INSTR_COUNT", "3000"))
 RATE = int(os.environ.get("INSTR_RATE", "150"))
-WARMUP = 20
 OUT = os.environ.get("INSTR_OUT", os.path.join(HERE, "results", "instr"))
 VALGRIND = os.environ.get("VALGRIND") or shutil.which("valgrind") or "valgrind"
 KAMAILIO = os.environ.get("KAMAILIO") or shutil.which("kamailio", path=os.environ.get("PATH", "") + ":/usr/sbin") or "kamailio"
@@ -77,18 +78,33 @@ def annotate(path, inclusive):
 
 
 def run_config(name, workdir):
-    outdir = os.path.join(workdir, name)
+    """Marginal instructions per MESSAGE of a config: two runs, COUNT and
+    COUNT/3 MESSAGEs, and the difference divided by the difference in
+    MESSAGEs, so that what every run pays once (start-up, REGISTERs,
+    warm-up, each worker's first store read) cancels out."""
+    small = max(COUNT // 3, 1)
+    a = run_once(name, small, workdir)
+    b = run_once(name, COUNT, workdir)
+    n = COUNT - small
+    return dict(config=name, total=(b["total"] - a["total"]) / n,
+                module=(b["module"] - a["module"]) / n,
+                replaced=(b["replaced"] - a["replaced"]) / n)
+
+
+def run_once(name, count, workdir):
+    """Instructions of one run of `count` MESSAGEs (all processes summed)."""
+    outdir = os.path.join(workdir, f"{name}-{count}")
     os.makedirs(outdir)
-    wrapper = os.path.join(workdir, f"kamailio-{name}.sh")
+    wrapper = os.path.join(workdir, f"kamailio-{name}-{count}.sh")
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\n"
                 f"exec {VALGRIND} --tool=callgrind --toggle-collect=receive_msg "
                 f"--callgrind-out-file={outdir}/callgrind.%p {KAMAILIO} \"$@\"\n")
     os.chmod(wrapper, 0o755)
-    env = dict(os.environ, KAMAILIO=wrapper, BENCH_CONFIGS=name, BENCH_COUNT=str(COUNT),
+    env = dict(os.environ, KAMAILIO=wrapper, BENCH_CONFIGS=name, BENCH_COUNT=str(count),
                BENCH_RATE=str(RATE), BENCH_REPS="1", BENCH_SEARCH="0",
-               BENCH_OUT=os.path.join(workdir, f"bench-{name}"))
-    log = os.path.join(workdir, f"bench-{name}.log")
+               BENCH_OUT=os.path.join(workdir, f"bench-{name}-{count}"))
+    log = os.path.join(workdir, f"bench-{name}-{count}.log")
     with open(log, "w") as f:
         rc = subprocess.run([sys.executable, os.path.join(HERE, "bench.py")], env=env,
                             stdout=f, stderr=subprocess.STDOUT, check=False).returncode
@@ -104,9 +120,7 @@ def run_config(name, workdir):
         _, incl = annotate(path, inclusive=True)
         module += sum(incl.get(f, 0) for f in MODULE)
         replaced += sum(incl.get(f, 0) for f in REPLACED)
-    messages = COUNT + WARMUP + (1 if name == "F6" else 0)
-    return dict(config=name, total=total / messages, module=module / messages,
-                replaced=replaced / messages)
+    return dict(total=total, module=module, replaced=replaced)
 
 
 def main():
@@ -119,13 +133,14 @@ def main():
     rows = []
     try:
         for name in CONFIGS:
-            print(f"bench-instr: {name}: {COUNT} MESSAGEs at {RATE}/s under callgrind", flush=True)
+            print(f"bench-instr: {name}: {max(COUNT // 3, 1)} then {COUNT} MESSAGEs at {RATE}/s under callgrind",
+                  flush=True)
             rows.append(run_config(name, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     by = {r["config"]: r for r in rows}
-    lines = [f"instructions per MESSAGE under receive_msg (callgrind, {COUNT} MESSAGEs at {RATE}/s, "
-             f"Kamailio workers, user space)",
+    lines = [f"instructions per MESSAGE under receive_msg (callgrind; marginal: runs of {COUNT} and "
+             f"{max(COUNT // 3, 1)} MESSAGEs at {RATE}/s; Kamailio workers, user space)",
              f"{'config':<7} {'total':>9} {'module':>9} {'replaced':>9}  ratio",
              f"{'-' * 7} {'-' * 9} {'-' * 9} {'-' * 9}  -----"]
     for r in rows:

@@ -185,8 +185,13 @@ static int prm_aor_key(const uint8_t *aor, size_t len, char *buf, str *key)
 
 	user.s = buf;
 	user.len = 0;
-	if(uuser.len > 0 && un_escape(&uuser, &user) < 0)
+	if(uuser.len > 0 && memchr(uuser.s, '%', uuser.len) == NULL) {
+		/* nothing escaped (the usual case): a plain copy */
+		memcpy(buf, uuser.s, uuser.len);
+		user.len = uuser.len;
+	} else if(uuser.len > 0 && un_escape(&uuser, &user) < 0) {
 		return -1;
+	}
 	key->s = buf;
 	key->len = user.len;
 	if(prm_ul.use_domain) {

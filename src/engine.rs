@@ -88,6 +88,9 @@ pub trait Env {
     fn is_self(&self, host: &[u8], port: Option<u16>) -> bool;
     /// The current Unix time in seconds.
     fn now(&self) -> i64;
+    /// Registrations that `lookup` returned, handed back once the engine is
+    /// done with them (a host may reuse their buffers). Default: dropped.
+    fn recycle(&self, _regs: Vec<Registration>) {}
     /// The stored forwarding for (`aor`, `service`), if any. `push_redirect`
     /// asks only when it needs it (a 3xx without Contact, or a failed round
     /// that may have been a stored target's), so a redirect that is simply
@@ -418,43 +421,29 @@ pub fn service_key_into(
     } else {
         content_type
     };
-    // The type/subtype or package, without parameters and whitespace; a
-    // value with other bytes than those is not used.
-    let detail = detail
-        .map(|d| d.split(|&c| c == b';').next().unwrap_or(b""))
-        .and_then(|d| {
-            let (mut graphic, mut blank) = (false, false);
-            for &c in d {
-                if c.is_ascii_graphic() {
-                    graphic = true;
-                } else if c == b' ' || c == b'\t' {
-                    blank = true;
-                } else {
-                    return None;
-                }
-            }
-            graphic.then_some((d, blank))
-        });
     key.clear();
-    key.reserve((method.len() + 1 + detail.map_or(0, |(d, _)| d.len())).min(MAX_SERVICE_LEN + 4));
     key.push_str(method);
     key.make_ascii_uppercase();
-    if let Some((d, blank)) = detail {
+    // The type/subtype or package, without parameters and whitespace,
+    // lower-cased, checked and copied in one pass; a value with other
+    // bytes than those is not used.
+    if let Some(d) = detail {
+        let mark = key.len();
         key.push(':');
-        let start = key.len();
-        let d = d.get(..MAX_SERVICE_LEN).unwrap_or(d);
-        // Graphic ASCII only (checked above): always UTF-8.
-        if blank {
-            key.extend(
-                d.iter()
-                    .filter(|c| c.is_ascii_graphic())
-                    .map(|&c| char::from(c)),
-            );
-        } else {
-            key.push_str(std::str::from_utf8(d).unwrap_or(""));
+        let mut graphic = false;
+        for &c in d.iter().take_while(|&&c| c != b';') {
+            if c.is_ascii_graphic() {
+                graphic = true;
+                if key.len() <= MAX_SERVICE_LEN {
+                    key.push(char::from(c.to_ascii_lowercase()));
+                }
+            } else if c != b' ' && c != b'\t' {
+                graphic = false;
+                break;
+            }
         }
-        if let Some(tail) = key.get_mut(start..) {
-            tail.make_ascii_lowercase();
+        if !graphic {
+            key.truncate(mark);
         }
     }
     if key.len() > MAX_SERVICE_LEN {
@@ -478,6 +467,39 @@ struct Target<'a> {
     expires: Option<u32>,
     /// How it becomes a next hop.
     via: Via,
+}
+
+/// The targets of a stored forwarding: one as a rule, kept in place (no
+/// allocation); more in a vector.
+enum FewTargets<'a> {
+    None,
+    One([Target<'a>; 1]),
+    Many(Vec<Target<'a>>),
+}
+
+impl<'a> FewTargets<'a> {
+    fn push(&mut self, t: Target<'a>) {
+        *self = match std::mem::replace(self, FewTargets::None) {
+            FewTargets::None => FewTargets::One([t]),
+            FewTargets::One([first]) => FewTargets::Many(vec![first, t]),
+            FewTargets::Many(mut v) => {
+                v.push(t);
+                FewTargets::Many(v)
+            }
+        };
+    }
+}
+
+impl<'a> std::ops::Deref for FewTargets<'a> {
+    type Target = [Target<'a>];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            FewTargets::None => &[],
+            FewTargets::One(one) => one,
+            FewTargets::Many(v) => v,
+        }
+    }
 }
 
 /// How a target becomes a next hop.
@@ -634,7 +656,11 @@ impl Engine {
         let mut service = d.service.take().unwrap_or_default();
         let (verdict, reason) = match self.prologue(req, d, &mut aor_key, &mut service) {
             Ok(aor) => {
-                let outcome = self.lookup_round(env, &aor, &aor_key, &service, stored, d);
+                let regs = OnceCell::new();
+                let outcome = self.lookup_round(env, &aor, &aor_key, &service, stored, &regs, d);
+                if let Some(regs) = regs.into_inner() {
+                    env.recycle(regs);
+                }
                 d.service = Some(service);
                 d.aor = Some(aor_key);
                 outcome
@@ -646,6 +672,7 @@ impl Engine {
 
     /// The body of [`Engine::push_lookup`] once the AOR is known: fills
     /// `d` and says how it ends.
+    #[allow(clippy::too_many_arguments)]
     fn lookup_round(
         &self,
         env: &dyn Env,
@@ -653,14 +680,14 @@ impl Engine {
         aor_key: &str,
         service: &str,
         stored: Option<&Forwarding>,
+        regs: &OnceCell<Vec<Registration>>,
         d: &mut Decision,
     ) -> (Verdict, Reason) {
         if !env.is_self(aor.host, aor.port) {
             return (Verdict::NothingLeft, Reason::NoTarget);
         }
-        let regs = OnceCell::new();
         let tried = Tried::new();
-        let ctx = Ctx::new(self, env, aor, aor_key, &tried, 0, &regs);
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, 0, regs);
         // The host's forwarding, else the one in the store.
         let read;
         let stored = match stored {
@@ -748,7 +775,12 @@ impl Engine {
                         .get_or_init(|| env.stored(&aor_key, &service))
                         .as_deref(),
                 };
-                let outcome = self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, d);
+                let regs = OnceCell::new();
+                let outcome =
+                    self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, &regs, d);
+                if let Some(regs) = regs.into_inner() {
+                    env.recycle(regs);
+                }
                 d.service = Some(service);
                 d.aor = Some(aor_key);
                 outcome
@@ -769,6 +801,7 @@ impl Engine {
         branches: &[Branch<'_>],
         memo: &[u8],
         stored: &dyn Fn() -> Option<&'s Forwarding>,
+        regs: &OnceCell<Vec<Registration>>,
         d: &mut Decision,
     ) -> (Verdict, Reason) {
         let Some(last) = branches.len().checked_sub(1) else {
@@ -794,8 +827,7 @@ impl Engine {
         for u in branches.iter().filter_map(|b| uri::parse(b.uri).ok()) {
             tried.push(u);
         }
-        let regs = OnceCell::new();
-        let ctx = Ctx::new(self, env, aor, aor_key, &tried, branches.len(), &regs);
+        let ctx = Ctx::new(self, env, aor, aor_key, &tried, branches.len(), regs);
         // An empty memo: the previous round left nothing to keep, and the
         // redirects followed so far are the earlier rounds' 3xx (see
         // `Ctx::next_memo`).
@@ -1263,8 +1295,8 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// The targets of a stored forwarding that pass today's policy.
-    fn forwarding_targets<'a>(&self, f: &'a Forwarding, d: &mut Decision) -> Vec<Target<'a>> {
-        let mut out: Vec<Target<'a>> = Vec::new();
+    fn forwarding_targets<'a>(&self, f: &'a Forwarding, d: &mut Decision) -> FewTargets<'a> {
+        let mut out = FewTargets::None;
         for ft in &f.targets {
             if let Ok(Some(mut t)) = self.admit(ft.uri.as_bytes(), d) {
                 if !out.iter().any(|o| o.parsed.same_target(&t.parsed)) {
@@ -1342,7 +1374,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .then(b.last_modified.cmp(&a.last_modified))
         });
         out.out.reserve(regs.len().min(limit));
-        for mut r in regs {
+        for r in regs.iter_mut() {
             if out.len() >= limit {
                 break;
             }
@@ -1361,12 +1393,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if unique {
                 let key = Key::Owned(u.key());
                 let uri = std::mem::take(&mut r.uri);
-                out.push_unique(branch_of(uri, &r, r.q), key);
+                out.push_unique(branch_of(uri, r, r.q), key);
             } else {
                 let uri = std::mem::take(&mut r.uri);
-                out.push(branch_of(uri, &r, r.q), Key::Unkeyed);
+                out.push(branch_of(uri, r, r.q), Key::Unkeyed);
             }
         }
+        self.env.recycle(regs);
         Ok(())
     }
 

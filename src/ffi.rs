@@ -413,6 +413,8 @@ pub const PR_MAX_CONTACTS_PER_AOR: usize = 1024;
 struct Sink {
     regs: Vec<Registration>,
     overflow: bool,
+    /// Where the copies' buffers come from.
+    spare: RegBuffers,
 }
 
 /// Adds one contact to a lookup's result (inside a `pr_lookup_fn` only).
@@ -446,15 +448,17 @@ pub extern "C" fn pr_contact_sink_add(
             sink.overflow = true;
             return pr_status::Ok;
         }
-        sink.regs.push(Registration {
-            uri: uri.to_vec(),
-            received: received.map(<[u8]>::to_vec),
-            path: path.map(<[u8]>::to_vec),
-            instance: instance.map(<[u8]>::to_vec),
+        let spare = &mut sink.spare;
+        let reg = Registration {
+            uri: spare.copy(uri),
+            received: received.map(|b| spare.copy(b)),
+            path: path.map(|b| spare.copy(b)),
+            instance: instance.map(|b| spare.copy(b)),
             socket: c.socket as usize,
             q: u16::try_from(c.q).ok(),
             last_modified: c.last_modified,
-        });
+        };
+        sink.regs.push(reg);
         pr_status::Ok
     })
 }
@@ -487,6 +491,45 @@ struct EngineBox {
     self_hosts: std::cell::RefCell<Vec<SelfAnswer>>,
     /// The second (Unix time) `self_hosts` belongs to.
     self_hosts_at: Cell<i64>,
+    /// Buffers of registrations the engine handed back (`Env::recycle`),
+    /// filled again by the next lookup: a registration read from usrloc
+    /// then costs no allocation.
+    spare_regs: std::cell::RefCell<RegBuffers>,
+}
+
+/// Spare buffers for lookups (see `EngineBox::spare_regs`).
+#[derive(Default)]
+struct RegBuffers {
+    /// An empty list, with its capacity.
+    list: Vec<Registration>,
+    /// Empty byte buffers, with their capacity.
+    bytes: Vec<Vec<u8>>,
+}
+
+/// Most spare byte buffers kept (four per registration of a few
+/// registrations; a lookup of more allocates the rest).
+const SPARE_BYTES: usize = 32;
+
+impl RegBuffers {
+    /// `b` in a spare buffer (an empty one: no buffer).
+    fn copy(&mut self, b: &[u8]) -> Vec<u8> {
+        if b.is_empty() {
+            return Vec::new();
+        }
+        let mut v = self.bytes.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(b);
+        v
+    }
+
+    fn keep(&mut self, v: Vec<u8>) {
+        if v.capacity() > 0
+            && v.capacity() <= crate::uri::MAX_URI_LEN
+            && self.bytes.len() < SPARE_BYTES
+        {
+            self.bytes.push(v);
+        }
+    }
 }
 
 /// One remembered `is_self` answer (hosts up to 64 bytes; kept inline so
@@ -596,9 +639,11 @@ fn short(s: &str) -> String {
 impl Env for EngineBox {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
         let cb = self.lookup.ok_or(LookupError)?;
+        let mut spare = std::mem::take(&mut *self.spare_regs.borrow_mut());
         let mut sink = Sink {
-            regs: Vec::new(),
+            regs: std::mem::take(&mut spare.list),
             overflow: false,
+            spare,
         };
         let sink_ptr = std::ptr::addr_of_mut!(sink).cast::<pr_contact_sink>();
         // SAFETY: `cb` is the host's lookup function registered with this
@@ -611,10 +656,25 @@ impl Env for EngineBox {
                 &format!("{aor}: more than {PR_MAX_CONTACTS_PER_AOR} contacts, the rest ignored"),
             );
         }
+        *self.spare_regs.borrow_mut() = sink.spare;
         if rc == 0 {
             Ok(sink.regs)
         } else {
+            self.recycle(sink.regs);
             Err(LookupError)
+        }
+    }
+
+    fn recycle(&self, mut regs: Vec<Registration>) {
+        let mut spare = self.spare_regs.borrow_mut();
+        for r in regs.drain(..) {
+            spare.keep(r.uri);
+            for b in [r.received, r.path, r.instance].into_iter().flatten() {
+                spare.keep(b);
+            }
+        }
+        if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
+            spare.list = regs;
         }
     }
 
@@ -701,6 +761,7 @@ pub extern "C" fn pr_engine_new(
                 read: std::cell::RefCell::new(None),
                 now: Cell::new(0),
                 self_hosts: std::cell::RefCell::new(Vec::with_capacity(SELF_MEMO)),
+                spare_regs: std::cell::RefCell::default(),
                 self_hosts_at: Cell::new(0),
             },
             out,
