@@ -454,20 +454,17 @@ struct ReadCache {
     generation: u64,
     /// When the first answer of this generation was read (Unix seconds).
     since: i64,
-    /// "aor\nservice" -> the answer (the entry, or none).
-    answers: HashMap<String, Option<SharedEntry>>,
-    /// Reused to build keys without allocating on a hit.
-    key: String,
+    /// AOR -> (service, the answer: the entry, or none). Keyed by the AOR
+    /// alone, so that a lookup builds no key; an AOR has few services.
+    answers: HashMap<String, Vec<(String, Option<SharedEntry>)>>,
+    /// How many answers `answers` holds.
+    count: usize,
 }
 
-impl ReadCache {
-    fn make_key(&mut self, aor: &str, service: &str) {
-        self.key.clear();
-        self.key.push_str(aor);
-        self.key.push('\n');
-        self.key.push_str(service);
-    }
+/// Most services cached for one AOR (the list is searched in order).
+const CACHE_MAX_SERVICES: usize = 16;
 
+impl ReadCache {
     /// The cached answer for (aor, service) at `generation` and `now`.
     /// An entry that has expired since is no answer (it is read again: a
     /// less specific entry may apply now).
@@ -483,12 +480,13 @@ impl ReadCache {
             || now < self.since
         {
             self.answers.clear();
+            self.count = 0;
             self.generation = generation;
             self.since = now;
             return None;
         }
-        self.make_key(aor, service);
-        match self.answers.get(self.key.as_str())? {
+        let (_, answer) = self.answers.get(aor)?.iter().find(|(s, _)| s == service)?;
+        match answer {
             Some(e) if !e.entry.is_live(now) => None,
             answer => Some(answer.clone()),
         }
@@ -500,11 +498,21 @@ impl ReadCache {
         if generation != self.generation {
             return;
         }
-        if self.answers.len() >= CACHE_MAX_KEYS {
+        if self.count >= CACHE_MAX_KEYS {
             self.answers.clear();
+            self.count = 0;
         }
-        self.make_key(aor, service);
-        self.answers.insert(self.key.clone(), answer.clone());
+        let services = self.answers.entry(aor.to_string()).or_default();
+        if let Some(slot) = services.iter_mut().find(|(s, _)| s == service) {
+            slot.1 = answer.clone();
+            return;
+        }
+        if services.len() >= CACHE_MAX_SERVICES {
+            self.count = self.count.saturating_sub(services.len());
+            services.clear();
+        }
+        services.push((service.to_string(), answer.clone()));
+        self.count += 1;
     }
 }
 
@@ -1134,6 +1142,65 @@ mod tests {
         }
         let many = vec!["- sip:a@b"; MAX_TARGETS + 1].join("\n");
         assert!(decode_targets(&many).is_err());
+    }
+
+    fn cached(aor: &str, service: &str, expires_at: Option<i64>) -> Option<SharedEntry> {
+        Some(SharedEntry::new(Entry {
+            aor: aor.into(),
+            service: service.into(),
+            kind: ForwardingKind::Permanent,
+            targets: vec![ForwardTarget {
+                uri: "sip:t2@127.0.0.1:5072".into(),
+                q: None,
+            }],
+            expires_at,
+            created_at: 1,
+            learned_from: None,
+            learned_status: None,
+        }))
+    }
+
+    #[test]
+    fn read_cache_answers_per_aor_and_service_within_its_bounds() {
+        let mut c = ReadCache::default();
+        let (g, now) = (7, 1_000);
+        // A new generation starts empty.
+        assert!(c.get(g, now, "sip:a@x", "M").is_none());
+        c.put(g, "sip:a@x", "M", &cached("sip:a@x", "M", None));
+        c.put(g, "sip:a@x", "N", &None);
+        c.put(g - 1, "sip:b@x", "M", &None); // read at an older counter: not kept
+        assert!(c.get(g, now, "sip:a@x", "M").is_some_and(|a| a.is_some()));
+        assert!(c.get(g, now, "sip:a@x", "N").is_some_and(|a| a.is_none()));
+        assert!(c.get(g, now, "sip:a@x", "O").is_none());
+        assert!(c.get(g, now, "sip:b@x", "M").is_none());
+        assert_eq!(c.count, 2);
+        // The same key again replaces its answer.
+        c.put(g, "sip:a@x", "N", &cached("sip:a@x", "N", Some(now + 5)));
+        assert_eq!(c.count, 2);
+        assert!(c.get(g, now, "sip:a@x", "N").is_some_and(|a| a.is_some()));
+        // An entry that expired since is no answer; the age bound and a new
+        // counter empty the cache.
+        assert!(c.get(g, now + 5, "sip:a@x", "N").is_none());
+        assert!(c.get(g, now + CACHE_MAX_AGE, "sip:a@x", "M").is_none());
+        assert_eq!(c.count, 0);
+        c.put(g, "sip:a@x", "M", &None);
+        assert!(c.get(g + 1, now + CACHE_MAX_AGE, "sip:a@x", "M").is_none());
+        // One AOR keeps at most CACHE_MAX_SERVICES services.
+        let g = g + 1;
+        for k in 0..CACHE_MAX_SERVICES + 3 {
+            c.put(g, "sip:a@x", &format!("S{k}"), &None);
+        }
+        assert!(c
+            .answers
+            .get("sip:a@x")
+            .is_some_and(|v| v.len() <= CACHE_MAX_SERVICES));
+        assert_eq!(c.count, c.answers.values().map(Vec::len).sum::<usize>());
+        // At most CACHE_MAX_KEYS answers in all.
+        for k in 0..CACHE_MAX_KEYS + 10 {
+            c.put(g, &format!("sip:u{k}@x"), "M", &None);
+        }
+        assert!(c.count <= CACHE_MAX_KEYS);
+        assert_eq!(c.count, c.answers.values().map(Vec::len).sum::<usize>());
     }
 
     #[test]
