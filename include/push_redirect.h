@@ -678,7 +678,9 @@ pr_status pr_decision_key(const struct pr_decision *d,
 
 /*
  The memo to keep with the transaction for its next failure round, as
- bytes borrowed from `d` (empty after `pr_push_lookup`).
+ bytes borrowed from `d`. Empty after `pr_push_lookup`, and when the next
+ round derives it from the branches (then keep nothing, and drop a memo
+ kept earlier).
  */
 pr_status pr_decision_memo(const struct pr_decision *d, struct pr_bytes *out);
 
