@@ -469,39 +469,6 @@ struct Target<'a> {
     via: Via,
 }
 
-/// The targets of a stored forwarding: one as a rule, kept in place (no
-/// allocation); more in a vector.
-enum FewTargets<'a> {
-    None,
-    One([Target<'a>; 1]),
-    Many(Vec<Target<'a>>),
-}
-
-impl<'a> FewTargets<'a> {
-    fn push(&mut self, t: Target<'a>) {
-        *self = match std::mem::replace(self, FewTargets::None) {
-            FewTargets::None => FewTargets::One([t]),
-            FewTargets::One([first]) => FewTargets::Many(vec![first, t]),
-            FewTargets::Many(mut v) => {
-                v.push(t);
-                FewTargets::Many(v)
-            }
-        };
-    }
-}
-
-impl<'a> std::ops::Deref for FewTargets<'a> {
-    type Target = [Target<'a>];
-
-    fn deref(&self) -> &Self::Target {
-        match self {
-            FewTargets::None => &[],
-            FewTargets::One(one) => one,
-            FewTargets::Many(v) => v,
-        }
-    }
-}
-
 /// How a target becomes a next hop.
 #[derive(Debug, Clone, Copy)]
 enum Via {
@@ -651,13 +618,36 @@ impl Engine {
         stored: Option<&Forwarding>,
         d: &mut Decision,
     ) {
+        self.call(env, req, mode, d, |aor, aor_key, service, regs, d| {
+            self.lookup_round(env, aor, aor_key, service, stored, regs, d)
+        });
+    }
+
+    /// The frame of both functions, around `round`: the decision reset
+    /// for `mode`, the untouched and bad requests, the AOR and service keys
+    /// written into the decision's own buffers, and the registrations read
+    /// during the round handed back to `env` once it is done.
+    fn call(
+        &self,
+        env: &dyn Env,
+        req: &Request<'_>,
+        mode: Option<ForkMode>,
+        d: &mut Decision,
+        round: impl FnOnce(
+            &SipUri<'_>,
+            &str,
+            &str,
+            &OnceCell<Vec<Registration>>,
+            &mut Decision,
+        ) -> (Verdict, Reason),
+    ) {
         d.reset(mode.unwrap_or(self.config.fork_mode));
         let mut aor_key = d.aor.take().unwrap_or_default();
         let mut service = d.service.take().unwrap_or_default();
         let (verdict, reason) = match self.prologue(req, d, &mut aor_key, &mut service) {
             Ok(aor) => {
                 let regs = OnceCell::new();
-                let outcome = self.lookup_round(env, &aor, &aor_key, &service, stored, &regs, d);
+                let outcome = round(&aor, &aor_key, &service, &regs, d);
                 if let Some(regs) = regs.into_inner() {
                     env.recycle(regs);
                 }
@@ -700,7 +690,7 @@ impl Engine {
         let live = stored.filter(|f| f.is_live(env.now()));
         if let Some(f) = live.filter(|f| f.kind != ForwardingKind::Provisioned) {
             let targets = ctx.forwarding_targets(f, d);
-            match ctx.resolve(&targets, d) {
+            match ctx.resolve(targets.iter(), d) {
                 Err(()) => return (Verdict::Error, Reason::LookupFailed),
                 Ok(c) if !c.is_empty() => {
                     d.counters.forwardings_applied += 1;
@@ -718,7 +708,7 @@ impl Engine {
             Ok(_) => match live.filter(|f| f.kind == ForwardingKind::Provisioned) {
                 Some(f) => {
                     let targets = ctx.forwarding_targets(f, d);
-                    match ctx.resolve(&targets, d) {
+                    match ctx.resolve(targets.iter(), d) {
                         Err(()) => (Verdict::Error, Reason::LookupFailed),
                         Ok(c) if !c.is_empty() => {
                             d.counters.forwardings_applied += 1;
@@ -763,31 +753,15 @@ impl Engine {
         stored: Option<&Forwarding>,
         d: &mut Decision,
     ) {
-        d.reset(mode.unwrap_or(self.config.fork_mode));
-        let mut aor_key = d.aor.take().unwrap_or_default();
-        let mut service = d.service.take().unwrap_or_default();
-        let (verdict, reason) = match self.prologue(req, d, &mut aor_key, &mut service) {
-            Ok(aor) => {
-                let lazy = OnceCell::new();
-                let stored = || match stored {
-                    Some(f) => Some(f),
-                    None => lazy
-                        .get_or_init(|| env.stored(&aor_key, &service))
-                        .as_deref(),
-                };
-                let regs = OnceCell::new();
-                let outcome =
-                    self.redirect_round(env, &aor, &aor_key, branches, memo, &stored, &regs, d);
-                if let Some(regs) = regs.into_inner() {
-                    env.recycle(regs);
-                }
-                d.service = Some(service);
-                d.aor = Some(aor_key);
-                outcome
-            }
-            Err(outcome) => outcome,
-        };
-        d.finish(verdict, reason);
+        self.call(env, req, mode, d, |aor, aor_key, service, regs, d| {
+            // The store is read only if the round needs it.
+            let lazy = OnceCell::new();
+            let stored = || match stored {
+                Some(f) => Some(f),
+                None => lazy.get_or_init(|| env.stored(aor_key, service)).as_deref(),
+            };
+            self.redirect_round(env, aor, aor_key, branches, memo, &stored, regs, d)
+        });
     }
 
     /// The body of [`Engine::push_redirect`] once the AOR is known: fills
@@ -929,7 +903,7 @@ impl Engine {
             || stored().filter(|f| f.kind == ForwardingKind::Provisioned && f.is_live(env.now()));
         if let Some(f) = round.saw_3xx_without_contact.then(provisioned).flatten() {
             let targets = ctx.forwarding_targets(f, d);
-            match ctx.resolve(&targets, d) {
+            match ctx.resolve(targets.iter(), d) {
                 Err(()) => return (Verdict::Error, Reason::LookupFailed),
                 Ok(c) if !c.is_empty() => {
                     d.counters.forwardings_applied += 1;
@@ -1295,8 +1269,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// The targets of a stored forwarding that pass today's policy.
-    fn forwarding_targets<'a>(&self, f: &'a Forwarding, d: &mut Decision) -> FewTargets<'a> {
-        let mut out = FewTargets::None;
+    /// One target as a rule: kept in place, no allocation.
+    fn forwarding_targets<'a>(
+        &self,
+        f: &'a Forwarding,
+        d: &mut Decision,
+    ) -> InlineVec<Target<'a>, 1> {
+        let mut out: InlineVec<Target<'a>, 1> = InlineVec::new();
         for ft in &f.targets {
             if let Ok(Some(mut t)) = self.admit(ft.uri.as_bytes(), d) {
                 if !out.iter().any(|o| o.parsed.same_target(&t.parsed)) {
@@ -1310,9 +1289,14 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// Turns targets into next hops: a local AOR becomes its registered
     /// contacts (an AOR without contacts yields nothing: a failed target).
-    fn resolve<'c>(&self, targets: &[Target<'c>], d: &mut Decision) -> Result<Candidates<'c>, ()>
+    fn resolve<'c, 't>(
+        &self,
+        targets: impl IntoIterator<Item = &'t Target<'c>>,
+        d: &mut Decision,
+    ) -> Result<Candidates<'c>, ()>
     where
         'e: 'c,
+        'c: 't,
     {
         let limit = self.take(d.mode);
         // The decision's own branch buffer (`emit` hands it back).
