@@ -85,6 +85,7 @@ PKG_MB = env_int("BENCH_PKG", 16)
 MEMMGR = env_str("BENCH_MEMMGR", "tlsf")
 MEM_ARGS = ["-x", MEMMGR] if MEMMGR not in ("default", "none") else []
 SEARCH = os.environ.get("BENCH_SEARCH", "1") not in ("", "0")
+SIDE_BY_SIDE = env_str("BENCH_MODE", "side") != "serial"
 STEP_RATES = [
     int(x)
     for x in env_str(
@@ -483,6 +484,15 @@ class Setup:
 
     def send(self, count, rate, trace=True, measure=False):
         """One sipp sender run; returns its figures (and Kamailio's CPU if measure)."""
+        h = self.send_begin(count, rate, trace, measure)
+        while not self.send_done(h):
+            time.sleep(0.01)
+        if measure:
+            time.sleep(SETTLE)
+        return self.send_end(h)
+
+    def send_begin(self, count, rate, trace=True, measure=False):
+        """Starts a sender (Kamailio's CPU counted from here if measure)."""
         self.sends += 1
         d = os.path.join(self.dir, f"sender-{self.sends}")
         os.makedirs(d)
@@ -495,25 +505,36 @@ class Setup:
                 "-trace_err", "-error_file", os.path.join(d, "errors.log")]
         if trace:
             args += ["-trace_msg", "-message_file", os.path.join(d, "messages.log")]
-        recv0 = self.received() if measure else None
-        before = cpu_snapshot(self.kam.pid) if measure else None
-        mach0 = machine_ticks()
-        t0 = time.time()
-        p = spawn(args, d, "sipp.out")
-        # reap it ourselves: wait4 also gives the sender's own CPU time
-        rusage, killed = None, False
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                rusage = ru
-                p.returncode = os.waitstatus_to_exitcode(status)
-                break
-            if time.time() - t0 > budget + 15:
-                p.kill()
-                killed = True
-            time.sleep(0.01)
-        STARTED.remove(p)
-        wall = time.time() - t0
+        h = dict(d=d, budget=budget, trace=trace, measure=measure, rusage=None, killed=False)
+        h["recv0"] = self.received() if measure else None
+        h["before"] = cpu_snapshot(self.kam.pid) if measure else None
+        h["mach0"] = machine_ticks()
+        h["t0"] = time.time()
+        h["p"] = spawn(args, d, "sipp.out")
+        return h
+
+    def send_done(self, h):
+        """Whether the sender has ended (reaped here: wait4 also gives its
+        own CPU time); one past its budget is killed."""
+        if h["rusage"] is not None:
+            return True
+        p = h["p"]
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            h["rusage"] = ru
+            h["wall"] = time.time() - h["t0"]
+            p.returncode = os.waitstatus_to_exitcode(status)
+            STARTED.remove(p)
+            return True
+        if time.time() - h["t0"] > h["budget"] + 15 and not h["killed"]:
+            p.kill()
+            h["killed"] = True
+        return False
+
+    def send_end(self, h):
+        """The figures of an ended sender; Kamailio's CPU is counted up to
+        now (the caller has let the transactions settle)."""
+        d, rusage = h["d"], h["rusage"]
         st = sipp_stats(os.path.join(d, "stats.csv"))
         r = {
             "sent": st.get("OutgoingCall(C)", 0),
@@ -522,28 +543,29 @@ class Setup:
             "timeouts": st.get("FailedTimeoutOnRecv(C)", 0) + st.get("FailedMaxUDPRetrans(C)", 0),
             "unexpected": st.get("FailedUnexpectedMessage(C)", 0),
             "retrans": st.get("Retransmissions(C)", 0),
-            "exit": p.returncode,
-            "killed": killed,
-            "wall_s": wall,
+            "exit": h["p"].returncode,
+            "killed": h["killed"],
+            "wall_s": h["wall"],
             "sender_cpu_s": (rusage.ru_utime + rusage.ru_stime) if rusage else float("nan"),
             "dir": d,
         }
-        if measure:
-            time.sleep(SETTLE)
+        if h["measure"]:
+            before = h["before"]
             after = cpu_snapshot(self.kam.pid)
-            mach1 = machine_ticks()
+            mach0, mach1 = h["mach0"], machine_ticks()
             r["kam_user_s"], r["kam_sys_s"] = cpu_delta(before, after)
             r["kam_cpu_s"] = r["kam_user_s"] + r["kam_sys_s"]
             # how busy the whole machine was meanwhile (0..1 of all CPUs), and
-            # how much of that was not this Kamailio (sipp, and anything else)
+            # how much of that was not this Kamailio (sipp, the other
+            # Kamailios side by side, anything else)
             total = max(mach1[1] - mach0[1], 1)
             r["machine_busy"] = (mach1[0] - mach0[0]) / total
             r["other_busy"] = max(0.0, r["machine_busy"] - r["kam_cpu_s"] * CLK_TCK / total)
             r["kam_procs"] = len(after)
-            recv1 = self.received()
+            recv0, recv1 = h["recv0"], self.received()
             r["t1_received"] = recv1[0] - recv0[0]
             r["t2_received"] = recv1[1] - recv0[1]
-        if trace:
+        if h["trace"]:
             rt = response_times(os.path.join(d, "messages.log"))
             r["p50_ms"] = percentile(rt, 50)
             r["p99_ms"] = percentile(rt, 99)
@@ -582,23 +604,68 @@ RUN_FIELDS = ["rep", "config", "rate", "count", "sent", "ok", "failed", "timeout
               "machine_busy", "other_busy", "wall_s", "exit"]
 
 
+def side_by_side(rep, base):
+    """One repetition with every configuration at once: all Kamailios up,
+    then all senders started together, each Kamailio's CPU measured over
+    the same seconds. [(name, setup, figures or the exception)]."""
+    setups, out = [], []
+    for name in ORDER:
+        s = Setup(name, base)
+        try:
+            s.start()
+            setups.append((name, s))
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            s.stop()
+            out.append((name, s, e))
+    # Started together from this thread (no fork from a second thread),
+    # reaped as each ends, measured after one common settle.
+    handles, results = [], {}
+    for name, s in setups:
+        try:
+            handles.append((name, s, s.send_begin(COUNT, RATE, trace=True, measure=True)))
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            results[name] = e
+    while not all([s.send_done(h) for _, s, h in handles]):
+        time.sleep(0.01)
+    time.sleep(SETTLE)
+    for name, s, h in handles:
+        try:
+            results[name] = s.send_end(h)
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            results[name] = e
+    for name, s in setups:
+        s.stop()
+        out.append((name, s, results.get(name, RuntimeError("no result"))))
+    return out
+
+
+def one_after_another(rep, base):
+    """One repetition, one configuration at a time, in an order that
+    rotates with the repetition."""
+    k = (rep - 1) % len(ORDER)
+    out = []
+    for name in ORDER[k:] + ORDER[:k]:
+        s = Setup(name, base)
+        try:
+            s.start()
+            r = s.send(COUNT, RATE, trace=True, measure=True)
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            r = e
+        s.stop()
+        out.append((name, s, r))
+    return out
+
+
 def measured_runs(base):
     runs = []
     failed_dirs = []
     for rep in range(1, REPS + 1):
-        k = (rep - 1) % len(ORDER)
-        order = ORDER[k:] + ORDER[:k]
-        for name in order:
-            s = Setup(name, base)
-            try:
-                s.start()
-                r = s.send(COUNT, RATE, trace=True, measure=True)
-            except Exception as e:  # noqa: BLE001 - reported, the bench goes on
-                log(f"  rep {rep} {name:6s} ERROR {e}")
+        one_rep = side_by_side if SIDE_BY_SIDE else one_after_another
+        for name, s, r in one_rep(rep, base):
+            if isinstance(r, Exception):
+                log(f"  rep {rep} {name:6s} ERROR {r}")
                 failed_dirs.append(s.dir)
-                s.stop()
                 continue
-            s.stop()
             r.update(rep=rep, config=name, rate=RATE, count=COUNT)
             r["cpu_per_10k"] = r["kam_cpu_s"] * 10000.0 / max(r["sent"], 1)
             # Kamailio's CPU in units of the sender's: the sender does the same
