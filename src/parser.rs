@@ -76,7 +76,8 @@ pub struct Response<'a> {
     /// Reason phrase as sent.
     pub reason: &'a [u8],
     headers: &'a [u8],
-    /// The value of the first Contact header and the headers after it.
+    /// The value of the first Contact header and the headers after it, up
+    /// to the end of the last Contact header.
     first_contact: Option<(&'a [u8], &'a [u8])>,
     has_contact: bool,
     expires: Option<u32>,
@@ -122,14 +123,18 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     };
     let mut headers = r.headers();
     let mut seen_expires = false;
+    // The headers after the last Contact line: what the Contacts iterator
+    // needs not read again.
+    let mut after_last_contact = 0;
     // Only Contact, m and Expires matter here: other lines are not parsed.
-    while let Some((name, value)) = headers.next_named(|c| matches!(c | 0x20, b'c' | b'm' | b'e')) {
-        if is_contact_name(name) {
+    while let Some((k, value)) = headers.next_of(&[b"contact", b"m", b"expires"]) {
+        if k < 2 {
             if r.first_contact.is_none() {
                 r.first_contact = Some((value, headers.rest));
             }
+            after_last_contact = headers.rest.len();
             r.has_contact |= value.iter().any(|&c| !is_lws(c) && c != b',');
-        } else if !seen_expires && name.eq_ignore_ascii_case(b"expires") {
+        } else if !seen_expires {
             seen_expires = true;
             r.expires = Some(match delta_seconds(value) {
                 Ok((&[], s)) => s,
@@ -137,6 +142,10 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
                 _ => MALFORMED_EXPIRES,
             });
         }
+    }
+    if let Some((value, rest)) = r.first_contact {
+        let span = rest.len().saturating_sub(after_last_contact);
+        r.first_contact = Some((value, rest.get(..span).unwrap_or(rest)));
     }
     Ok(r)
 }
@@ -220,57 +229,85 @@ impl<'a> Iterator for Headers<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_named(|_| true)
-    }
-}
-
-impl<'a> Headers<'a> {
-    /// The next header whose line starts with a byte `first` admits; the
-    /// other lines are skipped without being parsed (a header name is at
-    /// least one byte, so no header that could match is skipped).
-    fn next_named(&mut self, first: impl Fn(u8) -> bool) -> Option<(&'a [u8], &'a [u8])> {
         loop {
-            if self.rest.is_empty()
-                || self.rest.starts_with(b"\r\n")
-                || self.rest.first() == Some(&b'\n')
-            {
-                // The empty line: the body follows, not headers (and a body
-                // that starts with whitespace is no folded continuation).
-                self.rest = b"";
-                return None;
-            }
-            // A header line ends at an LF not followed by SP / HTAB (folding).
-            let mut end = 0;
-            let line_end = loop {
-                match self
-                    .rest
-                    .get(end..)
-                    .and_then(|s| chars::find_byte(s, b'\n'))
-                {
-                    None => break self.rest.len(),
-                    Some(off) => {
-                        let lf = end + off;
-                        match self.rest.get(lf + 1) {
-                            Some(b' ') | Some(b'\t') => end = lf + 1,
-                            _ => break lf,
-                        }
-                    }
-                }
-            };
-            let line = self.rest.get(..line_end).unwrap_or(b"");
-            if line.is_empty() || line == b"\r" {
-                // The empty line: the body follows, not headers.
-                self.rest = b"";
-                return None;
-            }
-            self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
-            if !line.first().is_some_and(|&c| first(c)) {
-                continue;
-            }
+            let line = self.next_line()?;
             if let Ok((value, name)) = message_header_name(line) {
                 return Some((name, trim_lws(value)));
             }
             // Not a header line: skip it, as a tolerant receiver does.
+        }
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// The next header line, folded lines joined (None at the empty line
+    /// or the end).
+    fn next_line(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty()
+            || self.rest.starts_with(b"\r\n")
+            || self.rest.first() == Some(&b'\n')
+        {
+            // The empty line: the body follows, not headers (and a body
+            // that starts with whitespace is no folded continuation).
+            self.rest = b"";
+            return None;
+        }
+        // A header line ends at an LF not followed by SP / HTAB (folding).
+        let mut end = 0;
+        let line_end = loop {
+            match self
+                .rest
+                .get(end..)
+                .and_then(|s| chars::find_byte(s, b'\n'))
+            {
+                None => break self.rest.len(),
+                Some(off) => {
+                    let lf = end + off;
+                    match self.rest.get(lf + 1) {
+                        Some(b' ') | Some(b'\t') => end = lf + 1,
+                        _ => break lf,
+                    }
+                }
+            }
+        };
+        let line = self.rest.get(..line_end).unwrap_or(b"");
+        if line.is_empty() || line == b"\r" {
+            // The empty line: the body follows, not headers.
+            self.rest = b"";
+            return None;
+        }
+        self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
+        Some(line)
+    }
+
+    /// The next header named one of `names` (lower-case letters only): its
+    /// index in `names` and its value. Other lines are skipped unparsed: a
+    /// line is the header `n` when it starts with `n` (any case) followed
+    /// by `*(SP / HTAB) ":"`, which is what reading its token name and
+    /// comparing would conclude, without reading the names of the others.
+    fn next_of(&mut self, names: &[&[u8]]) -> Option<(usize, &'a [u8])> {
+        loop {
+            let line = self.next_line()?;
+            // Most lines start with another letter than any name.
+            let first = line.first().map_or(0, |&c| c | 0x20);
+            if !names.iter().any(|n| n.first() == Some(&first)) {
+                continue;
+            }
+            for (k, n) in names.iter().enumerate() {
+                // `c | 0x20` is the lower case of a letter, and equals a
+                // lower-case letter only for that letter in either case.
+                let named =
+                    line.len() > n.len() && line.iter().zip(n.iter()).all(|(&c, &l)| c | 0x20 == l);
+                if !named {
+                    continue;
+                }
+                let rest = line.get(n.len()..).unwrap_or(b"");
+                if let Some((b':', value)) =
+                    skip_while(rest, |c| c == b' ' || c == b'\t').split_first()
+                {
+                    return Some((k, trim_lws(value)));
+                }
+            }
         }
     }
 }
@@ -305,14 +342,7 @@ impl<'a> Iterator for Contacts<'a> {
             // tolerated (RFC 7230's #rule leniency).
             let cur = skip_while(self.current, |c| is_lws(c) || c == b',');
             if cur.is_empty() {
-                let value = loop {
-                    let (n, v) = self
-                        .headers
-                        .next_named(|c| matches!(c | 0x20, b'c' | b'm'))?;
-                    if is_contact_name(n) {
-                        break v;
-                    }
-                };
+                let (_, value) = self.headers.next_of(&[b"contact", b"m"])?;
                 self.current = value;
                 continue;
             }
@@ -334,10 +364,6 @@ impl<'a> Iterator for Contacts<'a> {
             });
         }
     }
-}
-
-fn is_contact_name(n: &[u8]) -> bool {
-    n.eq_ignore_ascii_case(b"contact") || n.eq_ignore_ascii_case(b"m")
 }
 
 /// `contact-param = (name-addr / addr-spec) *(SEMI contact-params)`, or
@@ -650,6 +676,36 @@ mod tests {
             .contacts()
             .map(|c| c.map(|c| (String::from_utf8_lossy(c.uri).into_owned(), c.q, c.expires)))
             .collect()
+    }
+
+    #[test]
+    fn header_names_match_whole_names_only() {
+        // Names that start like Contact, m or Expires are other headers;
+        // whitespace before the colon and any case are the same header.
+        let raw = reply(
+            "Contacts: <sip:no1@h>\r\nContact-X: <sip:no2@h>\r\nMax-Forwards: 70\r\n\
+             mx: <sip:no3@h>\r\nExpiresX: 9\r\nM \t: <sip:yes1@h>\r\nCONTACT:<sip:yes2@h>\r\n\
+             eXpIrEs : 42\r\nContent-Length: 0\r\n",
+        );
+        let uris: Vec<String> = contacts(&raw).into_iter().map(|c| c.unwrap().0).collect();
+        assert_eq!(uris, ["sip:yes1@h", "sip:yes2@h"]);
+        assert_eq!(parse_response(&raw).unwrap().expires(), Some(42));
+        // A line that is only a name, or a name and no colon, is no header.
+        let raw = reply("Contact\r\nm <sip:no@h>\r\nContact: <sip:yes@h>\r\n");
+        let uris: Vec<String> = contacts(&raw).into_iter().map(|c| c.unwrap().0).collect();
+        assert_eq!(uris, ["sip:yes@h"]);
+    }
+
+    #[test]
+    fn contacts_after_other_headers_and_folded() {
+        // Contact values in several headers, one folded over two lines,
+        // other headers between and after them.
+        let raw = reply(
+            "Contact: <sip:a@h>\r\nCSeq: 1 MESSAGE\r\nm: <sip:b@h>,\r\n <sip:c@h>\r\n\
+             Call-ID: x\r\nContent-Length: 0\r\n",
+        );
+        let uris: Vec<String> = contacts(&raw).into_iter().map(|c| c.unwrap().0).collect();
+        assert_eq!(uris, ["sip:a@h", "sip:b@h", "sip:c@h"]);
     }
 
     #[test]

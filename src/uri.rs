@@ -106,17 +106,11 @@ impl<'a> SipUri<'a> {
         out.push(':');
         // A parsed URI is ASCII; one built by hand may not be.
         if let Some(u) = self.user {
-            match std::str::from_utf8(u) {
-                Ok(u) => out.push_str(u),
-                Err(_) => out.push_str(&String::from_utf8_lossy(u)),
-            }
+            chars::push_ascii_or_lossy(out, u);
             out.push('@');
         }
         let host_at = out.len();
-        match std::str::from_utf8(self.host) {
-            Ok(h) => out.push_str(h),
-            Err(_) => out.push_str(&String::from_utf8_lossy(self.host)),
-        }
+        chars::push_ascii_or_lossy(out, self.host);
         if let Some(h) = out.get_mut(host_at..) {
             h.make_ascii_lowercase();
         }
