@@ -2,11 +2,13 @@
 """Side-by-side benchmark of push_redirect against Kamailio's own uac_redirect.
 
 `make bench` runs this (python3 standard library only). For each repetition it
-runs every configuration once, in a rotating order (interleaved, so a drift of
-the machine hits all of them alike); each run is a fresh Kamailio (children=4,
-udp:127.0.0.1), two sipp terminals t1 (q=1.0) and t2 (q=0.5) registered for
-sip:u1@example.com, and one sipp sender of BENCH_COUNT MESSAGEs at BENCH_RATE
-per second:
+runs every configuration once, all of them at the same time (side by side: a
+Kamailio each, their senders started together, so whatever the machine does
+meanwhile hits all of them alike; run one after another, a configuration's CPU
+moved by 15-20% from run to run with the VM, side by side the ratios repeat to
+about 1%). Each run is a fresh Kamailio (children=4, udp:127.0.0.1), two sipp
+terminals t1 (q=1.0) and t2 (q=0.5) registered for sip:u1@example.com, and one
+sipp sender of BENCH_COUNT MESSAGEs at BENCH_RATE per second:
 
   plain  stock.cfg  t1 answers 200                       (the floor)
   stock  stock.cfg  t1 answers 302 Contact t2, t2 200    (uac_redirect: the anchor)
@@ -29,7 +31,8 @@ failure, no retransmission, the rate reached) of stock and F1.
 Environment (defaults; BENCH_QUICK=1 changes those marked *):
   BENCH_RATE=500  BENCH_COUNT=10000*  BENCH_REPS=5*  BENCH_WARMUP=20
   BENCH_SETTLE=6*  BENCH_CONFIGS=plain,stock,F1,F6,F2 (also: plain-push)
-  BENCH_SEARCH=1 (0: no step search)  BENCH_STEP_RATES=2000,4000,6000,7000,...,12000*
+  BENCH_MODE=side (serial: one configuration after another, in an order
+  that rotates with the repetition)  BENCH_SEARCH=1 (0: no step search)  BENCH_STEP_RATES=2000,4000,6000,7000,...,12000*
   BENCH_STEP_SECONDS=4*  BENCH_OUT=bench/results (quick: bench/results/quick)
   BENCH_KEEP=1 keeps the per-run directories (always kept when a run fails)
   BENCH_SHM=1024 BENCH_PKG=16 (Kamailio -m/-M, MB)
@@ -910,7 +913,8 @@ def main():
     shutil.copy2(PR_MODULE, MODULE_COPY)
     with open(MODULE_COPY, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    log(f"bench: {REPS} reps x {len(ORDER)} configs ({', '.join(ORDER)}), {COUNT} MESSAGEs at {RATE}/s each,"
+    log(f"bench: {REPS} reps x {len(ORDER)} configs ({', '.join(ORDER)}), {COUNT} MESSAGEs at {RATE}/s each"
+        f" ({'side by side' if SIDE_BY_SIDE else 'one after another'}),"
         f" children={CHILDREN}, settle {SETTLE:g} s; work dir {base}")
     load0 = open("/proc/loadavg").read().split()[:3]
     log(f"bench: module {PR_MODULE} (sha256 {digest}, copied); {os.cpu_count()} CPUs;"
@@ -929,7 +933,8 @@ def main():
     text = table(rows, rates)
     elapsed = time.time() - t_start
     load1 = open("/proc/loadavg").read().split()[:3]
-    subtitle = (f"{RATE}/s, {COUNT} per run, {REPS} runs each, children={CHILDREN}, "
+    subtitle = (f"{RATE}/s, {COUNT} per run, {REPS} runs each "
+                f"({'side by side' if SIDE_BY_SIDE else 'one after another'}), children={CHILDREN}, "
                 f"{os.cpu_count()} CPUs, allocator {MEM_ARGS[1] if MEM_ARGS else 'Kamailio default (qm)'}")
     header = (f"push_redirect bench: {subtitle}; p50/p99 = first MESSAGE sent -> 200 (sender's clock);\n"
               f"CPU = utime+stime of every Kamailio process from /proc, medians over runs; "

@@ -2,13 +2,13 @@
 """Instructions per request of each bench configuration, under callgrind.
 
 `make bench-instr` runs this (python3 standard library, valgrind). CPU
-seconds (`make bench`) are what an operator pays, but on a shared 2-core VM
-they move by several percent from one run to the next. The instructions a
-Kamailio worker executes for the same requests do not: this is the
-deterministic complement, and it says where the difference goes.
+seconds (`make bench`) are what an operator pays; side by side they compare
+to about 1%, but they do not say where a difference goes. The instructions
+and cache misses of a Kamailio worker for the same requests do, and repeat
+exactly: this is the deterministic complement.
 
 For each configuration it runs bench.py once (one repetition, no step
-search) with Kamailio under `valgrind --tool=callgrind
+search) with Kamailio under `valgrind --tool=callgrind --cache-sim=yes
 --toggle-collect=receive_msg` (the workers' handling of every SIP message,
 requests and replies; not the timer processes), then reads every process's
 profile with callgrind_annotate and reports, per MESSAGE sent, marginally (each configuration runs twice,
@@ -22,7 +22,15 @@ each worker's first store read, cancels out):
                registrar lookup() + uac_redirect get_redirect() (behind
                get_redirects()) + tm t_check_status()
 
-and the ratios F1/stock and F6/plain of the totals.
+  I1 / L1 / LL misses   the simulated caches' misses (instruction cache;
+               all first-level; last level): a worker runs the module's
+               code once per message, cold, so the code it touches costs
+               more than its instruction count says
+  CEst         KCachegrind's cycle estimate, Ir + 10 x L1 + 100 x LL misses
+
+and the ratios F1/stock and F6/plain of the instructions and of CEst. The
+simulation sees one process alone: on the machine, the other processes
+(sipp, the other workers) evict more, so CPU seconds weigh misses more.
 
 Environment: INSTR_CONFIGS (plain,stock,F1,F6,F2), INSTR_COUNT (3000: a
 worker's first store read, SQLite opening its schema, is then spread over
@@ -52,10 +60,14 @@ REPLACED = ("lookup", "get_redirect", "t_check_status")
 ROW = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
 
 
-def annotate(path, inclusive):
-    """{function name: instructions} of one callgrind profile."""
+EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
+
+
+def annotate(path, inclusive, event="Ir"):
+    """(total, {function name: cost}) of one event in one callgrind profile."""
     out = subprocess.run(
-        [ANNOTATE, f"--inclusive={'yes' if inclusive else 'no'}", "--auto=no", "--threshold=100", path],
+        [ANNOTATE, f"--inclusive={'yes' if inclusive else 'no'}", f"--show={event}",
+         f"--sort={event}", "--auto=no", "--threshold=100", path],
         capture_output=True, text=True, check=False).stdout
     total, funcs = 0, {}
     for line in out.splitlines():
@@ -77,6 +89,27 @@ def annotate(path, inclusive):
     return total, funcs
 
 
+def totals(path):
+    """{event: total} of one profile, every event of EVENTS."""
+    out = subprocess.run([ANNOTATE, "--auto=no", "--threshold=100", path],
+                         capture_output=True, text=True, check=False).stdout
+    shown, got = [], {}
+    for line in out.splitlines():
+        if line.startswith("Events shown:"):
+            shown = line.split(":", 1)[1].split()
+        elif "PROGRAM TOTALS" in line:
+            nums = re.findall(r"([\d,]+) \(", line) or re.findall(r"([\d,]+)", line)
+            got = {e: int(v.replace(",", "")) for e, v in zip(shown, nums)}
+    return {e: got.get(e, 0) for e in EVENTS}
+
+
+def cest(t):
+    """KCachegrind's cycle estimate: Ir + 10 x L1 misses + 100 x LL misses."""
+    l1 = t["I1mr"] + t["D1mr"] + t["D1mw"]
+    ll = t["ILmr"] + t["DLmr"] + t["DLmw"]
+    return t["Ir"] + 10 * l1 + 100 * ll
+
+
 def run_config(name, workdir):
     """Marginal instructions per MESSAGE of a config: two runs, COUNT and
     COUNT/3 MESSAGEs, and the difference divided by the difference in
@@ -86,9 +119,9 @@ def run_config(name, workdir):
     a = run_once(name, small, workdir)
     b = run_once(name, COUNT, workdir)
     n = COUNT - small
-    return dict(config=name, total=(b["total"] - a["total"]) / n,
-                module=(b["module"] - a["module"]) / n,
-                replaced=(b["replaced"] - a["replaced"]) / n)
+    row = {k: (b[k] - a[k]) / n for k in b}
+    row["config"] = name
+    return row
 
 
 def run_once(name, count, workdir):
@@ -98,7 +131,7 @@ def run_once(name, count, workdir):
     wrapper = os.path.join(workdir, f"kamailio-{name}-{count}.sh")
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\n"
-                f"exec {VALGRIND} --tool=callgrind --toggle-collect=receive_msg "
+                f"exec {VALGRIND} --tool=callgrind --cache-sim=yes --toggle-collect=receive_msg "
                 f"--callgrind-out-file={outdir}/callgrind.%p {KAMAILIO} \"$@\"\n")
     os.chmod(wrapper, 0o755)
     env = dict(os.environ, KAMAILIO=wrapper, BENCH_CONFIGS=name, BENCH_COUNT=str(count),
@@ -110,17 +143,23 @@ def run_once(name, count, workdir):
                             stdout=f, stderr=subprocess.STDOUT, check=False).returncode
     if rc != 0:
         raise RuntimeError(f"{name}: bench.py under callgrind failed (rc {rc}), see {log}")
-    total, module, replaced = 0, 0, 0
+    sums = dict.fromkeys(("total", "module", "replaced", "i1", "module_i1", "l1", "ll", "cest"), 0)
     for p in sorted(os.listdir(outdir)):
         path = os.path.join(outdir, p)
-        t, _ = annotate(path, inclusive=False)
-        total += t
-        if t == 0:
+        t = totals(path)
+        if t["Ir"] == 0:
             continue
+        sums["total"] += t["Ir"]
+        sums["i1"] += t["I1mr"]
+        sums["l1"] += t["I1mr"] + t["D1mr"] + t["D1mw"]
+        sums["ll"] += t["ILmr"] + t["DLmr"] + t["DLmw"]
+        sums["cest"] += cest(t)
         _, incl = annotate(path, inclusive=True)
-        module += sum(incl.get(f, 0) for f in MODULE)
-        replaced += sum(incl.get(f, 0) for f in REPLACED)
-    return dict(total=total, module=module, replaced=replaced)
+        sums["module"] += sum(incl.get(f, 0) for f in MODULE)
+        sums["replaced"] += sum(incl.get(f, 0) for f in REPLACED)
+        _, incl = annotate(path, inclusive=True, event="I1mr")
+        sums["module_i1"] += sum(incl.get(f, 0) for f in MODULE)
+    return sums
 
 
 def main():
@@ -139,22 +178,32 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     by = {r["config"]: r for r in rows}
-    lines = [f"instructions per MESSAGE under receive_msg (callgrind; marginal: runs of {COUNT} and "
+    lines = [f"per MESSAGE under receive_msg (callgrind --cache-sim=yes; marginal: runs of {COUNT} and "
              f"{max(COUNT // 3, 1)} MESSAGEs at {RATE}/s; Kamailio workers, user space)",
-             f"{'config':<7} {'total':>9} {'module':>9} {'replaced':>9}  ratio",
-             f"{'-' * 7} {'-' * 9} {'-' * 9} {'-' * 9}  -----"]
+             "instr: instructions; module / replaced: push_lookup()+push_redirect() / what stock runs",
+             "instead; I1 miss: instruction-cache misses (module: its share); L1 / LL miss: all first-",
+             "and last-level misses; CEst: KCachegrind's cycle estimate, instr + 10 L1 + 100 LL misses",
+             f"{'config':<7} {'instr':>9} {'module':>8} {'replaced':>8} {'I1 miss':>8} {'module':>7}"
+             f" {'L1 miss':>8} {'LL miss':>7} {'CEst':>9}  instr ratio     CEst ratio",
+             f"{'-' * 7} {'-' * 9} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 7} {'-' * 8} {'-' * 7} {'-' * 9}"
+             "  -----------     ----------"]
     for r in rows:
         base = {"F1": "stock", "F2": "stock", "F6": "plain"}.get(r["config"])
-        ratio = (f"{r['total'] / by[base]['total']:.3f}x {base}" if base in by else "")
-        lines.append(f"{r['config']:<7} {r['total']:>9,.0f} {r['module']:>9,.0f} {r['replaced']:>9,.0f}  {ratio}")
+        ratio = (f"{r['total'] / by[base]['total']:.3f}x {base:<5}    {r['cest'] / by[base]['cest']:.3f}x {base}"
+                 if base in by else "")
+        lines.append(f"{r['config']:<7} {r['total']:>9,.0f} {r['module']:>8,.0f} {r['replaced']:>8,.0f}"
+                     f" {r['i1']:>8,.0f} {r['module_i1']:>7,.0f} {r['l1']:>8,.0f} {r['ll']:>7,.0f}"
+                     f" {r['cest']:>9,.0f}  {ratio}")
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(OUT, "instr.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(OUT, "instr.csv"), "w") as f:
-        f.write("config,instructions_per_message,module,replaced\n")
+        f.write("config,instructions_per_message,module,replaced,i1_misses,module_i1_misses,"
+                "l1_misses,ll_misses,cycle_estimate\n")
         for r in rows:
-            f.write(f"{r['config']},{r['total']:.0f},{r['module']:.0f},{r['replaced']:.0f}\n")
+            f.write(f"{r['config']},{r['total']:.0f},{r['module']:.0f},{r['replaced']:.0f},"
+                    f"{r['i1']:.0f},{r['module_i1']:.0f},{r['l1']:.0f},{r['ll']:.0f},{r['cest']:.0f}\n")
     print(f"bench-instr: wrote {OUT}/instr.txt, instr.csv")
     return 0
 
