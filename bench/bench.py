@@ -861,10 +861,10 @@ def chart(rows, path, subtitle):
     colors = {"plain": "0x9e9e9e", "plain-push": "0xc8c8c8", "stock": "0x4c72b0", "F1": "0xdd8452", "F6": "0x55a868", "F2": "0xc44e52"}
     dat = path[:-4] + ".dat"
     with open(dat, "w") as f:
-        f.write("# config median min max color ratio-to-stock sender-normalized-ratio\n")
+        f.write("# config median min max color ratio-to-stock paired-ratio-to-stock\n")
         for r in rows:
             ratio = float(r["cpu_per_10k_vs_stock"])
-            norm = float(r.get("cpu_norm_vs_stock", "nan"))
+            norm = float(r.get("cpu_paired_vs_stock", "nan"))
             f.write(f"{r['config']} {float(r['cpu_per_10k']):.4f} {float(r['cpu_min']):.4f}"
                     f" {float(r['cpu_max']):.4f} {int(colors.get(r['config'], '0x777777'), 16)}"
                     f" {ratio if ratio == ratio else 0:.3f} {norm if norm == norm else 0:.3f}\n")
@@ -874,7 +874,7 @@ set terminal pngcairo size 1000,560 font "sans,11"
 set output '{path}'
 set title "Kamailio CPU seconds per 10,000 MESSAGEs (all processes)\\n{subtitle}"
 set ylabel "CPU seconds per 10k requests (median; whiskers min-max)"
-set label 1 "x stock: ratio of the medians; norm.: ratio of (Kamailio CPU / sipp sender CPU), paired per repetition, median" at graph 0.01, graph 0.97 font "sans,9"
+set label 1 "x stock: ratio of the medians; paired: median over repetitions of CPU / stock's CPU in the same repetition (the targets' figure)" at graph 0.01, graph 0.97 font "sans,9"
 set style fill solid 0.75 border -1
 set boxwidth 0.6
 set yrange [0:{ymax:.2f}]
@@ -884,7 +884,7 @@ set xtics nomirror
 set key off
 plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, \\
      '' using 0:2:3:4 with yerrorbars lc rgb 'black' lw 1.5 pt 0, \\
-     '' using 0:4:($6 > 0 ? sprintf("%.2f s\\n%.2fx stock\\nnorm. %.2fx", $2, $6, $7) : sprintf("%.2f s", $2)) with labels offset 0,2.8
+     '' using 0:4:($6 > 0 ? sprintf("%.2f s\\n%.2fx stock\\npaired %.2fx", $2, $6, $7) : sprintf("%.2f s", $2)) with labels offset 0,2.8
 """
     try:
         res = subprocess.run([GNUPLOT], input=gp, text=True, capture_output=True, timeout=60)
