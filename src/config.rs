@@ -191,7 +191,9 @@ impl Config {
 
     /// Whether `method` is a PUSH method.
     pub fn is_push_method(&self, method: &str) -> bool {
-        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        // Methods arrive upper-cased as a rule: equal bytes first.
+        self.methods.iter().any(|m| m == method)
+            || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
     }
 
     /// Whether a foreign host is in `allowed_domains` (ASCII

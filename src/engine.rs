@@ -15,7 +15,7 @@
 //! 3. the provisioned forwarding, after a 3xx without Contact (F5);
 //! 4. the AOR's registered terminals not tried yet (F2, F3).
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
 use crate::config::{Config, ForkMode};
@@ -98,6 +98,17 @@ pub trait Env {
     /// Shared: the host may hand out the copy it keeps (no copy per call).
     fn stored(&self, _aor: &str, _service: &str) -> Option<Arc<Forwarding>> {
         None
+    }
+    /// `b` in a buffer for a branch: a host that keeps spare buffers (see
+    /// [`Env::recycle_branches`]) fills one of them. Default: a new one.
+    fn bytes(&self, b: &[u8]) -> Vec<u8> {
+        b.to_vec()
+    }
+    /// Takes the branches of a decision that is about to be filled again,
+    /// leaving `branches` empty (a host may reuse their buffers for the
+    /// next [`Env::bytes`] and lookups). Default: dropped.
+    fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
+        branches.clear();
     }
 }
 
@@ -318,7 +329,48 @@ pub struct Decision {
     pub memo: Vec<u8>,
     /// Warnings beyond [`MAX_WARNINGS`], not kept.
     pub suppressed: u32,
+    /// What `service` was made of, for the next call that fills this
+    /// decision again (see [`ServiceOf`]).
+    service_of: ServiceOf,
 }
+
+/// The method and media type (or event package) a decision's service key
+/// was made of: a decision filled again for a request with the same ones
+/// keeps its key instead of building it again (consecutive PUSH requests
+/// share a handful of services). A cache, not part of the answer: it
+/// compares equal to any other.
+#[derive(Debug, Clone, Default)]
+struct ServiceOf(Vec<u8>);
+
+impl ServiceOf {
+    /// Whether these are the inputs remembered.
+    fn is(&self, method: &str, detail: Option<&[u8]>) -> bool {
+        let m = method.len();
+        self.0.get(..m) == Some(method.as_bytes())
+            && match detail {
+                None => self.0.len() == m,
+                // 0xFF: a byte no method (UTF-8) holds.
+                Some(d) => self.0.get(m) == Some(&0xFF) && self.0.get(m + 1..) == Some(d),
+            }
+    }
+
+    fn remember(&mut self, method: &str, detail: Option<&[u8]>) {
+        self.0.clear();
+        self.0.extend_from_slice(method.as_bytes());
+        if let Some(d) = detail {
+            self.0.push(0xFF);
+            self.0.extend_from_slice(d);
+        }
+    }
+}
+
+impl PartialEq for ServiceOf {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ServiceOf {}
 
 impl Decision {
     /// Nothing decided yet.
@@ -335,12 +387,15 @@ impl Decision {
             warnings: Vec::new(),
             memo: Vec::new(),
             suppressed: 0,
+            service_of: ServiceOf::default(),
         }
     }
 
     /// As [`Decision::new`], keeping the buffers: a decision of an earlier
-    /// call can be filled again without allocating them anew. `aor` and
-    /// `service` keep theirs as empty strings, for the engine to take.
+    /// call can be filled again without allocating them anew. `aor` keeps
+    /// its buffer as an empty string, for the engine to take; `service`
+    /// keeps its key, which the engine keeps if the new request has the
+    /// same method and media type (see [`ServiceOf`]).
     pub(crate) fn reset(&mut self, mode: ForkMode) {
         // Every field, by name: a new field cannot be forgotten here.
         let Decision {
@@ -355,6 +410,7 @@ impl Decision {
             warnings,
             memo,
             suppressed,
+            service_of: _,
         } = self;
         *verdict = Verdict::Untouched;
         *reason = Reason::NotPushMethod;
@@ -365,9 +421,7 @@ impl Decision {
         if let Some(a) = aor {
             a.clear();
         }
-        if let Some(s) = service {
-            s.clear();
-        }
+        let _ = service;
         warnings.clear();
         memo.clear();
         *suppressed = 0;
@@ -409,6 +463,20 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
     key
 }
 
+/// What a service key is made of besides the method: the `Event` package
+/// for NOTIFY, the media type for other methods.
+fn service_detail<'a>(
+    method: &str,
+    event: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    if method.eq_ignore_ascii_case("NOTIFY") {
+        event
+    } else {
+        content_type
+    }
+}
+
 /// [`service_key`] into `key` (cleared first), reusing its buffer.
 pub fn service_key_into(
     method: &str,
@@ -416,11 +484,7 @@ pub fn service_key_into(
     content_type: Option<&[u8]>,
     key: &mut String,
 ) {
-    let detail = if method.eq_ignore_ascii_case("NOTIFY") {
-        event
-    } else {
-        content_type
-    };
+    let detail = service_detail(method, event, content_type);
     key.clear();
     key.push_str(method);
     key.make_ascii_uppercase();
@@ -560,15 +624,57 @@ impl Key<'_> {
 }
 
 /// What one round's replies amount to.
-#[derive(Default)]
 struct Round<'a> {
     /// The targets of this round's 3xx replies, best first: all admitted
-    /// (none tried before) and no two the same target.
+    /// (none tried before) and no two the same target. Its buffer is the
+    /// previous round's (see [`SPARE_TARGETS`]).
     targets: Vec<Target<'a>>,
     failed: bool,
     refused_only: bool,
     not_followed: bool,
     saw_3xx_without_contact: bool,
+}
+
+thread_local! {
+    /// The buffer of this thread's last round of targets, for the next
+    /// round: following a 3xx allocates nothing once a worker has followed
+    /// one (a Kamailio worker is one thread).
+    static SPARE_TARGETS: Cell<Vec<Target<'static>>> = const { Cell::new(Vec::new()) };
+}
+
+/// Most targets' room kept in [`SPARE_TARGETS`] (a round that merged many
+/// replies gives its larger buffer back to the allocator).
+const SPARE_TARGETS_MAX: usize = 64;
+
+/// `v`, emptied, as a list of targets of another lifetime: the same
+/// allocation (`Vec`'s in-place collect; no item is kept, and targets own
+/// nothing).
+// A filter_map that keeps nothing is the point: the items' type changes,
+// which `filter` cannot do.
+#[allow(clippy::unnecessary_filter_map)]
+fn relife<'b>(v: Vec<Target<'_>>) -> Vec<Target<'b>> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+impl Round<'_> {
+    fn new() -> Self {
+        Round {
+            targets: relife(SPARE_TARGETS.try_with(Cell::take).unwrap_or_default()),
+            failed: false,
+            refused_only: false,
+            not_followed: false,
+            saw_3xx_without_contact: false,
+        }
+    }
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.targets);
+        if v.capacity() <= SPARE_TARGETS_MAX {
+            let _ = SPARE_TARGETS.try_with(|s| s.set(relife(v)));
+        }
+    }
 }
 
 /// Most warnings one decision logs; the rest are counted in one line, so a
@@ -641,6 +747,7 @@ impl Engine {
             &mut Decision,
         ) -> (Verdict, Reason),
     ) {
+        env.recycle_branches(&mut d.branches);
         d.reset(mode.unwrap_or(self.config.fork_mode));
         let mut aor_key = d.aor.take().unwrap_or_default();
         let mut service = d.service.take().unwrap_or_default();
@@ -825,7 +932,7 @@ impl Engine {
             (self.config.max_depth as usize).saturating_sub(memo.redirects as usize);
         let mut budget = initial_budget;
 
-        let mut round = Round::default();
+        let mut round = Round::new();
         for b in current() {
             let resp = redirect_reply(b);
             self.judge(&ctx, b, resp.as_ref(), &mut budget, &mut round, d);
@@ -954,7 +1061,12 @@ impl Engine {
             });
             (Verdict::Error, Reason::BadRequestUri)
         })?;
-        service_key_into(req.method, req.event, req.content_type, service);
+        let detail = service_detail(req.method, req.event, req.content_type);
+        // An empty key: none from the previous call (it ended before this).
+        if service.is_empty() || !d.service_of.is(req.method, detail) {
+            service_key_into(req.method, req.event, req.content_type, service);
+            d.service_of.remember(req.method, detail);
+        }
         aor.aor_into(aor_key);
         Ok(aor)
     }
@@ -991,7 +1103,13 @@ impl Engine {
                 }
                 *budget -= 1;
                 let before = d.counters;
-                let (sel, malformed) = ctx.select(resp, d);
+                // The round's (spare) buffer, while it holds no target.
+                let buf = if round.targets.is_empty() {
+                    std::mem::take(&mut round.targets)
+                } else {
+                    Vec::new()
+                };
+                let (sel, malformed) = ctx.select(resp, d, buf);
                 if sel.is_empty() {
                     // Only a policy refusal stops here (the sender gets the
                     // 3xx); Contacts that were garbage, loops or AORs
@@ -1218,9 +1336,16 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// O(`max_branches`) whatever the number of Contacts, and nothing is
     /// copied from the reply.
     /// Also returns how many Contacts were malformed (and counted refused).
-    fn select<'a>(&self, resp: &parser::Response<'a>, d: &mut Decision) -> (Vec<Target<'a>>, u32) {
+    /// `best`: a buffer for the result (emptied first).
+    fn select<'a>(
+        &self,
+        resp: &parser::Response<'a>,
+        d: &mut Decision,
+        mut best: Vec<Target<'a>>,
+    ) -> (Vec<Target<'a>>, u32) {
         let cap = self.cfg().max_branches as usize;
-        let mut best: Vec<Target<'a>> = Vec::with_capacity(cap + 1);
+        best.clear();
+        best.reserve(cap + 1);
         let mut accepted = 0usize;
         let mut malformed = 0u32;
         for c in resp.contacts() {
@@ -1308,7 +1433,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             match t.via {
                 Via::Direct => out.push_unique(
                     BranchOut {
-                        uri: t.uri.to_vec(),
+                        uri: self.env.bytes(t.uri),
                         dst_uri: None,
                         path: None,
                         instance: None,
@@ -1320,7 +1445,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 Via::Own(i) => {
                     if let Some(r) = self.own().get(i) {
                         out.push_unique(
-                            branch_of(t.uri.to_vec(), r, t.q.or(r.q)),
+                            self.branch_of(self.env.bytes(t.uri), r, t.q.or(r.q)),
                             Key::Uri(t.parsed),
                         );
                     }
@@ -1374,13 +1499,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if (self.ruri_sips && u.scheme != Scheme::Sips) || self.is_tried(&u) {
                 continue;
             }
+            // The registration's buffers move into the branch (`regs` is
+            // not read again).
             if unique {
                 let key = Key::Owned(u.key());
-                let uri = std::mem::take(&mut r.uri);
-                out.push_unique(branch_of(uri, r, r.q), key);
+                out.push_unique(take_branch(r), key);
             } else {
-                let uri = std::mem::take(&mut r.uri);
-                out.push(branch_of(uri, r, r.q), Key::Unkeyed);
+                out.push(take_branch(r), Key::Unkeyed);
             }
         }
         self.env.recycle(regs);
@@ -1495,6 +1620,24 @@ impl<'e, 'r> Ctx<'e, 'r> {
         })
     }
 
+    /// A branch to `uri` with the registration's own destination, Path,
+    /// socket; its bytes in buffers of the host's.
+    fn branch_of(&self, uri: Vec<u8>, r: &Registration, q: Option<u16>) -> BranchOut {
+        let copy = |v: &Option<Vec<u8>>| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| self.env.bytes(v))
+        };
+        BranchOut {
+            uri,
+            dst_uri: copy(&r.received),
+            path: copy(&r.path),
+            instance: copy(&r.instance),
+            socket: r.socket,
+            q,
+        }
+    }
+
     /// How many branches a round may add: one in serial mode, up to
     /// `max_branches` in parallel, never past Kamailio's branch limit.
     fn take(&self, mode: ForkMode) -> usize {
@@ -1530,15 +1673,17 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 }
 
-/// A branch to `uri` with the registration's own destination, Path, socket.
-fn branch_of(uri: Vec<u8>, r: &Registration, q: Option<u16>) -> BranchOut {
+/// A branch to a registration's URI with its own destination, Path,
+/// socket and q, its buffers taken (it is left without them).
+fn take_branch(r: &mut Registration) -> BranchOut {
+    let some = |v: Option<Vec<u8>>| v.filter(|v| !v.is_empty());
     BranchOut {
-        uri,
-        dst_uri: r.received.clone().filter(|v| !v.is_empty()),
-        path: r.path.clone().filter(|v| !v.is_empty()),
-        instance: r.instance.clone().filter(|v| !v.is_empty()),
+        uri: std::mem::take(&mut r.uri),
+        dst_uri: some(r.received.take()),
+        path: some(r.path.take()),
+        instance: some(r.instance.take()),
         socket: r.socket,
-        q,
+        q: r.q,
     }
 }
 
@@ -1627,6 +1772,73 @@ mod tests {
                         assert_eq!(ka.same(&kb), want, "{a} {b} {ka:?} {kb:?}");
                     }
                 }
+            }
+        }
+    }
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn lookup(&self, _aor: &str) -> Result<Vec<Registration>, LookupError> {
+            Ok(Vec::new())
+        }
+        fn is_self(&self, _host: &[u8], _port: Option<u16>) -> bool {
+            false
+        }
+        fn now(&self) -> i64 {
+            1_000
+        }
+    }
+
+    #[test]
+    fn a_decision_filled_again_has_the_service_key_of_its_own_request() {
+        let engine = Engine::new(Config::default());
+        // method, Event, Content-Type, has a To-tag
+        type Req<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>, bool);
+        let requests: Vec<Req<'_>> = vec![
+            ("MESSAGE", None, Some(b"text/plain"), false),
+            ("MESSAGE", None, Some(b"text/plain"), false),
+            ("MESSAGE", None, Some(b"text/plain;charset=utf-8"), false),
+            ("MESSAGE", None, Some(b"Text/Plain"), false),
+            ("MESSAGE", Some(b"presence"), None, false),
+            ("NOTIFY", Some(b"presence"), Some(b"text/plain"), false),
+            (
+                "NOTIFY",
+                Some(b"presence"),
+                Some(b"application/pidf+xml"),
+                false,
+            ),
+            ("NOTIFY", None, Some(b"presence"), false),
+            ("NOTIFY", Some(b""), None, false),
+            ("NOTIFY", None, None, false),
+            ("notify", Some(b"presence"), None, false),
+            // An in-dialog request ends the call before the keys...
+            ("MESSAGE", None, Some(b"text/html"), true),
+            // ... and the next one still gets its own.
+            ("MESSAGE", None, Some(b"text/html"), false),
+            ("MESSAGE", None, Some(b"text/plain"), false),
+            ("OPTIONS", None, Some(b"text/plain"), false),
+            ("MESSAGE", None, Some(b"text/plain"), false),
+        ];
+        let mut d = Decision::new(ForkMode::Serial);
+        for (method, event, content_type, has_to_tag) in requests {
+            let req = Request {
+                method,
+                ruri: b"sip:u1@example.com",
+                has_to_tag,
+                event,
+                content_type,
+            };
+            engine.push_lookup_into(&NoEnv, &req, None, None, &mut d);
+            let fresh = engine.push_lookup(&NoEnv, &req, None, None);
+            assert_eq!(
+                d.service, fresh.service,
+                "{method} {event:?} {content_type:?}"
+            );
+            if fresh.service.is_some() {
+                assert_eq!(
+                    d.service.as_deref(),
+                    Some(service_key(method, event, content_type).as_str())
+                );
             }
         }
     }

@@ -25,7 +25,7 @@ use std::cell::Cell;
 
 use crate::config::{Config, ForkMode};
 use crate::engine::{
-    service_key, Branch, Counters, Decision, Engine, Env, ForwardTarget, Forwarding,
+    service_key, Branch, BranchOut, Counters, Decision, Engine, Env, ForwardTarget, Forwarding,
     ForwardingKind, LookupError, Reason, Registration, Request, StoreAction,
 };
 use crate::log::{self, pr_log_fn, pr_log_level};
@@ -491,13 +491,15 @@ struct EngineBox {
     self_hosts: std::cell::RefCell<Vec<SelfAnswer>>,
     /// The second (Unix time) `self_hosts` belongs to.
     self_hosts_at: Cell<i64>,
-    /// Buffers of registrations the engine handed back (`Env::recycle`),
-    /// filled again by the next lookup: a registration read from usrloc
-    /// then costs no allocation.
+    /// Buffers of registrations and branches the engine handed back
+    /// (`Env::recycle`, `Env::recycle_branches`), filled again by the next
+    /// lookup or branch (`Env::bytes`): a registration read from usrloc,
+    /// or a branch decided, then costs no allocation (glibc's malloc, which
+    /// nothing else in a Kamailio worker calls per message, stays cold).
     spare_regs: std::cell::RefCell<RegBuffers>,
 }
 
-/// Spare buffers for lookups (see `EngineBox::spare_regs`).
+/// Spare buffers for lookups and branches (see `EngineBox::spare_regs`).
 #[derive(Default)]
 struct RegBuffers {
     /// An empty list, with its capacity.
@@ -675,6 +677,20 @@ impl Env for EngineBox {
         }
         if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
             spare.list = regs;
+        }
+    }
+
+    fn bytes(&self, b: &[u8]) -> Vec<u8> {
+        self.spare_regs.borrow_mut().copy(b)
+    }
+
+    fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
+        let mut spare = self.spare_regs.borrow_mut();
+        for b in branches.drain(..) {
+            spare.keep(b.uri);
+            for v in [b.dst_uri, b.path, b.instance].into_iter().flatten() {
+                spare.keep(v);
+            }
         }
     }
 

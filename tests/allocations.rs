@@ -1,0 +1,256 @@
+//! What a Kamailio worker's call into the core allocates once it has run a
+//! few: nothing, for the flows the benchmarks measure (F1: a 302 followed
+//! to another terminal of the subscriber; F6: a learned 301 applied at
+//! lookup). Every heap allocation counted, through the C ABI as the module
+//! calls it (a decision freed and the next one filled again, registrations
+//! handed over by the lookup callback, the store opened).
+//!
+//! glibc's malloc is cold in a worker (Kamailio has its own allocators): an
+//! allocation per message costs its code's cache lines as well as its
+//! instructions. This test fails on the first one that comes back.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::ptr;
+
+use push_redirect::ffi::*;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's layout, as GlobalAlloc requires.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: `p` came from `alloc`/`realloc` above with this layout.
+        unsafe { System.dealloc(p, layout) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: as `GlobalAlloc::realloc` requires, passed on.
+        unsafe { System.realloc(p, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn bytes(b: &[u8]) -> pr_bytes {
+    pr_bytes {
+        ptr: b.as_ptr(),
+        len: b.len(),
+    }
+}
+
+const T1: &[u8] = b"sip:u1t1@127.0.0.1:5071";
+const T2: &[u8] = b"sip:u1t2@127.0.0.1:5072";
+/// Where t2 registered from (behind NAT): its branches go there.
+const NAT: &[u8] = b"sip:192.0.2.7:40000";
+
+/// usrloc of the test: u1 has t1 (q=1.0) and t2 (q=0.5, behind NAT).
+unsafe extern "C" fn lookup(
+    _userdata: *mut c_void,
+    aor: *const u8,
+    aor_len: usize,
+    sink: *mut pr_contact_sink,
+) -> i32 {
+    // SAFETY: the engine passes a valid (ptr, len) AOR.
+    let aor = unsafe { std::slice::from_raw_parts(aor, aor_len) };
+    if aor != b"sip:u1@example.com" {
+        return 0;
+    }
+    for (uri, received, q) in [(T1, &b""[..], 1000), (T2, NAT, 500)] {
+        let c = pr_contact {
+            uri: bytes(uri),
+            received: bytes(received),
+            path: bytes(b""),
+            instance: bytes(b""),
+            socket: ptr::null(),
+            q,
+            last_modified: 1,
+        };
+        assert_eq!(pr_contact_sink_add(sink, &c), pr_status::Ok);
+    }
+    0
+}
+
+unsafe extern "C" fn is_self(_: *mut c_void, host: *const u8, len: usize, _port: u16) -> bool {
+    // SAFETY: the engine passes a valid (ptr, len) host.
+    unsafe { std::slice::from_raw_parts(host, len) }.eq_ignore_ascii_case(b"example.com")
+}
+
+/// An engine, and the directory of its store (removed after it).
+struct Engine(*mut pr_engine, #[allow(dead_code)] tempdir::Dir);
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn engine(name: &str) -> Engine {
+    let dir = std::env::temp_dir().join(format!("pr-alloc-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store.sqlite");
+    let mut cfg = ptr::null_mut();
+    assert_eq!(pr_config_new(&mut cfg), pr_status::Ok);
+    let (name, value) = (b"store", store.to_str().unwrap().as_bytes());
+    assert_eq!(
+        pr_config_set(cfg, name.as_ptr(), name.len(), value.as_ptr(), value.len()),
+        pr_status::Ok
+    );
+    let mut e = ptr::null_mut();
+    assert_eq!(
+        pr_engine_new(cfg, Some(lookup), Some(is_self), ptr::null_mut(), &mut e),
+        pr_status::Ok
+    );
+    pr_config_free(cfg);
+    assert_eq!(pr_engine_open_store(e), pr_status::Ok);
+    Engine(e, tempdir::Dir(dir))
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        pr_engine_free(self.0);
+    }
+}
+
+fn message() -> pr_request {
+    pr_request {
+        method: bytes(b"MESSAGE"),
+        ruri: bytes(b"sip:u1@example.com"),
+        to_tag: bytes(b""),
+        event: bytes(b""),
+        content_type: bytes(b"text/plain"),
+        call_id: bytes(b"alloc-test"),
+    }
+}
+
+fn reply(status: &str, contact: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+         From: <sip:a@example.com>;tag=1\r\nTo: <sip:u1@example.com>;tag=2\r\n\
+         Call-ID: alloc-test\r\nCSeq: 1 MESSAGE\r\nContact: <"
+    )
+    .into_bytes();
+    r.extend_from_slice(contact);
+    r.extend_from_slice(b">\r\nContent-Length: 0\r\n\r\n");
+    r
+}
+
+/// Checks that the decision sends its first branch to `uri` via `dst`
+/// (empty: none), then frees it. Compares in place: the check allocates
+/// nothing itself.
+fn expect_branch(d: *mut pr_decision, uri: &[u8], dst: &[u8]) {
+    assert_eq!(pr_decision_script_rc(d), 1);
+    let mut o = pr_branch_out {
+        uri: bytes(b""),
+        dst_uri: bytes(b""),
+        path: bytes(b""),
+        instance: bytes(b""),
+        socket: ptr::null(),
+        q: -1,
+    };
+    assert_eq!(pr_decision_branch(d, 0, &mut o), pr_status::Ok);
+    // SAFETY: the decision's own bytes, valid until it is freed below.
+    let view = |b: pr_bytes| unsafe {
+        if b.ptr.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(b.ptr, b.len)
+        }
+    };
+    assert!(view(o.uri) == uri && view(o.dst_uri) == dst);
+    pr_decision_free(d);
+}
+
+/// push_lookup: a new MESSAGE for u1.
+fn lookup_once(e: &Engine) -> *mut pr_decision {
+    let mut d = ptr::null_mut();
+    let st = pr_push_lookup(e.0, &message(), ptr::null(), 0, ptr::null(), &mut d);
+    assert_eq!(st, pr_status::Ok);
+    d
+}
+
+/// push_redirect: t1 answered `reply`.
+fn redirect_once(e: &Engine, reply: &[u8]) -> *mut pr_decision {
+    let br = [pr_branch {
+        uri: bytes(T1),
+        status: reply[8..11]
+            .iter()
+            .fold(0, |a, c| a * 10 + u32::from(c - b'0')),
+        reply: bytes(reply),
+        current_round: true,
+    }];
+    let mut d = ptr::null_mut();
+    let st = pr_push_redirect(
+        e.0,
+        &message(),
+        br.as_ptr(),
+        br.len(),
+        ptr::null(),
+        0,
+        ptr::null(),
+        0,
+        ptr::null(),
+        &mut d,
+    );
+    assert_eq!(st, pr_status::Ok);
+    d
+}
+
+/// Runs `call` a few times to warm the buffers up, then counts what 100
+/// more calls allocate.
+fn steady(mut call: impl FnMut()) -> u64 {
+    for _ in 0..5 {
+        call();
+    }
+    let before = allocations();
+    for _ in 0..100 {
+        call();
+    }
+    let n = allocations() - before;
+    // The core's panic hook sends panic messages to its logger, none here:
+    // the count is printed for the failure report.
+    eprintln!("{n} allocations in 100 calls");
+    n
+}
+
+#[test]
+fn f1_a_302_to_another_terminal_allocates_nothing_once_warm() {
+    let e = engine("f1");
+    let r302 = reply("302 Moved Temporarily", T2);
+    let n = steady(|| {
+        expect_branch(lookup_once(&e), T1, b"");
+        expect_branch(redirect_once(&e, &r302), T2, NAT);
+    });
+    assert_eq!(n, 0, "allocations in 100 F1 transactions");
+}
+
+#[test]
+fn f6_a_learned_301_allocates_nothing_once_warm() {
+    let e = engine("f6");
+    expect_branch(
+        redirect_once(&e, &reply("301 Moved Permanently", T2)),
+        T2,
+        NAT,
+    );
+    let n = steady(|| expect_branch(lookup_once(&e), T2, NAT));
+    assert_eq!(n, 0, "allocations in 100 F6 lookups");
+}
