@@ -592,7 +592,9 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
  */
 static str prm_memo_name = str_init("push_redirect_memo");
 
-static void prm_memo_get(str *memo)
+/* the memo kept with the transaction (empty: none); returns whether the
+ * transaction has a memo XAVP at all */
+static int prm_memo_get(str *memo)
 {
 	sr_xavp_t *x;
 
@@ -601,16 +603,20 @@ static void prm_memo_get(str *memo)
 	x = xavp_get(&prm_memo_name, NULL);
 	if(x != NULL && x->val.type == SR_XTYPE_STR)
 		*memo = x->val.v.s;
+	return x != NULL;
 }
 
-static int prm_memo_set(pr_decision *d, str *callid)
+/* kept: whether the transaction has a memo XAVP to replace (nothing to
+ * remove otherwise: a followed 302 or a failover keeps none) */
+static int prm_memo_set(pr_decision *d, int kept, str *callid)
 {
 	pr_bytes b;
 	sr_xval_t v;
 
 	if(pr_decision_memo(d, &b) != PR_STATUS_OK)
 		return -1;
-	xavp_rm_by_name(&prm_memo_name, 1, NULL);
+	if(kept)
+		xavp_rm_by_name(&prm_memo_name, 1, NULL);
 	/* nothing to keep: the next round derives it from the transaction */
 	if(b.len == 0)
 		return 0;
@@ -694,6 +700,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	str m;
 	str memo;
 	str callid;
+	int kept;
 	int rc;
 
 	if(prm_engine == NULL) {
@@ -721,7 +728,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 		return -2;
 	}
 
-	prm_memo_get(&memo);
+	kept = prm_memo_get(&memo);
 	d = NULL;
 	st = pr_push_redirect(prm_engine, &req, br, nbr,
 			(const uint8_t *)memo.s, (size_t)memo.len, (const uint8_t *)m.s,
@@ -737,7 +744,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	rc = pr_decision_script_rc(d);
 	if(rc == 1
 			&& (prm_apply(msg, d, 0, t, &callid) < 0
-					|| prm_memo_set(d, &callid) < 0))
+					|| prm_memo_set(d, kept, &callid) < 0))
 		rc = -2;
 	prm_account(d, &callid);
 	pr_decision_free(d);
