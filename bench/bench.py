@@ -47,6 +47,7 @@ import hashlib
 import ctypes
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -266,16 +267,37 @@ def udp_port_bound(port):
 _given = set()
 
 
+def ephemeral_low():
+    """First port of the kernel's ephemeral range (32768 if unreadable)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    for _ in range(200):
+    """A UDP port on 127.0.0.1 free a moment ago, never handed out twice.
+    Taken below the kernel's ephemeral range: no socket bound to port 0 in
+    the meantime (our SIP probes, sipp's own sockets) can be given it before
+    the Kamailio or sipp it is meant for binds it."""
+    low = 20000
+    high = max(ephemeral_low() - 1, low + 1000)
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(2000):
+        port = rng.randint(low, high)
+        if port in _given:
+            continue
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port > 10000 and port not in _given:
-            _given.add(port)
-            return port
-    raise RuntimeError("no free UDP port")
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free UDP port in {low}..{high}")
 
 
 # ------------------------------------------------------------------ SIP by hand

@@ -122,19 +122,44 @@ pub fn require_tools() {
 
 /// A UDP port on 127.0.0.1 that was free a moment ago, never handed out twice
 /// by this process.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), so that
+/// no socket bound to port 0 meanwhile (this harness's probes, sipp's own
+/// sockets, another test run) can be given it before the Kamailio or sipp
+/// it is meant for binds it: a port taken from `bind(0)` and released could
+/// be, and a proxy then failed to start with "Address already in use".
 pub fn free_udp_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let set = given.get_or_insert_with(HashSet::new);
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = s.local_addr().unwrap().port();
-        // sipp's own side ports are 6000+ (media) and 8888+ (control)
-        if port > 10000 && set.insert(port) {
-            return port;
+    // sipp's own side ports are 6000+ (media) and 8888+ (control).
+    let low: u16 = 20000;
+    let high = ephemeral_low().saturating_sub(1).max(low + 1000);
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..2000 {
+        // xorshift64: a different start in each test process
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = low + (x % u64::from(high - low + 1)) as u16;
+        if set.contains(&port) || UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        set.insert(port);
+        return port;
     }
-    panic!("no free UDP port");
+    panic!("no free UDP port in {low}..={high}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 if unreadable).
+fn ephemeral_low() -> u16 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 /// True when some socket is bound to udp 127.0.0.1:port or 0.0.0.0:port.
