@@ -20,10 +20,15 @@ Per run: requests sent, 200s, failures, sender retransmissions, p50/p99
 response time (first MESSAGE sent -> 200 received, from the sender's
 -trace_msg timestamps in microseconds), the terminals' received counts (a check
 that the flow really happened), and Kamailio's CPU seconds: utime+stime of the
-main process and every descendant, from /proc/<pid>/stat, just before the
-sender starts and BENCH_SETTLE seconds after it ends (tm frees a transaction
-wt_timer = 5 s after its final reply, in the timer process: that work is part
-of a request's cost).
+main process and every descendant, just before the sender starts and
+BENCH_SETTLE seconds after it ends (tm frees a transaction wt_timer = 5 s
+after its final reply, in the timer process: that work is part of a
+request's cost). The sum is read at nanosecond precision from
+/proc/<pid>/schedstat (the kernel's sum_exec_runtime, which it splits into
+utime and stime); /proc/<pid>/stat gives utime and stime in 10 ms clock
+ticks, each truncated, so the nine processes of a run carried up to
++-0.1 s of rounding (its figures stay in runs.csv: kam_ticks_s, and the
+user/system split).
 
 Then a short step search for the highest clean rate (every request 200, no
 failure, no retransmission, the rate reached) of stock and F1.
@@ -232,17 +237,40 @@ def cpu_ticks(pid):
     return (int(fields[11]), int(fields[12]))
 
 
+def cpu_ns(pid):
+    """utime+stime of one process in nanoseconds: the kernel's
+    sum_exec_runtime, first field of /proc/<pid>/schedstat (which
+    /proc/<pid>/stat splits into utime and stime, each truncated to 10 ms
+    clock ticks); None if unreadable (0 if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except FileNotFoundError:
+        return 0 if not os.path.exists(f"/proc/{pid}") else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_snapshot(root):
-    """{pid: (utime, stime)} over root's whole process tree."""
-    return {p: cpu_ticks(p) for p in proc_tree(root)}
+    """{pid: (utime ticks, stime ticks, run ns or None)} over root's whole
+    process tree."""
+    return {p: cpu_ticks(p) + (cpu_ns(p),) for p in proc_tree(root)}
 
 
 def cpu_delta(before, after):
-    """(user, system) CPU seconds between two snapshots (a process new in
-    `after` counts from 0)."""
-    user = sum(u - before.get(p, (0, 0))[0] for p, (u, _) in after.items())
-    system = sum(t - before.get(p, (0, 0))[1] for p, (_, t) in after.items())
-    return user / CLK_TCK, system / CLK_TCK
+    """(user, system, total) CPU seconds between two snapshots (a process
+    new in `after` counts from 0). user and system come from the clock
+    ticks; total is their sum at nanosecond precision (schedstat) when
+    every process had it, else the ticks' sum."""
+    zero = (0, 0, 0)
+    user = sum(a[0] - before.get(p, zero)[0] for p, a in after.items()) / CLK_TCK
+    system = sum(a[1] - before.get(p, zero)[1] for p, a in after.items()) / CLK_TCK
+    runs = [(a[2], before.get(p, zero)[2]) for p, a in after.items()]
+    if all(a is not None and b is not None for a, b in runs):
+        total = sum(a - b for a, b in runs) / 1e9
+    else:
+        total = user + system
+    return user, system, total
 
 
 def machine_ticks():
@@ -578,8 +606,8 @@ class Setup:
             before = h["before"]
             after = cpu_snapshot(self.kam.pid)
             mach0, mach1 = h["mach0"], machine_ticks()
-            r["kam_user_s"], r["kam_sys_s"] = cpu_delta(before, after)
-            r["kam_cpu_s"] = r["kam_user_s"] + r["kam_sys_s"]
+            r["kam_user_s"], r["kam_sys_s"], r["kam_cpu_s"] = cpu_delta(before, after)
+            r["kam_ticks_s"] = r["kam_user_s"] + r["kam_sys_s"]
             # how busy the whole machine was meanwhile (0..1 of all CPUs), and
             # how much of that was not this Kamailio (sipp, the other
             # Kamailios side by side, anything else)
@@ -624,7 +652,7 @@ def clean(r, count, rate):
 # ------------------------------------------------------------------ phases
 
 RUN_FIELDS = ["rep", "config", "rate", "count", "sent", "ok", "failed", "timeouts",
-              "unexpected", "retrans", "p50_ms", "p99_ms", "kam_cpu_s", "kam_user_s", "kam_sys_s", "cpu_per_10k",
+              "unexpected", "retrans", "p50_ms", "p99_ms", "kam_cpu_s", "kam_ticks_s", "kam_user_s", "kam_sys_s", "cpu_per_10k",
               "cpu_vs_sender", "kam_procs", "t1_received", "t2_received", "flow_ok", "sender_cpu_s",
               "machine_busy", "other_busy", "wall_s", "exit"]
 
