@@ -577,6 +577,14 @@ impl<'k> Candidates<'k> {
         }
     }
 
+    /// Its buffer, emptied: a tier that yields nothing gives it back to
+    /// the decision, for the next tier to fill (no allocation then).
+    fn into_buffer(self) -> Vec<BranchOut> {
+        let mut out = self.out;
+        out.clear();
+        out
+    }
+
     fn len(&self) -> usize {
         self.out.len()
     }
@@ -804,7 +812,7 @@ impl Engine {
                     return ctx.emit(c, d, Reason::StoredForwarding);
                 }
                 // The stored target is unreachable now: the terminals.
-                Ok(_) => {}
+                Ok(c) => d.branches = c.into_buffer(),
             }
         }
         match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
@@ -956,6 +964,7 @@ impl Engine {
             );
             return outcome;
         }
+        d.branches = first.into_buffer();
         // Targets that resolve to nothing (an AOR without contacts) count as
         // failed.
         let failed = round.failed || !round.targets.is_empty();
@@ -1016,7 +1025,7 @@ impl Engine {
                     d.counters.forwardings_applied += 1;
                     return ctx.emit(c, d, Reason::Provisioned);
                 }
-                Ok(_) => {}
+                Ok(c) => d.branches = c.into_buffer(),
             }
         }
 

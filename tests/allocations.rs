@@ -1,7 +1,7 @@
 //! What a Kamailio worker's call into the core allocates once it has run a
 //! few: nothing, for the flows the benchmarks measure (F1: a 302 followed
-//! to another terminal of the subscriber; F6: a learned 301 applied at
-//! lookup). Every heap allocation counted, through the C ABI as the module
+//! to another terminal of the subscriber; F2: a 480, then the next
+//! terminal; F6: a learned 301 applied at lookup). Every heap allocation counted, through the C ABI as the module
 //! calls it (a decision freed and the next one filled again, registrations
 //! handed over by the lookup callback, the store opened).
 //!
@@ -241,6 +241,17 @@ fn f1_a_302_to_another_terminal_allocates_nothing_once_warm() {
         expect_branch(redirect_once(&e, &r302), T2, NAT);
     });
     assert_eq!(n, 0, "allocations in 100 F1 transactions");
+}
+
+#[test]
+fn f2_a_failover_to_the_next_terminal_allocates_nothing_once_warm() {
+    let e = engine("f2");
+    let r480 = reply("480 Temporarily Unavailable", b"");
+    let n = steady(|| {
+        expect_branch(lookup_once(&e), T1, b"");
+        expect_branch(redirect_once(&e, &r480), T2, NAT);
+    });
+    assert_eq!(n, 0, "allocations in 100 F2 transactions");
 }
 
 #[test]
