@@ -44,6 +44,10 @@ Environment (defaults; BENCH_QUICK=1 changes those marked *):
   BENCH_MEMMGR=tlsf (Kamailio -x: tlsf, qm = Kamailio's default, fm; "default": no -x)
   BENCH_CHILDREN=4
   PR_MODULE=build/push_redirect.so  KAMAILIO, SIPP, KAMCMD, GNUPLOT (binaries)
+  BENCH_BASELINE=<another push_redirect.so>: adds F1@base, F6@base, F2@base
+  (and plain-push@base), the same scenarios with that module, to be named
+  in BENCH_CONFIGS: a change measured side by side against the build
+  before it (e.g. BENCH_CONFIGS=stock,F1,F1@base)
 """
 
 import atexit
@@ -137,6 +141,12 @@ CONFIGS = {
     "F2": dict(cfg="push.cfg", t1="uas_480.xml", t2="uas_200.xml", learn=False,
                desc="t1 480, t2 200 (serial failover)", expect=("n", "n")),
 }
+BASELINE = env_str("BENCH_BASELINE", "")
+BASELINE_COPY = BASELINE  # main() points it at a private copy
+if BASELINE:
+    for _name in ("plain-push", "F1", "F6", "F2"):
+        CONFIGS[f"{_name}@base"] = dict(CONFIGS[_name], module="baseline",
+                                        desc=CONFIGS[_name]["desc"] + ", BENCH_BASELINE's module")
 ORDER = [c.strip() for c in env_str("BENCH_CONFIGS", "plain,stock,F1,F6,F2").split(",") if c.strip()]
 for c in ORDER:
     if c not in CONFIGS:
@@ -467,7 +477,7 @@ class Setup:
             "-f", os.path.join(HERE, "cfg", self.c["cfg"]),
             "-A", f"SIP_PORT={self.port}", "-A", f"CHILDREN={CHILDREN}",
             "-A", f'CTL_SOCK="{self.ctl}"',
-            "-A", f'PR_MODULE="{MODULE_COPY}"',
+            "-A", f'PR_MODULE="{BASELINE_COPY if self.c.get("module") == "baseline" else MODULE_COPY}"',
             "-A", f'PR_STORE="{os.path.join(self.dir, "store.sqlite")}"',
             "-Y", run, "-w", self.dir,
         ]
@@ -961,6 +971,13 @@ def main():
     global MODULE_COPY
     MODULE_COPY = os.path.join(base, "push_redirect.so")
     shutil.copy2(PR_MODULE, MODULE_COPY)
+    if BASELINE:
+        if not os.path.isfile(BASELINE):
+            sys.exit(f"bench: BENCH_BASELINE {BASELINE} not found")
+        global BASELINE_COPY
+        os.makedirs(os.path.join(base, "baseline"), exist_ok=True)
+        BASELINE_COPY = os.path.join(base, "baseline", "push_redirect.so")
+        shutil.copy2(BASELINE, BASELINE_COPY)
     with open(MODULE_COPY, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
     log(f"bench: {REPS} reps x {len(ORDER)} configs ({', '.join(ORDER)}), {COUNT} MESSAGEs at {RATE}/s each"
