@@ -406,7 +406,8 @@ impl Decision {
             store,
             counters,
             aor,
-            service,
+            // keeps its key for the next call (see `ServiceOf`)
+            service: _,
             warnings,
             memo,
             suppressed,
@@ -421,7 +422,6 @@ impl Decision {
         if let Some(a) = aor {
             a.clear();
         }
-        let _ = service;
         warnings.clear();
         memo.clear();
         *suppressed = 0;
@@ -484,7 +484,12 @@ pub fn service_key_into(
     content_type: Option<&[u8]>,
     key: &mut String,
 ) {
-    let detail = service_detail(method, event, content_type);
+    service_key_of(method, service_detail(method, event, content_type), key);
+}
+
+/// [`service_key_into`] with the detail chosen already (see
+/// [`service_detail`]).
+fn service_key_of(method: &str, detail: Option<&[u8]>, key: &mut String) {
     key.clear();
     key.push_str(method);
     key.make_ascii_uppercase();
@@ -1073,7 +1078,7 @@ impl Engine {
         let detail = service_detail(req.method, req.event, req.content_type);
         // An empty key: none from the previous call (it ended before this).
         if service.is_empty() || !d.service_of.is(req.method, detail) {
-            service_key_into(req.method, req.event, req.content_type, service);
+            service_key_of(req.method, detail, service);
             d.service_of.remember(req.method, detail);
         }
         aor.aor_into(aor_key);

@@ -524,6 +524,15 @@ impl RegBuffers {
         v
     }
 
+    /// Keeps the buffers of a registration or a branch (its URI and its
+    /// optional parts).
+    fn keep_all(&mut self, uri: Vec<u8>, parts: [Option<Vec<u8>>; 3]) {
+        self.keep(uri);
+        for v in parts.into_iter().flatten() {
+            self.keep(v);
+        }
+    }
+
     fn keep(&mut self, v: Vec<u8>) {
         if v.capacity() > 0
             && v.capacity() <= crate::uri::MAX_URI_LEN
@@ -670,10 +679,7 @@ impl Env for EngineBox {
     fn recycle(&self, mut regs: Vec<Registration>) {
         let mut spare = self.spare_regs.borrow_mut();
         for r in regs.drain(..) {
-            spare.keep(r.uri);
-            for b in [r.received, r.path, r.instance].into_iter().flatten() {
-                spare.keep(b);
-            }
+            spare.keep_all(r.uri, [r.received, r.path, r.instance]);
         }
         if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
             spare.list = regs;
@@ -687,10 +693,7 @@ impl Env for EngineBox {
     fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
         let mut spare = self.spare_regs.borrow_mut();
         for b in branches.drain(..) {
-            spare.keep(b.uri);
-            for v in [b.dst_uri, b.path, b.instance].into_iter().flatten() {
-                spare.keep(v);
-            }
+            spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance]);
         }
     }
 

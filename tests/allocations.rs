@@ -232,25 +232,25 @@ fn steady(mut call: impl FnMut()) -> u64 {
     n
 }
 
+/// A push_lookup() to t1, then push_redirect() after t1 answered `reply`,
+/// which must send the request on to t2 via its registration.
+fn transaction_allocations(name: &str, reply: &[u8]) -> u64 {
+    let e = engine(name);
+    steady(|| {
+        expect_branch(lookup_once(&e), T1, b"");
+        expect_branch(redirect_once(&e, reply), T2, NAT);
+    })
+}
+
 #[test]
 fn f1_a_302_to_another_terminal_allocates_nothing_once_warm() {
-    let e = engine("f1");
-    let r302 = reply("302 Moved Temporarily", T2);
-    let n = steady(|| {
-        expect_branch(lookup_once(&e), T1, b"");
-        expect_branch(redirect_once(&e, &r302), T2, NAT);
-    });
+    let n = transaction_allocations("f1", &reply("302 Moved Temporarily", T2));
     assert_eq!(n, 0, "allocations in 100 F1 transactions");
 }
 
 #[test]
 fn f2_a_failover_to_the_next_terminal_allocates_nothing_once_warm() {
-    let e = engine("f2");
-    let r480 = reply("480 Temporarily Unavailable", b"");
-    let n = steady(|| {
-        expect_branch(lookup_once(&e), T1, b"");
-        expect_branch(redirect_once(&e, &r480), T2, NAT);
-    });
+    let n = transaction_allocations("f2", &reply("480 Temporarily Unavailable", b""));
     assert_eq!(n, 0, "allocations in 100 F2 transactions");
 }
 
