@@ -32,7 +32,8 @@ and the ratios F1/stock and F6/plain of the instructions and of CEst. The
 simulation sees one process alone: on the machine, the other processes
 (sipp, the other workers) evict more, so CPU seconds weigh misses more.
 
-Environment: INSTR_CONFIGS (plain,stock,F1,F6,F2), INSTR_COUNT (3000: a
+Environment: INSTR_CONFIGS (plain,stock,F1,F6,F2; also script-F1,
+script-F6: cfg/script.cfg, whose module column is 0), INSTR_COUNT (3000: a
 worker's first store read, SQLite opening its schema, is then spread over
 as many requests as in `make bench`), INSTR_RATE (150; callgrind runs
 Kamailio ~50x slower), INSTR_OUT
@@ -178,20 +179,22 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     by = {r["config"]: r for r in rows}
+    cw = max([7] + [len(r["config"]) for r in rows])
     lines = [f"per MESSAGE under receive_msg (callgrind --cache-sim=yes; marginal: runs of {COUNT} and "
              f"{max(COUNT // 3, 1)} MESSAGEs at {RATE}/s; Kamailio workers, user space)",
              "instr: instructions; module / replaced: push_lookup()+push_redirect() / what stock runs",
              "instead; I1 miss: instruction-cache misses (module: its share); L1 / LL miss: all first-",
              "and last-level misses; CEst: KCachegrind's cycle estimate, instr + 10 L1 + 100 LL misses",
-             f"{'config':<7} {'instr':>9} {'module':>8} {'replaced':>8} {'I1 miss':>8} {'module':>7}"
+             f"{'config':<{cw}} {'instr':>9} {'module':>8} {'replaced':>8} {'I1 miss':>8} {'module':>7}"
              f" {'L1 miss':>8} {'LL miss':>7} {'CEst':>9}  instr ratio     CEst ratio",
-             f"{'-' * 7} {'-' * 9} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 7} {'-' * 8} {'-' * 7} {'-' * 9}"
+             f"{'-' * cw} {'-' * 9} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 7} {'-' * 8} {'-' * 7} {'-' * 9}"
              "  -----------     ----------"]
     for r in rows:
-        base = {"F1": "stock", "F2": "stock", "F6": "plain"}.get(r["config"])
+        base = {"F1": "stock", "F2": "stock", "F6": "plain",
+                "script-F1": "stock", "script-F6": "plain"}.get(r["config"])
         ratio = (f"{r['total'] / by[base]['total']:.3f}x {base:<5}    {r['cest'] / by[base]['cest']:.3f}x {base}"
                  if base in by else "")
-        lines.append(f"{r['config']:<7} {r['total']:>9,.0f} {r['module']:>8,.0f} {r['replaced']:>8,.0f}"
+        lines.append(f"{r['config']:<{cw}} {r['total']:>9,.0f} {r['module']:>8,.0f} {r['replaced']:>8,.0f}"
                      f" {r['i1']:>8,.0f} {r['module_i1']:>7,.0f} {r['l1']:>8,.0f} {r['ll']:>7,.0f}"
                      f" {r['cest']:>9,.0f}  {ratio}")
     text = "\n".join(lines)
