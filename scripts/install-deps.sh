@@ -6,7 +6,10 @@
 #   build  a C compiler and make (the Kamailio source tree and the rest of
 #          the module's build needs come from scripts/kamailio-src.sh)
 #   run    build + kamailio (5.6 from Debian 12) + sip-tester (sipp)
-#   test   run + libcmocka-dev, valgrind, clang (C harness, sanitizers)
+#   test   run + libcmocka-dev, valgrind, gdb, clang and the compiler-rt
+#          package of that clang (its ASan/UBSan runtimes: a recommendation
+#          of clang, so --no-install-recommends would leave it out; its
+#          name carries the release's LLVM version, found by asking apt)
 #   bench  python3 (bench/bench.py) and gnuplot-nox (its PNG chart);
 #          bench-core: python3 only
 #
@@ -20,12 +23,40 @@ bench) PKGS="python3 gnuplot-nox" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
-test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind clang" ;;
+test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang" ;;
 *)
 	echo "usage: $0 build|test|run|bench|bench-core" >&2
 	exit 2
 	;;
 esac
+
+APT_UPDATED=
+apt_update() {
+	[ -z "$APT_UPDATED" ] || return 0
+	apt-get -q update >/dev/null
+	APT_UPDATED=1
+}
+
+# libclang-rt-N-dev for the release's default clang (clang depends on
+# clang-N): Debian 12 has N=14, Debian 13 N=19; nothing is hard-coded
+clang_rt_pkg() {
+	v=$(apt-cache depends clang 2>/dev/null |
+		sed -n 's/^ *Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -n 1)
+	if [ -z "$v" ] && [ "$(id -u)" -eq 0 ]; then
+		apt_update
+		v=$(apt-cache depends clang 2>/dev/null |
+			sed -n 's/^ *Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -n 1)
+	fi
+	[ -n "$v" ] && echo "libclang-rt-$v-dev"
+}
+if [ "$1" = test ]; then
+	rt=$(clang_rt_pkg) || true
+	[ -n "$rt" ] || {
+		echo "install-deps: cannot tell which libclang-rt package goes with clang" >&2
+		exit 1
+	}
+	PKGS="$PKGS $rt"
+fi
 
 missing=
 for p in $PKGS; do
@@ -43,6 +74,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: apt-get install$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get -q update >/dev/null
+apt_update
 # shellcheck disable=SC2086
 apt-get -q install -y --no-install-recommends $missing >/dev/null
