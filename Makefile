@@ -15,7 +15,7 @@ KAMAILIO ?= kamailio
 KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
 RUN_CFG ?= cfg-examples/push-redirect.cfg
 
-.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind load-hostile install header clean fuzz
+.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind crash-loop load-hostile install header clean fuzz
 
 all: build
 
@@ -69,6 +69,14 @@ e2e-valgrind:
 		$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 \
 		push_f hostile_ store_f6_301 2>&1 | grep -E '^test |test result'
 	scripts/valgrind-summary.sh $(VG_DIR)
+
+# Issue 14's case many times (scripts/crash-loop.sh: CRASH_LOOP_RUNS per
+# variant, CRASH_LOOP_PAR at once, CRASH_LOOP_VALGRIND=1); not in `make test`,
+# which runs each variant once.
+crash-loop:
+	scripts/install-deps.sh test
+	$(MAKE) build
+	scripts/crash-loop.sh
 
 # Steady load against hostile terminals (not part of `make test`):
 # LOAD_RATE requests/s (default 300) for LOAD_SECONDS (default 60).

@@ -7,6 +7,7 @@
 //! usrloc + registrar + tm + uac_redirect). They prove the harness itself (every
 //! count is exact) and are the baseline push_redirect is compared with.
 
+mod crash;
 mod hostile;
 mod push;
 mod store;

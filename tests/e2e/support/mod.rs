@@ -179,6 +179,53 @@ pub fn udp_port_bound(port: u16) -> bool {
     })
 }
 
+/// True when some socket listens on tcp 127.0.0.1:port or 0.0.0.0:port.
+pub fn tcp_port_listening(port: u16) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let want = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    // state 0A = LISTEN
+    text.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[3] == "0A" && want.iter().any(|w| w == f[1])
+    })
+}
+
+/// How a terminal is reached: the transport its sipp listens on and its
+/// registered contact names (`;transport=tcp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// sipp's `-t` mode for a UAS on this transport.
+    fn sipp_mode(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+    /// The contact URI parameter, "" for UDP (the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        }
+    }
+    fn bound(self, port: u16) -> bool {
+        match self {
+            Transport::Udp => udp_port_bound(port),
+            Transport::Tcp => tcp_port_listening(port),
+        }
+    }
+}
+
 fn wait_until(timeout: Duration, step: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     loop {
@@ -352,10 +399,24 @@ impl Case {
         Terminal::start(
             self,
             name,
-            port,
+            (port, Transport::Udp),
             answer,
             extra_headers,
             delay,
+            Duration::from_secs(300),
+        )
+    }
+
+    /// A terminal whose sipp listens on `transport` (a free port); its
+    /// `uri()` carries `;transport=...`, so the proxy reaches it that way.
+    pub fn terminal_on(&self, transport: Transport, name: &str, answer: Answer) -> Terminal {
+        Terminal::start(
+            self,
+            name,
+            (free_udp_port(), transport),
+            answer,
+            &[],
+            Duration::ZERO,
             Duration::from_secs(300),
         )
     }
@@ -684,29 +745,10 @@ impl Proxy {
 
     /// PIDs in our Kamailio's process group that are not zombies.
     fn group_members(&self) -> Vec<i32> {
-        let Some(pgid) = self.pid() else {
-            return vec![];
-        };
-        let mut v = Vec::new();
-        if let Ok(rd) = fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                    continue;
-                };
-                // pid (comm) state ppid pgrp ...
-                let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                    continue;
-                };
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" {
-                    v.push(pid);
-                }
-            }
+        match self.pid() {
+            Some(pgid) => group_pids(pgid as i32),
+            None => vec![],
         }
-        v
     }
 
     /// Signals the whole group. Safe: the group leader is our child and is not
@@ -753,6 +795,95 @@ impl Proxy {
             );
         }
         self.kill_group(SIGKILL);
+    }
+
+    /// The group's processes other than the main one (workers, timers,
+    /// TCP main, ...).
+    pub fn child_pids(&self) -> Vec<i32> {
+        let main = self.pid().map(|p| p as i32);
+        self.group_members()
+            .into_iter()
+            .filter(|p| Some(*p) != main)
+            .collect()
+    }
+
+    /// Sends `sig` to one process of the group; false (nothing sent) when
+    /// `pid` is not, or no longer, one of its processes.
+    pub fn signal(&self, pid: i32, sig: i32) -> bool {
+        if !self.group_members().contains(&pid) {
+            return false;
+        }
+        unsafe { kill(pid, sig) == 0 }
+    }
+
+    /// Waits (at most `within`) for the main process to exit by itself,
+    /// then for every process of its group to be gone; returns the main
+    /// process' exit status (None: still running, it was then SIGKILLed).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + within;
+        let status = loop {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(st))) => break Some(st),
+                None => break None,
+                _ if Instant::now() >= end => break None,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let Some(st) = status else {
+            self.kill_group(SIGKILL);
+            return None;
+        };
+        // the main process is reaped: its PID may be reused, so the group
+        // is found by the PGID it leaves behind, never signalled
+        let pgid = self.child.take().map(|c| c.id() as i32).unwrap_or(-1);
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            group_pids(pgid).is_empty()
+        });
+        Some(st)
+    }
+
+    /// Kamailio's own way down: SIGTERM to the main process only (it ends
+    /// its children; as `kamctl stop`); returns its exit status (see
+    /// `wait_exit`).
+    pub fn stop_main(&mut self) -> Option<ExitStatus> {
+        self.stop_with(false)
+    }
+
+    /// SIGTERM to every process at once (systemd's KillMode=control-group);
+    /// returns the main process' exit status (see `wait_exit`).
+    pub fn stop_group(&mut self) -> Option<ExitStatus> {
+        self.stop_with(true)
+    }
+
+    fn stop_with(&mut self, group: bool) -> Option<ExitStatus> {
+        let pid = self.pid()? as i32;
+        unsafe {
+            kill(if group { -pid } else { pid }, SIGTERM);
+        }
+        let grace = std::env::var("E2E_STOP_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        self.wait_exit(Duration::from_secs(grace))
+    }
+
+    /// Core files Kamailio left in its working folder (`-w`): `core` or
+    /// `core.PID` (kernel.core_pattern "core", as Debian sets it).
+    pub fn core_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n == "core" || n.starts_with("core."))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     /// A crash: SIGKILL to every Kamailio process at once (no shutdown code runs).
@@ -823,6 +954,30 @@ impl Proxy {
             .filter(|l| l.contains(needle))
             .count()
     }
+}
+
+/// The non-zombie processes of process group `pgid`.
+fn group_pids(pgid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp ...
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" {
+                v.push(pid);
+            }
+        }
+    }
+    v
 }
 
 impl Drop for Proxy {
@@ -1031,6 +1186,7 @@ pub fn parse_received_requests(path: &Path) -> Vec<Request> {
 pub struct Terminal {
     pub name: String,
     pub port: u16,
+    pub transport: Transport,
     pub answer: Answer,
     pub dir: PathBuf,
     child: Option<Child>,
@@ -1040,7 +1196,7 @@ impl Terminal {
     fn start(
         case: &Case,
         name: &str,
-        port: u16,
+        (port, transport): (u16, Transport),
         answer: Answer,
         extra_headers: &[&str],
         delay: Duration,
@@ -1067,6 +1223,7 @@ impl Terminal {
         }
         cmd.args(["-key", "extra", &extra])
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", transport.sipp_mode()])
             .args(["-d", &delay.as_millis().to_string()])
             .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
             .arg("-trace_logs")
@@ -1092,14 +1249,15 @@ impl Terminal {
         let mut t = Terminal {
             name: name.to_string(),
             port,
+            transport,
             answer,
             dir,
             child: Some(child),
         };
         let bound = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-            udp_port_bound(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
+            transport.bound(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
         });
-        if !bound || !udp_port_bound(port) {
+        if !bound || !transport.bound(port) {
             let err = fs::read_to_string(t.dir.join("sipp.stderr")).unwrap_or_default();
             panic!(
                 "[e2e {}] terminal {name} (sipp on {port}) did not start: {}",
@@ -1112,7 +1270,11 @@ impl Terminal {
 
     /// sip:NAME@127.0.0.1:PORT
     pub fn uri(&self) -> String {
-        terminal_uri(&self.name, self.port)
+        format!(
+            "{}{}",
+            terminal_uri(&self.name, self.port),
+            self.transport.uri_param()
+        )
     }
 
     /// Every request received, retransmissions included, in order.
