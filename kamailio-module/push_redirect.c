@@ -114,6 +114,10 @@ struct module_exports exports = {
 };
 /* clang-format on */
 
+/* the process that parsed the cfg (Kamailio's main one): it owns the
+ * configuration and the table name, which its children only read */
+static pid_t prm_cfg_pid = 0;
+
 /* the config object collects the parameters as the cfg file is parsed,
  * i.e. before mod_init() */
 static int prm_cfg_get(void)
@@ -128,6 +132,7 @@ static int prm_cfg_get(void)
 		prm_cfg = NULL;
 		return -1;
 	}
+	prm_cfg_pid = getpid();
 	return 0;
 }
 
@@ -269,9 +274,14 @@ static int child_init(int rank)
 	return prm_engine_init();
 }
 
+/* Kamailio runs it in the main process (cleanup() on SIGTERM, or after a
+ * child died); every step frees only what this process owns, and leaves
+ * NULL behind, so a second way out finds nothing to free */
 static void mod_destroy(void)
 {
 	prm_engine_destroy();
+	if(prm_cfg_pid != getpid())
+		return;
 	pr_config_free(prm_cfg);
 	prm_cfg = NULL;
 	if(prm_location_table.s != NULL) {

@@ -328,9 +328,15 @@ pr_engine *prm_engine_get(void)
 
 void prm_engine_destroy(void)
 {
-	if(prm_engine != NULL && prm_engine_pid == getpid())
-		pr_engine_free(prm_engine);
+	pr_engine *e;
+
+	/* detached before it is freed: a second call (a signal during the
+	 * first, another exit path) finds nothing; an engine inherited from
+	 * the parent through fork() is not this process' to free */
+	e = prm_engine;
 	prm_engine = NULL;
+	if(e != NULL && prm_engine_pid == getpid())
+		pr_engine_free(e);
 	prm_engine_pid = 0;
 }
 
@@ -548,12 +554,14 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
 {
 	pr_request req;
 	pr_decision *d;
+	pr_engine *e;
 	pr_status st;
 	str m;
 	str callid;
 	int rc;
 
-	if(prm_engine == NULL) {
+	e = prm_engine_get();
+	if(e == NULL) {
 		LM_ERR("no push_redirect engine in this process\n");
 		return -2;
 	}
@@ -565,7 +573,7 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
 	callid.len = (int)req.call_id.len;
 
 	d = NULL;
-	st = pr_push_lookup(prm_engine, &req, (const uint8_t *)m.s,
+	st = pr_push_lookup(e, &req, (const uint8_t *)m.s,
 			(size_t)m.len, NULL, &d);
 	if(st != PR_STATUS_OK || d == NULL) {
 		LM_ERR("push_lookup failed (Call-ID %.*s): %s\n", callid.len,
@@ -695,6 +703,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	pr_branch *br;
 	size_t nbr;
 	pr_decision *d;
+	pr_engine *e;
 	pr_status st;
 	struct cell *t;
 	str m;
@@ -703,7 +712,8 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	int kept;
 	int rc;
 
-	if(prm_engine == NULL) {
+	e = prm_engine_get();
+	if(e == NULL) {
 		LM_ERR("no push_redirect engine in this process\n");
 		return -2;
 	}
@@ -730,7 +740,7 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 
 	kept = prm_memo_get(&memo);
 	d = NULL;
-	st = pr_push_redirect(prm_engine, &req, br, nbr,
+	st = pr_push_redirect(e, &req, br, nbr,
 			(const uint8_t *)memo.s, (size_t)memo.len, (const uint8_t *)m.s,
 			(size_t)m.len, NULL, &d);
 	if(st != PR_STATUS_OK || d == NULL) {
