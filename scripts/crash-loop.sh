@@ -13,7 +13,9 @@
 #   CRASH_LOOP_PAR=K    runs at once (3)
 #   CRASH_LOOP_VALGRIND=1  every Kamailio process under valgrind memcheck
 #                       (slow: use a small CRASH_LOOP_RUNS)
-#   CRASH_LOOP_ONLY=tcp|udp  one transport only
+#   CRASH_LOOP_ONLY=tcp|udp  one transport only; =stock: the UDP loop through
+#                       stock Kamailio (registrar + uac_redirect, no module)
+#   CRASH_LOOP_STOP=main|group  stop every run that way only
 #
 # Core files: Kamailio runs in each case's folder (-w) with RLIMIT_CORE
 # unlimited; the kernel's core_pattern decides their name ("core" on
@@ -26,7 +28,8 @@ export CRASH_LOOP_PAR=${CRASH_LOOP_PAR:-3}
 case "${CRASH_LOOP_ONLY:-}" in
 tcp) filter=crash_loop_tcp ;;
 udp) filter=crash_loop_udp ;;
-*) filter=crash_loop ;;
+stock) filter=crash_loop_stock_udp ;;
+*) filter="crash_loop_tcp crash_loop_udp" ;;
 esac
 if [ "${CRASH_LOOP_VALGRIND:-0}" = 1 ]; then
 	export VG_DIR=${VG_DIR:-/tmp/push_redirect-valgrind}
@@ -36,8 +39,8 @@ if [ "${CRASH_LOOP_VALGRIND:-0}" = 1 ]; then
 fi
 start=$(date +%s)
 ${CARGO:-cargo} test --release --locked --test e2e -- --ignored \
-	--test-threads=1 --nocapture "$filter" 2>&1 |
-	grep --line-buffered -E '^! |^\[crash|^test |test result|core |^#|^log:|main process|FAILED|panicked'
+	--test-threads=1 --nocapture $filter 2>&1 |
+	grep --line-buffered -E '^---|^#[0-9]|lock=|rdi=|still running|^! |^\[crash|^test |test result|core |^#|^log:|main process|FAILED|panicked'
 rc=${PIPESTATUS[0]}
 echo "crash-loop: $(( $(date +%s) - start )) s, rc=$rc"
 if [ "${CRASH_LOOP_VALGRIND:-0}" = 1 ]; then

@@ -830,6 +830,14 @@ impl Proxy {
             }
         };
         let Some(st) = status else {
+            // where each process that is left stands, for the report
+            let stacks = self.stacks();
+            let _ = fs::write(self.dir.join("stacks.txt"), &stacks);
+            eprintln!(
+                "[e2e {}] kamailio still running after {:.0}s; its stacks:\n{stacks}",
+                self.case,
+                within.as_secs_f64()
+            );
             self.kill_group(SIGKILL);
             return None;
         };
@@ -840,6 +848,46 @@ impl Proxy {
             group_pids(pgid).is_empty()
         });
         Some(st)
+    }
+
+    /// `gdb -batch` backtraces of every process of the group (process name
+    /// and frames), bounded to 20 s per process.
+    pub fn stacks(&self) -> String {
+        let mut out = String::new();
+        for pid in self.group_members() {
+            let comm = fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            let mut cmd = Command::new("gdb");
+            // frame 0 is glibc's syscall() when a process waits on one of
+            // Kamailio's futex locks: rdi holds the lock's address, printed
+            // beside the core's known locks to tell which it is
+            cmd.args(["-batch", "-nx", "-ex", "bt 25"])
+                .args(["-ex", "printf \"futex rdi=%#lx\\n\", $rdi"])
+                .args([
+                    "-ex",
+                    "printf \"cfg_global_lock=%#lx\\n\", *(long*)&cfg_global_lock",
+                ])
+                .args([
+                    "-ex",
+                    "printf \"cfg_writer_lock=%#lx\\n\", *(long*)&cfg_writer_lock",
+                ])
+                .args([
+                    "-ex",
+                    "printf \"process_lock=%#lx\\n\", *(long*)&process_lock",
+                ])
+                .args(["-p", &pid.to_string()]);
+            let (_, text, _) = run_bounded(cmd, &self.dir, "gdb", Duration::from_secs(20));
+            out.push_str(&format!("--- pid {pid} {}\n", comm.trim()));
+            for l in text
+                .lines()
+                .filter(|l| l.starts_with('#') || l.contains("=0x") || l.contains("rdi="))
+            {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// Kamailio's own way down: SIGTERM to the main process only (it ends
