@@ -137,8 +137,28 @@ RUSTUP_HOME=${RUSTUP_HOME:-$(rustup show home 2>/dev/null || echo "$HOME/.rustup
 CARGO_BIN=$(dirname "$(command -v cargo)")
 [ -d "$RUSTUP_HOME" ] || die "no rustup home ($RUSTUP_HOME): the Rust toolchain"
 cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
+# where the host reaches registries through a TLS proxy whose CA it trusts
+# (/usr/local/share/ca-certificates), the root trusts it too
+cas=
+for f in /usr/local/share/ca-certificates/*.crt; do
+	[ -f "$f" ] || continue
+	cmp -s "$f" "$DIR$f" || {
+		mkdir -p "$DIR/usr/local/share/ca-certificates"
+		cp "$f" "$DIR$f"
+		cas=1
+	}
+done
+if [ -n "$cas" ]; then
+	in_root update-ca-certificates >>"$LOG" 2>&1 ||
+		die "update-ca-certificates in $SUITE failed"
+fi
+PASS_ENV=
+for v in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE http_proxy https_proxy \
+	no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY RUSTUP_AUTO_INSTALL; do
+	[ -z "${!v:-}" ] || PASS_ENV="$PASS_ENV $v=${!v}"
+done
 
-export DIR ROOT RUSTUP_HOME CARGO_BIN CMD SUITE
+export DIR PASS_ENV ROOT RUSTUP_HOME CARGO_BIN CMD SUITE
 # the mounts live in a namespace of this run only; the trap unmounts them
 # (deepest first) and is there for a clean exit, the namespace for the rest
 unshare --mount --propagation private bash -c '
@@ -175,6 +195,6 @@ unshare --mount --propagation private bash -c '
 		HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" CI="${CI:-}" \
 		RUSTUP_HOME="$RUSTUP_HOME" CARGO_HOME=/var/cache/cargo-home \
 		CARGO_TARGET_DIR="$ROOT/.cache/target-$SUITE" \
-		CARGO_TERM_COLOR=never DEBIAN_FRONTEND=noninteractive \
+		CARGO_TERM_COLOR=never DEBIAN_FRONTEND=noninteractive $PASS_ENV \
 		bash -c "cd \"\$1\" && $CMD" _ "$ROOT"
 '

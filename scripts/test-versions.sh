@@ -93,7 +93,7 @@ test_package() { # series suite log
 	# in the root: the installed kamailio there is the one; its source,
 	# the Rust core (the root's libc), the module, the suite
 	"$ROOT/scripts/kamailio-root.sh" "$suite" '
-		set -e
+		set -eo pipefail
 		v=$(dpkg-query -W -f="\${Version}" kamailio | sed -e "s/^[0-9]*://" -e "s/-[^-]*\$//")
 		case "$v" in '"$series"'.*) ;; *) echo "kamailio $v in the root is not '"$series"'" >&2; exit 1 ;; esac
 		echo "VERSION $v"
@@ -112,7 +112,7 @@ test_package() { # series suite log
 test_source() { # series log
 	series=$1 log=$2
 	(
-		set -e
+		set -eo pipefail
 		out=$("$ROOT/scripts/kamailio-build.sh" "$series" | tail -n 1)
 		prefix=${out% *}
 		corepath=${out#* }
