@@ -76,7 +76,14 @@ kam_version() {
 # a Debian package)
 install_tools() {
 	missing=
-	for c in $NEED_CMDS; do
+	cmds=$NEED_CMDS
+	pkgs=$NEED_PKGS
+	if [ "${1:-}" = nokam ]; then
+		# a tree of another Kamailio: the package is not needed
+		cmds=$(echo "$cmds" | sed 's/ kamailio$//')
+		pkgs=$(echo "$pkgs" | sed 's/ kamailio$//')
+	fi
+	for c in $cmds; do
 		command -v "$c" >/dev/null 2>&1 || missing=1
 	done
 	[ "${1:-}" = nokam ] || [ -n "$(kam_version)" ] || missing=1
@@ -86,13 +93,13 @@ install_tools() {
 		[ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep _Packages)" ]; then
 		apt_update
 	fi
-	say "apt-get install $NEED_PKGS"
+	say "apt-get install $pkgs"
 	if ! DEBIAN_FRONTEND=noninteractive quiet apt-get -q -y \
-		--no-install-recommends install $NEED_PKGS; then
+		--no-install-recommends install $pkgs; then
 		apt_update
 		DEBIAN_FRONTEND=noninteractive quiet apt-get -q -y \
-			--no-install-recommends install $NEED_PKGS ||
-			die "apt-get install $NEED_PKGS failed"
+			--no-install-recommends install $pkgs ||
+			die "apt-get install $pkgs failed"
 	fi
 }
 
