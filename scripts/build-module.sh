@@ -37,6 +37,7 @@ case "${1:-}" in
 *) die "usage: $0 [install]" ;;
 esac
 
+# shellcheck disable=SC2086 # no VERSION argument when it is empty
 COREPATH=$("$ROOT/scripts/kamailio-src.sh" ${KAMAILIO_VERSION:-} | tail -n 1) ||
 	die "no Kamailio source tree (see the messages above)"
 [ -f "$COREPATH/Makefile.defs" ] ||
