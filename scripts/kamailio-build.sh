@@ -56,8 +56,10 @@ if [ -n "$missing" ]; then
 		die "apt-get install$missing failed"
 fi
 
-COREPATH=$("$ROOT/scripts/kamailio-src.sh" "$WANT" | tail -n 1) ||
+COREPATH=$("$ROOT/scripts/kamailio-src.sh" "$WANT") ||
 	die "no source tree for kamailio $WANT"
+COREPATH=$(echo "$COREPATH" | tail -n 1)
+[ -f "$COREPATH/Makefile.defs" ] || die "no source tree for kamailio $WANT"
 DEBVER=$(cat "$COREPATH/../../.version")
 UPSTREAM=$(echo "$DEBVER" | sed -e 's/^[0-9]*://' -e 's/-[^-]*$//')
 PREFIX="$ROOT/.cache/kamailio-$UPSTREAM"

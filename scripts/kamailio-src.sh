@@ -307,7 +307,16 @@ papt_update() {
 	fi
 	mv "$PAPT/sources.list.new" "$PAPT/sources.list"
 	say "apt-get update (deb-src of $(table_rows | awk '{ print $3 }' | sort -u | tr '\n' ' ')in .cache/apt)"
-	quiet papt_get update || die "apt-get update of .cache/apt failed"
+	if ! quiet papt_get update; then
+		# a mirror that stopped following unstable serves a Release file
+		# past its Valid-Until: say so, and take what it has
+		grep -q 'is expired' "$LOG" || die "apt-get update of .cache/apt failed"
+		say "warning: an expired Release file (a stale mirror):" \
+			"$(grep -o 'http[^ ]*InRelease' "$LOG" | sort -u | tr '\n' ' ')"
+		say "apt-get update again, without its Valid-Until check"
+		quiet papt_get -o Acquire::Check-Valid-Until=false update ||
+			die "apt-get update of .cache/apt failed"
+	fi
 }
 
 # the newest Debian version of the kamailio source package that $1 names
