@@ -137,6 +137,11 @@ RUSTUP_HOME=${RUSTUP_HOME:-$(rustup show home 2>/dev/null || echo "$HOME/.rustup
 CARGO_BIN=$(dirname "$(command -v cargo)")
 [ -d "$RUSTUP_HOME" ] || die "no rustup home ($RUSTUP_HOME): the Rust toolchain"
 cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
+# bookworm's minbase has no /etc/hosts: "localhost" must resolve (the tests'
+# allowed_domains)
+grep -qs '^127\.0\.0\.1[[:space:]].*localhost' "$DIR/etc/hosts" ||
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+		>>"$DIR/etc/hosts"
 # where the host reaches registries through a TLS proxy whose CA it trusts
 # (/usr/local/share/ca-certificates), the root trusts it too
 cas=
