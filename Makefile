@@ -4,6 +4,8 @@
 #   make build       Rust core (release) + build/push_redirect.so
 #   make run         Kamailio in the foreground with cfg-examples/push-redirect.cfg
 #   make test        every test: Rust, C harness (valgrind, ASan/UBSan), end to end
+#   make test-versions  the end-to-end tests against every other supported
+#                    Kamailio (scripts/kamailio-versions)
 #   make install     build/push_redirect.so into Kamailio's module directory
 #   make header      regenerate include/push_redirect.h (commit it)
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
@@ -15,7 +17,7 @@ KAMAILIO ?= kamailio
 KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
 RUN_CFG ?= cfg-examples/push-redirect.cfg
 
-.PHONY: all build core module run test test-rust test-c test-e2e e2e-valgrind crash-loop load-hostile install header clean fuzz
+.PHONY: all build core module run test test-rust test-c test-e2e test-versions e2e-valgrind crash-loop load-hostile install header clean fuzz
 
 all: build
 
@@ -56,6 +58,14 @@ test-c: core
 
 test-e2e: module
 	$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture
+
+# The end-to-end suite against every Kamailio of scripts/kamailio-versions
+# but the installed one: Debian packages of another release in a
+# debootstrapped root, source-built ones under .cache/ (README, "Supported
+# Kamailio versions"). TEST_VERSIONS="6.0 6.1" picks some.
+test-versions:
+	scripts/install-deps.sh build
+	scripts/test-versions.sh
 
 # The push_redirect end-to-end cases with every Kamailio process under
 # valgrind memcheck; prints what it says, and fails on any error with a

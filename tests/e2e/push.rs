@@ -13,7 +13,7 @@ const N: u32 = 50;
 const U2: &str = "sip:u2@example.com";
 
 fn module() -> PathBuf {
-    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("build/push_redirect.so");
+    let m = pr_module_path();
     assert!(
         m.exists(),
         "{} missing: run `make build` (or `make test`) first",

@@ -35,6 +35,7 @@
 //! `E2E_TMP` (default `$TMPDIR/push_redirect-e2e`), `E2E_KEEP=1` keeps the
 //! case directories of passing tests too (failing ones are always kept),
 //! `KAMAILIO` / `SIPP` / `KAMCMD` (binaries, default from PATH or /usr/sbin),
+//! `E2E_PR_MODULE` (the push_redirect.so, default `build/push_redirect.so`),
 //! `E2E_SLOW=k` (Kamailio under valgrind): senders send k times slower and
 //! wait k times longer for each final response; the counts checked stay
 //! the same.
@@ -94,6 +95,18 @@ fn tool(env: &str, name: &str) -> PathBuf {
         }
     }
     PathBuf::from(name)
+}
+
+/// The push_redirect.so under test: `E2E_PR_MODULE`, else
+/// `build/push_redirect.so` (`make test-versions` builds one per Kamailio
+/// version, `build/<version>/push_redirect.so`).
+pub fn pr_module_path() -> PathBuf {
+    match std::env::var_os("E2E_PR_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("build")
+            .join("push_redirect.so"),
+    }
 }
 
 pub fn kamailio_bin() -> PathBuf {
