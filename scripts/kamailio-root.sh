@@ -33,9 +33,9 @@ STAMP="$DIR.stamp"
 LOG="$DIR.log"
 # packages of the root: kamailio and sipp for the tests, a C toolchain and
 # what scripts/kamailio-src.sh needs for the module, curl and certificates
-# for cargo
+# for cargo, gdb for the crash loop's backtraces
 PKGS="kamailio sip-tester gcc make libc6-dev binutils bison flex pkg-config
-dpkg-dev xz-utils ca-certificates curl procps iproute2"
+dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb"
 
 say() { printf 'kamailio-root: %s\n' "$*" >&2; }
 die() {
@@ -159,7 +159,8 @@ if [ -n "$cas" ]; then
 fi
 PASS_ENV=
 for v in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE http_proxy https_proxy \
-	no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY RUSTUP_AUTO_INSTALL; do
+	no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY RUSTUP_AUTO_INSTALL \
+	CRASH_LOOP_RUNS CRASH_LOOP_PAR CRASH_LOOP_STOP E2E_KEEP; do
 	[ -z "${!v:-}" ] || PASS_ENV="$PASS_ENV $v=${!v}"
 done
 
