@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/cfg/cfg_struct.h"
 #include "core/sr_module.h"
 #include "core/dprint.h"
 #include "core/globals.h"
@@ -264,12 +265,22 @@ static int child_init(int rank)
 		}
 		return 0;
 	}
+	if(rank == PROC_POSTCHILDINIT || (rank == PROC_MAIN && !dont_fork))
+		return 0;
+	/* A child takes its own reference to the shared cfg block now, not
+	 * lazily: a process still without one (an idle TCP reader, ctl, the
+	 * slow timer) takes cfg_global_lock in Kamailio's SIGTERM handler
+	 * (its SIG_DEBUG code, on in Debian's builds) and there, at shutdown,
+	 * it can wait forever for a lock whose holder has exited: the main
+	 * process then waits for it until exit_timeout. Seen with stock
+	 * modules alone (tests/e2e/crash.rs, crash_loop_stock_udp). The same
+	 * update the handler makes, made early (no per-child callbacks: as
+	 * cfg_main_set_local() does). */
+	cfg_update_no_cbs();
 	/* the engine (and its store handle) is per process: only for the
 	 * processes that run the script, the timers (tm's fr timeouts run
 	 * failure routes) and RPC */
-	if(rank == PROC_POSTCHILDINIT || rank == PROC_TCP_MAIN)
-		return 0;
-	if(rank == PROC_MAIN && !dont_fork)
+	if(rank == PROC_TCP_MAIN)
 		return 0;
 	return prm_engine_init();
 }

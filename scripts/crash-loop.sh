@@ -16,6 +16,8 @@
 #   CRASH_LOOP_ONLY=tcp|udp  one transport only; =stock: the UDP loop through
 #                       stock Kamailio (registrar + uac_redirect, no module)
 #   CRASH_LOOP_STOP=main|group  stop every run that way only
+#   CRASH_LOOP_STOCK_MODULE=1  the stock loop with push_redirect loaded (never
+#                       called): what its process life cycle alone changes
 #
 # Core files: Kamailio runs in each case's folder (-w) with RLIMIT_CORE
 # unlimited; the kernel's core_pattern decides their name ("core" on

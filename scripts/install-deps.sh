@@ -5,7 +5,8 @@
 #
 #   build  a C compiler and make (the Kamailio source tree and the rest of
 #          the module's build needs come from scripts/kamailio-src.sh)
-#   run    build + kamailio (5.6 from Debian 12) + sip-tester (sipp)
+#   run    build + kamailio (the release's own: 5.6 on Debian 12, 6.0 on
+#          Debian 13) + sip-tester (sipp)
 #   test   run + libcmocka-dev, valgrind, gdb, clang and the compiler-rt
 #          package of that clang (its ASan/UBSan runtimes: a recommendation
 #          of clang, so --no-install-recommends would leave it out; its

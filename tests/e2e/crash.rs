@@ -74,10 +74,18 @@ pub fn run_once(
 ) -> Result<(), String> {
     let case = Case::new(name);
     let mut p = if stock {
-        case.proxy("stock-uac-redirect.cfg")
+        let b = case
+            .proxy("stock-uac-redirect.cfg")
             .children(4)
-            .flag("WITH_TCP")
-            .start()
+            .flag("WITH_TCP");
+        // CRASH_LOOP_STOCK_MODULE=1: push_redirect loaded but never called
+        if std::env::var("CRASH_LOOP_STOCK_MODULE").as_deref() == Ok("1") {
+            b.define_str("PR_MODULE", &pr_module_path().display().to_string())
+                .define_str("PR_STORE", &format!("{}/store.sqlite", case.dir.display()))
+                .start()
+        } else {
+            b.start()
+        }
     } else {
         push::proxy(&case)
             .children(4)
