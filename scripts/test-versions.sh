@@ -113,6 +113,13 @@ test_source() { # series log
 	series=$1 log=$2
 	(
 		set -eo pipefail
+		# sipp for the terminals (`make test` installs it too)
+		command -v sipp >/dev/null || {
+			echo "apt-get install sip-tester"
+			apt-get -q update >/dev/null
+			DEBIAN_FRONTEND=noninteractive apt-get -q install -y \
+				--no-install-recommends sip-tester >/dev/null
+		}
 		out=$("$ROOT/scripts/kamailio-build.sh" "$series" | tail -n 1)
 		prefix=${out% *}
 		corepath=${out#* }
