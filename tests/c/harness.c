@@ -2100,12 +2100,22 @@ static buf_t store_dump(const pr_engine *e) {
     return b;
 }
 
+/* Unix seconds of CLOCK_REALTIME, the clock the core reads
+ * (SystemTime::now). Not time(NULL): newer glibc (Debian 13's) answers it
+ * from the vDSO's coarse clock, which can still say the previous second for
+ * a few ms after the core's clock has moved on. */
+static int64_t wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
 /* Sleeps until the wall clock enters a new second: what follows has (nearly)
- * a whole second before `time(NULL)` changes again. The store's clock is
- * the same (Unix seconds), so an entry with a TTL of 1 stays live for it. */
+ * a whole second before `wall_seconds()` changes again. The store's clock
+ * is the same (Unix seconds), so an entry with a TTL of 1 stays live for it. */
 static void wait_for_a_new_second(void) {
-    time_t t0 = time(NULL);
-    while (time(NULL) == t0) {
+    int64_t t0 = wall_seconds();
+    while (wall_seconds() == t0) {
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -2509,7 +2519,7 @@ static void test_rpc_set_list_remove(void **state) {
     store_fixture *fx = *state;
     fake_env env = {0};
     pr_engine *e = store_engine(&env, fx->path);
-    int64_t t0 = (int64_t)time(NULL);
+    int64_t t0 = wall_seconds();
 
     /* Good arguments: a local AOR or an allowed domain as target; service
        none / METHOD / METHOD:type / "*"; TTL none or seconds. Arguments are
@@ -2521,7 +2531,7 @@ static void test_rpc_set_list_remove(void **state) {
     rpc_set_ok(e, U2, "sip:u1@example.com", "*", "315360000"); /* PR_MAX_TTL */
     rpc_set_ok(e, "sips:u1@example.com", "sips:z@partner.example", "NOTIFY:ua-profile", "7200");
     rpc_set_ok(e, "sip:nobody@example.com", "sip:someone@example.com", "", "");
-    int64_t t1 = (int64_t)time(NULL);
+    int64_t t1 = wall_seconds();
     assert_int_equal(store_count(e), 6);
 
     /* The list: ordered by AOR, then service. */
@@ -2614,7 +2624,7 @@ static void test_store_e2e_301_learned_then_applied(void **state) {
     fake_env env = {0};
     pr_engine *e = store_engine(&env, fx->path);
     pr_request req = message_req(U1, "cid-store-301");
-    int64_t t0 = (int64_t)time(NULL);
+    int64_t t0 = wall_seconds();
 
     /* Before: the terminals. */
     pr_decision *d = lookup_ok(e, &req, NULL, NULL);
@@ -2631,7 +2641,7 @@ static void test_store_e2e_301_learned_then_applied(void **state) {
     assert_int_equal(pr_decision_store_op(d), PR_STORE_OP_LEARN);
     assert_int_equal(counters_of(d).forwardings_learned, 1);
     pr_decision_free(d);
-    int64_t t1 = (int64_t)time(NULL);
+    int64_t t1 = wall_seconds();
     assert_int_equal(store_count(e), 1);
     pr_entries *l = list_ok(e, U1);
     assert_int_equal(pr_entries_count(l), 1);
@@ -2798,7 +2808,7 @@ static void test_store_e2e_302_temporary_expires(void **state) {
     bool in_time = false;
     for (int attempt = 0; attempt < 5 && !in_time; attempt++) {
         wait_for_a_new_second();
-        int64_t t0 = (int64_t)time(NULL);
+        int64_t t0 = wall_seconds();
         d = redirect_ok(e, &req, &br, 1, NULL, NULL);
         int rc = pr_decision_script_rc(d);
         uint32_t reason = pr_decision_reason(d);
@@ -2812,7 +2822,7 @@ static void test_store_e2e_302_temporary_expires(void **state) {
             en = entry_at(l, 0);
         }
         pr_decision *dl = lookup_ok(e, &req, NULL, NULL);
-        in_time = (int64_t)time(NULL) == t0;
+        in_time = wall_seconds() == t0;
         if (in_time) {
             assert_int_equal(rc, 1);
             assert_int_equal(reason, R_REDIRECT);
