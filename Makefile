@@ -1,11 +1,12 @@
 # push_redirect: the two commands an operator needs are `make run` and
-# `make test`; both install what they use (Debian 12, as root).
+# `make test`; both install what they use (Debian 12 or 13, as root).
 #
 #   make build       Rust core (release) + build/push_redirect.so
 #   make run         Kamailio in the foreground with cfg-examples/push-redirect.cfg
 #   make test        every test: Rust, C harness (valgrind, ASan/UBSan), end to end
 #   make test-versions  the end-to-end tests against every other supported
 #                    Kamailio (scripts/kamailio-versions)
+#   make crash-loop  the crash and shutdown loop (hundreds of runs)
 #   make install     build/push_redirect.so into Kamailio's module directory
 #   make header      regenerate include/push_redirect.h (commit it)
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
@@ -80,9 +81,9 @@ e2e-valgrind:
 		push_f hostile_ store_f6_301 2>&1 | grep -E '^test |test result'
 	scripts/valgrind-summary.sh $(VG_DIR)
 
-# Issue 14's case many times (scripts/crash-loop.sh: CRASH_LOOP_RUNS per
-# variant, CRASH_LOOP_PAR at once, CRASH_LOOP_VALGRIND=1); not in `make test`,
-# which runs each variant once.
+# The crash and shutdown loop (scripts/crash-loop.sh; README "Crashes and
+# shutdown"): CRASH_LOOP_RUNS per transport (500), CRASH_LOOP_PAR at once,
+# CRASH_LOOP_VALGRIND=1; not in `make test`, which runs each variant once.
 crash-loop:
 	scripts/install-deps.sh test
 	$(MAKE) build
