@@ -352,19 +352,18 @@ fn crash_loop_tcp() {
     );
 }
 
+/// Every first terminal UDP can have (a connection cannot be dropped).
+const UDP_VARIANTS: &[(Transport, First)] = &[
+    (Transport::Udp, First::Silent),
+    (Transport::Udp, First::Redirect),
+    (Transport::Udp, First::Unavailable),
+    (Transport::Udp, First::Closed),
+];
+
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn crash_loop_udp() {
-    loop_variants(
-        "crash_loop_udp",
-        &[
-            (Transport::Udp, First::Silent),
-            (Transport::Udp, First::Redirect),
-            (Transport::Udp, First::Unavailable),
-            (Transport::Udp, First::Closed),
-        ],
-        false,
-    );
+    loop_variants("crash_loop_udp", UDP_VARIANTS, false);
 }
 
 /// The UDP loop through stock Kamailio, without push_redirect: what its
@@ -372,16 +371,7 @@ fn crash_loop_udp() {
 #[test]
 #[ignore = "needs Kamailio: run via make crash-loop"]
 fn crash_loop_stock_udp() {
-    loop_variants(
-        "crash_loop_stock_udp",
-        &[
-            (Transport::Udp, First::Silent),
-            (Transport::Udp, First::Redirect),
-            (Transport::Udp, First::Unavailable),
-            (Transport::Udp, First::Closed),
-        ],
-        true,
-    );
+    loop_variants("crash_loop_stock_udp", UDP_VARIANTS, true);
 }
 
 /// A worker killed under load (SIGSEGV, then SIGKILL in a second run):

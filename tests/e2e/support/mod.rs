@@ -66,14 +66,17 @@ extern "C" {
 
 // ------------------------------------------------------------------ paths, tools
 
+/// The path in environment variable `env`, else `rel` under the crate.
+fn env_path(env: &str, rel: &str) -> PathBuf {
+    match std::env::var_os(env) {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+    }
+}
+
 /// `tests/e2e` (scenarios/, cfg/).
 pub fn e2e_dir() -> PathBuf {
-    match std::env::var_os("E2E_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("e2e"),
-    }
+    env_path("E2E_DIR", "tests/e2e")
 }
 
 pub fn scenario(name: &str) -> PathBuf {
@@ -101,12 +104,7 @@ fn tool(env: &str, name: &str) -> PathBuf {
 /// `build/push_redirect.so` (`make test-versions` builds one per Kamailio
 /// version, `build/<version>/push_redirect.so`).
 pub fn pr_module_path() -> PathBuf {
-    match std::env::var_os("E2E_PR_MODULE") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("build")
-            .join("push_redirect.so"),
-    }
+    env_path("E2E_PR_MODULE", "build/push_redirect.so")
 }
 
 pub fn kamailio_bin() -> PathBuf {
@@ -177,34 +175,28 @@ fn ephemeral_low() -> u16 {
 
 /// True when some socket is bound to udp 127.0.0.1:port or 0.0.0.0:port.
 pub fn udp_port_bound(port: u16) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/net/udp") else {
-        return false;
-    };
-    let want = [
-        format!("0100007F:{port:04X}"),
-        format!("00000000:{port:04X}"),
-    ];
-    text.lines().skip(1).any(|l| {
-        l.split_whitespace()
-            .nth(1)
-            .map(|a| want.iter().any(|w| w == a))
-            .unwrap_or(false)
-    })
+    socket_on("/proc/net/udp", port, None)
 }
 
 /// True when some socket listens on tcp 127.0.0.1:port or 0.0.0.0:port.
 pub fn tcp_port_listening(port: u16) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/net/tcp") else {
+    // 0A: TCP_LISTEN
+    socket_on("/proc/net/tcp", port, Some("0A"))
+}
+
+/// Whether `table` (/proc/net/udp or tcp) has a socket on 127.0.0.1:port or
+/// 0.0.0.0:port, in `state` when given.
+fn socket_on(table: &str, port: u16, state: Option<&str>) -> bool {
+    let Ok(text) = fs::read_to_string(table) else {
         return false;
     };
     let want = [
         format!("0100007F:{port:04X}"),
         format!("00000000:{port:04X}"),
     ];
-    // state 0A = LISTEN
     text.lines().skip(1).any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3 && f[3] == "0A" && want.iter().any(|w| w == f[1])
+        f.len() > 3 && want.iter().any(|w| w == f[1]) && state.is_none_or(|st| f[3] == st)
     })
 }
 
