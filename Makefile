@@ -57,8 +57,12 @@ test-rust:
 test-c: core
 	$(MAKE) -C tests/c all-checks
 
+# crash_loop_stock_udp is left out: it is the crash loop's control through
+# stock Kamailio, whose own shutdown hangs now and then (README, "Crashes and
+# shutdown"); make crash-loop CRASH_LOOP_ONLY=stock runs it
 test-e2e: module
-	$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture
+	$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture \
+		--skip crash_loop_stock
 
 # The end-to-end suite against every Kamailio of scripts/kamailio-versions
 # but the installed one: Debian packages of another release in a

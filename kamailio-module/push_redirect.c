@@ -238,6 +238,9 @@ static int mod_init(void)
 		prm_location_table.len = sizeof("location") - 1;
 	}
 
+	if(prm_engine_fork_guard() < 0)
+		return -1;
+
 	/* the core's log lines go to Kamailio's log; each process sets its
 	 * level again after the fork (prm_engine_init) */
 	pr_set_logger(prm_log_bridge, NULL, PR_LOG_LEVEL_DEBUG);

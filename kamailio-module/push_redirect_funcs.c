@@ -10,6 +10,7 @@
  * branches' fr timeout.  Nothing here decides: no policy in C.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,25 @@ int prm_engine_init(void)
 	return 0;
 }
 
+/* pthread_atfork() child handler: a process forked after this one made its
+ * engine starts without one (the engine and its store handle stay the
+ * parent's), so the script functions never use an inherited engine and
+ * need no PID check per request */
+static void prm_engine_forget(void)
+{
+	prm_engine = NULL;
+	prm_engine_pid = 0;
+}
+
+int prm_engine_fork_guard(void)
+{
+	if(pthread_atfork(NULL, NULL, prm_engine_forget) != 0) {
+		LM_ERR("cannot register the fork handler\n");
+		return -1;
+	}
+	return 0;
+}
+
 pr_engine *prm_engine_get(void)
 {
 	return (prm_engine != NULL && prm_engine_pid == getpid()) ? prm_engine
@@ -560,7 +580,8 @@ int w_push_lookup(struct sip_msg *msg, char *mode, char *p2)
 	str callid;
 	int rc;
 
-	e = prm_engine_get();
+	/* this process' own: a child forgets its parent's (fork guard) */
+	e = prm_engine;
 	if(e == NULL) {
 		LM_ERR("no push_redirect engine in this process\n");
 		return -2;
@@ -712,7 +733,8 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 	int kept;
 	int rc;
 
-	e = prm_engine_get();
+	/* this process' own: a child forgets its parent's (fork guard) */
+	e = prm_engine;
 	if(e == NULL) {
 		LM_ERR("no push_redirect engine in this process\n");
 		return -2;

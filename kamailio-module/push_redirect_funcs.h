@@ -48,6 +48,8 @@ const char *prm_status_str(pr_status st);
 void prm_log_bridge(
 		void *userdata, pr_log_level level, const uint8_t *msg, size_t len);
 
+/* once, in mod_init(): children forget an engine made before their fork */
+int prm_engine_fork_guard(void);
 /* create this process' engine (once per process); 0 or -1 */
 int prm_engine_init(void);
 /* this process' engine, or NULL */
