@@ -35,7 +35,8 @@ simulation sees one process alone: on the machine, the other processes
 Environment: INSTR_CONFIGS (plain,stock,F1,F6,F2; also script-F1,
 script-F6: cfg/script.cfg, whose module column is 0), INSTR_COUNT (3000: a
 worker's first store read, SQLite opening its schema, is then spread over
-as many requests as in `make bench`), INSTR_RATE (150; callgrind runs
+as many requests as in `make bench`), INSTR_KEEP=1 (keep the callgrind
+profiles, for callgrind_annotate), INSTR_RATE (150; callgrind runs
 Kamailio ~50x slower), INSTR_OUT
 (bench/results/instr), VALGRIND, KAMAILIO (the binary under valgrind).
 """
@@ -177,7 +178,10 @@ def main():
                   flush=True)
             rows.append(run_config(name, work))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("INSTR_KEEP") == "1":
+            print(f"bench-instr: profiles kept in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     by = {r["config"]: r for r in rows}
     cw = max([7] + [len(r["config"]) for r in rows])
     lines = [f"per MESSAGE under receive_msg (callgrind --cache-sim=yes; marginal: runs of {COUNT} and "

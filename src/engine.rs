@@ -19,6 +19,7 @@ use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
 use crate::config::{Config, ForkMode};
+pub use crate::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
 use crate::memo::{Memo, MAX_PENDING};
 use crate::parser::{self, ContactError};
 use crate::uri::{self, Scheme, SipUri, TargetKey, UriError};
@@ -109,44 +110,6 @@ pub trait Env {
     /// next [`Env::bytes`] and lookups). Default: dropped.
     fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
         branches.clear();
-    }
-}
-
-/// How a stored forwarding came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardingKind {
-    /// Learned from a 301: applied at lookup.
-    Permanent,
-    /// Learned from a 302 with an expiry: applied at lookup until it expires.
-    Temporary,
-    /// Set by the operator: used when a terminal answers 3xx without Contact.
-    Provisioned,
-}
-
-/// One target of a forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardTarget {
-    /// The target URI.
-    pub uri: String,
-    /// q in thousandths, if given.
-    pub q: Option<u16>,
-}
-
-/// A forwarding for (AOR, service), as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarding {
-    /// Permanent, temporary or provisioned.
-    pub kind: ForwardingKind,
-    /// Targets in order of preference.
-    pub targets: Vec<ForwardTarget>,
-    /// Unix time after which the entry is dead; `None`: never.
-    pub expires_at: Option<i64>,
-}
-
-impl Forwarding {
-    /// Whether the entry is still in force at `now`.
-    pub fn is_live(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|t| now < t)
     }
 }
 
@@ -268,18 +231,7 @@ pub enum StoreAction {
     /// Nothing.
     None,
     /// Store a learned forwarding for (AOR, service).
-    Learn {
-        /// Permanent (301) or temporary (302 with expiry).
-        kind: ForwardingKind,
-        /// Lifetime in seconds; `None`: no expiry.
-        ttl: Option<u32>,
-        /// The accepted targets, best first.
-        targets: Vec<ForwardTarget>,
-        /// The contact that answered.
-        learned_from: String,
-        /// Its status code.
-        status: u16,
-    },
+    Learn(Learned),
     /// Drop the (temporary) entry for (AOR, service): its target failed.
     Forget,
 }
@@ -1200,7 +1152,7 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> Sto
         (_, Some(0)) => StoreAction::None,
         // RFC 3261 §21.3.3: a 302 without an expiry is for this request only.
         (ForwardingKind::Temporary, None) => StoreAction::None,
-        (kind, ttl) => StoreAction::Learn {
+        (kind, ttl) => StoreAction::Learn(Learned {
             kind,
             ttl,
             targets: sel
@@ -1212,7 +1164,7 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> Sto
                 .collect(),
             learned_from: lossy(b.uri),
             status: b.status,
-        },
+        }),
     }
 }
 

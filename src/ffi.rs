@@ -26,7 +26,7 @@ use std::cell::Cell;
 use crate::config::{Config, ForkMode};
 use crate::engine::{
     service_key, Branch, BranchOut, Counters, Decision, Engine, Env, ForwardTarget, Forwarding,
-    ForwardingKind, LookupError, Reason, Registration, Request, StoreAction,
+    ForwardingKind, Learned, LookupError, Reason, Registration, Request, StoreAction,
 };
 use crate::log::{self, pr_log_fn, pr_log_level};
 use crate::store::{Entry, SharedEntry, SqliteStore, Store, StoreError, ANY_SERVICE};
@@ -612,19 +612,18 @@ impl EngineBox {
         };
         match &d.store {
             StoreAction::None => {}
-            action @ StoreAction::Learn { .. } => {
-                if let Some(entry) = Entry::learned(aor, service, action, self.now()) {
-                    match store.put(&entry) {
-                        Ok(()) => {}
-                        // Input from a terminal that does not fit: not
-                        // learned, and no store failure.
-                        Err(e @ (StoreError::TooBig { .. } | StoreError::Invalid(_))) => log::emit(
-                            pr_log_level::Warn,
-                            &format!("forwarding of {} not learned: {e}", short(aor)),
-                        ),
-                        Err(e) => {
-                            self.store_failed("learn", &e);
-                        }
+            StoreAction::Learn(learned) => {
+                let entry = Entry::learned(aor, service, learned, self.now());
+                match store.put(&entry) {
+                    Ok(()) => {}
+                    // Input from a terminal that does not fit: not
+                    // learned, and no store failure.
+                    Err(e @ (StoreError::TooBig { .. } | StoreError::Invalid(_))) => log::emit(
+                        pr_log_level::Warn,
+                        &format!("forwarding of {} not learned: {e}", short(aor)),
+                    ),
+                    Err(e) => {
+                        self.store_failed("learn", &e);
                     }
                 }
             }
@@ -1399,9 +1398,9 @@ pub extern "C" fn pr_decision_learned(
         if out.is_null() || out_ttl.is_null() {
             return pr_status::NullParameter;
         }
-        let StoreAction::Learn {
+        let StoreAction::Learn(Learned {
             kind, ttl, targets, ..
-        } = &d.store
+        }) = &d.store
         else {
             return pr_status::InvalidArgument;
         };
@@ -1554,11 +1553,7 @@ impl From<&Entry> for EntryText {
         EntryText {
             aor: e.aor.clone(),
             service: e.service.clone(),
-            kind: match e.kind {
-                ForwardingKind::Permanent => "permanent",
-                ForwardingKind::Temporary => "temporary",
-                ForwardingKind::Provisioned => "provisioned",
-            },
+            kind: e.kind.name(),
             targets,
             learned_from: e.learned_from.clone().unwrap_or_default(),
             expires_at: e.expires_at.unwrap_or(-1),

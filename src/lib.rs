@@ -7,6 +7,8 @@
 //! - [`parser`]: the SIP reply parser (status line, Contact, Expires).
 //! - [`uri`]: SIP URIs, as far as target policy needs them.
 //! - [`config`]: the module parameters of SPEC §4.
+//! - [`forwarding`]: forwardings (kinds, targets, expiry), shared by the
+//!   engine, the memo and the store.
 //! - [`engine`]: the pure decision engine (flows F1–F7, rules of §3).
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
@@ -33,6 +35,8 @@ pub mod config;
 /// cbindgen:ignore
 pub mod engine;
 pub mod ffi;
+/// cbindgen:ignore
+pub mod forwarding;
 /// cbindgen:ignore
 pub mod generation;
 pub mod log;

@@ -13,7 +13,7 @@
 //! failure round) and hands it back. It is a few short text lines, read
 //! leniently and bounded: a damaged memo only costs the pending Contacts.
 
-use crate::engine::ForwardTarget;
+use crate::forwarding::ForwardTarget;
 use crate::uri::MAX_URI_LEN;
 
 /// Most pending targets a memo keeps.

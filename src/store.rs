@@ -75,9 +75,10 @@ use std::time::{Duration, Instant};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
-use crate::engine::{ForwardTarget, Forwarding, ForwardingKind, StoreAction};
+use crate::forwarding::{self, ForwardTarget, Forwarding, ForwardingKind, Learned};
 use crate::generation::Generation;
 use crate::log::{self, pr_log_level};
+pub use crate::uri::MAX_URI_LEN;
 
 /// The service key of a forwarding that applies to every service.
 pub const ANY_SERVICE: &str = "*";
@@ -86,7 +87,6 @@ pub const MAX_TARGETS: usize = 64;
 /// Longest AOR or service key, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
 /// Longest target URI (or `learned_from`), in bytes.
-pub const MAX_URI_LEN: usize = 2048;
 /// How long SQLite waits for another process's lock before `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -309,32 +309,21 @@ impl Entry {
 
     /// Whether the entry is in force at `now` (as [`Forwarding::is_live`]).
     pub fn is_live(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|t| now < t)
+        forwarding::is_live(self.expires_at, now)
     }
 
-    /// The entry a decision's [`StoreAction::Learn`] asks for, at `now`;
-    /// `None` for any other action.
-    pub fn learned(aor: &str, service: &str, action: &StoreAction, now: i64) -> Option<Entry> {
-        let StoreAction::Learn {
-            kind,
-            ttl,
-            targets,
-            learned_from,
-            status,
-        } = action
-        else {
-            return None;
-        };
-        Some(Entry {
+    /// The entry for a forwarding a decision learned, at `now`.
+    pub fn learned(aor: &str, service: &str, learned: &Learned, now: i64) -> Entry {
+        Entry {
             aor: aor.to_string(),
             service: service.to_string(),
-            kind: *kind,
-            targets: targets.clone(),
-            expires_at: ttl.map(|t| now.saturating_add(i64::from(t))),
+            kind: learned.kind,
+            targets: learned.targets.clone(),
+            expires_at: learned.ttl.map(|t| now.saturating_add(i64::from(t))),
             created_at: now,
-            learned_from: Some(learned_from.clone()),
-            learned_status: Some(*status),
-        })
+            learned_from: Some(learned.learned_from.clone()),
+            learned_status: Some(learned.status),
+        }
     }
 
     /// Checks the caps and the format before storing.
@@ -781,7 +770,7 @@ impl Store for SqliteStore {
                 .execute(params![
                     entry.aor,
                     entry.service,
-                    kind_name(entry.kind),
+                    entry.kind.name(),
                     targets,
                     entry.expires_at,
                     entry.created_at,
@@ -963,24 +952,6 @@ fn check_uri(what: &'static str, s: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn kind_name(k: ForwardingKind) -> &'static str {
-    match k {
-        ForwardingKind::Permanent => "permanent",
-        ForwardingKind::Temporary => "temporary",
-        ForwardingKind::Provisioned => "provisioned",
-    }
-}
-
-fn kind_from(s: &str) -> Option<ForwardingKind> {
-    match s {
-        "permanent" => Some(ForwardingKind::Permanent),
-        "temporary" => Some(ForwardingKind::Temporary),
-        "provisioned" => Some(ForwardingKind::Provisioned),
-        _ => None,
-    }
-}
-
-/// `q uri` lines, `-` for no q (the transaction memo's format).
 fn encode_targets(targets: &[ForwardTarget]) -> String {
     let mut out = String::with_capacity(targets.iter().map(|t| t.uri.len() + 6).sum());
     for (i, t) in targets.iter().enumerate() {
@@ -1048,7 +1019,8 @@ fn opt_int(row: &Row<'_>, i: usize, what: &'static str) -> Result<Option<i64>, &
 fn decode(row: &Row<'_>) -> Result<Entry, &'static str> {
     let aor = text(row, 0, "aor is not text")?;
     let service = text(row, 1, "service is not text")?;
-    let kind = kind_from(&text(row, 2, "kind is not text")?).ok_or("unknown kind")?;
+    let kind =
+        ForwardingKind::from_name(&text(row, 2, "kind is not text")?).ok_or("unknown kind")?;
     let targets = decode_targets(&text(row, 3, "targets is not text")?)?;
     let expires_at = opt_int(row, 4, "expires_at is not an integer")?;
     let created_at =

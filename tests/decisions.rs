@@ -6,8 +6,8 @@ mod common;
 use common::{b, branches, message, timeout, FakeEnv, B};
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
-    service_key, Decision, Engine, ForwardTarget, Forwarding, ForwardingKind, Reason, Request,
-    StoreAction, Verdict,
+    service_key, Decision, Engine, ForwardTarget, Forwarding, ForwardingKind, Learned, Reason,
+    Request, StoreAction, Verdict,
 };
 
 const U1: &str = "sip:u1@example.com";
@@ -441,7 +441,7 @@ fn f6_301_learns_a_permanent_forwarding() {
     assert_branches(&d, &[T3], Reason::Redirect);
     assert_eq!(
         d.store,
-        StoreAction::Learn {
+        StoreAction::Learn(Learned {
             kind: ForwardingKind::Permanent,
             ttl: None,
             targets: vec![ForwardTarget {
@@ -450,7 +450,7 @@ fn f6_301_learns_a_permanent_forwarding() {
             }],
             learned_from: T1.into(),
             status: 301,
-        }
+        })
     );
     assert_eq!(d.counters.forwardings_learned, 1);
 }
@@ -468,11 +468,11 @@ fn f6_301_with_an_expiry_is_permanent_until_then() {
     );
     assert!(matches!(
         d.store,
-        StoreAction::Learn {
+        StoreAction::Learn(Learned {
             kind: ForwardingKind::Permanent,
             ttl: Some(3600),
             ..
-        }
+        })
     ));
 }
 
@@ -527,11 +527,11 @@ fn f7_302_with_expires_param_is_temporary() {
     );
     assert!(matches!(
         d.store,
-        StoreAction::Learn {
+        StoreAction::Learn(Learned {
             kind: ForwardingKind::Temporary,
             ttl: Some(2),
             ..
-        }
+        })
     ));
 }
 
@@ -548,11 +548,11 @@ fn f7_302_with_expires_header_is_temporary() {
     );
     assert!(matches!(
         d.store,
-        StoreAction::Learn {
+        StoreAction::Learn(Learned {
             kind: ForwardingKind::Temporary,
             ttl: Some(60),
             ..
-        }
+        })
     ));
 }
 

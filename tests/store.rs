@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use push_redirect::engine::{ForwardTarget, Forwarding, ForwardingKind, StoreAction};
+use push_redirect::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
 use push_redirect::store::{
     Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, CACHE_MAX_AGE, MAX_KEY_LEN,
     MAX_TARGETS, MAX_URI_LEN, SCHEMA_VERSION,
@@ -326,20 +326,19 @@ fn entry_converts_to_the_engine_forwarding() {
             expires_at: Some(NOW + 9),
         }
     );
-    let learn = StoreAction::Learn {
+    let learn = Learned {
         kind: ForwardingKind::Temporary,
         ttl: Some(120),
         targets: vec![target("sip:x@example.com", Some(500))],
         learned_from: "sip:t1@127.0.0.1:5071".into(),
         status: 302,
     };
-    let l = Entry::learned(U1, TEXT, &learn, NOW).unwrap();
+    let l = Entry::learned(U1, TEXT, &learn, NOW);
     assert_eq!(l.expires_at, Some(NOW + 120));
     assert_eq!(l.created_at, NOW);
     assert_eq!(l.learned_status, Some(302));
     assert_eq!(l.learned_from.as_deref(), Some("sip:t1@127.0.0.1:5071"));
     assert_eq!(l.targets, [target("sip:x@example.com", Some(500))]);
-    assert_eq!(Entry::learned(U1, TEXT, &StoreAction::Forget, NOW), None);
 
     let dir = TempDir::new("learned");
     let s = open(&dir);

@@ -22,7 +22,7 @@ use std::ptr::{null, null_mut};
 
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
-    Branch, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind, LookupError,
+    Branch, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind, Learned, LookupError,
     Registration, Request, StoreAction,
 };
 use push_redirect::ffi::*;
@@ -616,14 +616,14 @@ fn check_decision(d: *const pr_decision, want: &Decision, text_len: usize) {
     match &want.store {
         StoreAction::None => assert_eq!(op, pr_store_op::None, "{}", ctx()),
         StoreAction::Forget => assert_eq!(op, pr_store_op::Forget, "{}", ctx()),
-        StoreAction::Learn { ttl: t, .. } => {
+        StoreAction::Learn(Learned { ttl: t, .. }) => {
             assert_eq!(op, pr_store_op::Learn, "{}", ctx());
             assert_eq!(st, pr_status::Ok);
             assert_eq!(ttl, t.map_or(-1, i64::from));
             assert!(!f.is_null());
         }
     }
-    if !matches!(want.store, StoreAction::Learn { .. }) {
+    if !matches!(want.store, StoreAction::Learn(_)) {
         assert_eq!(st, pr_status::InvalidArgument, "{}", ctx());
         assert!(
             f.is_null() && ttl == i64::MIN,

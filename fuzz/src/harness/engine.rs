@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
-    service_key, Branch, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind,
+    service_key, Branch, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind, Learned,
     LookupError, Reason, Registration, Request, StoreAction, Verdict, MAX_WARNINGS,
 };
 use push_redirect::memo::{Memo, MAX_PENDING};
@@ -362,7 +362,7 @@ pub fn check(
     // (A forwarding learned and forgotten at once was a bug the fuzzer found.)
     assert_eq!(
         c.forwardings_learned == 1,
-        matches!(d.store, StoreAction::Learn { .. }),
+        matches!(d.store, StoreAction::Learn(_)),
         "forwardings_learned vs the store action: {}",
         ctx()
     );
@@ -462,13 +462,13 @@ fn check_store(case: &Case, current: &[&BranchCase], d: &Decision, ctx: &dyn Fn(
             "Forget without a temporary forwarding: {}",
             ctx()
         ),
-        StoreAction::Learn {
+        StoreAction::Learn(Learned {
             kind,
             ttl,
             targets,
             learned_from,
             status,
-        } => {
+        }) => {
             assert!(
                 matches!(
                     (kind, status),
