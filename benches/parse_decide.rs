@@ -12,14 +12,16 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use push_redirect::config::{Config, ForkMode};
-use push_redirect::engine::{Branch, Engine, Env, LookupError, Registration, Request};
+use push_redirect::engine::{
+    Branch, Engine, FailedRound, Host, LookupError, Registration, Request,
+};
 
 /// A location service with u1's two terminals; example.com is the proxy.
-struct BenchEnv {
+struct BenchHost {
     regs: Vec<Registration>,
 }
 
-impl Env for BenchEnv {
+impl Host for BenchHost {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
         Ok(if aor == "sip:u1@example.com" {
             self.regs.clone()
@@ -60,7 +62,7 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let engine = Engine::new(cfg);
-    let env = BenchEnv {
+    let env = BenchHost {
         regs: (0..2)
             .map(|k| Registration {
                 uri: format!("sip:u1t{k}@127.0.0.1:50{k}0").into_bytes(),
@@ -100,10 +102,11 @@ fn bench(c: &mut Criterion) {
                 let d = engine.push_redirect(
                     &env,
                     black_box(&req),
-                    black_box(br),
-                    b"",
+                    &FailedRound {
+                        branches: black_box(br),
+                        memo: b"",
+                    },
                     Some(ForkMode::Serial),
-                    None,
                 );
                 black_box(d)
             })

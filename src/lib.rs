@@ -11,8 +11,8 @@
 //!   engine, the memo and the store.
 //! - [`engine`]: the pure decision engine (flows F1–F7, rules of §3).
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
+//! - [`stats`]: the statistics, declared once (Rust, C ABI, Kamailio).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
-//! - [`memo`]: what a transaction carries from one failure round to the next.
 //! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite.
 //! - [`generation`]: the store's change counter shared between processes,
 //!   which lets each process cache what it read.
@@ -34,6 +34,8 @@ pub mod chars;
 pub mod config;
 /// cbindgen:ignore
 pub mod engine;
+/// cbindgen:ignore
+mod enums;
 pub mod ffi;
 /// cbindgen:ignore
 pub mod forwarding;
@@ -41,9 +43,8 @@ pub mod forwarding;
 pub mod generation;
 pub mod log;
 /// cbindgen:ignore
-pub mod memo;
-/// cbindgen:ignore
 pub mod parser;
+pub mod stats;
 /// cbindgen:ignore
 pub mod store;
 /// cbindgen:ignore

@@ -163,7 +163,7 @@ fn users_equal(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The bytes of `s` with each `%XX` decoded (a malformed escape is kept).
-fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+pub fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let hex = |c: u8| char::from(c).to_digit(16);
     let mut i = 0;
     std::iter::from_fn(move || {

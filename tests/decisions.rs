@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{b, branches, message, timeout, FakeEnv, B};
+use common::{b, branches, message, timeout, FakeHost, B};
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
-    service_key, Decision, Engine, ForwardTarget, Forwarding, ForwardingKind, Learned, Reason,
-    Request, StoreAction, Verdict,
+    service_key, Decision, Engine, FailedRound, ForwardTarget, Forwarding, ForwardingKind, Learned,
+    Reason, Request, Stat, StoreAction, Verdict,
 };
 
 const U1: &str = "sip:u1@example.com";
@@ -26,8 +26,8 @@ fn engine_with(name: &str, value: &str) -> Engine {
 }
 
 /// u1 has t1 (q=1.0, newest), t2 (q=1.0, older) and t3 (q=0.5).
-fn env3() -> FakeEnv {
-    let mut env = FakeEnv::default();
+fn env3() -> FakeHost {
+    let mut env = FakeHost::default();
     env.register(U1, "t1", 5071, Some(1000), 300)
         .register(U1, "t2", 5072, Some(1000), 200)
         .register(U1, "t3", 5073, Some(500), 400);
@@ -41,12 +41,28 @@ fn uris(d: &Decision) -> Vec<String> {
         .collect()
 }
 
-fn redirect(e: &Engine, env: &FakeEnv, list: &[B]) -> Decision {
-    e.push_redirect(env, &message(U1), &branches(list), b"", None, None)
+fn redirect(e: &Engine, env: &FakeHost, list: &[B]) -> Decision {
+    e.push_redirect(
+        env,
+        &message(U1),
+        &FailedRound {
+            branches: &branches(list),
+            memo: b"",
+        },
+        None,
+    )
 }
 
-fn redirect_mode(e: &Engine, env: &FakeEnv, list: &[B], mode: ForkMode) -> Decision {
-    e.push_redirect(env, &message(U1), &branches(list), b"", Some(mode), None)
+fn redirect_mode(e: &Engine, env: &FakeHost, list: &[B], mode: ForkMode) -> Decision {
+    e.push_redirect(
+        env,
+        &message(U1),
+        &FailedRound {
+            branches: &branches(list),
+            memo: b"",
+        },
+        Some(mode),
+    )
 }
 
 fn assert_branches(d: &Decision, want: &[&str], reason: Reason) {
@@ -65,7 +81,7 @@ fn assert_nothing(d: &Decision, verdict: Verdict, reason: Reason) {
 
 #[test]
 fn lookup_serial_takes_the_first_terminal_by_q_then_most_recent() {
-    let d = engine().push_lookup(&env3(), &message(U1), None, None);
+    let d = engine().push_lookup(&env3(), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
     let b = &d.branches[0];
     assert_eq!(
@@ -79,20 +95,20 @@ fn lookup_serial_takes_the_first_terminal_by_q_then_most_recent() {
 
 #[test]
 fn lookup_parallel_takes_every_terminal() {
-    let d = engine().push_lookup(&env3(), &message(U1), Some(ForkMode::Parallel), None);
+    let d = engine().push_lookup(&env3(), &message(U1), Some(ForkMode::Parallel));
     assert_branches(&d, &[T1, T2, T3], Reason::Registered);
 }
 
 #[test]
 fn lookup_without_contacts_is_no_target() {
-    let d = engine().push_lookup(&FakeEnv::default(), &message(U1), None, None);
+    let d = engine().push_lookup(&FakeHost::default(), &message(U1), None);
     assert_nothing(&d, Verdict::NothingLeft, Reason::NoTarget);
     assert_eq!(d.script_rc(), -1);
 }
 
 #[test]
 fn lookup_of_a_foreign_request_uri_is_no_target() {
-    let d = engine().push_lookup(&env3(), &message("sip:u1@elsewhere.example"), None, None);
+    let d = engine().push_lookup(&env3(), &message("sip:u1@elsewhere.example"), None);
     assert_nothing(&d, Verdict::NothingLeft, Reason::NoTarget);
 }
 
@@ -100,14 +116,14 @@ fn lookup_of_a_foreign_request_uri_is_no_target() {
 fn lookup_failure_is_an_error() {
     let mut env = env3();
     env.lookup_fails = true;
-    let d = engine().push_lookup(&env, &message(U1), None, None);
+    let d = engine().push_lookup(&env, &message(U1), None);
     assert_nothing(&d, Verdict::Error, Reason::LookupFailed);
     assert_eq!(d.script_rc(), -2);
 }
 
 #[test]
 fn bad_request_uri_is_an_error_with_a_warning() {
-    let d = engine().push_lookup(&env3(), &message("tel:+34600000000"), None, None);
+    let d = engine().push_lookup(&env3(), &message("tel:+34600000000"), None);
     assert_nothing(&d, Verdict::Error, Reason::BadRequestUri);
     assert!(d.warnings[0].contains("tel:+34600000000"));
 }
@@ -124,7 +140,7 @@ fn f1_explicit_redirect_follows_the_contact() {
         &[b(T1, "302 Moved", &["Contact: <sip:u2@example.com>"])],
     );
     assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Redirect);
-    assert_eq!(d.counters.redirects_followed, 1);
+    assert_eq!(d.counters[Stat::RedirectsFollowed], 1);
     assert_eq!(
         d.store,
         StoreAction::None,
@@ -167,7 +183,7 @@ fn f1_redirect_to_an_allowed_foreign_domain() {
 fn f2_3xx_without_contact_fails_over_to_the_next_terminal() {
     let d = redirect(&engine(), &env3(), &[b(T1, "302 Moved", &[])]);
     assert_branches(&d, &[T2], Reason::Failover);
-    assert_eq!(d.counters.failovers, 1);
+    assert_eq!(d.counters[Stat::Failovers], 1);
 }
 
 #[test]
@@ -263,7 +279,15 @@ fn f4_several_contacts_serial_in_q_order() {
     let e = engine_with("allowed_domains", "partner.example");
     let env = env3();
     let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+        e.push_redirect(
+            &env,
+            &message(U1),
+            &FailedRound {
+                branches: &branches(list),
+                memo: memo,
+            },
+            None,
+        )
     };
     let d1 = round(&[multi_300()], b"");
     assert_branches(&d1, &["sip:b@partner.example"], Reason::Redirect);
@@ -313,7 +337,15 @@ fn memo_is_left_out_when_the_transaction_tells_the_same() {
     let e = engine_with("allowed_domains", "partner.example");
     let env = env3();
     let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+        e.push_redirect(
+            &env,
+            &message(U1),
+            &FailedRound {
+                branches: &branches(list),
+                memo: memo,
+            },
+            None,
+        )
     };
     let to_t2 = || b(T1, "302 M", &[&format!("Contact: <{T2}>")]);
     // F1: the one Contact is sent now, and the transaction's one 3xx is
@@ -342,15 +374,16 @@ fn memo_is_left_out_when_the_transaction_tells_the_same() {
     let d = e1.push_redirect(
         &env,
         &message(U1),
-        &branches(&[
-            to_t2().earlier(),
-            b(T2, "302 M", &[&format!("Contact: <{T3}>")]),
-        ]),
-        b"",
-        None,
+        &FailedRound {
+            branches: &branches(&[
+                to_t2().earlier(),
+                b(T2, "302 M", &[&format!("Contact: <{T3}>")]),
+            ]),
+            memo: b"",
+        },
         None,
     );
-    assert_eq!(d.counters.loops_prevented, 1, "{d:#?}");
+    assert_eq!(d.counters[Stat::LoopsPrevented], 1, "{d:#?}");
     assert_branches(&d, &[T3], Reason::Failover);
 }
 
@@ -392,29 +425,45 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
     env.register("sip:u2@example.com", "u2t", 5082, None, 1);
     let f = provisioned("sip:u2@example.com");
     let list = [b(T1, "302 Moved", &[])];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = engine().push_redirect(
+        &env.storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
-    assert_eq!(d.counters.forwardings_applied, 1);
+    assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
     // Then the other registered terminals.
     let list = [
         b(T1, "302 Moved", &[]).earlier(),
         b("sip:u2t@127.0.0.1:5082", "480 X", &[]),
     ];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = engine().push_redirect(
+        &env.storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_branches(&d, &[T2], Reason::Failover);
 }
 
 #[test]
 fn f5_provisioned_forwarding_stands_in_for_an_unregistered_aor() {
-    let mut env = FakeEnv::default();
+    let mut env = FakeHost::default();
     env.register("sip:u2@example.com", "u2t", 5082, None, 1);
     let f = provisioned("sip:u2@example.com");
-    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
-    assert_eq!(d.counters.forwardings_applied, 1);
+    assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
     // With a terminal registered, the terminal is tried first.
     env.register(U1, "t1", 5071, None, 1);
-    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
 }
 
@@ -423,9 +472,17 @@ fn f5_provisioned_forwarding_is_not_used_for_a_plain_failure() {
     let f = provisioned("sip:x@partner.example");
     let e = engine_with("allowed_domains", "partner.example");
     let list = [b(T1, "480 X", &[])];
-    let d = e.push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = e.push_redirect(
+        &env3().storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_branches(&d, &[T2], Reason::Failover);
-    let d = e.push_lookup(&env3(), &message(U1), None, Some(&f));
+    let d = e.push_lookup(&env3().storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
 }
 
@@ -452,7 +509,7 @@ fn f6_301_learns_a_permanent_forwarding() {
             status: 301,
         })
     );
-    assert_eq!(d.counters.forwardings_learned, 1);
+    assert_eq!(d.counters[Stat::ForwardingsLearned], 1);
 }
 
 #[test]
@@ -490,20 +547,28 @@ fn stored(kind: ForwardingKind, target: &str, expires_at: Option<i64>) -> Forwar
 #[test]
 fn f6_lookup_applies_the_stored_forwarding_first() {
     let f = stored(ForwardingKind::Permanent, T3, None);
-    let d = engine().push_lookup(&env3(), &message(U1), None, Some(&f));
+    let d = engine().push_lookup(&env3().storing(&f), &message(U1), None);
     assert_branches(&d, &[T3], Reason::StoredForwarding);
     assert_eq!(
         d.branches[0].socket, 5073,
         "own terminal keeps its registration"
     );
-    assert_eq!(d.counters.forwardings_applied, 1);
+    assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
 }
 
 #[test]
 fn f6_failed_stored_target_falls_back_to_the_terminals() {
     let f = stored(ForwardingKind::Permanent, T3, None);
     let list = [b(T3, "480 X", &[])];
-    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = engine().push_redirect(
+        &env3().storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_branches(&d, &[T1], Reason::Failover);
     assert_eq!(d.store, StoreAction::None, "a permanent entry stays");
     // t1 redirects again to t3, already tried: a loop, then t2.
@@ -511,9 +576,17 @@ fn f6_failed_stored_target_falls_back_to_the_terminals() {
         b(T3, "480 X", &[]).earlier(),
         b(T1, "301 Moved", &[&format!("Contact: <{T3}>")]),
     ];
-    let d = engine().push_redirect(&env3(), &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = engine().push_redirect(
+        &env3().storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_branches(&d, &[T2], Reason::Failover);
-    assert_eq!(d.counters.loops_prevented, 1);
+    assert_eq!(d.counters[Stat::LoopsPrevented], 1);
 }
 
 // ---------------------------------------------------------------- F7
@@ -577,10 +650,10 @@ fn f7_302_without_expiry_is_for_this_request_only() {
 fn f7_expired_entry_is_ignored() {
     let env = env3();
     let f = stored(ForwardingKind::Temporary, T3, Some(env.now - 1));
-    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
     let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 1));
-    let d = engine().push_lookup(&env, &message(U1), None, Some(&f));
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &[T3], Reason::StoredForwarding);
 }
 
@@ -589,7 +662,15 @@ fn f7_failed_temporary_entry_is_forgotten() {
     let env = env3();
     let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 100));
     let list = [timeout(T3)];
-    let d = engine().push_redirect(&env, &message(U1), &branches(&list), b"", None, Some(&f));
+    let d = engine().push_redirect(
+        &env.storing(&f),
+        &message(U1),
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_eq!(d.store, StoreAction::Forget);
     assert_branches(&d, &[T1], Reason::Failover);
 }
@@ -600,11 +681,19 @@ fn f7_failed_temporary_entry_is_forgotten() {
 fn rule_untouched_method_not_in_methods() {
     let mut req = message(U1);
     req.method = "OPTIONS";
-    let d = engine().push_lookup(&env3(), &req, None, None);
+    let d = engine().push_lookup(&env3(), &req, None);
     assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
     assert!(d.warnings.is_empty(), "untouched logs nothing above debug");
     let list = [b(T1, "302 Moved", &[&format!("Contact: <{T3}>")])];
-    let d = engine().push_redirect(&env3(), &req, &branches(&list), b"", None, None);
+    let d = engine().push_redirect(
+        &env3(),
+        &req,
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
+        None,
+    );
     assert_nothing(&d, Verdict::Untouched, Reason::NotPushMethod);
 }
 
@@ -617,7 +706,7 @@ fn rule_untouched_in_dialog_request() {
         event: Some(b"x"),
         content_type: None,
     };
-    let d = engine().push_lookup(&env3(), &req, None, None);
+    let d = engine().push_lookup(&env3(), &req, None);
     assert_nothing(&d, Verdict::Untouched, Reason::InDialog);
     assert_eq!(d.script_rc(), -1);
 }
@@ -686,7 +775,7 @@ fn rule_never_the_same_target_twice() {
         b(T2, "302 Moved", &[&format!("Contact: <{T1}>")]),
     ];
     let d = redirect(&engine(), &env3(), &list);
-    assert_eq!(d.counters.loops_prevented, 1);
+    assert_eq!(d.counters[Stat::LoopsPrevented], 1);
     // The loop counts as a failed target: the last untried terminal.
     assert_branches(&d, &[T3], Reason::Failover);
 }
@@ -701,7 +790,7 @@ fn rule_never_back_to_the_redirecting_contact() {
         )],
     )];
     let d = redirect(&engine(), &env3(), &list);
-    assert_eq!(d.counters.loops_prevented, 1, "{d:#?}");
+    assert_eq!(d.counters[Stat::LoopsPrevented], 1, "{d:#?}");
     assert_ne!(uris(&d), [T1]);
 }
 
@@ -715,7 +804,7 @@ fn rule_proxy_itself_without_aor_is_refused() {
         );
         assert_nothing(&d, Verdict::Refused, Reason::AllTargetsRefused);
         assert_eq!(d.script_rc(), -2);
-        assert_eq!(d.counters.targets_refused, 1);
+        assert_eq!(d.counters[Stat::TargetsRefused], 1);
     }
 }
 
@@ -762,7 +851,7 @@ fn rule_max_branches_per_round_keeps_the_best_q_and_counts_the_rest() {
     assert_eq!(d.branches.len(), 8);
     assert_eq!(uris(&d)[0], "sip:best@partner.example");
     assert_eq!(uris(&d)[1], "sip:c999@partner.example");
-    assert_eq!(d.counters.contacts_dropped, 1001 - 8);
+    assert_eq!(d.counters[Stat::ContactsDropped], 1001 - 8);
 }
 
 #[test]
@@ -775,7 +864,15 @@ fn rule_max_depth_bounds_the_redirects_followed() {
     let hop = |k: u16| format!("sip:h{k}@127.0.0.1:{}", 6000 + k);
     let contact = |k: u16| format!("Contact: <{}>", hop(k));
     let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(&env, &message(U1), &branches(list), memo, None, None)
+        e.push_redirect(
+            &env,
+            &message(U1),
+            &FailedRound {
+                branches: &branches(list),
+                memo: memo,
+            },
+            None,
+        )
     };
     let d1 = round(&[b(T1, "302 M", &[&contact(0)])], b"");
     assert_branches(&d1, &[&hop(0)], Reason::Redirect);
@@ -795,7 +892,7 @@ fn rule_max_depth_bounds_the_redirects_followed() {
         ],
         &d2.memo,
     );
-    assert_eq!(d3.counters.loops_prevented, 1);
+    assert_eq!(d3.counters[Stat::LoopsPrevented], 1);
     assert!(
         !uris(&d3).contains(&hop(2)),
         "third redirect not followed: {d3:#?}"
@@ -815,13 +912,13 @@ fn rule_only_sip_and_sips_targets() {
     )];
     let d = redirect_mode(&engine(), &env3(), &list, ForkMode::Parallel);
     assert_branches(&d, &[T2], Reason::Redirect);
-    assert_eq!(d.counters.targets_refused, 3);
+    assert_eq!(d.counters[Stat::TargetsRefused], 3);
     assert_eq!(d.warnings.len(), 3);
 }
 
 #[test]
 fn rule_sips_request_is_never_redirected_to_sip() {
-    let mut env = FakeEnv::default();
+    let mut env = FakeHost::default();
     env.register("sips:u1@example.com", "t1", 5071, None, 1);
     let req = message("sips:u1@example.com");
     let list = [B {
@@ -836,21 +933,23 @@ fn rule_sips_request_is_never_redirected_to_sip() {
     let d = e.push_redirect(
         &env,
         &req,
-        &branches(&list),
-        b"",
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
         Some(ForkMode::Parallel),
-        None,
     );
     assert_branches(&d, &["sips:y@partner.example"], Reason::Redirect);
-    assert_eq!(d.counters.targets_refused, 1);
+    assert_eq!(d.counters[Stat::TargetsRefused], 1);
     // And a sip: request may go to sips:.
     let d = e.push_redirect(
         &env3(),
         &message(U1),
-        &branches(&list),
-        b"",
+        &FailedRound {
+            branches: &branches(&list),
+            memo: b"",
+        },
         Some(ForkMode::Parallel),
-        None,
     );
     assert_eq!(
         uris(&d),
@@ -867,7 +966,7 @@ fn rule_foreign_domain_refused_unless_allowed() {
     )];
     let d = redirect(&engine(), &env3(), &list);
     assert_nothing(&d, Verdict::Refused, Reason::AllTargetsRefused);
-    assert_eq!(d.counters.targets_refused, 1);
+    assert_eq!(d.counters[Stat::TargetsRefused], 1);
     assert!(d.warnings[0].contains("sip:evil@attacker.example"));
     let d = redirect(
         &engine_with("allowed_domains", "attacker.example"),
@@ -886,7 +985,7 @@ fn rule_hostile_301_to_a_foreign_domain_is_never_stored() {
     )];
     let d = redirect(&engine(), &env3(), &list);
     assert_eq!(d.store, StoreAction::None);
-    assert_eq!(d.counters.forwardings_learned, 0);
+    assert_eq!(d.counters[Stat::ForwardingsLearned], 0);
 }
 
 #[test]
@@ -942,7 +1041,7 @@ fn rule_3xx_with_only_malformed_contacts_fails_over() {
     )];
     let d = redirect(&engine(), &env3(), &list);
     assert_branches(&d, &[T2], Reason::Failover);
-    assert_eq!(d.counters.targets_refused, 3);
+    assert_eq!(d.counters[Stat::TargetsRefused], 3);
 }
 
 #[test]
@@ -955,7 +1054,7 @@ fn rule_warnings_are_bounded() {
             .join(",")
     );
     let d = redirect(&engine(), &env3(), &[b(T1, "300 Multiple", &[&header])]);
-    assert_eq!(d.counters.targets_refused, 500);
+    assert_eq!(d.counters[Stat::TargetsRefused], 500);
     assert_eq!(d.warnings.len(), push_redirect::engine::MAX_WARNINGS + 1);
     assert!(d.warnings.last().unwrap().contains("492 more"));
 }

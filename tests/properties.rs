@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{reply, FakeEnv};
+use common::{reply, FakeHost};
 use proptest::prelude::*;
 use push_redirect::config::{Config, ForkMode};
-use push_redirect::engine::{Branch, Engine, Reason, Request, Verdict};
+use push_redirect::engine::{Branch, Engine, FailedRound, Reason, Request, Stat, Verdict};
 use push_redirect::{parser, uri};
 
 const AOR: &str = "sip:u1@example.com";
@@ -33,8 +33,8 @@ const POOL: &[&str] = &[
     "sip:T1@127.0.0.1:5071;lr",
 ];
 
-fn env() -> FakeEnv {
-    let mut env = FakeEnv::default();
+fn env() -> FakeHost {
+    let mut env = FakeHost::default();
     for k in 0..4u16 {
         env.register(
             AOR,
@@ -148,13 +148,13 @@ proptest! {
         let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None };
         let mode = if parallel { ForkMode::Parallel } else { ForkMode::Serial };
 
-        let first = engine.push_lookup(&env, &req, Some(mode), None);
+        let first = engine.push_lookup(&env, &req, Some(mode));
         // A decision filled again (the module reuses the one it freed
         // last) is the same as a new one: nothing of the earlier call stays.
         let reply = b"SIP/2.0 301 Moved\r\nContact: <sip:x@partner.example>;expires=60, <sip:y@partner.example>\r\n\r\n";
         let dirty = [Branch { uri: b"sip:t1@127.0.0.1:5071", status: 301, reply: Some(reply), current_round: true }];
-        let mut spare = engine.push_redirect(&env, &req, &dirty, b"pr1 1\n- sip:z@partner.example\n", Some(mode), None);
-        engine.push_lookup_into(&env, &req, Some(mode), None, &mut spare);
+        let mut spare = engine.push_redirect(&env, &req, &FailedRound { branches: &dirty, memo: b"pr1 1\n- sip:z@partner.example\n" }, Some(mode));
+        engine.push_lookup_into(&env, &req, Some(mode), &mut spare);
         prop_assert_eq!(&first, &spare);
         let mut sent: Vec<String> = first.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()).collect();
         let mut round_start = 0;
@@ -177,10 +177,10 @@ proptest! {
                 .enumerate()
                 .map(|(i, (u, s, r))| Branch { uri: u.as_bytes(), status: *s, reply: r.as_deref(), current_round: i >= round_start })
                 .collect();
-            let d = engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None);
+            let d = engine.push_redirect(&env, &req, &FailedRound { branches: &branches, memo: &memo }, Some(mode));
             // Deterministic, and the same in a reused decision.
-            prop_assert_eq!(&d, &engine.push_redirect(&env, &req, &branches, &memo, Some(mode), None));
-            engine.push_redirect_into(&env, &req, &branches, &memo, Some(mode), None, &mut spare);
+            prop_assert_eq!(&d, &engine.push_redirect(&env, &req, &FailedRound { branches: &branches, memo: &memo }, Some(mode)));
+            engine.push_redirect_into(&env, &req, &FailedRound { branches: &branches, memo: &memo }, Some(mode), &mut spare);
             prop_assert_eq!(&d, &spare);
             prop_assert!(d.branches.len() <= max_branches as usize);
             if !parallel { prop_assert!(d.branches.len() <= 1); }
@@ -189,7 +189,7 @@ proptest! {
             if owned[round_start..].iter().any(|(_, s, _)| (600..700).contains(s)) {
                 prop_assert!(d.branches.is_empty());
             }
-            redirects += d.counters.redirects_followed;
+            redirects += d.counters[Stat::RedirectsFollowed];
             prop_assert!(redirects <= max_depth, "{} redirects followed, max_depth {}", redirects, max_depth);
             let tried: Vec<_> = branches.iter().filter_map(|b| key(b.uri)).collect();
             let mut seen = Vec::new();
@@ -205,7 +205,7 @@ proptest! {
                 prop_assert!(host == "127.0.0.1" || host == "partner.example", "refused host {}", host);
                 prop_assert!(host != "127.0.0.1" || u.port != Some(5060), "the proxy itself");
             }
-            if d.reason == Reason::Redirect { prop_assert!(d.counters.redirects_followed > 0); }
+            if d.reason == Reason::Redirect { prop_assert!(d.counters[Stat::RedirectsFollowed] > 0); }
             round_start = sent.len();
             sent.extend(d.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()));
             memo = d.memo;

@@ -3,30 +3,46 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use push_redirect::engine::{Branch, Env, LookupError, Registration, Request};
+use push_redirect::engine::{Branch, Forwarding, Host, LookupError, Registration, Request};
 
-pub struct FakeEnv {
+#[derive(Clone)]
+pub struct FakeHost {
     /// AOR (`sip:user@host`) -> registrations.
     pub location: HashMap<String, Vec<Registration>>,
     /// Hosts that are the proxy, with the port each listens on (None: any).
     pub own: Vec<(&'static str, Option<u16>)>,
     pub now: i64,
     pub lookup_fails: bool,
+    /// The forwarding stored for any (AOR, service) it is asked about.
+    pub stored: Option<Forwarding>,
+    /// How many times the engine read the store.
+    pub stored_reads: std::cell::Cell<u32>,
 }
 
-impl Default for FakeEnv {
+impl Default for FakeHost {
     fn default() -> Self {
-        FakeEnv {
+        FakeHost {
             location: HashMap::new(),
             own: vec![("example.com", None), ("127.0.0.1", Some(5060))],
             now: 1_000_000,
             lookup_fails: false,
+            stored: None,
+            stored_reads: std::cell::Cell::new(0),
         }
     }
 }
 
-impl FakeEnv {
+impl FakeHost {
+    /// This host with `f` stored for every (AOR, service).
+    pub fn storing(&self, f: &Forwarding) -> FakeHost {
+        FakeHost {
+            stored: Some(f.clone()),
+            ..self.clone()
+        }
+    }
+
     /// Registers a terminal `sip:<name>@127.0.0.1:<port>` for `aor` with
     /// q (thousandths) and a registration time; its socket cookie is the port.
     pub fn register(
@@ -53,7 +69,7 @@ impl FakeEnv {
     }
 }
 
-impl Env for FakeEnv {
+impl Host for FakeHost {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
         if self.lookup_fails {
             return Err(LookupError);
@@ -73,6 +89,11 @@ impl Env for FakeEnv {
 
     fn now(&self) -> i64 {
         self.now
+    }
+
+    fn stored(&self, _aor: &str, _service: &str) -> Option<Arc<Forwarding>> {
+        self.stored_reads.set(self.stored_reads.get() + 1);
+        self.stored.clone().map(Arc::new)
     }
 }
 

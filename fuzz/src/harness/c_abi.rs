@@ -876,7 +876,7 @@ pub fn run(case: &Case) {
                 } else {
                     request_and_mode(r, mode).map(|(rq, md)| {
                         let st = if *stored { forwarding.as_ref() } else { None };
-                        engine.push_lookup(&env, &rq, md, st)
+                        engine.push_lookup(&env.storing_opt(st), &rq, md)
                     })
                 };
                 (got, want)
@@ -955,7 +955,15 @@ pub fn run(case: &Case) {
                     let (rq, md) = request_and_mode(r, mode)?;
                     let memo_bytes = memo_slice.content()?;
                     let st = if *stored { forwarding.as_ref() } else { None };
-                    Ok(engine.push_redirect(&env, &rq, &bs, memo_bytes, md, st))
+                    Ok(engine.push_redirect(
+                        &env.storing_opt(st),
+                        &rq,
+                        &FailedRound {
+                            branches: &bs,
+                            memo: memo_bytes,
+                        },
+                        md,
+                    ))
                 })();
                 (got, want)
             }

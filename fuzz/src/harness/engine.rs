@@ -138,8 +138,8 @@ pub fn run(case: &Case) {
     };
     let stored = case.stored.as_ref();
 
-    let d = engine.push_lookup(&env, &req, case.mode, stored);
-    let again = engine.push_lookup(&env, &req, case.mode, stored);
+    let d = engine.push_lookup(&env.storing_opt(stored), &req, case.mode);
+    let again = engine.push_lookup(&env.storing_opt(stored), &req, case.mode);
     assert_eq!(d, again, "push_lookup is not deterministic");
     check(&engine, case, &req, None, &d);
 
@@ -148,8 +148,24 @@ pub fn run(case: &Case) {
     let mut k = 0;
     for round in 0..=MAX_ROUNDS {
         let list = branches_of(&all);
-        let d = engine.push_redirect(&env, &req, &list, &memo, case.mode, stored);
-        let again = engine.push_redirect(&env, &req, &list, &memo, case.mode, stored);
+        let d = engine.push_redirect(
+            &env.storing_opt(stored),
+            &req,
+            &FailedRound {
+                branches: &list,
+                memo: &memo,
+            },
+            case.mode,
+        );
+        let again = engine.push_redirect(
+            &env.storing_opt(stored),
+            &req,
+            &FailedRound {
+                branches: &list,
+                memo: &memo,
+            },
+            case.mode,
+        );
         assert_eq!(
             d, again,
             "push_redirect is not deterministic (round {round})"

@@ -1,0 +1,350 @@
+//! A decision: its inputs (the request, the transaction's branches) and
+//! the engine's answer (verdict, reason, branches, store action, counters,
+//! memo, warnings).
+
+use crate::config::ForkMode;
+use crate::enums::numbered;
+use crate::forwarding::Learned;
+use crate::stats::Counters;
+
+/// The request being forwarded, as Kamailio received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The method, e.g. `MESSAGE`.
+    pub method: &'a str,
+    /// The Request-URI as received (in failure_route, Kamailio's `$ou`):
+    /// the AOR of the subscriber.
+    pub ruri: &'a [u8],
+    /// Whether the To header has a tag (an in-dialog request).
+    pub has_to_tag: bool,
+    /// The body of the `Event` header, if any.
+    pub event: Option<&'a [u8]>,
+    /// The body of the `Content-Type` header, if any.
+    pub content_type: Option<&'a [u8]>,
+}
+
+/// One branch of the transaction (Kamailio's `t->uac[i]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Branch<'a> {
+    /// The Request-URI this branch was sent to.
+    pub uri: &'a [u8],
+    /// Its final status; 408 for a timeout; 0 while none.
+    pub status: u16,
+    /// The raw reply, if one was received (none for a timeout).
+    pub reply: Option<&'a [u8]>,
+    /// Whether the branch belongs to the round that just failed.
+    pub current_round: bool,
+}
+
+/// What `push_redirect` is given besides the request: the transaction's
+/// branches, in order, and the memo the previous failure round left.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedRound<'a> {
+    /// Every branch of the transaction (Kamailio's `t->uac[]`), in order.
+    pub branches: &'a [Branch<'a>],
+    /// The previous round's [`Decision::memo`] (empty in the first one).
+    pub memo: &'a [u8],
+}
+
+/// The script-level outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a PUSH request or not a reply this module acts on: -1, silent.
+    Untouched,
+    /// New branches: 1.
+    Branches,
+    /// Nothing (more) to try: -1.
+    NothingLeft,
+    /// Every target was refused by policy: -2.
+    Refused,
+    /// Bad input or a failed lookup: -2.
+    Error,
+}
+
+impl Verdict {
+    /// The value the script function returns.
+    pub fn script_rc(self) -> i32 {
+        match self {
+            Verdict::Branches => 1,
+            Verdict::Untouched | Verdict::NothingLeft => -1,
+            Verdict::Refused | Verdict::Error => -2,
+        }
+    }
+}
+
+/// Why the engine decided what it did. The numbers are part of the C ABI and
+/// are never reused.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The method is not in `methods`.
+    NotPushMethod = 1,
+    /// The request has a To-tag.
+    InDialog = 2,
+    /// The replies are neither 3xx nor a failover code.
+    NotRedirect = 3,
+    /// A 6xx: no further branches (RFC 3261 §16.7).
+    GlobalFailure = 4,
+    /// 401/407: the sender must authenticate; no failover.
+    AuthChallenge = 5,
+    /// 305 and 380 are never followed.
+    NeverFollowed = 6,
+    /// Lookup: the AOR's registered terminals.
+    Registered = 10,
+    /// Lookup: a stored (learned) forwarding (F6, F7).
+    StoredForwarding = 11,
+    /// The Contacts of this round's 3xx (F1, F4).
+    Redirect = 12,
+    /// Contacts of an earlier 3xx not tried yet (F4 serial).
+    PendingRedirect = 13,
+    /// The provisioned forwarding, after a 3xx without Contact (F5).
+    Provisioned = 14,
+    /// The next registered terminal(s) (F2, F3).
+    Failover = 15,
+    /// Lookup: the AOR has no registered terminal (or is not ours).
+    NoTarget = 20,
+    /// Every target has been tried.
+    Exhausted = 21,
+    /// Kamailio's per-transaction branch limit is reached.
+    BranchLimit = 22,
+    /// Every Contact of the 3xx was refused by policy.
+    AllTargetsRefused = 30,
+    /// The Request-URI is not a SIP URI.
+    BadRequestUri = 40,
+    /// The location service could not be read.
+    LookupFailed = 41,
+}
+
+numbered!(Reason {
+    NotPushMethod,
+    InDialog,
+    NotRedirect,
+    GlobalFailure,
+    AuthChallenge,
+    NeverFollowed,
+    Registered,
+    StoredForwarding,
+    Redirect,
+    PendingRedirect,
+    Provisioned,
+    Failover,
+    NoTarget,
+    Exhausted,
+    BranchLimit,
+    AllTargetsRefused,
+    BadRequestUri,
+    LookupFailed,
+});
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl Reason {
+    /// A static description, for log lines (also its `Display`).
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::NotPushMethod => "method is not a PUSH method",
+            Reason::InDialog => "in-dialog request",
+            Reason::NotRedirect => "reply is neither 3xx nor a failover code",
+            Reason::GlobalFailure => "6xx global failure: no further branches",
+            Reason::AuthChallenge => "authentication challenge: no failover",
+            Reason::NeverFollowed => "305/380 are never followed",
+            Reason::Registered => "registered terminals",
+            Reason::StoredForwarding => "stored forwarding applied",
+            Reason::Redirect => "redirect followed",
+            Reason::PendingRedirect => "next Contact of an earlier redirect",
+            Reason::Provisioned => "provisioned forwarding applied",
+            Reason::Failover => "failover to the next registered terminal",
+            Reason::NoTarget => "no registered terminal",
+            Reason::Exhausted => "every target has been tried",
+            Reason::BranchLimit => "transaction branch limit reached",
+            Reason::AllTargetsRefused => "every target refused by policy",
+            Reason::BadRequestUri => "Request-URI is not a SIP URI",
+            Reason::LookupFailed => "location lookup failed",
+        }
+    }
+}
+
+/// One new branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchOut {
+    /// The Request-URI of the branch.
+    pub uri: Vec<u8>,
+    /// Next hop (the registration's received address), if any.
+    pub dst_uri: Option<Vec<u8>>,
+    /// Path vector of the registration, if any.
+    pub path: Option<Vec<u8>>,
+    /// `+sip.instance` of the registration, if any.
+    pub instance: Option<Vec<u8>>,
+    /// The registration's socket cookie (0: none).
+    pub socket: usize,
+    /// q in thousandths, if known.
+    pub q: Option<u16>,
+}
+
+/// What the store should do after this decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Nothing.
+    None,
+    /// Store a learned forwarding for (AOR, service).
+    Learn(Learned),
+    /// Drop the (temporary) entry for (AOR, service): its target failed.
+    Forget,
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The outcome for the script.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// How the branches are to be sent.
+    pub mode: ForkMode,
+    /// The new branches (one in serial mode).
+    pub branches: Vec<BranchOut>,
+    /// What to store.
+    pub store: StoreAction,
+    /// Counters to add to the statistics.
+    pub counters: Counters,
+    /// The AOR (`sip:user@host`) when the Request-URI is a SIP URI.
+    pub aor: Option<String>,
+    /// The service key, e.g. `MESSAGE:text/plain`, `NOTIFY:ua-profile`.
+    pub service: Option<String>,
+    /// Warnings to log (malformed Contacts, refused targets...).
+    pub warnings: Vec<String>,
+    /// What the next failure round of this transaction must be given back
+    /// (see [`super::memo`]); empty after `push_lookup`.
+    pub memo: Vec<u8>,
+    /// Warnings beyond [`MAX_WARNINGS`], not kept.
+    pub suppressed: u32,
+    /// What `service` was made of, for the next call that fills this
+    /// decision again (see [`ServiceOf`]).
+    pub(super) service_of: ServiceOf,
+}
+
+/// The method and media type (or event package) a decision's service key
+/// was made of: a decision filled again for a request with the same ones
+/// keeps its key instead of building it again (consecutive PUSH requests
+/// share a handful of services). A cache, not part of the answer: it
+/// compares equal to any other.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ServiceOf(Vec<u8>);
+
+impl ServiceOf {
+    /// Whether these are the inputs remembered.
+    pub(super) fn is(&self, method: &str, detail: Option<&[u8]>) -> bool {
+        let m = method.len();
+        self.0.get(..m) == Some(method.as_bytes())
+            && match detail {
+                None => self.0.len() == m,
+                // 0xFF: a byte no method (UTF-8) holds.
+                Some(d) => self.0.get(m) == Some(&0xFF) && self.0.get(m + 1..) == Some(d),
+            }
+    }
+
+    pub(super) fn remember(&mut self, method: &str, detail: Option<&[u8]>) {
+        self.0.clear();
+        self.0.extend_from_slice(method.as_bytes());
+        if let Some(d) = detail {
+            self.0.push(0xFF);
+            self.0.extend_from_slice(d);
+        }
+    }
+}
+
+impl PartialEq for ServiceOf {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ServiceOf {}
+
+impl Decision {
+    /// Nothing decided yet.
+    pub(crate) fn new(mode: ForkMode) -> Self {
+        Decision {
+            verdict: Verdict::Untouched,
+            reason: Reason::NotPushMethod,
+            mode,
+            branches: Vec::new(),
+            store: StoreAction::None,
+            counters: Counters::default(),
+            aor: None,
+            service: None,
+            warnings: Vec::new(),
+            memo: Vec::new(),
+            suppressed: 0,
+            service_of: ServiceOf::default(),
+        }
+    }
+
+    /// As [`Decision::new`], keeping the buffers: a decision of an earlier
+    /// call can be filled again without allocating them anew. `aor` keeps
+    /// its buffer as an empty string, for the engine to take; `service`
+    /// keeps its key, which the engine keeps if the new request has the
+    /// same method and media type (see [`ServiceOf`]).
+    pub(crate) fn reset(&mut self, mode: ForkMode) {
+        // Every field, by name: a new field cannot be forgotten here.
+        let Decision {
+            verdict,
+            reason,
+            mode: m,
+            branches,
+            store,
+            counters,
+            aor,
+            // keeps its key for the next call (see `ServiceOf`)
+            service: _,
+            warnings,
+            memo,
+            suppressed,
+            service_of: _,
+        } = self;
+        *verdict = Verdict::Untouched;
+        *reason = Reason::NotPushMethod;
+        *m = mode;
+        branches.clear();
+        *store = StoreAction::None;
+        *counters = Counters::default();
+        if let Some(a) = aor {
+            a.clear();
+        }
+        warnings.clear();
+        memo.clear();
+        *suppressed = 0;
+    }
+
+    pub(super) fn finish(&mut self, verdict: Verdict, reason: Reason) {
+        self.verdict = verdict;
+        self.reason = reason;
+        if self.suppressed > 0 {
+            let line = format!("... and {} more such warnings", self.suppressed);
+            self.warnings.push(line);
+        }
+    }
+
+    /// The value the script function returns (1, -1 or -2).
+    pub fn script_rc(&self) -> i32 {
+        self.verdict.script_rc()
+    }
+}
+
+/// Most warnings one decision logs; the rest are counted in one line, so a
+/// reply with thousands of bad Contacts cannot flood the log.
+pub const MAX_WARNINGS: usize = 8;
+
+impl Decision {
+    pub(super) fn warn(&mut self, msg: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(msg());
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}

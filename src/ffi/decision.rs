@@ -1,0 +1,384 @@
+//! `pr_push_lookup` / `pr_push_redirect`: a decision, and the one view of
+//! it the module reads (`pr_decision_view`): the script's return value,
+//! the reason, the branches, the memo and the statistics, in one struct.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+
+use super::engine::EngineBox;
+use super::{
+    ffi_boundary, free_handle, pr_bytes, pr_engine, pr_status, slice, to_handle, try_handle,
+    try_ref, Castable,
+};
+use crate::config::ForkMode;
+use crate::engine::{Branch, Decision, FailedRound, Request};
+use crate::log::{self, pr_log_level};
+use crate::stats::PR_STAT_COUNT;
+
+/// The request being forwarded, and the script function's `mode`
+/// argument. Byte strings are borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_request {
+    /// The method (UTF-8), e.g. `MESSAGE`.
+    pub method: pr_bytes,
+    /// The Request-URI as received (failure_route: Kamailio's `$ou`).
+    pub ruri: pr_bytes,
+    /// The To-tag; empty: none (out of dialog).
+    pub to_tag: pr_bytes,
+    /// The `Event` header body; empty: none.
+    pub event: pr_bytes,
+    /// The `Content-Type` header body; empty: none.
+    pub content_type: pr_bytes,
+    /// The Call-ID, for log lines.
+    pub call_id: pr_bytes,
+    /// `serial` or `parallel` (UTF-8) to override `fork_mode`; empty: the
+    /// configured one.
+    pub mode: pr_bytes,
+}
+
+/// One branch of the transaction (`t->uac[i]`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_branch {
+    /// The Request-URI the branch was sent to.
+    pub uri: pr_bytes,
+    /// Its final status; 408 for a timeout; 0 while none.
+    pub status: u32,
+    /// The raw reply received; empty (NULL) for a local or faked reply.
+    pub reply: pr_bytes,
+    /// Whether the branch is of the round that just failed
+    /// (index >= `t->first_branch`).
+    pub current_round: bool,
+}
+
+/// What `pr_push_redirect` gets besides the request: every branch of the
+/// transaction in order (`n_branches` of them, at most
+/// `PR_MAX_BRANCHES_IN`), and the memo the previous failure round's view
+/// gave (empty in the first one).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_failure {
+    /// The branches (NULL only when `n_branches` is 0).
+    pub branches: *const pr_branch,
+    /// How many.
+    pub n_branches: usize,
+    /// The previous round's `pr_decision_view.memo`.
+    pub memo: pr_bytes,
+}
+
+/// Most branches one call may describe.
+pub const PR_MAX_BRANCHES_IN: usize = 1024;
+
+/// One new branch. Empty byte strings mean "none".
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_branch_out {
+    /// The branch's Request-URI.
+    pub uri: pr_bytes,
+    /// Its next hop (the registration's received address).
+    pub dst_uri: pr_bytes,
+    /// Its Path vector.
+    pub path: pr_bytes,
+    /// Its `+sip.instance`.
+    pub instance: pr_bytes,
+    /// Its socket, as given by the lookup callback (NULL: none).
+    pub socket: *const c_void,
+    /// q in thousandths, -1 when unset.
+    pub q: i32,
+}
+
+/// The engine's answer, as the module applies it. Everything borrows from
+/// the decision it came with and stays valid until `pr_decision_free`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_decision_view {
+    /// What the script function returns: 1 (branches set), -1 (nothing to
+    /// do or nothing left), -2 (error or every target refused).
+    pub script_rc: i32,
+    /// Why (the engine's `Reason` number, for tests and tools).
+    pub reason: u32,
+    /// Whether the branches are to be sent at once (true) or one per
+    /// round (false).
+    pub parallel: bool,
+    /// The new branches, in order (`n_branches` of them): in a request
+    /// route the first becomes the Request-URI.
+    pub branches: *const pr_branch_out,
+    /// How many (0 unless `script_rc` is 1).
+    pub n_branches: usize,
+    /// The memo to keep with the transaction for its next failure round
+    /// (empty: keep none, and drop a memo kept earlier).
+    pub memo: pr_bytes,
+    /// What the decision adds to each statistic, indexed by `pr_stat`.
+    pub counters: [u32; PR_STAT_COUNT],
+}
+
+/// Opaque: the engine's answer; read through the `pr_decision_view` the
+/// call gave, free with `pr_decision_free`.
+pub struct pr_decision {
+    _private: [u8; 0],
+}
+
+/// What a `pr_decision` holds: the decision, and the branches as C reads
+/// them (borrowing from it).
+pub(crate) struct DecisionBox {
+    pub(crate) decision: Decision,
+    view_branches: Vec<pr_branch_out>,
+}
+
+impl Castable for pr_decision {
+    type RustType = DecisionBox;
+}
+
+impl DecisionBox {
+    fn view(&mut self) -> pr_decision_view {
+        let d = &self.decision;
+        self.view_branches.clear();
+        self.view_branches
+            .extend(d.branches.iter().map(|b| pr_branch_out {
+                uri: pr_bytes::of(&b.uri),
+                dst_uri: pr_bytes::of_opt(b.dst_uri.as_ref()),
+                path: pr_bytes::of_opt(b.path.as_ref()),
+                instance: pr_bytes::of_opt(b.instance.as_ref()),
+                socket: b.socket as *const c_void,
+                q: b.q.map_or(-1, i32::from),
+            }));
+        pr_decision_view {
+            script_rc: d.script_rc(),
+            reason: d.reason as u32,
+            parallel: d.mode == ForkMode::Parallel,
+            branches: if self.view_branches.is_empty() {
+                std::ptr::null()
+            } else {
+                self.view_branches.as_ptr()
+            },
+            n_branches: self.view_branches.len(),
+            memo: pr_bytes::of(&d.memo),
+            counters: d.counters.0,
+        }
+    }
+}
+
+/// # Safety
+/// The (ptr, len) pairs of `req` must be valid for the call.
+unsafe fn request<'a>(
+    req: &pr_request,
+) -> Result<(Request<'a>, Option<ForkMode>, &'a [u8]), pr_status> {
+    // SAFETY: forwarded to the caller's promise.
+    unsafe {
+        let mode = match req.mode.text()? {
+            "" => None,
+            m => Some(ForkMode::parse(m).ok_or(pr_status::InvalidArgument)?),
+        };
+        Ok((
+            Request {
+                method: req.method.text()?,
+                ruri: req.ruri.get()?,
+                has_to_tag: !req.to_tag.get()?.is_empty(),
+                event: req.event.get_opt()?,
+                content_type: req.content_type.get_opt()?,
+            },
+            mode,
+            req.call_id.get()?,
+        ))
+    }
+}
+
+/// Logs a decision's warnings and reason, naming the transaction.
+fn log_decision(d: &Decision, call_id: &[u8]) {
+    if d.warnings.is_empty() && !log::enabled(pr_log_level::Debug) {
+        return;
+    }
+    let cid = String::from_utf8_lossy(call_id.get(..128).unwrap_or(call_id));
+    for w in &d.warnings {
+        log::emit(pr_log_level::Warn, &format!("Call-ID {cid}: {w}"));
+    }
+    if log::enabled(pr_log_level::Debug) {
+        log::emit(
+            pr_log_level::Debug,
+            &format!(
+                "Call-ID {cid}: aor={} service={} rc={} reason={} branches={}",
+                d.aor.as_deref().unwrap_or("-"),
+                d.service.as_deref().unwrap_or("-"),
+                d.script_rc(),
+                d.reason,
+                d.branches.len()
+            ),
+        );
+    }
+}
+
+/// Runs one engine call into this thread's spare decision, commits its
+/// store action, logs it, and hands it out with its view.
+fn decide(
+    e: &EngineBox,
+    call_id: &[u8],
+    out: *mut *mut pr_decision,
+    view: *mut pr_decision_view,
+    run: impl FnOnce(&EngineBox, &mut Decision),
+) -> pr_status {
+    e.begin_call();
+    let mut b = spare_decision();
+    run(e, &mut b.decision);
+    e.apply_store_action(&b.decision);
+    log_decision(&b.decision, call_id);
+    let v = b.view();
+    // SAFETY: callers check `view` for NULL first; writable by contract.
+    unsafe { *view = v };
+    to_handle(b, out);
+    pr_status::Ok
+}
+
+/// `push_lookup()`: the first target(s) for a new PUSH request, from the
+/// forwarding stored for the request's (AOR, service) or the AOR's
+/// registered terminals. On success `*out` receives a decision to free
+/// with `pr_decision_free` and `*view` what it says. Calls the engine's
+/// callbacks synchronously, and commits the decision's store action
+/// before it returns.
+#[no_mangle]
+pub extern "C" fn pr_push_lookup(
+    engine: *const pr_engine,
+    req: *const pr_request,
+    out: *mut *mut pr_decision,
+    view: *mut pr_decision_view,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        let req = try_ref!(req, pr_status::NullParameter);
+        if out.is_null() || view.is_null() {
+            return pr_status::NullParameter;
+        }
+        // SAFETY: (ptr, len) pairs per the contract.
+        let (req, mode, call_id) = match unsafe { request(req) } {
+            Ok(r) => r,
+            Err(st) => return st,
+        };
+        decide(e, call_id, out, view, |e, d| {
+            e.engine.push_lookup_into(e, &req, mode, d)
+        })
+    })
+}
+
+/// `push_redirect()`: the next branch set after a round failed, from the
+/// transaction's branches and replies (`failure`). Keep the view's memo
+/// with the transaction when branches are added. Otherwise as
+/// `pr_push_lookup`.
+#[no_mangle]
+pub extern "C" fn pr_push_redirect(
+    engine: *const pr_engine,
+    req: *const pr_request,
+    failure: *const pr_failure,
+    out: *mut *mut pr_decision,
+    view: *mut pr_decision_view,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        let req = try_ref!(req, pr_status::NullParameter);
+        let failure = try_ref!(failure, pr_status::NullParameter);
+        if out.is_null() || view.is_null() {
+            return pr_status::NullParameter;
+        }
+        let n = failure.n_branches;
+        if failure.branches.is_null() && n > 0 {
+            return pr_status::NullParameter;
+        }
+        if n > PR_MAX_BRANCHES_IN {
+            return pr_status::InvalidArgument;
+        }
+        let raw: &[pr_branch] = if n == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and the caller promises `n_branches` items.
+            unsafe { std::slice::from_raw_parts(failure.branches, n) }
+        };
+        // Most transactions have a few branches: no allocation for them.
+        const ON_STACK: usize = 8;
+        let empty = Branch {
+            uri: &[],
+            status: 0,
+            reply: None,
+            current_round: false,
+        };
+        let mut stack = [empty; ON_STACK];
+        let mut heap = Vec::new();
+        if raw.len() > ON_STACK {
+            heap.reserve_exact(raw.len());
+        }
+        for (i, b) in raw.iter().enumerate() {
+            // SAFETY: (ptr, len) pairs per the contract.
+            let (uri, reply) = match unsafe { (b.uri.get(), b.reply.get_opt()) } {
+                (Ok(u), Ok(r)) => (u, r),
+                (Err(e), _) | (_, Err(e)) => return e,
+            };
+            let Ok(status) = u16::try_from(b.status) else {
+                return pr_status::InvalidArgument;
+            };
+            if status != 0 && !(100..=699).contains(&status) {
+                return pr_status::InvalidArgument;
+            }
+            let branch = Branch {
+                uri,
+                status,
+                reply,
+                current_round: b.current_round,
+            };
+            match stack.get_mut(i) {
+                Some(slot) if raw.len() <= ON_STACK => *slot = branch,
+                _ => heap.push(branch),
+            }
+        }
+        let branches: &[Branch<'_>] = if raw.len() <= ON_STACK {
+            stack.get(..raw.len()).unwrap_or(&[])
+        } else {
+            &heap
+        };
+        // SAFETY: (ptr, len) pairs per the contract.
+        let (req, mode, call_id, memo) =
+            match unsafe { (request(req), slice(failure.memo.ptr, failure.memo.len)) } {
+                (Ok((r, m, c)), Ok(memo)) => (r, m, c, memo),
+                (Err(st), _) | (_, Err(st)) => return st,
+            };
+        let failed = FailedRound { branches, memo };
+        decide(e, call_id, out, view, |e, d| {
+            e.engine.push_redirect_into(e, &req, &failed, mode, d)
+        })
+    })
+}
+
+/// Frees a decision (its view goes with it). NULL is ignored.
+#[no_mangle]
+pub extern "C" fn pr_decision_free(d: *mut pr_decision) {
+    ffi_boundary!((), {
+        if let Some(b) = free_handle(d) {
+            keep_spare(b);
+        }
+    })
+}
+
+thread_local! {
+    /// The decision this thread freed last, filled again by its next call:
+    /// its buffers (the AOR and service strings, the branch lists, the
+    /// memo) and its box spare a handful of allocations per call. One per
+    /// thread; a Kamailio worker is one thread.
+    static SPARE: Cell<Option<Box<DecisionBox>>> = const { Cell::new(None) };
+}
+
+/// A decision to fill: this thread's spare one, else a new one.
+fn spare_decision() -> Box<DecisionBox> {
+    SPARE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            Box::new(DecisionBox {
+                decision: Decision::new(ForkMode::Serial),
+                view_branches: Vec::new(),
+            })
+        })
+}
+
+/// Keeps a freed decision for the next call (a decision kept already, or
+/// one freed while the thread ends, is dropped).
+fn keep_spare(d: Box<DecisionBox>) {
+    let _ = SPARE.try_with(move |s| drop(s.replace(Some(d))));
+}

@@ -1,0 +1,260 @@
+//! `pr_engine`: one per Kamailio process (made in `child_init`), holding
+//! the engine, the host's callbacks, this process' store, and the one path
+//! from a decision to the store ([`EngineBox::apply_store_action`]).
+
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::host::{RegBuffers, SelfAnswer, SELF_MEMO};
+use super::{
+    clip, ffi_boundary, free_handle, pr_config, pr_is_self_fn, pr_lookup_fn, pr_status, to_handle,
+    try_handle, try_handle_mut, write_text, Castable,
+};
+use crate::engine::{Decision, Engine, Host, StoreAction};
+use crate::log::{self, pr_log_level};
+use crate::store::{Entry, SharedEntry, SqliteStore, Store, StoreError};
+
+/// Opaque: a configured engine with the host's callbacks.
+pub struct pr_engine {
+    _private: [u8; 0],
+}
+
+impl Castable for pr_engine {
+    type RustType = EngineBox;
+}
+
+/// What a `pr_engine` holds.
+pub(crate) struct EngineBox {
+    pub(crate) engine: Engine,
+    pub(crate) lookup: pr_lookup_fn,
+    pub(crate) is_self: pr_is_self_fn,
+    pub(crate) userdata: *mut c_void,
+    /// This process' forwarding store (`pr_engine_open_store`).
+    pub(crate) store: Option<SqliteStore>,
+    /// When expired entries were last swept (Unix seconds).
+    last_sweep: Cell<i64>,
+    /// Why the last failed call on this engine failed (for RPC faults).
+    last_error: RefCell<String>,
+    /// The stored entry the engine read during the current call.
+    pub(crate) read: RefCell<Option<Arc<Entry>>>,
+    /// Unix time of the current call, read once (0: not read yet).
+    pub(crate) now: Cell<i64>,
+    /// The host's `is_self` answers of the current second: the same hosts
+    /// (the AOR's, the terminals') are asked on every request, and
+    /// Kamailio's check_self is costly (it tries each host as an IPv6
+    /// address, then walks every socket and alias). Kept one second at most:
+    /// a module such as `domain` may change what is "myself" at run time.
+    pub(crate) self_hosts: RefCell<Vec<SelfAnswer>>,
+    /// The second (Unix time) `self_hosts` belongs to.
+    pub(crate) self_hosts_at: Cell<i64>,
+    /// Buffers of registrations and branches the engine handed back
+    /// (`Host::recycle`, `Host::recycle_branches`), filled again by the
+    /// next lookup or branch (`Host::buffer_with`): a registration read
+    /// from usrloc, or a branch decided, then costs no allocation (glibc's
+    /// malloc, which nothing else in a Kamailio worker calls per message,
+    /// stays cold).
+    pub(crate) spare_regs: RefCell<RegBuffers>,
+}
+
+/// How often a process sweeps expired forwardings, in seconds.
+const SWEEP_EVERY: i64 = 60;
+
+impl EngineBox {
+    /// Starts a call: forgets what the previous call read and asked.
+    pub(crate) fn begin_call(&self) {
+        self.read.replace(None);
+        self.now.set(0);
+    }
+
+    /// Records why a call failed (for `pr_engine_last_error`).
+    pub(crate) fn fail(&self, status: pr_status, why: String) -> pr_status {
+        *self.last_error.borrow_mut() = why;
+        status
+    }
+
+    /// Logs a store failure and records it.
+    pub(crate) fn store_failed(&self, op: &str, e: &StoreError) -> pr_status {
+        let why = format!("forwarding store ({op}): {e}");
+        log::emit(pr_log_level::Error, &why);
+        self.fail(pr_status::StoreError, why)
+    }
+
+    /// This process' store, or `PR_STATUS_STORE_ERROR` without one.
+    pub(crate) fn store(&self) -> Result<&SqliteStore, pr_status> {
+        self.store.as_ref().ok_or_else(|| {
+            self.fail(
+                pr_status::StoreError,
+                "no forwarding store is open in this process".into(),
+            )
+        })
+    }
+
+    /// The stored entry for (AOR, service), if a store is open. A store
+    /// failure is logged and routing goes on without it.
+    pub(crate) fn stored_for_key(&self, aor: &str, service: &str) -> Option<SharedEntry> {
+        let store = self.store.as_ref()?;
+        // A key too long for the store cannot have an entry: nothing to
+        // read, and nothing a sender can make the log shout about.
+        if aor.len() > crate::store::MAX_KEY_LEN || service.len() > crate::store::MAX_KEY_LEN {
+            return None;
+        }
+        let now = self.now();
+        if now - self.last_sweep.get() >= SWEEP_EVERY {
+            self.last_sweep.set(now);
+            if let Err(e) = store.sweep(now) {
+                self.store_failed("sweep", &e);
+            }
+        }
+        match store.get_shared(aor, service, now) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.store_failed("get", &e);
+                None
+            }
+        }
+    }
+
+    /// Commits a decision's store action before its branches go to tm:
+    /// the one path from a decision to the store. `applied`: the entry the
+    /// decision read (a forgotten entry may be the `*` one).
+    pub(crate) fn apply_store_action(&self, d: &Decision) {
+        let applied = self.read.take();
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        let (Some(aor), Some(service)) = (d.aor.as_deref(), d.service.as_deref()) else {
+            return;
+        };
+        match &d.store {
+            StoreAction::None => {}
+            StoreAction::Learn(learned) => {
+                let entry = Entry::learned(aor, service, learned, self.now());
+                match store.put(&entry) {
+                    Ok(()) => {}
+                    // Input from a terminal that does not fit: not
+                    // learned, and no store failure.
+                    Err(e @ (StoreError::TooBig { .. } | StoreError::Invalid(_))) => log::emit(
+                        pr_log_level::Warn,
+                        &format!("forwarding of {} not learned: {e}", clip(aor)),
+                    ),
+                    Err(e) => {
+                        self.store_failed("learn", &e);
+                    }
+                }
+            }
+            StoreAction::Forget => {
+                let service = applied.as_deref().map_or(service, |e| e.service.as_str());
+                if let Err(e) = store.remove(aor, Some(service)) {
+                    self.store_failed("forget", &e);
+                }
+            }
+        }
+    }
+}
+
+/// Creates an engine from `cfg` (copied: `cfg` may be freed afterwards) and
+/// the host's callbacks, which receive `userdata`. `lookup` NULL: no AOR has
+/// contacts; `is_self` NULL: no host is the proxy. Free with
+/// `pr_engine_free`. Make one per process, after the fork.
+#[no_mangle]
+pub extern "C" fn pr_engine_new(
+    cfg: *const pr_config,
+    lookup: pr_lookup_fn,
+    is_self: pr_is_self_fn,
+    userdata: *mut c_void,
+    out: *mut *mut pr_engine,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let cfg = try_handle!(cfg, pr_status::NullParameter);
+        if out.is_null() {
+            return pr_status::NullParameter;
+        }
+        log::install_panic_hook();
+        to_handle(
+            Box::new(EngineBox {
+                engine: Engine::new(cfg.config.clone()),
+                lookup,
+                is_self,
+                userdata,
+                store: None,
+                last_sweep: Cell::new(0),
+                last_error: RefCell::new(String::new()),
+                read: RefCell::new(None),
+                now: Cell::new(0),
+                self_hosts: RefCell::new(Vec::with_capacity(SELF_MEMO)),
+                spare_regs: RefCell::default(),
+                self_hosts_at: Cell::new(0),
+            }),
+            out,
+        );
+        pr_status::Ok
+    })
+}
+
+/// Tells the engine Kamailio's per-transaction branch limit (core
+/// `max_branches`, 12 by default). 0 is refused.
+#[no_mangle]
+pub extern "C" fn pr_engine_set_branch_limit(engine: *mut pr_engine, limit: u32) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle_mut!(engine, pr_status::NullParameter);
+        if limit == 0 {
+            return pr_status::InvalidArgument;
+        }
+        e.engine.branch_limit = limit as usize;
+        pr_status::Ok
+    })
+}
+
+/// The configured `branch_timeout` in milliseconds (0 for NULL).
+#[no_mangle]
+pub extern "C" fn pr_engine_branch_timeout_ms(engine: *const pr_engine) -> u32 {
+    ffi_boundary!(0, {
+        let e = try_handle!(engine, 0);
+        e.engine.config.branch_timeout_ms
+    })
+}
+
+/// Opens this process' forwarding store at the configured `store` path
+/// (SQLite, WAL mode; the parent folder is created if missing). Call it in
+/// each process after Kamailio forks (child_init): a store is never used
+/// across a fork. Without a store, forwardings are neither learned nor
+/// applied. `PR_STATUS_STORE_ERROR` (reason logged, and in
+/// `pr_engine_last_error`) if it cannot be opened or written.
+#[no_mangle]
+pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle_mut!(engine, pr_status::NullParameter);
+        match SqliteStore::open(&e.engine.config.store) {
+            Ok(s) => {
+                e.store = Some(s);
+                pr_status::Ok
+            }
+            Err(err) => e.store_failed("open", &err),
+        }
+    })
+}
+
+/// Copies why the last failed call on `engine` failed (empty if none) into
+/// `buf` (`len` bytes); `*out_n` receives its length.
+#[no_mangle]
+pub extern "C" fn pr_engine_last_error(
+    engine: *const pr_engine,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        let text = e.last_error.borrow();
+        write_text(&text, buf, len, out_n)
+    })
+}
+
+/// Frees an engine. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn pr_engine_free(engine: *mut pr_engine) {
+    ffi_boundary!((), {
+        drop(free_handle(engine));
+    })
+}

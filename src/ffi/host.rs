@@ -1,0 +1,415 @@
+//! What the engine asks of Kamailio, through the callbacks given to
+//! `pr_engine_new`: the contacts usrloc holds for an AOR (`pr_lookup_fn`,
+//! handed the AOR already in usrloc's key form: C parses nothing) and
+//! whether a host is the proxy itself (`pr_is_self_fn`); and the engine's
+//! [`Host`] implementation over them.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::engine::EngineBox;
+use super::{ffi_boundary, pr_bytes, pr_status, try_mut, try_ref};
+use crate::engine::{BranchOut, Forwarding, Host, LookupError, Registration};
+use crate::log::{self, pr_log_level};
+use crate::uri;
+
+/// Opaque: the contacts a lookup callback reports (`pr_contacts_add`).
+pub struct pr_contacts {
+    _private: [u8; 0],
+}
+
+/// One registered contact, as the lookup callback reports it. All byte
+/// strings are copied by `pr_contacts_add`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_contact {
+    /// The contact URI (required).
+    pub uri: pr_bytes,
+    /// Source address of the registration (becomes the branch's dst_uri).
+    pub received: pr_bytes,
+    /// Path vector.
+    pub path: pr_bytes,
+    /// `+sip.instance`.
+    pub instance: pr_bytes,
+    /// The registration's socket: an opaque pointer handed back untouched.
+    pub socket: *const c_void,
+    /// q in thousandths, or -1 when not set.
+    pub q: i32,
+    /// Time of the last registration or refresh (Unix seconds).
+    pub last_modified: i64,
+}
+
+/// An AOR of this proxy, as the lookup callback gets it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_aor {
+    /// The AOR as the module keys forwardings (`sip:user@host`), for logs.
+    pub uri: pr_bytes,
+    /// Its usrloc key as registrar's `extract_aor()` builds it with its
+    /// defaults: the user unescaped, `@`, the host, all lower case.
+    pub key: pr_bytes,
+    /// How many bytes of `key` are the user: the key of a usrloc without
+    /// `use_domain` is `key[..user_len]`.
+    pub user_len: usize,
+}
+
+/// Lists the registered contacts of `aor`: call `pr_contacts_add(out,
+/// ...)` once per valid contact, then return 0; return -1 if the location
+/// service failed.
+pub type pr_lookup_fn = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, aor: *const pr_aor, out: *mut pr_contacts) -> i32,
+>;
+
+/// Returns true when `host` (with `port`; 0: none given) is the proxy
+/// itself: one of its listen addresses or aliases (Kamailio's check_self).
+pub type pr_is_self_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        host: *const u8,
+        host_len: usize,
+        port: u16,
+    ) -> bool,
+>;
+
+/// Most contacts one lookup may report; more are ignored (with a warning).
+pub const PR_MAX_CONTACTS_PER_AOR: usize = 1024;
+
+/// What a `pr_contacts` points to during a lookup.
+struct ContactList {
+    regs: Vec<Registration>,
+    overflow: bool,
+    /// Where the copies' buffers come from.
+    spare: RegBuffers,
+}
+
+/// Adds one contact to a lookup's result (inside a `pr_lookup_fn` only).
+/// The bytes are copied. `PR_STATUS_INVALID_ARGUMENT` for an empty URI or a
+/// q outside -1..1000.
+#[no_mangle]
+pub extern "C" fn pr_contacts_add(out: *mut pr_contacts, c: *const pr_contact) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let list = try_mut!(out.cast::<ContactList>(), pr_status::NullParameter);
+        let c = try_ref!(c, pr_status::NullParameter);
+        // SAFETY: the callback passes (ptr, len) pairs per the contract.
+        let fields = unsafe {
+            (
+                c.uri.get(),
+                c.received.get_opt(),
+                c.path.get_opt(),
+                c.instance.get_opt(),
+            )
+        };
+        let (uri, received, path, instance) = match fields {
+            (Ok(u), Ok(r), Ok(p), Ok(i)) => (u, r, p, i),
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
+        };
+        if uri.is_empty() || !(-1..=1000).contains(&c.q) {
+            return pr_status::InvalidArgument;
+        }
+        if list.regs.len() >= PR_MAX_CONTACTS_PER_AOR {
+            list.overflow = true;
+            return pr_status::Ok;
+        }
+        let spare = &mut list.spare;
+        let reg = Registration {
+            uri: spare.copy(uri),
+            received: received.map(|b| spare.copy(b)),
+            path: path.map(|b| spare.copy(b)),
+            instance: instance.map(|b| spare.copy(b)),
+            socket: c.socket as usize,
+            q: u16::try_from(c.q).ok(),
+            last_modified: c.last_modified,
+        };
+        list.regs.push(reg);
+        pr_status::Ok
+    })
+}
+
+/// Spare buffers for lookups and branches (see `EngineBox::spare_regs`).
+#[derive(Default)]
+pub(crate) struct RegBuffers {
+    /// An empty list, with its capacity.
+    list: Vec<Registration>,
+    /// Empty byte buffers, with their capacity.
+    bytes: Vec<Vec<u8>>,
+    /// The last usrloc key made (see [`usrloc_key`]), its buffer reused.
+    key: Vec<u8>,
+}
+
+/// Most spare byte buffers kept (four per registration of a few
+/// registrations; a lookup of more allocates the rest).
+const SPARE_BYTES: usize = 32;
+
+impl RegBuffers {
+    /// `b` in a spare buffer (an empty one: no buffer).
+    fn copy(&mut self, b: &[u8]) -> Vec<u8> {
+        if b.is_empty() {
+            return Vec::new();
+        }
+        let mut v = self.bytes.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(b);
+        v
+    }
+
+    /// Keeps the buffers of a registration or a branch (its URI and its
+    /// optional parts).
+    fn keep_all(&mut self, uri: Vec<u8>, parts: [Option<Vec<u8>>; 3]) {
+        self.keep(uri);
+        for v in parts.into_iter().flatten() {
+            self.keep(v);
+        }
+    }
+
+    fn keep(&mut self, v: Vec<u8>) {
+        if v.capacity() > 0 && v.capacity() <= uri::MAX_URI_LEN && self.bytes.len() < SPARE_BYTES {
+            self.bytes.push(v);
+        }
+    }
+}
+
+/// The usrloc key of an AOR the engine wrote (`sip:user@host`, see
+/// `SipUri::aor`) into `key`, as registrar's `extract_aor()` makes it with
+/// its defaults (no realm prefix, `case_sensitive` 0): the user unescaped,
+/// `@`, the host, lower-cased. Returns the user's length; `None` for an AOR
+/// without a user (no record can match it).
+pub(crate) fn usrloc_key(aor: &str, key: &mut Vec<u8>) -> Option<usize> {
+    let rest = aor
+        .strip_prefix("sip:")
+        .or_else(|| aor.strip_prefix("sips:"))?;
+    let (user, host) = rest.split_once('@')?;
+    key.clear();
+    if user.contains('%') {
+        key.extend(uri::unescaped(user.as_bytes()));
+    } else {
+        key.extend_from_slice(user.as_bytes());
+    }
+    let user_len = key.len();
+    key.push(b'@');
+    key.extend_from_slice(host.as_bytes());
+    key.make_ascii_lowercase();
+    (user_len > 0).then_some(user_len)
+}
+
+/// One remembered `is_self` answer (hosts up to 64 bytes; kept inline so
+/// that remembering allocates nothing).
+#[derive(Clone, Copy)]
+pub(crate) struct SelfAnswer {
+    host: [u8; 64],
+    len: u8,
+    port: u16,
+    answer: bool,
+}
+
+/// Most `is_self` answers remembered at once.
+pub(crate) const SELF_MEMO: usize = 8;
+
+impl Host for EngineBox {
+    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
+        let cb = self.lookup.ok_or(LookupError)?;
+        let mut spare = std::mem::take(&mut *self.spare_regs.borrow_mut());
+        let mut key = std::mem::take(&mut spare.key);
+        let Some(user_len) = usrloc_key(aor, &mut key) else {
+            spare.key = key;
+            *self.spare_regs.borrow_mut() = spare;
+            return Ok(Vec::new());
+        };
+        let mut list = ContactList {
+            regs: std::mem::take(&mut spare.list),
+            overflow: false,
+            spare,
+        };
+        let pa = pr_aor {
+            uri: pr_bytes::of(aor.as_bytes()),
+            key: pr_bytes::of(&key),
+            user_len,
+        };
+        let out = std::ptr::addr_of_mut!(list).cast::<pr_contacts>();
+        // SAFETY: `cb` is the host's lookup function registered with this
+        // userdata; `pa` and its bytes are valid for the call; `out` points
+        // to a live ContactList that only `pr_contacts_add` touches during
+        // the call.
+        let rc = unsafe { cb(self.userdata, &pa, out) };
+        if list.overflow {
+            log::emit(
+                pr_log_level::Warn,
+                &format!("{aor}: more than {PR_MAX_CONTACTS_PER_AOR} contacts, the rest ignored"),
+            );
+        }
+        list.spare.key = key;
+        *self.spare_regs.borrow_mut() = list.spare;
+        if rc == 0 {
+            Ok(list.regs)
+        } else {
+            self.recycle(list.regs);
+            Err(LookupError)
+        }
+    }
+
+    fn recycle(&self, mut regs: Vec<Registration>) {
+        let mut spare = self.spare_regs.borrow_mut();
+        for r in regs.drain(..) {
+            spare.keep_all(r.uri, [r.received, r.path, r.instance]);
+        }
+        if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
+            spare.list = regs;
+        }
+    }
+
+    fn buffer_with(&self, b: &[u8]) -> Vec<u8> {
+        self.spare_regs.borrow_mut().copy(b)
+    }
+
+    fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
+        let mut spare = self.spare_regs.borrow_mut();
+        for b in branches.drain(..) {
+            spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance]);
+        }
+    }
+
+    fn is_self(&self, host: &[u8], port: Option<u16>) -> bool {
+        let Some(cb) = self.is_self else {
+            return false;
+        };
+        let port = port.unwrap_or(0);
+        let now = self.now();
+        if self.self_hosts_at.replace(now) != now {
+            self.self_hosts.borrow_mut().clear();
+        }
+        let same =
+            |a: &SelfAnswer| a.port == port && a.host.get(..usize::from(a.len)) == Some(host);
+        if let Some(a) = self.self_hosts.borrow().iter().find(|a| same(a)) {
+            return a.answer;
+        }
+        // SAFETY: the host's callback, registered with this userdata;
+        // `host` is valid for the call.
+        let answer = unsafe { cb(self.userdata, host.as_ptr(), host.len(), port) };
+        let mut memo = self.self_hosts.borrow_mut();
+        if let (true, Ok(len)) = (memo.len() < SELF_MEMO, u8::try_from(host.len())) {
+            let mut a = SelfAnswer {
+                host: [0; 64],
+                len,
+                port,
+                answer,
+            };
+            if let Some(slot) = a.host.get_mut(..host.len()) {
+                slot.copy_from_slice(host);
+                memo.push(a);
+            }
+        }
+        answer
+    }
+
+    fn stored(&self, aor: &str, service: &str) -> Option<Arc<Forwarding>> {
+        let shared = self.stored_for_key(aor, service)?;
+        *self.read.borrow_mut() = Some(shared.entry);
+        Some(shared.forwarding)
+    }
+
+    fn now(&self) -> i64 {
+        match self.now.get() {
+            0 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.now.set(now);
+                now
+            }
+            now => now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::ffi::{pr_config_free, pr_config_new, pr_engine_free, pr_engine_new};
+
+    #[test]
+    fn usrloc_keys_are_registrars() {
+        let mut k = Vec::new();
+        for (aor, key, user_len) in [
+            ("sip:u1@example.com", "u1@example.com", Some(2)),
+            ("sips:U1@Example.COM", "u1@example.com", Some(2)),
+            ("sip:a%40b@example.com", "a@b@example.com", Some(3)),
+            ("sip:%41lice@h", "alice@h", Some(5)),
+            ("sip:example.com", "", None),
+            ("tel:+1234", "", None),
+        ] {
+            assert_eq!(usrloc_key(aor, &mut k), user_len, "{aor}");
+            if user_len.is_some() {
+                assert_eq!(k, key.as_bytes(), "{aor}");
+            }
+        }
+    }
+
+    /// Counts the host's is_self calls; "example.com" is the proxy.
+    unsafe extern "C" fn counting_is_self(
+        userdata: *mut c_void,
+        host: *const u8,
+        len: usize,
+        _port: u16,
+    ) -> bool {
+        // SAFETY: the test passes a live Cell<u32>; host/len per the contract.
+        unsafe {
+            let calls = &*userdata.cast::<Cell<u32>>();
+            calls.set(calls.get() + 1);
+            std::slice::from_raw_parts(host, len) == b"example.com"
+        }
+    }
+    #[test]
+    fn is_self_answers_are_kept_for_the_current_second_only() {
+        let calls = Cell::new(0u32);
+        let mut cfg = std::ptr::null_mut();
+        assert_eq!(pr_config_new(&mut cfg), pr_status::Ok);
+        let mut e = std::ptr::null_mut();
+        let userdata = std::ptr::addr_of!(calls).cast_mut().cast::<c_void>();
+        assert_eq!(
+            pr_engine_new(cfg, None, Some(counting_is_self), userdata, &mut e),
+            pr_status::Ok
+        );
+        // SAFETY: a live engine made just above.
+        let eb = unsafe { &*e.cast::<EngineBox>() };
+        eb.now.set(1_000);
+        // The same host and port: asked once, answered the same each time.
+        for _ in 0..3 {
+            assert!(eb.is_self(b"example.com", None));
+            assert!(!eb.is_self(b"partner.example", Some(5060)));
+        }
+        assert_eq!(calls.get(), 2);
+        // Another port is another question.
+        assert!(eb.is_self(b"example.com", Some(5060)));
+        assert_eq!(calls.get(), 3);
+        // A new call in the same second keeps the answers...
+        eb.begin_call();
+        eb.now.set(1_000);
+        assert!(eb.is_self(b"example.com", None));
+        assert_eq!(calls.get(), 3);
+        // ... the next second asks again.
+        eb.now.set(1_001);
+        assert!(eb.is_self(b"example.com", None));
+        assert_eq!(calls.get(), 4);
+        // A host too long to keep inline is asked every time.
+        let long = [b'a'; 65];
+        assert!(!eb.is_self(&long, None));
+        assert!(!eb.is_self(&long, None));
+        assert_eq!(calls.get(), 6);
+        // At most SELF_MEMO answers: the rest are asked every time.
+        eb.now.set(1_002);
+        let hosts: Vec<String> = (0..SELF_MEMO + 2)
+            .map(|k| format!("h{k}.example"))
+            .collect();
+        for h in &hosts {
+            eb.is_self(h.as_bytes(), None);
+        }
+        let before = calls.get();
+        for h in &hosts {
+            eb.is_self(h.as_bytes(), None);
+        }
+        assert_eq!(calls.get() - before, 2);
+        pr_engine_free(e);
+        pr_config_free(cfg);
+    }
+}
