@@ -7,10 +7,11 @@
  *
  * A thin module: the reply parser, the decision engine and the forwarding
  * store live in the Rust core (libpush_redirect, linked statically); this
- * file holds the exports, the module parameters and the process life
- * cycle.  The script functions are in push_redirect_funcs.c.
+ * file holds the exports, the module parameters, the statistics and the
+ * process life cycle (push_redirect_mod.h lists the other files).
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "core/route.h"
 
 #include "push_redirect_funcs.h"
+#include "push_redirect_host.h"
 #include "push_redirect_rpc.h"
 
 MODULE_VERSION
@@ -90,16 +92,9 @@ static param_export_t params[] = {
 	{0, 0, 0}
 };
 
-static stat_export_t mod_stats[] = {
-	{"redirects_followed",  0, &prm_st_redirects_followed},
-	{"failovers",           0, &prm_st_failovers},
-	{"forwardings_learned", 0, &prm_st_forwardings_learned},
-	{"forwardings_applied", 0, &prm_st_forwardings_applied},
-	{"targets_refused",     0, &prm_st_targets_refused},
-	{"loops_prevented",     0, &prm_st_loops_prevented},
-	{"contacts_dropped",    0, &prm_st_contacts_dropped},
-	{0, 0, 0}
-};
+/* the statistics, one per pr_stat, named by the core (mod_init() fills
+ * the table from pr_stat_name()) */
+static stat_export_t mod_stats[PR_STAT_COUNT + 1];
 
 struct module_exports exports = {
 	"push_redirect",  /* module name */
@@ -115,9 +110,36 @@ struct module_exports exports = {
 };
 /* clang-format on */
 
+struct tm_binds prm_tmb;
+usrloc_api_t prm_ul;
+str prm_location_table = STR_NULL;
+udomain_t *prm_udomain = NULL;
+pr_config *prm_cfg = NULL;
+stat_var *prm_stats[PR_STAT_COUNT];
+pr_engine *prm_engine = NULL;
+
 /* the process that parsed the cfg (Kamailio's main one): it owns the
  * configuration and the table name, which its children only read */
 static pid_t prm_cfg_pid = 0;
+/* the process that made prm_engine (an engine inherited through fork()
+ * is never used nor freed by the child) */
+static pid_t prm_engine_pid = 0;
+
+const char *prm_status_str(pr_status st)
+{
+	static char buf[128];
+	size_t n;
+
+	n = 0;
+	if(pr_status_text(st, (uint8_t *)buf, sizeof(buf) - 1, &n)
+					!= PR_STATUS_OK
+			|| n >= sizeof(buf)) {
+		snprintf(buf, sizeof(buf), "status %u", (unsigned)st);
+		return buf;
+	}
+	buf[n] = '\0';
+	return buf;
+}
 
 /* the config object collects the parameters as the cfg file is parsed,
  * i.e. before mod_init() */
@@ -202,6 +224,90 @@ static int prm_param_set(const char *name, modparam_t type, void *val)
 	return 0;
 }
 
+/* the statistics' export table, from the core's names */
+static int prm_stats_table(void)
+{
+	int i;
+
+	memset(mod_stats, 0, sizeof(mod_stats));
+	for(i = 0; i < PR_STAT_COUNT; i++) {
+		mod_stats[i].name = (char *)pr_stat_name((uint32_t)i);
+		if(mod_stats[i].name == NULL) {
+			LM_ERR("the core names no statistic %d\n", i);
+			return -1;
+		}
+		mod_stats[i].flags = 0;
+		mod_stats[i].stat_pointer = &prm_stats[i];
+	}
+	return 0;
+}
+
+/* this process' engine: made once per process, after the fork */
+static int prm_engine_init(void)
+{
+	pr_status st;
+	pid_t pid;
+
+	pid = getpid();
+	if(prm_engine != NULL && prm_engine_pid == pid)
+		return 0;
+	/* an engine inherited from the parent is left alone: its store
+	 * handle belongs to the parent */
+	prm_engine = NULL;
+	st = pr_engine_new(prm_cfg, prm_lookup, prm_is_self, NULL, &prm_engine);
+	if(st != PR_STATUS_OK) {
+		LM_ERR("cannot start the push_redirect engine: %s\n",
+				prm_status_str(st));
+		prm_engine = NULL;
+		return -1;
+	}
+	prm_engine_pid = pid;
+	/* debug lines are formatted by the core only when this process logs
+	 * them (the level at start-up; LM_* filters again at run time) */
+	pr_set_logger(prm_log_bridge, NULL,
+			is_printable(L_DBG) ? PR_LOG_LEVEL_DEBUG : PR_LOG_LEVEL_INFO);
+	/* this process' own handle on the forwarding store */
+	st = pr_engine_open_store(prm_engine);
+	if(st != PR_STATUS_OK) {
+		LM_ERR("cannot open the forwarding store: %s\n", prm_status_str(st));
+		return -1;
+	}
+	/* the core caps its branch sets by Kamailio's own limit (core
+	 * parameter max_branches) */
+	st = pr_engine_set_branch_limit(prm_engine, sr_dst_max_branches);
+	if(st != PR_STATUS_OK) {
+		LM_ERR("cannot give the engine the branch limit %u: %s\n",
+				sr_dst_max_branches, prm_status_str(st));
+		return -1;
+	}
+	return 0;
+}
+
+/* pthread_atfork() child handler: a process forked after this one made its
+ * engine starts without one (the engine and its store handle stay the
+ * parent's), so the script functions never use an inherited engine and
+ * need no PID check per request */
+static void prm_engine_forget(void)
+{
+	prm_engine = NULL;
+	prm_engine_pid = 0;
+}
+
+/* free the engine if this process made it */
+static void prm_engine_destroy(void)
+{
+	pr_engine *e;
+
+	/* detached before it is freed: a second call (a signal during the
+	 * first, another exit path) finds nothing; an engine inherited from
+	 * the parent through fork() is not this process' to free */
+	e = prm_engine;
+	prm_engine = NULL;
+	if(e != NULL && prm_engine_pid == getpid())
+		pr_engine_free(e);
+	prm_engine_pid = 0;
+}
+
 static int mod_init(void)
 {
 	bind_usrloc_t bind_usrloc;
@@ -209,6 +315,8 @@ static int mod_init(void)
 	if(prm_cfg_get() < 0)
 		return -1;
 
+	if(prm_stats_table() < 0)
+		return -1;
 	if(register_module_stats(exports.name, mod_stats) != 0) {
 		LM_ERR("cannot register the statistics\n");
 		return -1;
@@ -238,8 +346,10 @@ static int mod_init(void)
 		prm_location_table.len = sizeof("location") - 1;
 	}
 
-	if(prm_engine_fork_guard() < 0)
+	if(pthread_atfork(NULL, NULL, prm_engine_forget) != 0) {
+		LM_ERR("cannot register the fork handler\n");
 		return -1;
+	}
 
 	/* the core's log lines go to Kamailio's log; each process sets its
 	 * level again after the fork (prm_engine_init) */

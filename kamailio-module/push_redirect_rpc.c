@@ -10,13 +10,12 @@
  */
 
 #include <string.h>
-#include <time.h>
 
 #include "core/dprint.h"
 #include "core/rpc.h"
 #include "core/str.h"
 
-#include "push_redirect_funcs.h"
+#include "push_redirect_mod.h"
 #include "push_redirect_rpc.h"
 
 /* the reason of the engine's last failure, for an RPC fault */
@@ -46,7 +45,8 @@ static pr_engine *prm_rpc_engine(rpc_t *rpc, void *ctx)
 {
 	pr_engine *e;
 
-	e = prm_engine_get();
+	/* a child forgets its parent's engine (push_redirect.c) */
+	e = prm_engine;
 	if(e == NULL)
 		rpc->fault(ctx, 500, "push_redirect is not initialised in this"
 							 " process");
@@ -77,8 +77,6 @@ static void prm_rpc_entries(rpc_t *rpc, void *ctx, pr_engine *e, str *aor)
 	size_t n;
 	void *th;
 	str aor_s, svc_s, kind_s, tgt_s, from_s;
-	int expires_in;
-	time_t now;
 
 	l = NULL;
 	st = pr_rpc_list(e, (const uint8_t *)aor->s, (size_t)aor->len, &l);
@@ -86,7 +84,6 @@ static void prm_rpc_entries(rpc_t *rpc, void *ctx, pr_engine *e, str *aor)
 		prm_rpc_fault(rpc, ctx, e, st);
 		return;
 	}
-	now = time(NULL);
 	n = pr_entries_count(l);
 	for(i = 0; i < n; i++) {
 		memset(&it, 0, sizeof(it));
@@ -103,15 +100,13 @@ static void prm_rpc_entries(rpc_t *rpc, void *ctx, pr_engine *e, str *aor)
 		from_s.s = (char *)(it.learned_from.len ? it.learned_from.ptr
 												: (const uint8_t *)"");
 		from_s.len = (int)it.learned_from.len;
-		expires_in = (it.expires_at < 0) ? -1
-										 : (int)(it.expires_at - (int64_t)now);
 		if(rpc->add(ctx, "{", &th) < 0) {
 			rpc->fault(ctx, 500, "cannot build the reply");
 			break;
 		}
 		if(rpc->struct_add(th, "SSSSdddS", "aor", &aor_s, "service", &svc_s,
 				   "kind", &kind_s, "targets", &tgt_s, "expires_in",
-				   expires_in, "created", (int)it.created_at, "learned_status",
+				   (int)it.expires_in, "created", (int)it.created_at, "learned_status",
 				   (int)it.learned_status, "learned_from", &from_s)
 				< 0) {
 			rpc->fault(ctx, 500, "cannot build the reply");
@@ -225,6 +220,7 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 	pr_engine *e;
 	void *th;
 	size_t entries;
+	int i;
 
 	if((e = prm_rpc_engine(rpc, ctx)) == NULL)
 		return;
@@ -235,17 +231,10 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "cannot build the reply");
 		return;
 	}
-	rpc->struct_add(th, "uuuuuuuu", "redirects_followed",
-			(unsigned)get_stat_val(prm_st_redirects_followed), "failovers",
-			(unsigned)get_stat_val(prm_st_failovers), "forwardings_learned",
-			(unsigned)get_stat_val(prm_st_forwardings_learned),
-			"forwardings_applied",
-			(unsigned)get_stat_val(prm_st_forwardings_applied),
-			"targets_refused", (unsigned)get_stat_val(prm_st_targets_refused),
-			"loops_prevented", (unsigned)get_stat_val(prm_st_loops_prevented),
-			"contacts_dropped",
-			(unsigned)get_stat_val(prm_st_contacts_dropped),
-			"stored_forwardings", (unsigned)entries);
+	for(i = 0; i < PR_STAT_COUNT; i++)
+		rpc->struct_add(th, "u", pr_stat_name((uint32_t)i),
+				(unsigned)get_stat_val(prm_stats[i]));
+	rpc->struct_add(th, "u", "stored_forwardings", (unsigned)entries);
 }
 
 /* clang-format off */

@@ -1101,3 +1101,20 @@ fn service_keys() {
     assert_eq!(service_key("MESSAGE", None, Some(b"\xff\xfe")), "MESSAGE");
     assert!(service_key("MESSAGE", None, Some(&[b'a'; 4000])).len() <= 128);
 }
+
+/// The store is read through the host only, at most once per call, and
+/// not at all for a redirect that is simply followed (F1).
+#[test]
+fn the_store_is_read_once_per_lookup_and_not_for_a_followed_redirect() {
+    let env = env3();
+    let d = redirect(
+        &engine(),
+        &env,
+        &[b(T1, "302 Moved", &["Contact: <sip:t2@127.0.0.1:5072>"])],
+    );
+    assert_branches(&d, &[T2], Reason::Redirect);
+    assert_eq!(env.stored_reads.get(), 0, "a followed 302 reads no store");
+    let d = engine().push_lookup(&env, &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    assert_eq!(env.stored_reads.get(), 1, "push_lookup reads it once");
+}
