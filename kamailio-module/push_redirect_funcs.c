@@ -72,6 +72,7 @@ int prm_push_redirect(struct sip_msg *msg, str *mode)
 	pr_status st;
 	struct cell *t;
 	str callid;
+	int had_memo;
 	int rc;
 
 	if(prm_engine == NULL) {
@@ -89,7 +90,7 @@ int prm_push_redirect(struct sip_msg *msg, str *mode)
 			< 0)
 		return -2;
 	callid = prm_callid(&req);
-	if(prm_read_failure(t, stack, &f) < 0) {
+	if(prm_read_failure(t, stack, &f, &had_memo) < 0) {
 		LM_ERR("no branches in the transaction (Call-ID %.*s)\n",
 				callid.len, ZSW(callid.s));
 		return -2;
@@ -104,7 +105,9 @@ int prm_push_redirect(struct sip_msg *msg, str *mode)
 		return -2;
 	}
 	rc = v.script_rc;
-	if(rc == 1 && prm_apply(msg, &v, 0, t, &callid) < 0)
+	if(rc == 1
+			&& (prm_apply(msg, &v, 0, t, &callid) < 0
+					|| prm_keep_memo(&v, had_memo, &callid) < 0))
 		rc = -2;
 	prm_count(&v);
 	pr_decision_free(d);

@@ -181,7 +181,8 @@ int prm_read_request(
  */
 static str prm_memo_name = str_init("push_redirect_memo");
 
-int prm_read_failure(struct cell *t, pr_branch *stack, pr_failure *f)
+int prm_read_failure(
+		struct cell *t, pr_branch *stack, pr_failure *f, int *had_memo)
 {
 	pr_branch *br;
 	struct sip_msg *rpl;
@@ -229,6 +230,7 @@ int prm_read_failure(struct cell *t, pr_branch *stack, pr_failure *f)
 	f->branches = br;
 	f->n_branches = (size_t)t->nr_of_outgoings;
 	x = xavp_get(&prm_memo_name, NULL);
+	*had_memo = (x != NULL);
 	if(x != NULL && x->val.type == SR_XTYPE_STR)
 		PRM_BYTES(f->memo, x->val.v.s);
 	return 0;
@@ -242,12 +244,11 @@ void prm_failure_free(pr_failure *f, pr_branch *stack)
 	f->n_branches = 0;
 }
 
-/* the memo for the next failure round, in place of the transaction's */
-static int prm_keep_memo(const pr_decision_view *v, str *callid)
+int prm_keep_memo(const pr_decision_view *v, int had_memo, str *callid)
 {
 	sr_xval_t val;
 
-	if(xavp_get(&prm_memo_name, NULL) != NULL)
+	if(had_memo)
 		xavp_rm_by_name(&prm_memo_name, 1, NULL);
 	/* nothing to keep: the next round derives it from the transaction */
 	if(v->memo.len == 0)
@@ -373,9 +374,7 @@ int prm_apply(struct sip_msg *msg, const pr_decision_view *v,
 			return -1;
 		}
 	}
-	if(prm_set_branch_timeout(msg, t, callid) < 0)
-		return -1;
-	return first_to_ruri ? 0 : prm_keep_memo(v, callid);
+	return prm_set_branch_timeout(msg, t, callid);
 }
 
 void prm_count(const pr_decision_view *v)

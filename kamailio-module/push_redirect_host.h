@@ -30,16 +30,21 @@ int prm_read_request(
 
 /* the transaction's branches and the memo it keeps, for
  * pr_push_redirect(); the branches go into `stack` when they fit, else
- * into pkg memory that prm_failure_free() releases; 0 or -1 */
-int prm_read_failure(struct cell *t, pr_branch *stack, pr_failure *f);
+ * into pkg memory that prm_failure_free() releases; *had_memo: whether
+ * the transaction keeps a memo; 0 or -1 */
+int prm_read_failure(
+		struct cell *t, pr_branch *stack, pr_failure *f, int *had_memo);
 void prm_failure_free(pr_failure *f, pr_branch *stack);
 
 /* write a decision into Kamailio: its branches (the first into the R-URI
  * when first_to_ruri: request route; else all appended: failure route of
- * transaction t), the branch timeout, and in a failure route the memo;
- * 0 or -1 */
+ * transaction t) and the branch timeout; 0 or -1 */
 int prm_apply(struct sip_msg *msg, const pr_decision_view *v,
 		int first_to_ruri, struct cell *t, str *callid);
+
+/* a failure route's decision's memo, kept with the transaction in place
+ * of the one it had (had_memo, from prm_read_failure()); 0 or -1 */
+int prm_keep_memo(const pr_decision_view *v, int had_memo, str *callid);
 
 /* what a decision adds to the statistics */
 void prm_count(const pr_decision_view *v);

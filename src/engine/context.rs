@@ -75,6 +75,10 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     pub(super) fn is_tried(&self, u: &SipUri<'_>) -> bool {
+        // push_lookup has no branches: nothing to parse or to build.
+        if self.branches.is_empty() {
+            return false;
+        }
         self.tried
             .get_or_init(|| {
                 let mut tried = Tried::new();

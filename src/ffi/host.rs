@@ -174,20 +174,19 @@ impl RegBuffers {
 /// `@`, the host, lower-cased. Returns the user's length; `None` for an AOR
 /// without a user (no record can match it).
 pub(crate) fn usrloc_key(aor: &str, key: &mut Vec<u8>) -> Option<usize> {
-    let rest = aor
-        .strip_prefix("sip:")
-        .or_else(|| aor.strip_prefix("sips:"))?;
-    let (user, host) = rest.split_once('@')?;
+    let a = aor.as_bytes();
+    let rest = match a {
+        [b's', b'i', b'p', b':', rest @ ..] => rest,
+        [b's', b'i', b'p', b's', b':', rest @ ..] => rest,
+        _ => return None,
+    };
+    let at = rest.iter().position(|&c| c == b'@')?;
+    let (user, host) = (rest.get(..at)?, rest.get(at + 1..)?);
     key.clear();
-    if user.contains('%') {
-        key.extend(uri::unescaped(user.as_bytes()));
-    } else {
-        key.extend_from_slice(user.as_bytes());
-    }
+    key.extend(uri::unescaped(user).map(|c| c.to_ascii_lowercase()));
     let user_len = key.len();
     key.push(b'@');
-    key.extend_from_slice(host.as_bytes());
-    key.make_ascii_lowercase();
+    key.extend(host.iter().map(u8::to_ascii_lowercase));
     (user_len > 0).then_some(user_len)
 }
 
