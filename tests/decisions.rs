@@ -284,7 +284,7 @@ fn f4_several_contacts_serial_in_q_order() {
             &message(U1),
             &FailedRound {
                 branches: &branches(list),
-                memo: memo,
+                memo,
             },
             None,
         )
@@ -342,7 +342,7 @@ fn memo_is_left_out_when_the_transaction_tells_the_same() {
             &message(U1),
             &FailedRound {
                 branches: &branches(list),
-                memo: memo,
+                memo,
             },
             None,
         )
@@ -869,7 +869,7 @@ fn rule_max_depth_bounds_the_redirects_followed() {
             &message(U1),
             &FailedRound {
                 branches: &branches(list),
-                memo: memo,
+                memo,
             },
             None,
         )

@@ -124,7 +124,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             Err(()) => Some((Verdict::Error, Reason::LookupFailed)),
             Ok(c) if !c.is_empty() => {
                 d.counters.bump(Stat::ForwardingsApplied);
-                Some(self.into_round(c, d, reason))
+                Some(self.round_from(c, d, reason))
             }
             Ok(c) => {
                 d.branches = c.into_buffer();
@@ -145,7 +145,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
         'c: 't,
     {
         let limit = self.room(d.mode);
-        // The decision's own branch buffer (`into_round` hands it back).
+        // The decision's own branch buffer (`round_from` hands it back).
         let mut out = Candidates::with_buffer(std::mem::take(&mut d.branches));
         for t in targets {
             if out.len() >= limit {
@@ -182,7 +182,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// Adds the contacts of a local AOR to `out`, best first, minus those
     /// already tried and those that do not pass policy (a registration is
     /// input too), until `out` holds `limit` (what the round can take: the
-    /// rest would be cut by [`Ctx::into_round`], so it is not examined);
+    /// rest would be cut by [`Ctx::round_from`], so it is not examined);
     /// `unique`: only those not in `out` yet, else `out` holds this AOR's
     /// contacts alone and they get no loop key (nothing is merged into
     /// it). On a failed lookup `out` is left as it was.
@@ -312,7 +312,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             &mut Decision::new(ForkMode::Serial),
             &mut out,
             false,
-            // One even at the branch limit: `into_round` then says why none goes.
+            // One even at the branch limit: `round_from` then says why none goes.
             self.room(mode).max(1),
         )?;
         Ok(out)
@@ -375,7 +375,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     }
 
     /// Builds the round from the first tier that is not empty.
-    pub(super) fn into_round(
+    pub(super) fn round_from(
         &self,
         candidates: Candidates<'_>,
         d: &mut Decision,

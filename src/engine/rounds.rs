@@ -83,7 +83,7 @@ impl Engine {
         }
         match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => ctx.into_round(c, d, Reason::Registered),
+            Ok(c) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
             // No terminal registered: a provisioned forwarding stands in
             // for the subscriber (F5 otherwise waits for a 3xx).
             Ok(_) => live
@@ -158,7 +158,7 @@ impl Engine {
             Ok(c) => c,
         };
         if !first.is_empty() {
-            let outcome = ctx.into_round(first, d, Reason::Redirect);
+            let outcome = ctx.round_from(first, d, Reason::Redirect);
             ctx.next_memo(
                 &memo,
                 &round.targets,
@@ -227,7 +227,7 @@ impl Engine {
             .collect();
         match ctx.resolve(&pending, &mut unlogged) {
             Err(()) => return (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => return ctx.into_round(c, d, Reason::PendingRedirect),
+            Ok(c) if !c.is_empty() => return ctx.round_from(c, d, Reason::PendingRedirect),
             Ok(_) => {}
         }
 
@@ -252,7 +252,7 @@ impl Engine {
             Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
             Ok(c) => {
                 d.counters.bump(Stat::Failovers);
-                ctx.into_round(c, d, Reason::Failover)
+                ctx.round_from(c, d, Reason::Failover)
             }
         }
     }
