@@ -855,7 +855,7 @@ def targets(runs, rows, rates):
     """The issue's targets, each with its measured figure and a verdict."""
     out = []
 
-    def ratio(config, base, limit):
+    def ratio(config, base):
         raw, norm = paired(runs, config, base), paired(runs, config, base, "cpu_vs_sender")
         if not raw:
             return
@@ -863,11 +863,13 @@ def targets(runs, rows, rates):
         out.append(
             f"  {config} CPU / {base} CPU, median of {len(raw)} paired runs: {med:.2f}"
             f" (per run {', '.join(f'{x:.2f}' for x in raw)}; sender-normalized"
-            f" {statistics.median(norm):.2f}) -- target <= {limit:.2f}: "
-            + ("met" if med <= limit else "MISSED"))
+            f" {statistics.median(norm):.2f}) -- no target: the price of SPEC section 3")
 
-    ratio("F1", "stock", 1.00)
-    ratio("F6", "plain", 1.05)
+    ratio("F1", "stock")
+    ratio("F6", "plain")
+    # The targets are instructions (make bench-instr), which repeat
+    # exactly; CPU seconds compare to about 1%.
+    out += ["  " + line for line in instr_targets()]
     failed = {r["config"]: r["failed"] + r["retrans"] for r in rows}
     if failed:
         bad = [c for c, n in failed.items() if n]
@@ -893,6 +895,27 @@ def targets(runs, rows, rates):
     if same:
         out += ["the same checks in the routing script (cfg/script.cfg):"] + same
     return out
+
+
+def instr_targets():
+    """The instruction targets, with the figures of the last `make
+    bench-instr` (bench/results/instr/instr.csv) when there are any."""
+    sys.path.insert(0, HERE)
+    import instr  # noqa: E402 (bench/instr.py: the targets' one table)
+    got = {}
+    path = os.path.join(HERE, "results", "instr", "instr.csv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                got[row["config"]] = float(row["module"])
+    lines = instr.target_lines(got)
+    if not lines:
+        lines = ["targets (module instructions per request): "
+                 + ", ".join(f"{c} <= {n:,}" for c, n in instr.TARGETS.items())
+                 + " -- run make bench-instr to measure"]
+    else:
+        lines[0] = lines[0].replace("callgrind", "callgrind, last make bench-instr")
+    return lines
 
 
 def fmt_rate(v):

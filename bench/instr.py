@@ -59,6 +59,24 @@ ANNOTATE = shutil.which("callgrind_annotate") or "callgrind_annotate"
 
 MODULE = ("w_push_lookup", "w_push_redirect")
 REPLACED = ("lookup", "get_redirect", "t_check_status")
+# The module's instructions per request (push_lookup() + push_redirect(),
+# inclusive), the targets of the restructuring issue: the simpler data path
+# (one decision view, no callback round trip). bench.py prints them too.
+TARGETS = {"F1": 15000, "F6": 8000}
+
+
+def target_lines(module_by_config):
+    """One line per target: the measured figure and a verdict."""
+    out = []
+    for config, limit in TARGETS.items():
+        got = module_by_config.get(config)
+        if got is None:
+            continue
+        out.append(f"  {config}: {got:,.0f} module instructions per request -- target <= {limit:,}: "
+                   + ("met" if got <= limit else "MISSED"))
+    return ["targets (module instructions per request, callgrind):"] + out if out else []
+
+
 ROW = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
 
 
@@ -201,6 +219,7 @@ def main():
         lines.append(f"{r['config']:<{cw}} {r['total']:>9,.0f} {r['module']:>8,.0f} {r['replaced']:>8,.0f}"
                      f" {r['i1']:>8,.0f} {r['module_i1']:>7,.0f} {r['l1']:>8,.0f} {r['ll']:>7,.0f}"
                      f" {r['cest']:>9,.0f}  {ratio}")
+    lines += target_lines({r["config"]: r["module"] for r in rows})
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(OUT, "instr.txt"), "w") as f:

@@ -183,10 +183,15 @@ pub(crate) fn usrloc_key(aor: &str, key: &mut Vec<u8>) -> Option<usize> {
     let at = rest.iter().position(|&c| c == b'@')?;
     let (user, host) = (rest.get(..at)?, rest.get(at + 1..)?);
     key.clear();
-    key.extend(uri::unescaped(user).map(|c| c.to_ascii_lowercase()));
+    if user.contains(&b'%') {
+        key.extend(uri::unescaped(user));
+    } else {
+        key.extend_from_slice(user);
+    }
     let user_len = key.len();
     key.push(b'@');
-    key.extend(host.iter().map(u8::to_ascii_lowercase));
+    key.extend_from_slice(host);
+    key.make_ascii_lowercase();
     (user_len > 0).then_some(user_len)
 }
 
