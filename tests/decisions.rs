@@ -1118,3 +1118,13 @@ fn the_store_is_read_once_per_lookup_and_not_for_a_followed_redirect() {
     assert_branches(&d, &[T1], Reason::Registered);
     assert_eq!(env.stored_reads.get(), 1, "push_lookup reads it once");
 }
+
+/// Never a target twice: one contact registered twice (registrar matches
+/// registrations by Call-ID) is one branch, in parallel mode too.
+#[test]
+fn a_contact_registered_twice_is_one_target() {
+    let mut env = env3();
+    env.register(U1, "t1", 5071, Some(900), 50);
+    let d = engine().push_lookup(&env, &message(U1), Some(ForkMode::Parallel));
+    assert_branches(&d, &[T1, T2, T3], Reason::Registered);
+}

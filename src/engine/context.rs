@@ -225,7 +225,9 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if unique {
                 let key = Key::Owned(u.key());
                 out.push_unique(take_branch(r), key);
-            } else {
+            } else if !out.out.iter().any(|b| b.uri == r.uri) {
+                // The same contact registered twice (registrar matches
+                // by Call-ID) is one target.
                 out.push(take_branch(r), Key::Unkeyed);
             }
         }
