@@ -3,7 +3,6 @@
 //! memo, warnings).
 
 use crate::config::ForkMode;
-use crate::enums::numbered;
 use crate::forwarding::Learned;
 use crate::stats::Counters;
 
@@ -114,27 +113,6 @@ pub enum Reason {
     /// The location service could not be read.
     LookupFailed = 41,
 }
-
-numbered!(Reason {
-    NotPushMethod,
-    InDialog,
-    NotRedirect,
-    GlobalFailure,
-    AuthChallenge,
-    NeverFollowed,
-    Registered,
-    StoredForwarding,
-    Redirect,
-    PendingRedirect,
-    Provisioned,
-    Failover,
-    NoTarget,
-    Exhausted,
-    BranchLimit,
-    AllTargetsRefused,
-    BadRequestUri,
-    LookupFailed,
-});
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -7,8 +7,7 @@ use std::ffi::c_void;
 
 use super::engine::EngineBox;
 use super::{
-    ffi_boundary, free_handle, pr_bytes, pr_engine, pr_status, slice, to_handle, try_handle,
-    try_ref, Castable,
+    ffi_boundary, free_handle, pr_bytes, pr_engine, pr_status, slice, to_handle, try_ref, Castable,
 };
 use crate::config::ForkMode;
 use crate::engine::{Branch, Decision, FailedRound, Request};
@@ -184,6 +183,31 @@ unsafe fn request<'a>(
     }
 }
 
+/// What both calls take, read: the engine, the request, its mode and
+/// Call-ID.
+type Inputs<'a> = (&'a EngineBox, Request<'a>, Option<ForkMode>, &'a [u8]);
+
+/// The inputs both calls take, checked (the out-pointers not NULL).
+fn inputs<'a>(
+    engine: *const pr_engine,
+    req: *const pr_request,
+    out: *mut *mut pr_decision,
+    view: *mut pr_decision_view,
+) -> Result<Inputs<'a>, pr_status> {
+    // SAFETY: a non-NULL handle is live and not used elsewhere during the
+    // call (the header's contract).
+    let e = unsafe { super::handle_ref(engine) }.ok_or(pr_status::NullParameter)?;
+    // SAFETY: a non-NULL request is live for the call; its (ptr, len)
+    // pairs are valid per the contract.
+    let req = unsafe { req.as_ref() }.ok_or(pr_status::NullParameter)?;
+    if out.is_null() || view.is_null() {
+        return Err(pr_status::NullParameter);
+    }
+    // SAFETY: as above.
+    let (req, mode, call_id) = unsafe { request(req) }?;
+    Ok((e, req, mode, call_id))
+}
+
 /// Logs a decision's warnings and reason, naming the transaction.
 fn log_decision(d: &Decision, call_id: &[u8]) {
     if d.warnings.is_empty() && !log::enabled(pr_log_level::Debug) {
@@ -243,14 +267,8 @@ pub extern "C" fn pr_push_lookup(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        let e = try_handle!(engine, pr_status::NullParameter);
-        let req = try_ref!(req, pr_status::NullParameter);
-        if out.is_null() || view.is_null() {
-            return pr_status::NullParameter;
-        }
-        // SAFETY: (ptr, len) pairs per the contract.
-        let (req, mode, call_id) = match unsafe { request(req) } {
-            Ok(r) => r,
+        let (e, req, mode, call_id) = match inputs(engine, req, out, view) {
+            Ok(i) => i,
             Err(st) => return st,
         };
         decide(e, call_id, out, view, |e, d| {
@@ -272,12 +290,11 @@ pub extern "C" fn pr_push_redirect(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        let e = try_handle!(engine, pr_status::NullParameter);
-        let req = try_ref!(req, pr_status::NullParameter);
+        let (e, req, mode, call_id) = match inputs(engine, req, out, view) {
+            Ok(i) => i,
+            Err(st) => return st,
+        };
         let failure = try_ref!(failure, pr_status::NullParameter);
-        if out.is_null() || view.is_null() {
-            return pr_status::NullParameter;
-        }
         let n = failure.n_branches;
         if failure.branches.is_null() && n > 0 {
             return pr_status::NullParameter;
@@ -332,12 +349,11 @@ pub extern "C" fn pr_push_redirect(
         } else {
             &heap
         };
-        // SAFETY: (ptr, len) pairs per the contract.
-        let (req, mode, call_id, memo) =
-            match unsafe { (request(req), slice(failure.memo.ptr, failure.memo.len)) } {
-                (Ok((r, m, c)), Ok(memo)) => (r, m, c, memo),
-                (Err(st), _) | (_, Err(st)) => return st,
-            };
+        // SAFETY: (ptr, len) per the contract.
+        let memo = match unsafe { slice(failure.memo.ptr, failure.memo.len) } {
+            Ok(m) => m,
+            Err(st) => return st,
+        };
         let failed = FailedRound { branches, memo };
         decide(e, call_id, out, view, |e, d| {
             e.engine.push_redirect_into(e, &req, &failed, mode, d)
