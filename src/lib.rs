@@ -13,9 +13,9 @@
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
 //! - [`memo`]: what a transaction carries from one failure round to the next.
-//! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite.
-//! - [`generation`]: the store's change counter shared between processes,
-//!   which lets each process cache what it read.
+//! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite,
+//!   with a per-process read cache kept valid by a change counter shared
+//!   between processes ([`store::generation`]).
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -37,8 +37,6 @@ pub mod engine;
 pub mod ffi;
 /// cbindgen:ignore
 pub mod forwarding;
-/// cbindgen:ignore
-pub mod generation;
 pub mod log;
 /// cbindgen:ignore
 pub mod memo;

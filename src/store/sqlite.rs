@@ -76,7 +76,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
 use crate::forwarding::{self, ForwardTarget, Forwarding, ForwardingKind, Learned};
-use crate::generation::Generation;
+use super::generation::Generation;
 use crate::log::{self, pr_log_level};
 pub use crate::uri::MAX_URI_LEN;
 
