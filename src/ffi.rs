@@ -29,7 +29,7 @@ use crate::engine::{
     ForwardingKind, Learned, LookupError, Reason, Registration, Request, StoreAction,
 };
 use crate::log::{self, pr_log_fn, pr_log_level};
-use crate::store::{Entry, SharedEntry, SqliteStore, Store, StoreError, ANY_SERVICE};
+use crate::store::{Cached, Entry, SharedEntry, Store, StoreError, ANY_SERVICE};
 use crate::uri;
 use crate::uri::Scheme;
 use std::sync::Arc;
@@ -474,7 +474,7 @@ struct EngineBox {
     is_self: pr_is_self_fn,
     userdata: *mut c_void,
     /// This process' forwarding store (`pr_engine_open_store`).
-    store: Option<SqliteStore>,
+    store: Option<Cached>,
     /// When expired entries were last swept (Unix seconds).
     last_sweep: Cell<i64>,
     /// Why the last failed call on this engine failed (for RPC faults).
@@ -821,7 +821,7 @@ pub extern "C" fn pr_engine_branch_timeout_ms(engine: *const pr_engine) -> u32 {
 pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_mut!(engine.cast::<EngineBox>(), pr_status::NullParameter);
-        match SqliteStore::open(&e.engine.config.store) {
+        match crate::store::open(&e.engine.config.store) {
             Ok(s) => {
                 e.store = Some(s);
                 pr_status::Ok
@@ -838,7 +838,7 @@ pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
 pub extern "C" fn pr_config_check_store(cfg: *const pr_config) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let cfg = try_ref!(cfg.cast::<ConfigBox>(), pr_status::NullParameter);
-        match SqliteStore::open(&cfg.config.store) {
+        match crate::store::open(&cfg.config.store) {
             Ok(s) => {
                 drop(s);
                 pr_status::Ok
@@ -1564,7 +1564,7 @@ impl From<&Entry> for EntryText {
 }
 
 /// The store of an engine, or the error for calls that need one.
-fn store_of(e: &EngineBox) -> Result<&SqliteStore, pr_status> {
+fn store_of(e: &EngineBox) -> Result<&Cached, pr_status> {
     e.store.as_ref().ok_or_else(|| {
         e.fail(
             pr_status::StoreError,

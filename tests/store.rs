@@ -1,6 +1,8 @@
 //! The forwarding store (SPEC §2 F5–F7, §4 `store`): one test per behaviour
 //! of `push_redirect::store`, against real SQLite files in a temporary
-//! folder, plus real processes: a fork, and two writers at once.
+//! folder, plus real processes: a fork, and two writers at once. Most go
+//! through `store::open` (the read cache over SQLite, as the module uses
+//! it); the SQLite backend's own ones through `SqliteStore`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,9 +10,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use push_redirect::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+use push_redirect::store::cache::CACHE_MAX_AGE;
+use push_redirect::store::sqlite::{SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 use push_redirect::store::{
-    Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, CACHE_MAX_AGE, MAX_KEY_LEN,
-    MAX_TARGETS, MAX_URI_LEN, SCHEMA_VERSION,
+    self, Cached, Entry, Store, StoreError, ANY_SERVICE, MAX_KEY_LEN, MAX_TARGETS, MAX_URI_LEN,
 };
 use rusqlite::Connection;
 
@@ -67,8 +70,14 @@ fn permanent(aor: &str, service: &str, uri: &str) -> Entry {
     entry(aor, service, ForwardingKind::Permanent, uri, None)
 }
 
-fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(dir.file("store.sqlite")).unwrap()
+/// The store at `path`, as the module opens it: SQLite behind the read
+/// cache.
+fn open_path(path: &Path) -> Cached {
+    store::open(path.to_str().unwrap()).unwrap()
+}
+
+fn open(dir: &TempDir) -> Cached {
+    open_path(&dir.file("store.sqlite"))
 }
 
 fn raw(path: &Path) -> Connection {
@@ -540,7 +549,7 @@ fn a_write_by_another_handle_is_seen_at_once_despite_the_cache() {
 fn a_write_the_counter_missed_is_seen_within_the_max_age() {
     let dir = TempDir::new("cache-age");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
     insert_raw(&path, U1, TEXT, "sip:shell@example.com");
     // Served from the cache: the raw write did not move the counter.
@@ -575,7 +584,7 @@ fn without_the_counter_file_every_read_goes_to_sqlite() {
     let path = dir.file("store.sqlite");
     // A folder where the counter file would be: it cannot be mapped.
     std::fs::create_dir_all(dir.file("store.sqlite-gen")).unwrap();
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert!(!s.has_read_cache());
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
     insert_raw(&path, U1, TEXT, "sip:shell@example.com");
@@ -679,7 +688,7 @@ fn caps_are_enforced() {
 fn a_writer_waits_for_another_connections_lock() {
     let dir = TempDir::new("wait");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     let other = raw(&path);
     other
         .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
@@ -700,7 +709,7 @@ fn a_writer_waits_for_another_connections_lock() {
 fn a_lock_held_past_the_timeout_is_a_busy_error() {
     let dir = TempDir::new("busy");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     let other = raw(&path);
     other
         .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
@@ -828,7 +837,7 @@ fn store_writer_child() {
     }
     let start = unix_micros();
     // Both writers open (and migrate) the new file at the same time.
-    let s = SqliteStore::open(path).unwrap();
+    let s = open_path(Path::new(path));
     let other = 1 - id;
     let mut seen_other = 0;
     for i in 0..n {
@@ -937,7 +946,7 @@ fn two_processes_write_and_read_at_once() {
     assert!(a.0 < b.1 && b.0 < a.1, "writers did not overlap: {spans:?}");
 
     // The parent sees every entry of both.
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert_eq!(s.count(NOW).unwrap(), 2 * WRITES_PER_CHILD);
     for id in 0..2 {
         for i in 0..WRITES_PER_CHILD {
