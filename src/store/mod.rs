@@ -387,3 +387,30 @@ fn check_uri(what: &'static str, s: &str) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        for (url, shown) in [
+            ("redis://127.0.0.1/0", "redis://127.0.0.1/0"),
+            (
+                "redis://:pw@127.0.0.1:6379/0",
+                "redis://***@127.0.0.1:6379/0",
+            ),
+            ("redis://user:pw@host", "redis://***@host"),
+            ("redis://us@er:p@w@host?x=1", "redis://***@host?x=1"),
+            // An '@' past the authority is no user information.
+            ("redis://host/0?name=a@b", "redis://host/0?name=a@b"),
+            (
+                "redis+sentinel://:pw@h1:26379,h2:26379/master/0",
+                "redis+sentinel://***@h1:26379,h2:26379/master/0",
+            ),
+            ("/var/lib/a@b.sqlite", "/var/lib/a@b.sqlite"),
+        ] {
+            assert_eq!(without_password(url), shown, "{url}");
+        }
+    }
+}
