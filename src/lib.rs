@@ -13,9 +13,10 @@
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
 //! - [`memo`]: what a transaction carries from one failure round to the next.
-//! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite,
-//!   with a per-process read cache kept valid by a change counter shared
-//!   between processes ([`store::generation`]).
+//! - [`store`]: the forwarding store (F5–F7), per (AOR, service): the
+//!   [`store::Store`] trait and [`store::open`], the per-process read cache
+//!   in front of any backend ([`store::cache`]), the SQLite backend
+//!   ([`store::sqlite`]) and its change counter ([`store::generation`]).
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
