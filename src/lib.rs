@@ -13,9 +13,10 @@
 //! - [`ffi`]: the C ABI used by the Kamailio module (`include/push_redirect.h`).
 //! - [`stats`]: the statistics, declared once (Rust, C ABI, Kamailio).
 //! - [`log`]: logging through the host (Kamailio's `LM_*`).
-//! - [`store`]: the forwarding store (F5–F7): per (AOR, service), in SQLite.
-//! - [`generation`]: the store's change counter shared between processes,
-//!   which lets each process cache what it read.
+//! - [`store`]: the forwarding store (F5–F7), per (AOR, service): the
+//!   [`store::Store`] trait and [`store::open`], the per-process read cache
+//!   in front of any backend ([`store::cache`]), the SQLite backend
+//!   ([`store::sqlite`]) and its change counter ([`store::generation`]).
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -39,8 +40,6 @@ mod enums;
 pub mod ffi;
 /// cbindgen:ignore
 pub mod forwarding;
-/// cbindgen:ignore
-pub mod generation;
 pub mod log;
 /// cbindgen:ignore
 pub mod parser;

@@ -1,16 +1,22 @@
 //! The forwarding store (SPEC §2 F5–F7, §4 `store`): one test per behaviour
 //! of `push_redirect::store`, against real SQLite files in a temporary
-//! folder, plus real processes: a fork, and two writers at once.
+//! folder, plus real processes: a fork, and two writers at once. Most go
+//! through `store::open` (the read cache over SQLite, as the module uses
+//! it); the SQLite backend's own ones through `SqliteStore`; the read cache
+//! also over a backend of the test's own.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use push_redirect::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+use push_redirect::store::cache::CACHE_MAX_AGE;
+use push_redirect::store::sqlite::{SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 use push_redirect::store::{
-    Entry, SqliteStore, Store, StoreError, ANY_SERVICE, BUSY_TIMEOUT, CACHE_MAX_AGE, MAX_KEY_LEN,
-    MAX_TARGETS, MAX_URI_LEN, SCHEMA_VERSION,
+    self, Cached, Entry, Store, StoreError, ANY_SERVICE, MAX_KEY_LEN, MAX_TARGETS, MAX_URI_LEN,
 };
 use rusqlite::Connection;
 
@@ -67,8 +73,14 @@ fn permanent(aor: &str, service: &str, uri: &str) -> Entry {
     entry(aor, service, ForwardingKind::Permanent, uri, None)
 }
 
-fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(dir.file("store.sqlite")).unwrap()
+/// The store at `path`, as the module opens it: SQLite behind the read
+/// cache.
+fn open_path(path: &Path) -> Cached {
+    store::open(path.to_str().unwrap()).unwrap()
+}
+
+fn open(dir: &TempDir) -> Cached {
+    open_path(&dir.file("store.sqlite"))
 }
 
 fn raw(path: &Path) -> Connection {
@@ -446,6 +458,14 @@ fn unusable_paths_give_a_clear_error() {
             text.starts_with("cannot open the forwarding store"),
             "{text}"
         );
+        // The module's way in gives the same error for a path (a URL is
+        // refused before: `open_refuses_urls`).
+        if !reason.contains("URL") {
+            match store::open(path.to_str().unwrap()) {
+                Ok(_) => panic!("{} opened by store::open", path.display()),
+                Err(e2) => assert_eq!(e2, e),
+            }
+        }
     }
     // The garbage file is left as it was.
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a_u8; 8192]);
@@ -540,7 +560,7 @@ fn a_write_by_another_handle_is_seen_at_once_despite_the_cache() {
 fn a_write_the_counter_missed_is_seen_within_the_max_age() {
     let dir = TempDir::new("cache-age");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
     insert_raw(&path, U1, TEXT, "sip:shell@example.com");
     // Served from the cache: the raw write did not move the counter.
@@ -575,7 +595,7 @@ fn without_the_counter_file_every_read_goes_to_sqlite() {
     let path = dir.file("store.sqlite");
     // A folder where the counter file would be: it cannot be mapped.
     std::fs::create_dir_all(dir.file("store.sqlite-gen")).unwrap();
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert!(!s.has_read_cache());
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
     insert_raw(&path, U1, TEXT, "sip:shell@example.com");
@@ -679,7 +699,7 @@ fn caps_are_enforced() {
 fn a_writer_waits_for_another_connections_lock() {
     let dir = TempDir::new("wait");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     let other = raw(&path);
     other
         .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
@@ -700,7 +720,7 @@ fn a_writer_waits_for_another_connections_lock() {
 fn a_lock_held_past_the_timeout_is_a_busy_error() {
     let dir = TempDir::new("busy");
     let path = dir.file("store.sqlite");
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     let other = raw(&path);
     other
         .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
@@ -736,35 +756,54 @@ fn wrong_process_after_fork() {
     let e = permanent(U1, TEXT, "sip:a@example.com");
     s.put(&e).unwrap();
     assert_eq!(s.opened_by(), std::process::id());
+    // The module's store, its cache holding the entry: the child must not
+    // be answered from it either.
+    let c = open_path(&path);
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    assert!(c.has_read_cache());
 
     // SAFETY: the child runs only code that neither locks nor calls into
-    // SQLite (the store's pid check comes first and Drop leaks the
-    // connection), then leaves with _exit, so no state shared with the
-    // parent's other threads is used.
+    // SQLite (the store's pid check comes first, before the read cache's
+    // lock too, and Drop leaks the connection), then leaves with _exit, so
+    // no state shared with the parent's other threads is used.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let mut code = 0;
+        let mut code: u32 = 0;
         let wrong = |r: &StoreError| matches!(r, StoreError::WrongProcess { .. });
-        if !s.get(U1, TEXT, NOW).is_err_and(|e| wrong(&e)) {
-            code |= 1;
+        for (shift, s) in [(0, &s as &dyn Store), (5, &c as &dyn Store)] {
+            if !s.get(U1, TEXT, NOW).is_err_and(|e| wrong(&e)) {
+                code |= 1 << shift;
+            }
+            if !s.put(&e).is_err_and(|e| wrong(&e)) {
+                code |= 2 << shift;
+            }
+            if !s.remove(U1, None).is_err_and(|e| wrong(&e)) {
+                code |= 4 << shift;
+            }
+            if !s.list(None, NOW).is_err_and(|e| wrong(&e)) {
+                code |= 8 << shift;
+            }
+            if !s.sweep(NOW).is_err_and(|e| wrong(&e))
+                || !s.count(NOW).is_err_and(|e| wrong(&e))
+                || !s.generation().is_err_and(|e| wrong(&e))
+            {
+                code |= 16 << shift;
+            }
         }
-        if !s.put(&e).is_err_and(|e| wrong(&e)) {
-            code |= 2;
+        if c.get_shared(U1, TEXT, NOW).is_ok() || c.has_read_cache() {
+            code |= 1 << 10;
         }
-        if !s.remove(U1, None).is_err_and(|e| wrong(&e)) {
-            code |= 4;
-        }
-        if !s.list(None, NOW).is_err_and(|e| wrong(&e)) {
-            code |= 8;
-        }
-        if !s.sweep(NOW).is_err_and(|e| wrong(&e)) || !s.count(NOW).is_err_and(|e| wrong(&e)) {
-            code |= 16;
-        }
+        drop(c);
         drop(s);
+        // An exit status has 8 bits: the first failed check, from 1.
+        let status = match code {
+            0 => 0,
+            c => 1 + c.trailing_zeros() as i32,
+        };
         // SAFETY: ends the child without running the parent's atexit
         // handlers or destructors.
-        unsafe { libc::_exit(code) };
+        unsafe { libc::_exit(status) };
     }
     let mut status = 0;
     // SAFETY: waits for the child forked above; `status` is a valid out
@@ -775,13 +814,17 @@ fn wrong_process_after_fork() {
     assert_eq!(
         libc::WEXITSTATUS(status),
         0,
-        "child saw a store call succeed"
+        "child saw a store call succeed (check bit {} of SqliteStore 0-4, \
+         Cached 5-9, get_shared/has_read_cache 10)",
+        libc::WEXITSTATUS(status) - 1
     );
 
     // The parent's store is untouched by the child.
-    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e));
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), Some(e));
     s.put(&permanent(U2, TEXT, "sip:b@example.com")).unwrap();
     assert_eq!(s.count(NOW).unwrap(), 2);
+    assert_eq!(c.count(NOW).unwrap(), 2);
     let text = StoreError::WrongProcess {
         opened_by: 1,
         used_by: 2,
@@ -828,7 +871,7 @@ fn store_writer_child() {
     }
     let start = unix_micros();
     // Both writers open (and migrate) the new file at the same time.
-    let s = SqliteStore::open(path).unwrap();
+    let s = open_path(Path::new(path));
     let other = 1 - id;
     let mut seen_other = 0;
     for i in 0..n {
@@ -937,7 +980,7 @@ fn two_processes_write_and_read_at_once() {
     assert!(a.0 < b.1 && b.0 < a.1, "writers did not overlap: {spans:?}");
 
     // The parent sees every entry of both.
-    let s = SqliteStore::open(&path).unwrap();
+    let s = open_path(&path);
     assert_eq!(s.count(NOW).unwrap(), 2 * WRITES_PER_CHILD);
     for id in 0..2 {
         for i in 0..WRITES_PER_CHILD {
@@ -947,4 +990,230 @@ fn two_processes_write_and_read_at_once() {
             assert_eq!(e.targets[0].uri, format!("sip:t{i}@127.0.{id}.1"));
         }
     }
+}
+
+#[test]
+fn open_refuses_urls() {
+    // Redis (SPEC §6) is not supported yet: said so, without the password.
+    for url in [
+        "redis://127.0.0.1/0",
+        "REDIS://127.0.0.1:6379",
+        "redis://user:s3cret@127.0.0.1:6379/2",
+        "redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/mymaster/0",
+    ] {
+        let e = store::open(url).unwrap_err();
+        let StoreError::Unsupported { location, .. } = &e else {
+            panic!("{url}: {e:?}");
+        };
+        let text = e.to_string();
+        assert!(text.contains("not supported yet"), "{text}");
+        assert!(text.contains("Redis URL"), "{text}");
+        assert!(text.starts_with("unsupported forwarding store"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!location.contains("s3cret"), "{location}");
+        if url.contains('@') {
+            assert!(text.contains("://***@"), "{text}");
+        } else {
+            assert!(text.contains(url), "{text}");
+        }
+    }
+    // Another URL is no file path either.
+    let e = store::open("mysql://root:s3cret@db/push").unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, StoreError::Unsupported { .. }), "{e:?}");
+    assert!(text.contains("give a file path"), "{text}");
+    assert!(
+        text.contains("mysql://***@db/push") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+/// A backend of the test's own, to show the read cache works over any
+/// [`Store`]: entries by exact (AOR, service), a change counter the test
+/// moves, and how many times it was read.
+#[derive(Default)]
+struct Fake {
+    entries: Mutex<HashMap<(String, String), Entry>>,
+    /// The change counter; `u64::MAX`: none, `u64::MAX - 1`: the wrong
+    /// process.
+    counter: AtomicU64,
+    reads: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct FakeStore(Arc<Fake>);
+
+const NO_COUNTER: u64 = u64::MAX;
+const ELSEWHERE: u64 = u64::MAX - 1;
+
+impl FakeStore {
+    fn reads(&self) -> usize {
+        self.0.reads.load(Ordering::SeqCst)
+    }
+
+    fn set_counter(&self, value: u64) {
+        self.0.counter.store(value, Ordering::SeqCst);
+    }
+
+    /// A write by someone else: stored, and counted.
+    fn write_elsewhere(&self, e: &Entry) {
+        self.0
+            .entries
+            .lock()
+            .unwrap()
+            .insert((e.aor.clone(), e.service.clone()), e.clone());
+        self.0.counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Store for FakeStore {
+    fn get(&self, aor: &str, service: &str, _now: i64) -> Result<Option<Entry>, StoreError> {
+        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        let entries = self.0.entries.lock().unwrap();
+        Ok(entries.get(&(aor.into(), service.into())).cloned())
+    }
+
+    /// Does not move the counter: the cache must forget by itself what a
+    /// write through it changed.
+    fn put(&self, e: &Entry) -> Result<(), StoreError> {
+        e.validate()?;
+        let mut entries = self.0.entries.lock().unwrap();
+        entries.insert((e.aor.clone(), e.service.clone()), e.clone());
+        Ok(())
+    }
+
+    fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError> {
+        let mut entries = self.0.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|(a, s), _| a != aor || service.is_some_and(|x| x != s));
+        Ok(before - entries.len())
+    }
+
+    fn list(&self, aor: Option<&str>, _now: i64) -> Result<Vec<Entry>, StoreError> {
+        let entries = self.0.entries.lock().unwrap();
+        let mut out: Vec<Entry> = entries
+            .values()
+            .filter(|e| aor.is_none_or(|a| a == e.aor))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.aor, &a.service).cmp(&(&b.aor, &b.service)));
+        Ok(out)
+    }
+
+    fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+        let mut entries = self.0.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|_, e| e.is_live(now));
+        Ok(before - entries.len())
+    }
+
+    fn count(&self, now: i64) -> Result<usize, StoreError> {
+        let entries = self.0.entries.lock().unwrap();
+        Ok(entries.values().filter(|e| e.is_live(now)).count())
+    }
+
+    fn generation(&self) -> Result<Option<u64>, StoreError> {
+        match self.0.counter.load(Ordering::SeqCst) {
+            NO_COUNTER => Ok(None),
+            ELSEWHERE => Err(StoreError::WrongProcess {
+                opened_by: 1,
+                used_by: 2,
+            }),
+            g => Ok(Some(g)),
+        }
+    }
+}
+
+#[test]
+fn the_read_cache_works_over_any_backend() {
+    let fake = FakeStore::default();
+    let backend: Box<dyn Store> = Box::new(fake.clone());
+    let c = Cached::new(backend);
+    assert!(c.has_read_cache());
+
+    // Read once, then answered from the cache, without a copy; "nothing"
+    // is cached too.
+    let e = permanent(U1, TEXT, "sip:a@example.com");
+    fake.write_elsewhere(&e);
+    let first = c.get_shared(U1, TEXT, NOW).unwrap().unwrap();
+    let again = c.get_shared(U1, TEXT, NOW).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first.entry, &again.entry));
+    assert!(Arc::ptr_eq(&first.forwarding, &again.forwarding));
+    assert_eq!(*first.entry, e);
+    assert_eq!(*first.forwarding, e.forwarding());
+    assert_eq!(c.get(U2, TEXT, NOW).unwrap(), None);
+    assert_eq!(c.get(U2, TEXT, NOW).unwrap(), None);
+    assert_eq!(fake.reads(), 2);
+
+    // Past the cache: the backend, every time.
+    assert_eq!(c.backend().get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    assert_eq!(fake.reads(), 3);
+
+    // Another writer moves the counter: read again.
+    let e2 = permanent(U2, TEXT, "sip:b@example.com");
+    fake.write_elsewhere(&e2);
+    assert_eq!(c.get(U2, TEXT, NOW).unwrap(), Some(e2));
+    assert_eq!(fake.reads(), 4);
+
+    // A write through the cache is seen at once, though this backend's
+    // counter did not move; so are a removal and a sweep.
+    let e3 = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:c@example.com",
+        Some(NOW + 5),
+    );
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    c.put(&e3).unwrap();
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), Some(e3.clone()));
+    assert_eq!(c.sweep(NOW + 5).unwrap(), 1);
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), None);
+    c.put(&e3).unwrap();
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), Some(e3));
+    assert_eq!(c.remove(U1, None).unwrap(), 1);
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), None);
+    assert_eq!(c.count(NOW).unwrap(), 1);
+    assert_eq!(c.list(None, NOW).unwrap().len(), 1);
+
+    // The age bound holds whatever the backend.
+    let reads = fake.reads();
+    assert_eq!(c.get(U1, TEXT, NOW).unwrap(), None);
+    assert_eq!(fake.reads(), reads);
+    assert_eq!(c.get(U1, TEXT, NOW + CACHE_MAX_AGE).unwrap(), None);
+    assert_eq!(fake.reads(), reads + 1);
+
+    // Keys are checked before the backend is asked, and never cached.
+    assert!(matches!(c.get("", TEXT, NOW), Err(StoreError::Invalid(_))));
+    let long = "a".repeat(MAX_KEY_LEN + 1);
+    assert!(matches!(
+        c.get(U1, &long, NOW),
+        Err(StoreError::TooBig {
+            what: "service",
+            ..
+        })
+    ));
+    assert_eq!(fake.reads(), reads + 1);
+
+    // A backend that cannot use its store here: an error, never a cached
+    // answer.
+    fake.set_counter(ELSEWHERE);
+    assert!(!c.has_read_cache());
+    assert!(matches!(
+        c.get(U1, TEXT, NOW + CACHE_MAX_AGE),
+        Err(StoreError::WrongProcess { .. })
+    ));
+    assert!(matches!(
+        c.generation(),
+        Err(StoreError::WrongProcess { .. })
+    ));
+
+    // Without a counter, nothing is cached.
+    fake.set_counter(NO_COUNTER);
+    assert!(!c.has_read_cache());
+    let reads = fake.reads();
+    for _ in 0..3 {
+        assert_eq!(c.get(U2, TEXT, NOW).unwrap().unwrap().aor, U2);
+    }
+    assert_eq!(fake.reads(), reads + 3);
 }

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::log::{self, pr_log_level};
-use crate::store::SqliteStore;
+use crate::store;
 
 /// Opaque: the module's parameters being collected (`modparam`).
 pub struct pr_config {
@@ -98,7 +98,7 @@ pub extern "C" fn pr_config_last_error(
 pub extern "C" fn pr_config_check_store(cfg: *const pr_config) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let cfg = try_handle!(cfg, pr_status::NullParameter);
-        match SqliteStore::open(&cfg.config.store) {
+        match store::open(&cfg.config.store) {
             Ok(s) => {
                 drop(s);
                 pr_status::Ok

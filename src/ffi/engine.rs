@@ -13,7 +13,7 @@ use super::{
 };
 use crate::engine::{Decision, Engine, Host, StoreAction};
 use crate::log::{self, pr_log_level};
-use crate::store::{Entry, SharedEntry, SqliteStore, Store, StoreError};
+use crate::store::{self, Cached, Entry, SharedEntry, Store, StoreError};
 
 /// Opaque: a configured engine with the host's callbacks.
 pub struct pr_engine {
@@ -31,7 +31,7 @@ pub(crate) struct EngineBox {
     pub(crate) is_self: pr_is_self_fn,
     pub(crate) userdata: *mut c_void,
     /// This process' forwarding store (`pr_engine_open_store`).
-    pub(crate) store: Option<SqliteStore>,
+    pub(crate) store: Option<Cached>,
     /// When expired entries were last swept (Unix seconds).
     last_sweep: Cell<i64>,
     /// Why the last failed call on this engine failed (for RPC faults).
@@ -81,7 +81,7 @@ impl EngineBox {
     }
 
     /// This process' store, or `PR_STATUS_STORE_ERROR` without one.
-    pub(crate) fn store(&self) -> Result<&SqliteStore, pr_status> {
+    pub(crate) fn store(&self) -> Result<&Cached, pr_status> {
         self.store.as_ref().ok_or_else(|| {
             self.fail(
                 pr_status::StoreError,
@@ -225,7 +225,7 @@ pub extern "C" fn pr_engine_branch_timeout_ms(engine: *const pr_engine) -> u32 {
 pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_handle_mut!(engine, pr_status::NullParameter);
-        match SqliteStore::open(&e.engine.config.store) {
+        match store::open(&e.engine.config.store) {
             Ok(s) => {
                 e.store = Some(s);
                 pr_status::Ok

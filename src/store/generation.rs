@@ -1,15 +1,14 @@
-//! The store's change counter: one 64-bit number, shared by every process
-//! that uses the same store file, that each write to the store increments
-//! after it commits.
+//! The SQLite store's change counter ([`super::Store::generation`]): one
+//! 64-bit number, shared by every process that uses the same store file,
+//! that each write to the store increments after it commits.
 //!
 //! Why: every `push_lookup()` asks the store for the request's (AOR,
 //! service), and the answer almost never changes (most AORs have no entry
 //! at all). A read from SQLite costs a read transaction — two `fcntl` locks
 //! on the WAL index, a B-tree descent, about 4 µs —, which profiles showed
 //! to be the largest cost the module adds to a request. With this counter a
-//! process keeps the answers it read ([`crate::store`]'s read cache) and
-//! reads SQLite again only after another write: checking the counter is one
-//! atomic load.
+//! process keeps the answers it read ([`super::cache`]) and reads SQLite
+//! again only after another write: checking the counter is one atomic load.
 //!
 //! The counter lives in a small file next to the store, `<store>-gen`,
 //! mapped `MAP_SHARED` by each process that opens the store (as SQLite maps
@@ -20,7 +19,7 @@
 //! Limits, and why they are safe:
 //! - a writer that dies between its commit and the increment leaves the
 //!   others with an answer one write old: the cache also expires by age
-//!   (`store::CACHE_MAX_AGE`), so it is not kept for long;
+//!   ([`super::cache::CACHE_MAX_AGE`]), so it is not kept for long;
 //! - a write made without this code (the `sqlite3` shell) is not counted:
 //!   it is seen within the same age bound;
 //! - if the file cannot be created or mapped, the store works without a

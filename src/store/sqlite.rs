@@ -1,11 +1,7 @@
-//! The forwarding store (SPEC §2 flows F5–F7, §4 `store`): the forwardings
-//! learned from 301/302 replies and the ones provisioned by the operator,
-//! per (AOR, service), shared by every Kamailio process of the host and kept
-//! across restarts and crashes.
-//!
-//! [`Store`] is the interface the module uses, so that a server-backed store
-//! (several proxies, SPEC §4 "a URL of a shared store") can come later;
-//! [`SqliteStore`] is the embedded one: one SQLite file in WAL mode.
+//! The embedded forwarding store: [`SqliteStore`], one SQLite file in WAL
+//! mode shared by every process of the host; a [`Store`] backend. Its
+//! change counter is [`super::generation`]; the read cache in front of it
+//! is [`super::cache`].
 //!
 //! # Processes and fork
 //!
@@ -15,15 +11,17 @@
 //! per process, and the library's lock bookkeeping would be copied into the
 //! child). So:
 //!
-//! - each worker opens its own [`SqliteStore`] in `child_init`;
+//! - each worker opens its own store ([`super::open`]) in `child_init`;
 //! - `mod_init` may open one to check the path and migrate the schema, but
 //!   must drop it before returning (before the fork), so that no process
 //!   ever forks with a connection open;
 //! - a [`SqliteStore`] remembers the pid that opened it; every method
 //!   checks [`std::process::id`] first and returns
 //!   [`StoreError::WrongProcess`] in any other process, without touching the
-//!   connection; dropping it there leaks the connection instead of closing
-//!   it (the parent's file and locks are left alone).
+//!   connection — [`Store::generation`] too, so the read cache in front of
+//!   it hands out nothing there either; dropping it there leaks the
+//!   connection instead of closing it (the parent's file and locks are left
+//!   alone).
 //!
 //! # Concurrency
 //!
@@ -65,28 +63,19 @@
 //! AOR and service) and counted in [`SqliteStore::skipped_rows`]; it never
 //! fails the whole query, and never panics.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
-use crate::forwarding::{self, ForwardTarget, Forwarding, ForwardingKind, Learned};
-use crate::generation::Generation;
+use super::generation::Generation;
+use super::{check_key, check_uri, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
+use crate::forwarding::{ForwardTarget, ForwardingKind};
 use crate::log::{self, pr_log_level};
-pub use crate::uri::MAX_URI_LEN;
 
-/// The service key of a forwarding that applies to every service.
-pub const ANY_SERVICE: &str = "*";
-/// Most targets one entry may hold.
-pub const MAX_TARGETS: usize = 64;
-/// Longest AOR or service key, in bytes.
-pub const MAX_KEY_LEN: usize = 256;
-/// Longest target URI (or `learned_from`), in bytes.
 /// How long SQLite waits for another process's lock before `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -163,233 +152,9 @@ const SQL_SWEEP: &str = "DELETE FROM forwarding WHERE expires_at IS NOT NULL AND
 const SQL_COUNT: &str =
     "SELECT count(*) FROM forwarding WHERE expires_at IS NULL OR expires_at > ?1";
 
-/// Why a store operation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The store cannot be opened, created or written at `path`.
-    Open {
-        /// The store file.
-        path: PathBuf,
-        /// What failed, with the system's or SQLite's message.
-        reason: String,
-    },
-    /// The file was written by a newer version of push_redirect; it is left
-    /// untouched.
-    NewerSchema {
-        /// The store file.
-        path: PathBuf,
-        /// Its schema version.
-        found: i64,
-        /// The newest version this code knows.
-        supported: i64,
-    },
-    /// The store was opened in another process (before a fork); it must be
-    /// opened again in this one.
-    WrongProcess {
-        /// The pid that opened it.
-        opened_by: u32,
-        /// The pid that used it.
-        used_by: u32,
-    },
-    /// Another process held the lock past the busy timeout and the retries.
-    Busy,
-    /// An input is over its cap.
-    TooBig {
-        /// Which input: `aor`, `service`, `uri`, `learned_from`, `targets`.
-        what: &'static str,
-        /// Its size (bytes, or targets).
-        size: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// An input is malformed; the message says how.
-    Invalid(&'static str),
-    /// A stored row that cannot be read. Not returned by the methods: reads
-    /// skip the row and log this error.
-    Corrupt {
-        /// Its AOR (lossy, may be empty).
-        aor: String,
-        /// Its service (lossy, may be empty).
-        service: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Any other SQLite error.
-    Sqlite {
-        /// The operation: `get`, `put`, ...
-        op: &'static str,
-        /// SQLite's message.
-        message: String,
-    },
-}
-
-impl StoreError {
-    /// A fixed, one-line description of the kind of error (for C callers
-    /// and statistics); [`fmt::Display`] adds the details.
-    pub fn message(&self) -> &'static str {
-        match self {
-            StoreError::Open { .. } => "cannot open the forwarding store",
-            StoreError::NewerSchema { .. } => "forwarding store written by a newer version",
-            StoreError::WrongProcess { .. } => "forwarding store used across fork",
-            StoreError::Busy => "forwarding store busy",
-            StoreError::TooBig { .. } => "input too big for the forwarding store",
-            StoreError::Invalid(m) => m,
-            StoreError::Corrupt { .. } => "corrupt entry in the forwarding store",
-            StoreError::Sqlite { .. } => "forwarding store error",
-        }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.message();
-        match self {
-            StoreError::Open { path, reason } => write!(f, "{m} {}: {reason}", path.display()),
-            StoreError::NewerSchema {
-                path,
-                found,
-                supported,
-            } => write!(
-                f,
-                "{m}: {} has schema version {found}, this push_redirect knows up to \
-                 {supported}; upgrade push_redirect or use another file",
-                path.display()
-            ),
-            StoreError::WrongProcess { opened_by, used_by } => write!(
-                f,
-                "{m}: opened by pid {opened_by}, used by pid {used_by}; open it in each process"
-            ),
-            StoreError::Busy | StoreError::Invalid(_) => f.write_str(m),
-            StoreError::TooBig { what, size, max } => {
-                write!(f, "{m}: {what} is {size}, at most {max}")
-            }
-            StoreError::Corrupt {
-                aor,
-                service,
-                reason,
-            } => write!(f, "{m}: aor {aor:?} service {service:?}: {reason}"),
-            StoreError::Sqlite { op, message } => write!(f, "{m} ({op}): {message}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// One stored forwarding: the key (AOR, service), what the engine needs,
-/// and where it was learned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The AOR, as the module keys it (compared byte for byte).
-    pub aor: String,
-    /// The service key (`engine::service_key`), or [`ANY_SERVICE`].
-    pub service: String,
-    /// Permanent (301), temporary (302) or provisioned (RPC).
-    pub kind: ForwardingKind,
-    /// Targets, best first (1 to [`MAX_TARGETS`]).
-    pub targets: Vec<ForwardTarget>,
-    /// Unix time from which the entry is dead; `None`: never.
-    pub expires_at: Option<i64>,
-    /// Unix time it was stored.
-    pub created_at: i64,
-    /// The contact that answered the 301/302, for learned entries.
-    pub learned_from: Option<String>,
-    /// That answer's status code.
-    pub learned_status: Option<u16>,
-}
-
-impl Entry {
-    /// The forwarding, as the engine takes it.
-    pub fn forwarding(&self) -> Forwarding {
-        Forwarding {
-            kind: self.kind,
-            targets: self.targets.clone(),
-            expires_at: self.expires_at,
-        }
-    }
-
-    /// Whether the entry is in force at `now` (as [`Forwarding::is_live`]).
-    pub fn is_live(&self, now: i64) -> bool {
-        forwarding::is_live(self.expires_at, now)
-    }
-
-    /// The entry for a forwarding a decision learned, at `now`.
-    pub fn learned(aor: &str, service: &str, learned: &Learned, now: i64) -> Entry {
-        Entry {
-            aor: aor.to_string(),
-            service: service.to_string(),
-            kind: learned.kind,
-            targets: learned.targets.clone(),
-            expires_at: learned.ttl.map(|t| now.saturating_add(i64::from(t))),
-            created_at: now,
-            learned_from: Some(learned.learned_from.clone()),
-            learned_status: Some(learned.status),
-        }
-    }
-
-    /// Checks the caps and the format before storing.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        check_key("aor", &self.aor)?;
-        check_key("service", &self.service)?;
-        if self.targets.is_empty() {
-            return Err(StoreError::Invalid(
-                "a forwarding needs at least one target",
-            ));
-        }
-        if self.targets.len() > MAX_TARGETS {
-            return Err(StoreError::TooBig {
-                what: "targets",
-                size: self.targets.len(),
-                max: MAX_TARGETS,
-            });
-        }
-        for t in &self.targets {
-            check_uri("uri", &t.uri)?;
-            if t.q.is_some_and(|q| q > 1000) {
-                return Err(StoreError::Invalid("target q above 1000"));
-            }
-        }
-        if let Some(from) = &self.learned_from {
-            check_uri("learned_from", from)?;
-        }
-        if self
-            .learned_status
-            .is_some_and(|s| !(100..=699).contains(&s))
-        {
-            return Err(StoreError::Invalid(
-                "learned_status is not a SIP status code",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Where forwardings live. Keys are compared byte for byte; `now` is Unix
-/// time in seconds, and an entry is live while `now < expires_at`.
-pub trait Store {
-    /// The live entry for (`aor`, `service`), else the live one for
-    /// (`aor`, [`ANY_SERVICE`]), else `None`.
-    fn get(&self, aor: &str, service: &str, now: i64) -> Result<Option<Entry>, StoreError>;
-
-    /// Inserts `entry`, or replaces the one with the same (AOR, service).
-    fn put(&self, entry: &Entry) -> Result<(), StoreError>;
-
-    /// Removes the entry for (`aor`, `service`), or with `None` every entry
-    /// of `aor` (expired or not); returns how many.
-    fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError>;
-
-    /// The live entries of `aor`, or of every AOR with `None`, ordered by
-    /// AOR then service.
-    fn list(&self, aor: Option<&str>, now: i64) -> Result<Vec<Entry>, StoreError>;
-
-    /// Deletes the expired entries; returns how many.
-    fn sweep(&self, now: i64) -> Result<usize, StoreError>;
-
-    /// How many entries are live.
-    fn count(&self, now: i64) -> Result<usize, StoreError>;
-}
-
 /// The embedded store: one SQLite file (WAL mode) shared by every process
-/// of the host.
+/// of the host. Every read goes to the file; [`super::open`] puts it behind
+/// the read cache.
 ///
 /// Open it in the process that uses it (Kamailio: `child_init`); in any
 /// other process every method returns [`StoreError::WrongProcess`] (see the
@@ -403,106 +168,8 @@ pub struct SqliteStore {
     conn: Mutex<Option<Connection>>,
     skipped: AtomicU64,
     /// The change counter shared with every other user of the file; `None`:
-    /// no read cache (the counter file could not be mapped).
+    /// none (the counter file could not be mapped), so no read cache.
     generation: Option<Generation>,
-    /// What `get` read, valid while the counter has not moved.
-    cache: Mutex<ReadCache>,
-}
-
-/// How long a cached answer may be used even when the change counter has
-/// not moved, in seconds: the bound on how late a write the counter missed
-/// (a writer that died between commit and count, the `sqlite3` shell) is
-/// seen.
-pub const CACHE_MAX_AGE: i64 = 10;
-/// Most (AOR, service) answers one process caches; the cache starts again
-/// empty when it is full.
-pub const CACHE_MAX_KEYS: usize = 4096;
-
-/// A stored entry and its forwarding, as [`SqliteStore::get_shared`] hands
-/// them out (shared with the read cache).
-#[derive(Debug, Clone)]
-pub struct SharedEntry {
-    /// The entry.
-    pub entry: Arc<Entry>,
-    /// Its forwarding, as the engine takes it.
-    pub forwarding: Arc<Forwarding>,
-}
-
-impl SharedEntry {
-    fn new(entry: Entry) -> SharedEntry {
-        SharedEntry {
-            forwarding: Arc::new(entry.forwarding()),
-            entry: Arc::new(entry),
-        }
-    }
-}
-
-/// The answers `get` read from SQLite at one value of the change counter.
-#[derive(Debug, Default)]
-struct ReadCache {
-    generation: u64,
-    /// When the first answer of this generation was read (Unix seconds).
-    since: i64,
-    /// AOR -> (service, the answer: the entry, or none). Keyed by the AOR
-    /// alone, so that a lookup builds no key; an AOR has few services.
-    answers: HashMap<String, Vec<(String, Option<SharedEntry>)>>,
-    /// How many answers `answers` holds.
-    count: usize,
-}
-
-/// Most services cached for one AOR (the list is searched in order).
-const CACHE_MAX_SERVICES: usize = 16;
-
-impl ReadCache {
-    /// The cached answer for (aor, service) at `generation` and `now`.
-    /// An entry that has expired since is no answer (it is read again: a
-    /// less specific entry may apply now).
-    fn get(
-        &mut self,
-        generation: u64,
-        now: i64,
-        aor: &str,
-        service: &str,
-    ) -> Option<Option<SharedEntry>> {
-        if generation != self.generation
-            || now.saturating_sub(self.since) >= CACHE_MAX_AGE
-            || now < self.since
-        {
-            self.answers.clear();
-            self.count = 0;
-            self.generation = generation;
-            self.since = now;
-            return None;
-        }
-        let (_, answer) = self.answers.get(aor)?.iter().find(|(s, _)| s == service)?;
-        match answer {
-            Some(e) if !e.entry.is_live(now) => None,
-            answer => Some(answer.clone()),
-        }
-    }
-
-    /// Keeps an answer read at `generation` (ignored if the counter moved
-    /// while it was read: the next `get` starts a new generation).
-    fn put(&mut self, generation: u64, aor: &str, service: &str, answer: &Option<SharedEntry>) {
-        if generation != self.generation {
-            return;
-        }
-        if self.count >= CACHE_MAX_KEYS {
-            self.answers.clear();
-            self.count = 0;
-        }
-        let services = self.answers.entry(aor.to_string()).or_default();
-        if let Some(slot) = services.iter_mut().find(|(s, _)| s == service) {
-            slot.1 = answer.clone();
-            return;
-        }
-        if services.len() >= CACHE_MAX_SERVICES {
-            self.count = self.count.saturating_sub(services.len());
-            services.clear();
-        }
-        services.push((service.to_string(), answer.clone()));
-        self.count += 1;
-    }
 }
 
 impl SqliteStore {
@@ -601,7 +268,6 @@ impl SqliteStore {
             conn: Mutex::new(Some(conn)),
             skipped: AtomicU64::new(0),
             generation,
-            cache: Mutex::new(ReadCache::default()),
         })
     }
 
@@ -619,11 +285,6 @@ impl SqliteStore {
     /// How many corrupt rows reads have skipped so far (each is also logged).
     pub fn skipped_rows(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
-    }
-
-    /// Whether reads are cached (the change counter file is mapped).
-    pub fn has_read_cache(&self) -> bool {
-        self.generation.is_some()
     }
 
     /// Counts a committed write in the shared change counter.
@@ -668,72 +329,6 @@ impl SqliteStore {
         })
     }
 
-    /// [`Store::get`], shared with the read cache: a cached answer is
-    /// handed out without a copy.
-    pub fn get_shared(
-        &self,
-        aor: &str,
-        service: &str,
-        now: i64,
-    ) -> Result<Option<SharedEntry>, StoreError> {
-        self.check_process()?;
-        // Read the counter before SQLite (see `generation`).
-        let generation = self.generation.as_ref().map(Generation::current);
-        if let Some(g) = generation {
-            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            // Only keys that passed `check_key` below are ever cached.
-            if let Some(answer) = cache.get(g, now, aor, service) {
-                return Ok(answer);
-            }
-        }
-        check_key("aor", aor)?;
-        check_key("service", service)?;
-        let answer = self.get_uncached(aor, service, now)?.map(SharedEntry::new);
-        if let Some(g) = generation {
-            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.put(g, aor, service, &answer);
-        }
-        Ok(answer)
-    }
-
-    /// [`Store::get`] without the read cache: always one read of SQLite
-    /// (what a first lookup, or one after a write, costs).
-    pub fn get_from_file(
-        &self,
-        aor: &str,
-        service: &str,
-        now: i64,
-    ) -> Result<Option<Entry>, StoreError> {
-        check_key("aor", aor)?;
-        check_key("service", service)?;
-        self.get_uncached(aor, service, now)
-    }
-
-    fn get_uncached(
-        &self,
-        aor: &str,
-        service: &str,
-        now: i64,
-    ) -> Result<Option<Entry>, StoreError> {
-        let method = service.split(':').next().unwrap_or(service);
-        self.with_conn("get", |conn| {
-            let mut stmt = conn.prepare_cached(SQL_GET)?;
-            let mut rows = stmt.query(params![aor, service, now, method])?;
-            // At most three rows: (aor, service), (aor, method), (aor, "*").
-            let mut best: Option<(i64, Entry)> = None;
-            while let Some(row) = rows.next()? {
-                let rank = row.get::<_, i64>(8).unwrap_or(i64::MAX);
-                if best.as_ref().is_some_and(|(r, _)| *r <= rank) {
-                    continue;
-                }
-                if let Some(e) = self.decode_or_skip(row) {
-                    best = Some((rank, e));
-                }
-            }
-            Ok(best.map(|(_, e)| e))
-        })
-    }
-
     /// Decodes a row, or logs and counts it as skipped.
     fn decode_or_skip(&self, row: &Row<'_>) -> Option<Entry> {
         match decode(row) {
@@ -756,10 +351,28 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    /// One read of the file, every time (the read cache is
+    /// [`super::Cached`]).
     fn get(&self, aor: &str, service: &str, now: i64) -> Result<Option<Entry>, StoreError> {
-        Ok(self
-            .get_shared(aor, service, now)?
-            .map(|s| Entry::clone(&s.entry)))
+        check_key("aor", aor)?;
+        check_key("service", service)?;
+        let method = service.split(':').next().unwrap_or(service);
+        self.with_conn("get", |conn| {
+            let mut stmt = conn.prepare_cached(SQL_GET)?;
+            let mut rows = stmt.query(params![aor, service, now, method])?;
+            // At most three rows: (aor, service), (aor, method), (aor, "*").
+            let mut best: Option<(i64, Entry)> = None;
+            while let Some(row) = rows.next()? {
+                let rank = row.get::<_, i64>(8).unwrap_or(i64::MAX);
+                if best.as_ref().is_some_and(|(r, _)| *r <= rank) {
+                    continue;
+                }
+                if let Some(e) = self.decode_or_skip(row) {
+                    best = Some((rank, e));
+                }
+            }
+            Ok(best.map(|(_, e)| e))
+        })
     }
 
     fn put(&self, entry: &Entry) -> Result<(), StoreError> {
@@ -782,6 +395,7 @@ impl Store for SqliteStore {
         self.wrote();
         Ok(())
     }
+
     fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError> {
         check_key("aor", aor)?;
         if let Some(s) = service {
@@ -839,6 +453,14 @@ impl Store for SqliteStore {
                 .query_row(params![now], |r| r.get::<_, i64>(0))
         })?;
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The shared counter of [`super::generation`], bumped after each
+    /// committed write by any process; `None` without the counter file.
+    /// [`StoreError::WrongProcess`] in a process other than the opener.
+    fn generation(&self) -> Result<Option<u64>, StoreError> {
+        self.check_process()?;
+        Ok(self.generation.as_ref().map(Generation::current))
     }
 }
 
@@ -908,48 +530,6 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), i64>> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(Ok(()))
-}
-
-fn check_key(what: &'static str, s: &str) -> Result<(), StoreError> {
-    if s.is_empty() {
-        return Err(StoreError::Invalid(if what == "aor" {
-            "empty aor"
-        } else {
-            "empty service"
-        }));
-    }
-    if s.len() > MAX_KEY_LEN {
-        return Err(StoreError::TooBig {
-            what,
-            size: s.len(),
-            max: MAX_KEY_LEN,
-        });
-    }
-    if s.bytes().any(|b| b.is_ascii_control()) {
-        return Err(StoreError::Invalid(
-            "aor or service holds a control character",
-        ));
-    }
-    Ok(())
-}
-
-fn check_uri(what: &'static str, s: &str) -> Result<(), StoreError> {
-    if s.is_empty() {
-        return Err(StoreError::Invalid("empty target URI"));
-    }
-    if s.len() > MAX_URI_LEN {
-        return Err(StoreError::TooBig {
-            what,
-            size: s.len(),
-            max: MAX_URI_LEN,
-        });
-    }
-    if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(StoreError::Invalid(
-            "URI holds whitespace or a control character",
-        ));
-    }
-    Ok(())
 }
 
 fn encode_targets(targets: &[ForwardTarget]) -> String {
@@ -1114,65 +694,6 @@ mod tests {
         }
         let many = vec!["- sip:a@b"; MAX_TARGETS + 1].join("\n");
         assert!(decode_targets(&many).is_err());
-    }
-
-    fn cached(aor: &str, service: &str, expires_at: Option<i64>) -> Option<SharedEntry> {
-        Some(SharedEntry::new(Entry {
-            aor: aor.into(),
-            service: service.into(),
-            kind: ForwardingKind::Permanent,
-            targets: vec![ForwardTarget {
-                uri: "sip:t2@127.0.0.1:5072".into(),
-                q: None,
-            }],
-            expires_at,
-            created_at: 1,
-            learned_from: None,
-            learned_status: None,
-        }))
-    }
-
-    #[test]
-    fn read_cache_answers_per_aor_and_service_within_its_bounds() {
-        let mut c = ReadCache::default();
-        let (g, now) = (7, 1_000);
-        // A new generation starts empty.
-        assert!(c.get(g, now, "sip:a@x", "M").is_none());
-        c.put(g, "sip:a@x", "M", &cached("sip:a@x", "M", None));
-        c.put(g, "sip:a@x", "N", &None);
-        c.put(g - 1, "sip:b@x", "M", &None); // read at an older counter: not kept
-        assert!(c.get(g, now, "sip:a@x", "M").is_some_and(|a| a.is_some()));
-        assert!(c.get(g, now, "sip:a@x", "N").is_some_and(|a| a.is_none()));
-        assert!(c.get(g, now, "sip:a@x", "O").is_none());
-        assert!(c.get(g, now, "sip:b@x", "M").is_none());
-        assert_eq!(c.count, 2);
-        // The same key again replaces its answer.
-        c.put(g, "sip:a@x", "N", &cached("sip:a@x", "N", Some(now + 5)));
-        assert_eq!(c.count, 2);
-        assert!(c.get(g, now, "sip:a@x", "N").is_some_and(|a| a.is_some()));
-        // An entry that expired since is no answer; the age bound and a new
-        // counter empty the cache.
-        assert!(c.get(g, now + 5, "sip:a@x", "N").is_none());
-        assert!(c.get(g, now + CACHE_MAX_AGE, "sip:a@x", "M").is_none());
-        assert_eq!(c.count, 0);
-        c.put(g, "sip:a@x", "M", &None);
-        assert!(c.get(g + 1, now + CACHE_MAX_AGE, "sip:a@x", "M").is_none());
-        // One AOR keeps at most CACHE_MAX_SERVICES services.
-        let g = g + 1;
-        for k in 0..CACHE_MAX_SERVICES + 3 {
-            c.put(g, "sip:a@x", &format!("S{k}"), &None);
-        }
-        assert!(c
-            .answers
-            .get("sip:a@x")
-            .is_some_and(|v| v.len() <= CACHE_MAX_SERVICES));
-        assert_eq!(c.count, c.answers.values().map(Vec::len).sum::<usize>());
-        // At most CACHE_MAX_KEYS answers in all.
-        for k in 0..CACHE_MAX_KEYS + 10 {
-            c.put(g, &format!("sip:u{k}@x"), "M", &None);
-        }
-        assert!(c.count <= CACHE_MAX_KEYS);
-        assert_eq!(c.count, c.answers.values().map(Vec::len).sum::<usize>());
     }
 
     #[test]
