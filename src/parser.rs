@@ -19,6 +19,7 @@ use nom::{
     sequence::preceded,
     IResult, Parser,
 };
+use std::fmt;
 
 /// Largest reply accepted, in bytes (Kamailio's own `BUF_SIZE` is 64 KiB; TCP
 /// may carry more). Larger input is refused with [`ParseError::TooLarge`].
@@ -50,6 +51,15 @@ impl ParseError {
     }
 }
 
+/// The text of [`ParseError::message`], so a log line can print `{err}`.
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// Why one Contact value was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContactError {
@@ -66,6 +76,15 @@ impl ContactError {
         }
     }
 }
+
+/// The text of [`ContactError::message`], so a log line can print `{err}`.
+impl fmt::Display for ContactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ContactError {}
 
 /// A parsed reply: the status line, and the headers read in one pass
 /// (the Contact values are parsed later, lazily, by [`Response::contacts`]).
@@ -809,6 +828,25 @@ mod tests {
                 Err("malformed Contact value"), // stray bytes after the URI
                 Ok("sip:f@h".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        for e in [
+            ParseError::TooLarge,
+            ParseError::BadStatusLine,
+            ParseError::BadStatusCode,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
+        assert_eq!(
+            ParseError::BadStatusLine.to_string(),
+            "not a SIP status line"
+        );
+        assert_eq!(
+            ContactError::Malformed.to_string(),
+            "malformed Contact value"
         );
     }
 

@@ -5,6 +5,7 @@
 //! lenient about parameters and headers, which are kept as raw bytes.
 
 use crate::chars;
+use std::fmt;
 
 /// Longest URI accepted, in bytes: longer ones are refused, not parsed.
 pub const MAX_URI_LEN: usize = 2048;
@@ -49,6 +50,15 @@ impl UriError {
         }
     }
 }
+
+/// The text of [`UriError::message`], so a log line can print `{err}`.
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for UriError {}
 
 /// A parsed `sip:`/`sips:` URI, borrowing from its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,6 +602,18 @@ mod tests {
             assert_eq!(ua.key().matches(&ub), same, "{a} {b}");
             assert_eq!(ua.key() == ub.key(), same, "{a} {b}");
         }
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        for e in [
+            UriError::UnsupportedScheme,
+            UriError::TooLong,
+            UriError::Malformed,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
+        assert_eq!(UriError::TooLong.to_string(), "URI too long");
     }
 
     #[test]
