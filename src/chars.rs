@@ -177,6 +177,16 @@ fn word(c: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// `b.make_ascii_lowercase()`, eight bytes at a time (SWAR): the host of
+/// an AOR key is lower-cased on every request.
+pub fn make_ascii_lowercase(b: &mut [u8]) {
+    let mut chunks = b.chunks_exact_mut(8);
+    for c in &mut chunks {
+        c.copy_from_slice(&lower8(word(c)).to_le_bytes());
+    }
+    chunks.into_remainder().make_ascii_lowercase();
+}
+
 /// ASCII lower-casing of the eight bytes of `x` at once: `A`..=`Z` get
 /// 0x20 added, every other byte (non-ASCII included) is left alone.
 fn lower8(x: u64) -> u64 {
@@ -255,6 +265,24 @@ mod tests {
         assert_eq!(angle_uri_len(b"sip:a@b>;q=1"), 7);
         let long = [b'a'; 100];
         assert_eq!(angle_uri_len(&long), 100);
+    }
+
+    #[test]
+    fn make_ascii_lowercase_matches_std() {
+        // Every byte at every lane of whole words and of the remainder.
+        for len in [1, 7, 8, 9, 15, 16, 17, 24] {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut a = b"MiXeD.CaSe-HOST.Example.C"[..len].to_vec();
+                    a[at] = c;
+                    let mut want = a.clone();
+                    want.make_ascii_lowercase();
+                    make_ascii_lowercase(&mut a);
+                    assert_eq!(a, want, "{len} {at} {c}");
+                }
+            }
+        }
+        make_ascii_lowercase(&mut []);
     }
 
     #[test]

@@ -110,17 +110,44 @@ impl<'a> SipUri<'a> {
     /// [`SipUri::aor`] into `out` (cleared first), reusing its buffer.
     pub fn aor_into(&self, out: &mut String) {
         out.clear();
-        let scheme = self.scheme.as_str();
-        out.reserve(scheme.len() + 1 + self.user.map_or(0, |u| u.len() + 1) + self.host.len());
-        out.push_str(scheme);
-        out.push(':');
+        let scheme: &[u8] = match self.scheme {
+            Scheme::Sip => b"sip:",
+            Scheme::Sips => b"sips:",
+        };
+        let user = self.user.unwrap_or(b"");
         // A parsed URI is ASCII; one built by hand may not be.
+        if !(user.is_ascii() && self.host.is_ascii()) {
+            return self.aor_lossy_into(out);
+        }
+        // SAFETY: only ASCII bytes are appended (the scheme, ":", "@" and
+        // the user and host, checked above), so `out` stays UTF-8, also
+        // if a push panics half-way.
+        let v = unsafe { out.as_mut_vec() };
+        v.reserve(scheme.len() + user.len() + 1 + self.host.len());
+        v.extend_from_slice(scheme);
+        if self.user.is_some() {
+            v.extend_from_slice(user);
+            v.push(b'@');
+        }
+        let host_at = v.len();
+        v.extend_from_slice(self.host);
+        if let Some(h) = v.get_mut(host_at..) {
+            chars::make_ascii_lowercase(h);
+        }
+    }
+
+    /// [`SipUri::aor_into`] of a URI that is not ASCII (built by hand):
+    /// U+FFFD for what is not UTF-8.
+    #[cold]
+    fn aor_lossy_into(&self, out: &mut String) {
+        out.push_str(self.scheme.as_str());
+        out.push(':');
         if let Some(u) = self.user {
-            chars::push_ascii_or_lossy(out, u);
+            out.push_str(&String::from_utf8_lossy(u));
             out.push('@');
         }
         let host_at = out.len();
-        chars::push_ascii_or_lossy(out, self.host);
+        out.push_str(&String::from_utf8_lossy(self.host));
         if let Some(h) = out.get_mut(host_at..) {
             h.make_ascii_lowercase();
         }
@@ -793,5 +820,31 @@ mod tests {
     fn aor_form() {
         let u = parse(b"sip:u1@Example.COM:5060;transport=udp").unwrap();
         assert_eq!(u.aor(), "sip:u1@example.com");
+        let rows = [
+            ("SIPS:U1@Example.COM:5061;x", "sips:U1@example.com"),
+            ("sip:EXAMPLE.COM", "sip:example.com"),
+            ("sip:%41b@[::A]", "sip:%41b@[::a]"),
+            ("sip:u:pw@1.2.3.4", "sip:u@1.2.3.4"),
+            (
+                "sip:u@ABCDEFGHIJKLMNOPQRSTUVWXYZ.example",
+                "sip:u@abcdefghijklmnopqrstuvwxyz.example",
+            ),
+        ];
+        // The buffer is cleared and reused.
+        let mut out = String::from("left over");
+        for (uri, aor) in rows {
+            parse(uri.as_bytes()).unwrap().aor_into(&mut out);
+            assert_eq!(out, aor, "{uri}");
+        }
+        // One built by hand need not be ASCII: lossy, host lower-cased.
+        let hand = SipUri {
+            scheme: Scheme::Sip,
+            user: Some(b"\xc3\xa9T"),
+            host: b"H\xffX",
+            port: None,
+            params: b"",
+        };
+        hand.aor_into(&mut out);
+        assert_eq!(out, "sip:\u{e9}T@h\u{fffd}x");
     }
 }
