@@ -76,10 +76,61 @@ pub fn push_ascii_or_lossy(out: &mut String, b: &[u8]) {
     }
 }
 
+/// The position of the first `needle` in `hay`: sixteen bytes at a time
+/// with SSE2 (part of every x86_64), so that a header line costs a few
+/// instructions per sixteen bytes; [`find_byte_swar`] elsewhere and for
+/// inputs shorter than sixteen bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    use std::arch::x86_64::_mm_set1_epi8;
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+    // Bit k set when byte k of `c` is `needle`.
+    let matches = |c: &[u8; 16]| -> u32 {
+        // SAFETY: SSE2 is in the x86_64 baseline, so these instructions
+        // exist on every target this is compiled for; the load reads the
+        // sixteen bytes of `c` (an unaligned load is allowed).
+        let m = unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8)))
+        };
+        m as u32
+    };
+    let mut rest = hay;
+    let mut base = 0;
+    while let Some((c, tail)) = rest.split_first_chunk::<16>() {
+        let m = matches(c);
+        if m != 0 {
+            return Some(base + m.trailing_zeros() as usize);
+        }
+        base += 16;
+        rest = tail;
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    // Fewer than sixteen bytes left: the last sixteen of `hay`, without
+    // the bytes already searched.
+    match hay.last_chunk::<16>() {
+        Some(last) => {
+            let m = matches(last) >> (16 - rest.len());
+            (m != 0).then(|| base + m.trailing_zeros() as usize)
+        }
+        None => find_byte_swar(hay, needle),
+    }
+}
+
+/// See the x86_64 [`find_byte`].
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    find_byte_swar(hay, needle)
+}
+
 /// The position of the first `needle` in `hay`, eight bytes at a time
 /// (SWAR): long header lines are scanned at memory speed, with no
 /// dependency on a memchr crate.
-pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+pub fn find_byte_swar(hay: &[u8], needle: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO.wrapping_mul(u64::from(needle));
@@ -221,11 +272,13 @@ mod tests {
         for needle in [0u8, b'\n', 7, 250, 255, 0x80] {
             for start in 0..20 {
                 let h = &hay[start..];
-                assert_eq!(find_byte(h, needle), h.iter().position(|&c| c == needle));
+                let want = h.iter().position(|&c| c == needle);
+                assert_eq!(find_byte(h, needle), want);
+                assert_eq!(find_byte_swar(h, needle), want);
             }
         }
         // The needle at every position of every length (pairs, words, bytes).
-        for len in 0..40 {
+        for len in 0..70 {
             for at in 0..len {
                 let mut h = vec![b'a'; len];
                 h[at] = b'\n';
@@ -233,8 +286,10 @@ mod tests {
                     h[at + 3] = b'\n';
                 }
                 assert_eq!(find_byte(&h, b'\n'), Some(at), "{len} {at}");
+                assert_eq!(find_byte_swar(&h, b'\n'), Some(at), "{len} {at}");
             }
             assert_eq!(find_byte(&vec![b'a'; len], b'\n'), None);
+            assert_eq!(find_byte_swar(&vec![b'a'; len], b'\n'), None);
         }
         assert_eq!(find_byte(b"", b'x'), None);
         assert_eq!(
