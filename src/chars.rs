@@ -76,17 +76,18 @@ pub fn push_ascii_or_lossy(out: &mut String, b: &[u8]) {
     }
 }
 
-/// The position of the first `needle` in `hay`: sixteen bytes at a time
-/// with SSE2 (part of every x86_64), so that a header line costs a few
-/// instructions per sixteen bytes; [`find_byte_swar`] elsewhere and for
-/// inputs shorter than sixteen bytes.
+/// Sixteen-byte compares with SSE2, which every x86_64 has: a header
+/// line or a Contact URI costs a few instructions per sixteen bytes.
 #[cfg(target_arch = "x86_64")]
-#[inline]
-pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    use std::arch::x86_64::_mm_set1_epi8;
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
-    // Bit k set when byte k of `c` is `needle`.
-    let matches = |c: &[u8; 16]| -> u32 {
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// Bit k set when byte k of `c` is `needle`.
+    #[inline(always)]
+    pub(super) fn eq_mask(c: &[u8; 16], needle: u8) -> u32 {
         // SAFETY: SSE2 is in the x86_64 baseline, so these instructions
         // exist on every target this is compiled for; the load reads the
         // sixteen bytes of `c` (an unaligned load is allowed).
@@ -95,11 +96,43 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
             _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8)))
         };
         m as u32
-    };
+    }
+
+    /// Bit k set when byte k of `c` cannot stand between angle brackets:
+    /// SP or below, `<`, `>` or DEL (see [`super::angle_uri_len`]).
+    #[inline(always)]
+    pub(super) fn angle_stop_mask(c: &[u8; 16]) -> u32 {
+        // SAFETY: as in `eq_mask`: SSE2 only, and a load of the sixteen
+        // bytes of `c`.
+        let m = unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast::<__m128i>());
+            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            // 0x00..=0x20: not negative as i8 (bytes from 0x80 are) and
+            // below 0x21.
+            let ctl = _mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(-1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+            );
+            let stop = _mm_or_si128(
+                _mm_or_si128(ctl, is(b'<')),
+                _mm_or_si128(is(b'>'), is(0x7f)),
+            );
+            _mm_movemask_epi8(stop)
+        };
+        m as u32
+    }
+}
+
+/// The position of the first `needle` in `hay`: sixteen bytes at a time
+/// with SSE2 on x86_64; [`find_byte_swar`] elsewhere and for inputs
+/// shorter than sixteen bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     let mut rest = hay;
     let mut base = 0;
     while let Some((c, tail)) = rest.split_first_chunk::<16>() {
-        let m = matches(c);
+        let m = sse2::eq_mask(c, needle);
         if m != 0 {
             return Some(base + m.trailing_zeros() as usize);
         }
@@ -113,7 +146,7 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     // the bytes already searched.
     match hay.last_chunk::<16>() {
         Some(last) => {
-            let m = matches(last) >> (16 - rest.len());
+            let m = sse2::eq_mask(last, needle) >> (16 - rest.len());
             (m != 0).then(|| base + m.trailing_zeros() as usize)
         }
         None => find_byte_swar(hay, needle),
@@ -168,9 +201,45 @@ pub fn find_byte_swar(hay: &[u8], needle: u8) -> Option<usize> {
 
 /// The length of the run at the start of `i` of bytes that may stand
 /// between the angle brackets of a `name-addr`: anything above SP but DEL,
-/// `<` and `>`. Eight bytes at a time (SWAR): Contact URIs are scanned for
-/// every Contact of every 3xx.
+/// `<` and `>`. Sixteen bytes at a time with SSE2 on x86_64 (Contact URIs
+/// are scanned for every Contact of every 3xx), [`angle_uri_len_swar`]
+/// elsewhere and for inputs shorter than sixteen bytes.
+#[cfg(target_arch = "x86_64")]
 pub fn angle_uri_len(i: &[u8]) -> usize {
+    let mut rest = i;
+    let mut base = 0;
+    while let Some((c, tail)) = rest.split_first_chunk::<16>() {
+        let m = sse2::angle_stop_mask(c);
+        if m != 0 {
+            return base + m.trailing_zeros() as usize;
+        }
+        base += 16;
+        rest = tail;
+    }
+    if rest.is_empty() {
+        return base;
+    }
+    match i.last_chunk::<16>() {
+        Some(last) => {
+            let m = sse2::angle_stop_mask(last) >> (16 - rest.len());
+            if m != 0 {
+                base + m.trailing_zeros() as usize
+            } else {
+                i.len()
+            }
+        }
+        None => angle_uri_len_swar(i),
+    }
+}
+
+/// See the x86_64 [`angle_uri_len`].
+#[cfg(not(target_arch = "x86_64"))]
+pub fn angle_uri_len(i: &[u8]) -> usize {
+    angle_uri_len_swar(i)
+}
+
+/// [`angle_uri_len`] eight bytes at a time (SWAR).
+pub fn angle_uri_len_swar(i: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // A zero byte of `x` flagged, exact for the lowest one.
@@ -313,8 +382,18 @@ mod tests {
                 for start in 0..4 {
                     let h = &v[start..];
                     assert_eq!(angle_uri_len(h), slow(h), "{stop} {at} {start}");
+                    assert_eq!(angle_uri_len_swar(h), slow(h), "{stop} {at} {start}");
                 }
             }
+        }
+        // Runs of every length, with and without a stop after them.
+        for len in 0..70 {
+            let mut v = vec![b'x'; len];
+            assert_eq!(angle_uri_len(&v), len);
+            assert_eq!(angle_uri_len_swar(&v), len);
+            v.extend_from_slice(b">;q=1 junk");
+            assert_eq!(angle_uri_len(&v), len);
+            assert_eq!(angle_uri_len_swar(&v), len);
         }
         assert_eq!(angle_uri_len(b""), 0);
         assert_eq!(angle_uri_len(b"sip:a@b>;q=1"), 7);

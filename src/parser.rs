@@ -325,12 +325,46 @@ impl<'a> Headers<'a> {
 
     /// The next `Contact` / `m` header, or `Expires` too if `expires`:
     /// which one and its value. Other lines are skipped unparsed (see
-    /// [`wanted`]).
+    /// [`wanted`]); lines are split as [`Headers::next_line`] does.
     fn next_wanted(&mut self, expires: bool) -> Option<(Wanted, &'a [u8])> {
+        let mut rest = self.rest;
         loop {
-            if let Some(h) = wanted(self.next_line()?, expires) {
+            if let [] | [b'\n', ..] | [b'\r', b'\n', ..] = rest {
+                break;
+            }
+            let (line, after) = split_line(rest);
+            // A lone CR at the end is the empty line too.
+            if line == b"\r" {
+                break;
+            }
+            rest = after;
+            if let Some(h) = wanted(line, expires) {
+                self.rest = rest;
                 return Some(h);
             }
+        }
+        // The empty line: the body follows, not headers.
+        self.rest = b"";
+        None
+    }
+}
+
+/// The first line of `rest` (which is not empty and starts with no LF),
+/// folded lines joined, and what follows its LF: the line ends at an LF
+/// not followed by SP / HTAB.
+#[inline(always)]
+fn split_line(rest: &[u8]) -> (&[u8], &[u8]) {
+    let mut from = 0;
+    loop {
+        let Some(lf) = chars::find_byte(rest.get(from..).unwrap_or(b""), b'\n') else {
+            return (rest, b"");
+        };
+        let lf = from + lf;
+        let (line, after) = rest.split_at(lf.min(rest.len()));
+        match after {
+            [_, b' ' | b'\t', ..] => from = lf + 1,
+            [_, after @ ..] => return (line, after),
+            [] => return (line, after),
         }
     }
 }
