@@ -359,18 +359,22 @@ fn hostport(i: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
 /// `host = hostname / IPv4address / IPv6reference`
 fn host(i: &[u8]) -> Option<(&[u8], &[u8])> {
     match i.first() {
-        Some(b'[') => ipv6_reference(i),
-        // The host of most registered contacts: read directly, and by the
-        // general rule only if it is something else ("1and1.example").
-        Some(c) if c.is_ascii_digit() => ipv4_address(i).or_else(|| hostname(i)),
-        _ => hostname(i),
+        Some(b'[') => return ipv6_reference(i),
+        // The host of most registered contacts.
+        Some(c) if c.is_ascii_digit() => {
+            if let Some(r) = ipv4_address(i) {
+                return Some(r);
+            }
+        }
+        _ => {}
     }
+    hostname(i)
 }
 
 /// `IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet`
-/// where no hostname character follows: exactly the hosts that
-/// [`hostname`] reads as IPv4 addresses, without its label bookkeeping.
-/// `None` means "not that", not "malformed".
+/// where no hostname character follows (the host is the longest run of
+/// them). `None` means "not that", not "malformed": a host such as
+/// `1and1.example` or `256.example` is a [`hostname`].
 fn ipv4_address(i: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = dec_octet(i)?;
     let rest = dec_octet(rest.strip_prefix(b".")?)?;
@@ -396,26 +400,16 @@ fn dec_octet(i: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// `hostname = *( domainlabel "." ) toplabel [ "." ]` — labels of
-/// alphanumerics and inner hyphens — or `IPv4address = 1*3DIGIT "."
-/// 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (each at most 255), which has the
-/// same shape.
-///
-/// One pass, label by label: each label is a run of alphanumerics and
-/// hyphens, none empty, none longer than 63, none starting or ending with
-/// "-"; the host ends at the first byte that is not a hostname character
-/// (a final "." may stand before it). The last label must start with a
-/// letter (`toplabel`), so `127.1`, `2130706433` or `0x7f.1` (which
-/// inet_aton would read as addresses) are no hostnames, unless the whole
-/// host is an IPv4 address.
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`, the longest run of
+/// hostname characters: labels of alphanumerics and inner hyphens, none
+/// empty, none longer than 63, at most 253 bytes in all (a final "."
+/// included). The last label must start with a letter (`toplabel`), so
+/// `127.1`, `2130706433` or `0x7f.1` (which inet_aton would read as
+/// addresses) are no hostnames; a host that is an IPv4 address is one
+/// only as [`ipv4_address`], which [`host`] tries first.
 fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut rest = i;
-    let mut labels = 0u32;
-    // Every label so far is 1 to 3 digits, at most 255 (only looked at
-    // while it holds: most hosts are names, whose first label ends it).
-    let mut ipv4 = true;
-    let mut top_alpha;
-    let mut final_dot = false;
+    let mut top;
     loop {
         let len = rest
             .iter()
@@ -427,15 +421,12 @@ fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
         if len > 63 || first == b'-' || last == b'-' {
             return None;
         }
-        top_alpha = first.is_ascii_alphabetic();
-        ipv4 = ipv4 && octet(label);
-        labels += 1;
+        top = first;
         match after {
             [b'.', next @ ..] => {
                 rest = next;
                 // A final ".": the host may end after it.
                 if !next.first().is_some_and(|&c| chars::is(c, chars::HOST)) {
-                    final_dot = true;
                     break;
                 }
             }
@@ -448,26 +439,7 @@ fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
         }
     }
     let n = i.len() - rest.len();
-    if n > 253 {
-        return None;
-    }
-    let ipv4 = ipv4 && labels == 4 && !final_dot;
-    (ipv4 || top_alpha).then(|| i.split_at(n))
-}
-
-/// One label of `IPv4address`: `1*3DIGIT`, at most 255.
-fn octet(label: &[u8]) -> bool {
-    match *label {
-        [a] => a.is_ascii_digit(),
-        [a, b] => a.is_ascii_digit() && b.is_ascii_digit(),
-        [a, b, c] => {
-            a.is_ascii_digit()
-                && b.is_ascii_digit()
-                && c.is_ascii_digit()
-                && (a, b, c) <= (b'2', b'5', b'5')
-        }
-        _ => false,
-    }
+    (n <= 253 && top.is_ascii_alphabetic()).then(|| i.split_at(n))
 }
 
 /// `escaped = "%" HEXDIG HEXDIG`: every `%` in `s` starts one.
