@@ -110,30 +110,26 @@ impl<'a> SipUri<'a> {
     /// [`SipUri::aor`] into `out` (cleared first), reusing its buffer.
     pub fn aor_into(&self, out: &mut String) {
         out.clear();
-        let scheme: &[u8] = match self.scheme {
-            Scheme::Sip => b"sip:",
-            Scheme::Sips => b"sips:",
-        };
         let user = self.user.unwrap_or(b"");
         // A parsed URI is ASCII; one built by hand may not be.
         if !(user.is_ascii() && self.host.is_ascii()) {
             return self.aor_lossy_into(out);
         }
         // SAFETY: only ASCII bytes are appended (the scheme, ":", "@" and
-        // the user and host, checked above), so `out` stays UTF-8, also
-        // if a push panics half-way.
+        // the user and host, checked above, the host lower-cased), so
+        // `out` stays UTF-8, also if a push panics half-way.
         let v = unsafe { out.as_mut_vec() };
-        v.reserve(scheme.len() + user.len() + 1 + self.host.len());
-        v.extend_from_slice(scheme);
+        v.reserve("sips:".len() + user.len() + 1 + self.host.len());
+        // One constant-length copy per scheme, no memcpy call.
+        match self.scheme {
+            Scheme::Sip => v.extend_from_slice(b"sip:"),
+            Scheme::Sips => v.extend_from_slice(b"sips:"),
+        }
         if self.user.is_some() {
             v.extend_from_slice(user);
             v.push(b'@');
         }
-        let host_at = v.len();
-        v.extend_from_slice(self.host);
-        if let Some(h) = v.get_mut(host_at..) {
-            chars::make_ascii_lowercase(h);
-        }
+        chars::extend_ascii_lowercase(v, self.host);
     }
 
     /// [`SipUri::aor_into`] of a URI that is not ASCII (built by hand):
