@@ -129,24 +129,26 @@ mod sse2 {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    let mut rest = hay;
+    let mut blocks = hay.chunks_exact(16);
     let mut base = 0;
-    while let Some((c, tail)) = rest.split_first_chunk::<16>() {
-        let m = sse2::eq_mask(c, needle);
-        if m != 0 {
-            return Some(base + m.trailing_zeros() as usize);
+    for c in &mut blocks {
+        if let Ok(c) = <&[u8; 16]>::try_from(c) {
+            let m = sse2::eq_mask(c, needle);
+            if m != 0 {
+                return Some(base + m.trailing_zeros() as usize);
+            }
         }
         base += 16;
-        rest = tail;
     }
-    if rest.is_empty() {
+    let left = blocks.remainder().len();
+    if left == 0 {
         return None;
     }
     // Fewer than sixteen bytes left: the last sixteen of `hay`, without
     // the bytes already searched.
     match hay.last_chunk::<16>() {
         Some(last) => {
-            let m = sse2::eq_mask(last, needle) >> (16 - rest.len());
+            let m = sse2::eq_mask(last, needle) >> (16 - left);
             (m != 0).then(|| base + m.trailing_zeros() as usize)
         }
         None => find_byte_swar(hay, needle),

@@ -324,26 +324,33 @@ impl<'a> Headers<'a> {
     }
 
     /// The next `Contact` / `m` header, or `Expires` too if `expires`:
-    /// which one and its value. Other lines are skipped unparsed (see
-    /// [`wanted`]); lines are split as [`Headers::next_line`] does.
+    /// which one and its value. Lines are split as [`Headers::next_line`]
+    /// does, but only the wanted ones: the name is judged at the line
+    /// start ([`wanted_name`]), and any other line, or a folded
+    /// continuation of one, is skipped to the byte after its next LF.
     fn next_wanted(&mut self, expires: bool) -> Option<(Wanted, &'a [u8])> {
-        let mut rest = self.rest;
+        let hay = self.rest;
+        let mut rest = hay;
         loop {
-            if let [] | [b'\n', ..] | [b'\r', b'\n', ..] = rest {
+            // A line start, or the continuation of a line not wanted.
+            // The empty line (or a lone CR at the end): the body follows.
+            if let [] | [b'\n', ..] | [b'\r', b'\n', ..] | [b'\r'] = rest {
                 break;
             }
-            let (line, after) = split_line(rest);
-            // A lone CR at the end is the empty line too.
-            if line == b"\r" {
-                break;
+            if let Some((kind, value_at)) = wanted_name(rest, expires) {
+                // The colon is on this line (no LF before it), so the value
+                // runs from it to the line end.
+                let (line, after) = split_line(rest);
+                self.rest = after;
+                return Some((kind, trim_lws(line.get(value_at..).unwrap_or(b""))));
             }
-            rest = after;
-            if let Some(h) = wanted(line, expires) {
-                self.rest = rest;
-                return Some(h);
+            // A continuation (after LF SP / HTAB) starts with no name, so
+            // it is skipped like the line it continues.
+            match chars::find_byte(rest, b'\n') {
+                Some(lf) => rest = rest.get(lf + 1..).unwrap_or(b""),
+                None => break,
             }
         }
-        // The empty line: the body follows, not headers.
         self.rest = b"";
         None
     }
@@ -378,28 +385,31 @@ enum Wanted {
     Expires,
 }
 
-/// `line` as a `Contact` / `m` header, or an `Expires` one if `expires`:
-/// which one and its value. A line is the header `n` when it starts with
-/// `n` (any case) followed by `*(SP / HTAB) ":"`, which is what reading
-/// its token name and comparing would conclude, without reading the
-/// names of the other lines (most do not start with `c`, `m` or `e`).
-fn wanted(line: &[u8], expires: bool) -> Option<(Wanted, &[u8])> {
+/// The line that starts `rest` as a `Contact` / `m` header, or an
+/// `Expires` one if `expires`: which one, and where its value starts
+/// (after the colon). A line is the header `n` when it starts with `n`
+/// (any case) followed by `*(SP / HTAB) ":"`, which is what reading its
+/// token name and comparing would conclude, without reading the names of
+/// the other lines (most do not start with `c`, `m` or `e`). None of the
+/// bytes looked at is an LF, so they are all on this line.
+fn wanted_name(rest: &[u8], expires: bool) -> Option<(Wanted, usize)> {
     // `c | 0x20` is the lower case of a letter, and equals a lower-case
     // letter only for that letter in either case.
-    let (kind, rest) = match line.first()? | 0x20 {
-        b'm' => (Wanted::Contact, line.get(1..)?),
-        b'c' => (Wanted::Contact, strip_name7(line, b"contact")?),
-        b'e' if expires => (Wanted::Expires, strip_name7(line, b"expires")?),
+    let (kind, after) = match rest.first()? | 0x20 {
+        b'm' => (Wanted::Contact, rest.get(1..)?),
+        b'c' => (Wanted::Contact, strip_name7(rest, b"contact")?),
+        b'e' if expires => (Wanted::Expires, strip_name7(rest, b"expires")?),
         _ => return None,
     };
-    match skip_while(rest, |c| c == b' ' || c == b'\t') {
-        [b':', value @ ..] => Some((kind, trim_lws(value))),
+    match skip_while(after, |c| c == b' ' || c == b'\t') {
+        [b':', value @ ..] => Some((kind, rest.len() - value.len())),
         _ => None,
     }
 }
 
 /// What follows `name` (seven lower-case letters) at the start of `line`
-/// in any case, if something does: the name is compared as one word.
+/// in any case, if something does: the name is compared as one word (so
+/// `line` needs eight bytes; one of seven is no header anyway).
 fn strip_name7<'a>(line: &'a [u8], name: &[u8; 7]) -> Option<&'a [u8]> {
     let (&head, _) = line.split_first_chunk::<8>()?;
     let [a, b, c, d, e, f, g] = *name;
