@@ -207,10 +207,13 @@ impl<'a> Response<'a> {
 // they run for every reply, and the combinators cost several times as
 // many instructions here. Each rule still has its own function.
 
+/// A status code and its reason phrase.
+type Status<'a> = (u16, &'a [u8]);
+
 /// `Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF`
 /// (one or more SP after the version, as some stacks send): what follows
 /// it, the code and the reason.
-fn status_line(i: &[u8]) -> Option<(&[u8], (u16, &[u8]))> {
+fn status_line(i: &[u8]) -> Option<(&[u8], Status<'_>)> {
     let i = sip_version(i)?;
     let i = skip_while(i.strip_prefix(b" ")?, |c| c == b' ');
     let (code, i) = status_code(i)?;
