@@ -463,22 +463,23 @@ fn ipv6_reference(i: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// `port = 1*DIGIT`, 1..=65535.
 fn port(i: &[u8]) -> Option<(u16, &[u8])> {
-    let mut rest = i;
     let mut n = 0;
     let mut v = 0u32;
-    while let [d @ b'0'..=b'9', tail @ ..] = rest {
-        // Six digits are too many whatever their value.
-        if n == 5 {
-            return None;
+    // Six digits are too many whatever their value: look no further.
+    for &d in i.iter().take(6) {
+        if !d.is_ascii_digit() {
+            break;
         }
         v = v * 10 + u32::from(d - b'0');
         n += 1;
-        rest = tail;
     }
-    if n == 0 {
+    if !(1..=5).contains(&n) {
         return None;
     }
-    u16::try_from(v).ok().filter(|&p| p != 0).map(|p| (p, rest))
+    u16::try_from(v)
+        .ok()
+        .filter(|&p| p != 0)
+        .map(|p| (p, i.get(n..).unwrap_or(b"")))
 }
 
 /// `uri-parameters = *( ";" uri-parameter)`, kept as written: a run of
