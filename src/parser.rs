@@ -214,8 +214,11 @@ type Status<'a> = (u16, &'a [u8]);
 /// (one or more SP after the version, as some stacks send): what follows
 /// it, the code and the reason.
 fn status_line(i: &[u8]) -> Option<(&[u8], Status<'_>)> {
-    let i = sip_version(i)?;
-    let i = skip_while(i.strip_prefix(b" ")?, |c| c == b' ');
+    let i = match version_2_0(i) {
+        Some(rest) => rest,
+        None => sip_version(i)?.strip_prefix(b" ")?,
+    };
+    let i = skip_while(i, |c| c == b' ');
     let (code, i) = status_code(i)?;
     let (reason, i) = match i.strip_prefix(b" ") {
         Some(i) => reason_phrase(i),
@@ -235,6 +238,15 @@ fn sip_version(i: &[u8]) -> Option<&[u8]> {
     }
     let i = digits1(i)?.strip_prefix(b".")?;
     digits1(i)
+}
+
+/// `"SIP/2.0" SP` as nearly every reply starts ("SIP" in any case), as
+/// one word: what follows it. `None` means "not that" (see
+/// [`sip_version`]).
+fn version_2_0(i: &[u8]) -> Option<&[u8]> {
+    let (&w, rest) = i.split_first_chunk::<8>()?;
+    // `c | 0x20` is `s` only for `s` and `S` (likewise `i`, `p`).
+    (u64::from_le_bytes(w) | 0x20_2020 == u64::from_le_bytes(*b"sip/2.0 ")).then_some(rest)
 }
 
 /// `1*DIGIT`: what follows the digits.
@@ -910,6 +922,11 @@ mod tests {
             (b"\xff\xfe\x00", Err(ParseError::BadStatusLine)),
             // The edges of the hand-written rules.
             (b"sIp/2.0 200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0  200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0\t200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.00 200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0 ", Err(ParseError::BadStatusLine)),
+            (b"SIP/2,0 200 OK\r\n", Err(ParseError::BadStatusLine)),
             (b"SIP\x0f2.0 200 OK\r\n", Err(ParseError::BadStatusLine)),
             (b"SIPS/2.0 200 OK\r\n", Err(ParseError::BadStatusLine)),
             (b"SIP/20 200 OK\r\n", Err(ParseError::BadStatusLine)),
