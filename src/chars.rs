@@ -165,7 +165,7 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
 /// The position of the first `needle` in `hay`, eight bytes at a time
 /// (SWAR): long header lines are scanned at memory speed, with no
 /// dependency on a memchr crate.
-pub fn find_byte_swar(hay: &[u8], needle: u8) -> Option<usize> {
+fn find_byte_swar(hay: &[u8], needle: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO.wrapping_mul(u64::from(needle));
@@ -241,7 +241,7 @@ pub fn angle_uri_len(i: &[u8]) -> usize {
 }
 
 /// [`angle_uri_len`] eight bytes at a time (SWAR).
-pub fn angle_uri_len_swar(i: &[u8]) -> usize {
+fn angle_uri_len_swar(i: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // A zero byte of `x` flagged, exact for the lowest one.
