@@ -6,6 +6,9 @@
 //! point to show the cost is linear in the Contacts. Throughput is in bytes
 //! of reply.
 //!
+//! The `parsers` group times the reply and URI parsers alone, on the
+//! inputs of one F1 request.
+//!
 //! Run: `make bench-core` (or `cargo bench --bench parse_decide`).
 
 use std::hint::black_box;
@@ -15,6 +18,7 @@ use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
     Branch, Engine, FailedRound, Host, LookupError, Registration, Request,
 };
+use push_redirect::{parser, uri};
 
 /// A location service with u1's two terminals; example.com is the proxy.
 struct BenchHost {
@@ -115,5 +119,67 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// sipp's 302 as the F1 scenario sends it (one Contact, no Expires).
+const SIPP_302: &[u8] = b"SIP/2.0 302 Moved Temporarily\r\n\
+    Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1-1-0\r\n\
+    From: <sip:sender@example.com>;tag=1\r\nTo: <sip:u1@example.com>;tag=2\r\n\
+    Call-ID: 1-123@127.0.0.1\r\nCSeq: 1 MESSAGE\r\nContact: <sip:t2@127.0.0.1:5072>\r\n\
+    Content-Length: 0\r\n\r\n";
+
+/// The parsers alone, on what one F1 request (MESSAGE, 302 to another
+/// terminal) hands them: the Request-URI and contact URIs, the AOR key,
+/// the 302 and its Contact. Criterion measures time; the instruction
+/// counts that the module is held to come from callgrind (see the
+/// commit messages of the parser changes).
+fn bench_parsers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parsers");
+    for (name, raw) in [
+        ("uri_contact", &b"sip:t2@127.0.0.1:5072"[..]),
+        ("uri_aor", &b"sip:u1@example.com"[..]),
+    ] {
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        group.bench_with_input(BenchmarkId::new("uri_parse", name), raw, |b, raw| {
+            b.iter(|| black_box(uri::parse(black_box(raw))))
+        });
+    }
+    if let Ok(u) = uri::parse(b"sip:u1@Example.COM:5060;transport=udp") {
+        let mut key = String::with_capacity(64);
+        group.throughput(Throughput::Bytes(u.host.len() as u64));
+        group.bench_function("aor_into", |b| {
+            b.iter(|| {
+                black_box(&u).aor_into(&mut key);
+                black_box(key.len())
+            })
+        });
+    }
+    for (name, raw) in [
+        ("sipp_302", SIPP_302),
+        (
+            "302_typical_ua_one_contact_expires",
+            &include_bytes!("../tests/data/302_typical_ua_one_contact_expires.sip")[..],
+        ),
+    ] {
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        group.bench_with_input(BenchmarkId::new("parse_response", name), raw, |b, raw| {
+            b.iter(|| black_box(parser::parse_response(black_box(raw)).map(|r| r.code)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("parse_response_and_contacts", name),
+            raw,
+            |b, raw| {
+                b.iter(|| {
+                    parser::parse_response(black_box(raw)).map(|r| {
+                        r.contacts()
+                            .filter_map(Result::ok)
+                            .map(|c| c.uri.len())
+                            .sum::<usize>()
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_parsers);
 criterion_main!(benches);

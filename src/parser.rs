@@ -13,12 +13,13 @@
 use crate::chars;
 use nom::{
     branch::alt,
-    bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n},
+    bytes::complete::{tag, take_while1, take_while_m_n},
     character::complete::digit1,
-    combinator::{opt, recognize},
+    combinator::opt,
     sequence::preceded,
     IResult, Parser,
 };
+use std::fmt;
 
 /// Largest reply accepted, in bytes (Kamailio's own `BUF_SIZE` is 64 KiB; TCP
 /// may carry more). Larger input is refused with [`ParseError::TooLarge`].
@@ -50,6 +51,15 @@ impl ParseError {
     }
 }
 
+/// The text of [`ParseError::message`], so a log line can print `{err}`.
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// Why one Contact value was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContactError {
@@ -66,6 +76,15 @@ impl ContactError {
         }
     }
 }
+
+/// The text of [`ContactError::message`], so a log line can print `{err}`.
+impl fmt::Display for ContactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ContactError {}
 
 /// A parsed reply: the status line, and the headers read in one pass
 /// (the Contact values are parsed later, lazily, by [`Response::contacts`]).
@@ -109,7 +128,7 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     if input.len() > MAX_MESSAGE_LEN {
         return Err(ParseError::TooLarge);
     }
-    let (rest, (code, reason)) = status_line(input).map_err(|_| ParseError::BadStatusLine)?;
+    let (rest, (code, reason)) = status_line(input).ok_or(ParseError::BadStatusLine)?;
     if !(100..=699).contains(&code) {
         return Err(ParseError::BadStatusCode);
     }
@@ -127,8 +146,8 @@ pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     // needs not read again.
     let mut after_last_contact = 0;
     // Only Contact, m and Expires matter here: other lines are not parsed.
-    while let Some((k, value)) = headers.next_of(&[b"contact", b"m", b"expires"]) {
-        if k < 2 {
+    while let Some((kind, value)) = headers.next_wanted(true) {
+        if kind == Wanted::Contact {
             if r.first_contact.is_none() {
                 r.first_contact = Some((value, headers.rest));
             }
@@ -184,39 +203,81 @@ impl<'a> Response<'a> {
     }
 }
 
+// The status line and the header scan are read by hand, not with nom:
+// they run for every reply, and the combinators cost several times as
+// many instructions here. Each rule still has its own function.
+
+/// A status code and its reason phrase.
+type Status<'a> = (u16, &'a [u8]);
+
 /// `Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF`
-fn status_line(i: &[u8]) -> IResult<&[u8], (u16, &[u8])> {
-    let (i, _) = sip_version(i)?;
-    let (i, _) = take_while1(|c| c == b' ').parse(i)?;
-    let (i, code) = status_code(i)?;
-    let (i, reason) = opt(preceded(tag(&b" "[..]), reason_phrase)).parse(i)?;
-    let (i, _) = crlf(i)?;
-    Ok((i, (code, reason.unwrap_or(b""))))
+/// (one or more SP after the version, as some stacks send): what follows
+/// it, the code and the reason.
+fn status_line(i: &[u8]) -> Option<(&[u8], Status<'_>)> {
+    let i = match version_2_0(i) {
+        Some(rest) => rest,
+        None => sip_version(i)?.strip_prefix(b" ")?,
+    };
+    let i = skip_while(i, |c| c == b' ');
+    let (code, i) = status_code(i)?;
+    let (reason, i) = match i.strip_prefix(b" ") {
+        Some(i) => reason_phrase(i),
+        None => (&b""[..], i),
+    };
+    Some((crlf(i)?, (code, reason)))
 }
 
-/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`
-fn sip_version(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    recognize((tag_no_case(&b"SIP/"[..]), digit1, tag(&b"."[..]), digit1)).parse(i)
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT` ("SIP" in any case):
+/// what follows it.
+fn sip_version(i: &[u8]) -> Option<&[u8]> {
+    // One word: `c | 0x20` is `s` only for `s` and `S` (likewise `i`,
+    // `p`); the slash is compared as it is.
+    let (&w, i) = i.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(w) | 0x0020_2020 != u32::from_le_bytes(*b"sip/") {
+        return None;
+    }
+    let i = digits1(i)?.strip_prefix(b".")?;
+    digits1(i)
 }
 
-/// `Status-Code = 3DIGIT`
-fn status_code(i: &[u8]) -> IResult<&[u8], u16> {
-    let (i, d) = take_while_m_n(3, 3, |c: u8| c.is_ascii_digit()).parse(i)?;
-    let code = d
-        .iter()
-        .fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
-    Ok((i, code))
+/// `"SIP/2.0" SP` as nearly every reply starts ("SIP" in any case), as
+/// one word: what follows it. `None` means "not that" (see
+/// [`sip_version`]).
+fn version_2_0(i: &[u8]) -> Option<&[u8]> {
+    let (&w, rest) = i.split_first_chunk::<8>()?;
+    // `c | 0x20` is `s` only for `s` and `S` (likewise `i`, `p`).
+    (u64::from_le_bytes(w) | 0x20_2020 == u64::from_le_bytes(*b"sip/2.0 ")).then_some(rest)
+}
+
+/// `1*DIGIT`: what follows the digits.
+fn digits1(i: &[u8]) -> Option<&[u8]> {
+    let rest = skip_while(i, |c| c.is_ascii_digit());
+    (rest.len() < i.len()).then_some(rest)
+}
+
+/// `Status-Code = 3DIGIT` (three digits, whatever follows them).
+fn status_code(i: &[u8]) -> Option<(u16, &[u8])> {
+    let (&d, rest) = i.split_first_chunk::<3>()?;
+    d.iter().all(u8::is_ascii_digit).then(|| {
+        let code = d
+            .iter()
+            .fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
+        (code, rest)
+    })
 }
 
 /// `Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII /
 /// UTF8-CONT / SP / HTAB)` — read as any bytes up to the line end.
-fn reason_phrase(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    take_while(|c| c != b'\r' && c != b'\n').parse(i)
+fn reason_phrase(i: &[u8]) -> (&[u8], &[u8]) {
+    let lf = chars::find_byte(i, b'\n').unwrap_or(i.len());
+    let line = i.get(..lf).unwrap_or(i);
+    let end = chars::find_byte(line, b'\r').unwrap_or(lf);
+    i.split_at(end)
 }
 
-/// `CRLF`, also accepting a bare LF as many stacks do.
-fn crlf(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    alt((tag(&b"\r\n"[..]), tag(&b"\n"[..]))).parse(i)
+/// `CRLF`, also accepting a bare LF as many stacks do: what follows it.
+fn crlf(i: &[u8]) -> Option<&[u8]> {
+    i.strip_prefix(b"\r\n").or_else(|| i.strip_prefix(b"\n"))
 }
 
 /// Iterator over `(name, value)` of a header block; see [`Response::headers`].
@@ -242,74 +303,135 @@ impl<'a> Iterator for Headers<'a> {
 impl<'a> Headers<'a> {
     /// The next header line, folded lines joined (None at the empty line
     /// or the end).
+    #[inline(always)]
     fn next_line(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty()
-            || self.rest.starts_with(b"\r\n")
-            || self.rest.first() == Some(&b'\n')
-        {
+        let rest = self.rest;
+        if let [] | [b'\n', ..] | [b'\r', b'\n', ..] = rest {
             // The empty line: the body follows, not headers (and a body
             // that starts with whitespace is no folded continuation).
             self.rest = b"";
             return None;
         }
         // A header line ends at an LF not followed by SP / HTAB (folding).
-        let mut end = 0;
-        let line_end = loop {
-            match self
-                .rest
-                .get(end..)
+        let mut from = 0;
+        let end = loop {
+            let Some(lf) = rest
+                .get(from..)
                 .and_then(|s| chars::find_byte(s, b'\n'))
-            {
-                None => break self.rest.len(),
-                Some(off) => {
-                    let lf = end + off;
-                    match self.rest.get(lf + 1) {
-                        Some(b' ') | Some(b'\t') => end = lf + 1,
-                        _ => break lf,
-                    }
-                }
+                .map(|p| from + p)
+            else {
+                break rest.len();
+            };
+            match rest.get(lf + 1) {
+                Some(b' ' | b'\t') => from = lf + 1,
+                _ => break lf,
             }
         };
-        let line = self.rest.get(..line_end).unwrap_or(b"");
-        if line.is_empty() || line == b"\r" {
-            // The empty line: the body follows, not headers.
+        let (line, after) = rest.split_at(end);
+        // (The line is not empty: `rest` starts with no LF.) A lone CR at
+        // the end is the empty line too.
+        if line == b"\r" {
             self.rest = b"";
             return None;
         }
-        self.rest = self.rest.get(line_end + 1..).unwrap_or(b"");
+        self.rest = after.get(1..).unwrap_or(b"");
         Some(line)
     }
 
-    /// The next header named one of `names` (lower-case letters only): its
-    /// index in `names` and its value. Other lines are skipped unparsed: a
-    /// line is the header `n` when it starts with `n` (any case) followed
-    /// by `*(SP / HTAB) ":"`, which is what reading its token name and
-    /// comparing would conclude, without reading the names of the others.
-    fn next_of(&mut self, names: &[&[u8]]) -> Option<(usize, &'a [u8])> {
+    /// The next `Contact` / `m` header, or `Expires` too if `expires`:
+    /// which one and its value. Lines are split as [`Headers::next_line`]
+    /// does, but only the wanted ones: the name is judged at the line
+    /// start ([`wanted_name`]), and any other line, or a folded
+    /// continuation of one, is skipped to the byte after its next LF.
+    fn next_wanted(&mut self, expires: bool) -> Option<(Wanted, &'a [u8])> {
+        let hay = self.rest;
+        let mut rest = hay;
         loop {
-            let line = self.next_line()?;
-            // Most lines start with another letter than any name.
-            let first = line.first().map_or(0, |&c| c | 0x20);
-            if !names.iter().any(|n| n.first() == Some(&first)) {
-                continue;
+            // A line start, or the continuation of a line not wanted.
+            // The empty line (or a lone CR at the end): the body follows.
+            if let [] | [b'\n', ..] | [b'\r', b'\n', ..] | [b'\r'] = rest {
+                break;
             }
-            for (k, n) in names.iter().enumerate() {
-                // `c | 0x20` is the lower case of a letter, and equals a
-                // lower-case letter only for that letter in either case.
-                let named =
-                    line.len() > n.len() && line.iter().zip(n.iter()).all(|(&c, &l)| c | 0x20 == l);
-                if !named {
-                    continue;
-                }
-                let rest = line.get(n.len()..).unwrap_or(b"");
-                if let Some((b':', value)) =
-                    skip_while(rest, |c| c == b' ' || c == b'\t').split_first()
-                {
-                    return Some((k, trim_lws(value)));
-                }
+            if let Some((kind, value_at)) = wanted_name(rest, expires) {
+                // The colon is on this line (no LF before it), so the value
+                // runs from it to the line end.
+                let (line, after) = split_line(rest);
+                self.rest = after;
+                return Some((kind, trim_lws(line.get(value_at..).unwrap_or(b""))));
+            }
+            // A continuation (after LF SP / HTAB) starts with no name, so
+            // it is skipped like the line it continues.
+            match chars::find_byte(rest, b'\n') {
+                Some(lf) => rest = rest.get(lf + 1..).unwrap_or(b""),
+                None => break,
             }
         }
+        self.rest = b"";
+        None
     }
+}
+
+/// The first line of `rest` (which is not empty and starts with no LF),
+/// folded lines joined, and what follows its LF: the line ends at an LF
+/// not followed by SP / HTAB.
+#[inline(always)]
+fn split_line(rest: &[u8]) -> (&[u8], &[u8]) {
+    let mut from = 0;
+    loop {
+        let Some(lf) = chars::find_byte(rest.get(from..).unwrap_or(b""), b'\n') else {
+            return (rest, b"");
+        };
+        let lf = from + lf;
+        let (line, after) = rest.split_at(lf.min(rest.len()));
+        match after {
+            [_, b' ' | b'\t', ..] => from = lf + 1,
+            [_, after @ ..] => return (line, after),
+            [] => return (line, after),
+        }
+    }
+}
+
+/// The headers that [`parse_response`] and [`Contacts`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// `Contact` or its compact form `m`.
+    Contact,
+    /// `Expires`.
+    Expires,
+}
+
+/// The line that starts `rest` as a `Contact` / `m` header, or an
+/// `Expires` one if `expires`: which one, and where its value starts
+/// (after the colon). A line is the header `n` when it starts with `n`
+/// (any case) followed by `*(SP / HTAB) ":"`, which is what reading its
+/// token name and comparing would conclude, without reading the names of
+/// the other lines (most do not start with `c`, `m` or `e`). None of the
+/// bytes looked at is an LF, so they are all on this line.
+fn wanted_name(rest: &[u8], expires: bool) -> Option<(Wanted, usize)> {
+    // `c | 0x20` is the lower case of a letter, and equals a lower-case
+    // letter only for that letter in either case.
+    let (kind, after) = match rest.first()? | 0x20 {
+        b'm' => (Wanted::Contact, rest.get(1..)?),
+        b'c' => (Wanted::Contact, strip_name7(rest, b"contact")?),
+        b'e' if expires => (Wanted::Expires, strip_name7(rest, b"expires")?),
+        _ => return None,
+    };
+    match skip_while(after, |c| c == b' ' || c == b'\t') {
+        [b':', value @ ..] => Some((kind, rest.len() - value.len())),
+        _ => None,
+    }
+}
+
+/// What follows `name` (seven lower-case letters) at the start of `line`
+/// in any case, if something does: the name is compared as one word (so
+/// `line` needs eight bytes; one of seven is no header anyway).
+fn strip_name7<'a>(line: &'a [u8], name: &[u8; 7]) -> Option<&'a [u8]> {
+    let (&head, _) = line.split_first_chunk::<8>()?;
+    let [a, b, c, d, e, f, g] = *name;
+    let want = u64::from_le_bytes([a, b, c, d, e, f, g, 0]);
+    // Seven letters to lower case, the eighth byte left out.
+    let got = (u64::from_le_bytes(head) | 0x0020_2020_2020_2020) & 0x00ff_ffff_ffff_ffff;
+    (got == want).then(|| line.get(7..).unwrap_or(b""))
 }
 
 /// `header-name HCOLON`, returning the name. `HCOLON = *( SP / HTAB ) ":" SWS`
@@ -342,7 +464,7 @@ impl<'a> Iterator for Contacts<'a> {
             // tolerated (RFC 7230's #rule leniency).
             let cur = skip_while(self.current, |c| is_lws(c) || c == b',');
             if cur.is_empty() {
-                let (_, value) = self.headers.next_of(&[b"contact", b"m"])?;
+                let (_, value) = self.headers.next_wanted(false)?;
                 self.current = value;
                 continue;
             }
@@ -401,7 +523,8 @@ fn contact_param(i: &[u8]) -> IResult<&[u8], Contact<'_>> {
 
 /// `STAR = SWS "*" SWS`, alone in its value.
 fn star(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    let (rest, s) = tag(&b"*"[..]).parse(i)?;
+    let (rest, ()) = byte(i, b'*')?;
+    let s = i.get(..1).unwrap_or(b"*");
     let after = skip_while(rest, is_lws);
     if after.is_empty() || after.first() == Some(&b',') {
         Ok((rest, s))
@@ -589,29 +712,37 @@ fn delta_seconds(i: &[u8]) -> IResult<&[u8], u32> {
 
 /// `SEMI = SWS ";" SWS`
 fn semi(i: &[u8]) -> IResult<&[u8], ()> {
-    let i = skip_while(i, is_lws);
-    let (i, _) = tag(&b";"[..]).parse(i)?;
+    let (i, ()) = byte(skip_while(i, is_lws), b';')?;
     Ok((skip_while(i, is_lws), ()))
 }
 
 /// `EQUAL = SWS "=" SWS`
 fn equal(i: &[u8]) -> IResult<&[u8], ()> {
-    let i = skip_while(i, is_lws);
-    let (i, _) = tag(&b"="[..]).parse(i)?;
+    let (i, ()) = byte(skip_while(i, is_lws), b'=')?;
     Ok((skip_while(i, is_lws), ()))
 }
 
 /// `LAQUOT = SWS "<"`
 fn laquot(i: &[u8]) -> IResult<&[u8], ()> {
-    let i = skip_while(i, is_lws);
-    let (i, _) = tag(&b"<"[..]).parse(i)?;
-    Ok((i, ()))
+    byte(skip_while(i, is_lws), b'<')
 }
 
 /// `RAQUOT = ">" SWS`
 fn raquot(i: &[u8]) -> IResult<&[u8], ()> {
-    let (i, _) = tag(&b">"[..]).parse(i)?;
+    let (i, ()) = byte(i, b'>')?;
     Ok((skip_while(i, is_lws), ()))
+}
+
+/// One byte `b`, as nom's `tag` would read it (a single-byte tag is the
+/// most common rule here, and this is several times cheaper).
+fn byte(i: &[u8], b: u8) -> IResult<&[u8], ()> {
+    match i.split_first() {
+        Some((&c, rest)) if c == b => Ok((rest, ())),
+        _ => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Tag,
+        ))),
+    }
 }
 
 /// `token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
@@ -697,6 +828,61 @@ mod tests {
     }
 
     #[test]
+    fn header_lines_edges() {
+        // Names of seven bytes and shorter ones, at the end of the block or
+        // of the input; a lone CR ends the headers like the empty line.
+        let rows: &[(&[u8], &[&str], Option<u32>)] = &[
+            (b"Contact\r\nm\r\nExpires\r\n\r\n", &[], None),
+            (
+                b"m:<sip:a@h>\r\nE:1\r\nexpires\t:2\r\n",
+                &["sip:a@h"],
+                Some(2),
+            ),
+            (b"Contac: <sip:no@h>\r\nContactt: <sip:no@h>\r\n", &[], None),
+            (b"Contact:<sip:a@h>", &["sip:a@h"], None),
+            (b"Contact:<sip:a@h>\r", &["sip:a@h"], None),
+            (b"Via: x\r\r\nContact: <sip:a@h>\r\n", &["sip:a@h"], None),
+            (b"Via: x\n\rContact: <sip:no@h>\r\n", &[], None),
+            (b"Via: x\n\r", &[], None),
+            (b"Via: x\n\r\n", &[], None),
+            (b"\rX: y\r\nContact: <sip:a@h>\r\n", &["sip:a@h"], None),
+            (
+                b"Contact: <sip:a@h>,\n\t<sip:b@h>\n",
+                &["sip:a@h", "sip:b@h"],
+                None,
+            ),
+            (
+                b"Contact: <sip:a@h>,\r\n\r\n <sip:body@h>\r\n",
+                &["sip:a@h"],
+                None,
+            ),
+            (
+                b"CONTACT\x00: <sip:no@h>\r\nC\x0fNTACT: <sip:no@h>\r\n",
+                &[],
+                None,
+            ),
+            (b"Expires: 5\r\nExpires: 6\r\n", &[], Some(5)),
+        ];
+        for (headers, uris, expires) in rows {
+            let mut raw = b"SIP/2.0 302 Moved\r\n".to_vec();
+            raw.extend_from_slice(headers);
+            let r = parse_response(&raw).unwrap();
+            let got: Vec<String> = r
+                .contacts()
+                .map(|c| String::from_utf8_lossy(c.unwrap().uri).into_owned())
+                .collect();
+            assert_eq!(got, *uris, "{:?}", String::from_utf8_lossy(headers));
+            assert_eq!(
+                r.expires(),
+                *expires,
+                "{:?}",
+                String::from_utf8_lossy(headers)
+            );
+            assert_eq!(r.has_contact(), !uris.is_empty());
+        }
+    }
+
+    #[test]
     fn contacts_after_other_headers_and_folded() {
         // Contact values in several headers, one folded over two lines,
         // other headers between and after them.
@@ -734,6 +920,34 @@ mod tests {
             (b"SIP/2.0 200 OK", Err(ParseError::BadStatusLine)),
             (b"", Err(ParseError::BadStatusLine)),
             (b"\xff\xfe\x00", Err(ParseError::BadStatusLine)),
+            // The edges of the hand-written rules.
+            (b"sIp/2.0 200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0  200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0\t200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.00 200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0 ", Err(ParseError::BadStatusLine)),
+            (b"SIP/2,0 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP\x0f2.0 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIPS/2.0 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/20 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2. 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/.0 200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/12.345   200 OK\r\n", Ok((200, b"OK"))),
+            (b"SIP/2.0200 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 200\n", Ok((200, b""))),
+            (
+                b"SIP/2.0 200  two  spaces \r\n",
+                Ok((200, b" two  spaces ")),
+            ),
+            (b"SIP/2.0 200 O\rK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 200 OK\r", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 200 OK\rX\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 2x0 OK\r\n", Err(ParseError::BadStatusLine)),
+            (b"SIP/2.0 200\tOK\r\n", Err(ParseError::BadStatusLine)),
+            (
+                b"SIP/2.0 302 A long reason phrase, longer than sixteen bytes\r\n",
+                Ok((302, b"A long reason phrase, longer than sixteen bytes")),
+            ),
         ];
         for (input, want) in rows {
             let got = parse_response(input).map(|r| (r.code, r.reason));
@@ -809,6 +1023,25 @@ mod tests {
                 Err("malformed Contact value"), // stray bytes after the URI
                 Ok("sip:f@h".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        for e in [
+            ParseError::TooLarge,
+            ParseError::BadStatusLine,
+            ParseError::BadStatusCode,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
+        assert_eq!(
+            ParseError::BadStatusLine.to_string(),
+            "not a SIP status line"
+        );
+        assert_eq!(
+            ContactError::Malformed.to_string(),
+            "malformed Contact value"
         );
     }
 

@@ -5,6 +5,7 @@
 //! lenient about parameters and headers, which are kept as raw bytes.
 
 use crate::chars;
+use std::fmt;
 
 /// Longest URI accepted, in bytes: longer ones are refused, not parsed.
 pub const MAX_URI_LEN: usize = 2048;
@@ -49,6 +50,15 @@ impl UriError {
         }
     }
 }
+
+/// The text of [`UriError::message`], so a log line can print `{err}`.
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for UriError {}
 
 /// A parsed `sip:`/`sips:` URI, borrowing from its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,17 +110,40 @@ impl<'a> SipUri<'a> {
     /// [`SipUri::aor`] into `out` (cleared first), reusing its buffer.
     pub fn aor_into(&self, out: &mut String) {
         out.clear();
-        let scheme = self.scheme.as_str();
-        out.reserve(scheme.len() + 1 + self.user.map_or(0, |u| u.len() + 1) + self.host.len());
-        out.push_str(scheme);
-        out.push(':');
+        let user = self.user.unwrap_or(b"");
         // A parsed URI is ASCII; one built by hand may not be.
+        if !(user.is_ascii() && self.host.is_ascii()) {
+            return self.aor_lossy_into(out);
+        }
+        // SAFETY: only ASCII bytes are appended (the scheme, ":", "@" and
+        // the user and host, checked above, the host lower-cased), so
+        // `out` stays UTF-8, also if a push panics half-way.
+        let v = unsafe { out.as_mut_vec() };
+        v.reserve("sips:".len() + user.len() + 1 + self.host.len());
+        // One constant-length copy per scheme, no memcpy call.
+        match self.scheme {
+            Scheme::Sip => v.extend_from_slice(b"sip:"),
+            Scheme::Sips => v.extend_from_slice(b"sips:"),
+        }
+        if self.user.is_some() {
+            v.extend_from_slice(user);
+            v.push(b'@');
+        }
+        chars::extend_ascii_lowercase(v, self.host);
+    }
+
+    /// [`SipUri::aor_into`] of a URI that is not ASCII (built by hand):
+    /// U+FFFD for what is not UTF-8.
+    #[cold]
+    fn aor_lossy_into(&self, out: &mut String) {
+        out.push_str(self.scheme.as_str());
+        out.push(':');
         if let Some(u) = self.user {
-            chars::push_ascii_or_lossy(out, u);
+            out.push_str(&String::from_utf8_lossy(u));
             out.push('@');
         }
         let host_at = out.len();
-        chars::push_ascii_or_lossy(out, self.host);
+        out.push_str(&String::from_utf8_lossy(self.host));
         if let Some(h) = out.get_mut(host_at..) {
             h.make_ascii_lowercase();
         }
@@ -242,14 +275,17 @@ fn sip_uri(scheme: Scheme, i: &[u8]) -> Option<SipUri<'_>> {
 
 /// `"sip:" / "sips:"`, ASCII case-insensitive.
 fn scheme(i: &[u8]) -> Option<(Scheme, &[u8])> {
-    // `c | 0x20` is `s` only for `s` and `S` (likewise `i`, `p`).
-    let is = |c: u8, lower: u8| c | 0x20 == lower;
-    match i {
-        [s, i, p, rest @ ..] if is(*s, b's') && is(*i, b'i') && is(*p, b'p') => match rest {
-            [b':', rest @ ..] => Some((Scheme::Sip, rest)),
-            [s, b':', rest @ ..] if is(*s, b's') => Some((Scheme::Sips, rest)),
-            _ => None,
-        },
+    // The first four bytes as one word: `c | 0x20` is `s` only for `s`
+    // and `S` (likewise `i`, `p`); the colon is compared as it is.
+    const SIP: u32 = u32::from_le_bytes(*b"sip:");
+    const SIPS: u32 = u32::from_le_bytes(*b"sips");
+    let (&w, rest) = i.split_first_chunk::<4>()?;
+    let w = u32::from_le_bytes(w);
+    if w | 0x0020_2020 == SIP {
+        return Some((Scheme::Sip, rest));
+    }
+    match rest {
+        [b':', rest @ ..] if w | 0x2020_2020 == SIPS => Some((Scheme::Sips, rest)),
         _ => None,
     }
 }
@@ -292,15 +328,15 @@ fn userinfo(i: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
 /// whether it holds a `%` (only then are its escapes checked).
 #[inline]
 fn span(i: &[u8], class: u8) -> (usize, bool) {
-    let mut n = 0;
     let mut escaped = false;
-    while let Some(&c) = i.get(n) {
-        if !chars::is(c, class) {
-            break;
-        }
-        escaped |= c == b'%';
-        n += 1;
-    }
+    let n = i
+        .iter()
+        .position(|&c| {
+            escaped |= c == b'%';
+            !chars::is(c, class)
+        })
+        .unwrap_or(i.len());
+    // `%` is in every class spanned, so the byte that ends the run is none.
     (n, escaped)
 }
 
@@ -318,80 +354,88 @@ fn hostport(i: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
 
 /// `host = hostname / IPv4address / IPv6reference`
 fn host(i: &[u8]) -> Option<(&[u8], &[u8])> {
-    if i.first() == Some(&b'[') {
-        ipv6_reference(i)
-    } else {
-        hostname(i)
+    match i.first() {
+        Some(b'[') => return ipv6_reference(i),
+        // The host of most registered contacts.
+        Some(c) if c.is_ascii_digit() => {
+            if let Some(r) = ipv4_address(i) {
+                return Some(r);
+            }
+        }
+        _ => {}
+    }
+    hostname(i)
+}
+
+/// `IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet`
+/// where no hostname character follows (the host is the longest run of
+/// them). `None` means "not that", not "malformed": a host such as
+/// `1and1.example` or `256.example` is a [`hostname`].
+fn ipv4_address(i: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = dec_octet(i)?;
+    let rest = dec_octet(rest.strip_prefix(b".")?)?;
+    let rest = dec_octet(rest.strip_prefix(b".")?)?;
+    let rest = dec_octet(rest.strip_prefix(b".")?)?;
+    if rest.first().is_some_and(|&c| chars::is(c, chars::HOST)) {
+        return None;
+    }
+    Some(i.split_at(i.len() - rest.len()))
+}
+
+/// `1*3DIGIT`, at most 255, and not followed by another digit: what is
+/// after it.
+fn dec_octet(i: &[u8]) -> Option<&[u8]> {
+    let digit = |c: &u8| c.is_ascii_digit();
+    match i {
+        [a, b, c, rest @ ..] if digit(a) && digit(b) && digit(c) => {
+            ((*a, *b, *c) <= (b'2', b'5', b'5') && !rest.first().is_some_and(digit)).then_some(rest)
+        }
+        [a, b, rest @ ..] if digit(a) && digit(b) => Some(rest),
+        [a, rest @ ..] if digit(a) => Some(rest),
+        _ => None,
     }
 }
 
-/// `hostname = *( domainlabel "." ) toplabel [ "." ]` — labels of
-/// alphanumerics and inner hyphens — or `IPv4address = 1*3DIGIT "."
-/// 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (each at most 255), which has the
-/// same shape.
-///
-/// One pass, label by label: each label is a run of alphanumerics and
-/// hyphens, none empty (but a final "."), none longer than 63, none
-/// starting or ending with "-"; the host ends at the first byte that is
-/// not a hostname character. The last label must start with a letter
-/// (`toplabel`), so `127.1`, `2130706433` or `0x7f.1` (which inet_aton
-/// would read as addresses) are no hostnames, unless the whole host is
-/// an IPv4 address.
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`, the longest run of
+/// hostname characters: labels of alphanumerics and inner hyphens, none
+/// empty, none longer than 63, at most 253 bytes in all (a final "."
+/// included). The last label must start with a letter (`toplabel`), so
+/// `127.1`, `2130706433` or `0x7f.1` (which inet_aton would read as
+/// addresses) are no hostnames; a host that is an IPv4 address is one
+/// only as [`ipv4_address`], which [`host`] tries first.
 fn hostname(i: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut n = 0usize;
-    let mut labels = 0u32;
-    // Every label so far is 1 to 3 digits, at most 255.
-    let mut ipv4 = true;
-    let mut top_alpha = false;
-    let mut final_dot = false;
+    let mut rest = i;
+    let mut top;
     loop {
-        let rest = i.get(n..).unwrap_or(b"");
         let len = rest
             .iter()
             .position(|&c| !chars::is(c, chars::LABEL))
             .unwrap_or(rest.len());
-        let label = rest.get(..len).unwrap_or(b"");
-        if len > 63 {
+        let (label, after) = rest.split_at(len);
+        // An empty label (an empty host, "..", a leading ".") ends it all.
+        let (&first, &last) = (label.first()?, label.last()?);
+        if len > 63 || first == b'-' || last == b'-' {
             return None;
         }
-        if let (Some(&first), Some(&last)) = (label.first(), label.last()) {
-            if first == b'-' || last == b'-' {
-                return None;
+        top = first;
+        match after {
+            [b'.', next @ ..] => {
+                rest = next;
+                // A final ".": the host may end after it.
+                if !next.first().is_some_and(|&c| chars::is(c, chars::HOST)) {
+                    break;
+                }
             }
-            top_alpha = first.is_ascii_alphabetic();
-        }
-        n += len;
-        ipv4 &= (1..=3).contains(&len)
-            && label.iter().all(u8::is_ascii_digit)
-            && label
-                .iter()
-                .fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'))
-                <= 255;
-        labels += 1;
-        if i.get(n) != Some(&b'.') {
             // The end of the host: the label run is maximal, so the next
             // byte is no hostname character.
-            if len == 0 {
-                // Empty last label: an empty host, or one ending in "..".
-                return None;
+            _ => {
+                rest = after;
+                break;
             }
-            break;
-        }
-        if len == 0 {
-            return None;
-        }
-        n += 1;
-        // A final ".": the host may end after it.
-        if !i.get(n).is_some_and(|&c| chars::is(c, chars::HOST)) {
-            final_dot = true;
-            break;
         }
     }
-    if n > 253 {
-        return None;
-    }
-    let ipv4 = ipv4 && labels == 4 && !final_dot;
-    (ipv4 || top_alpha).then(|| i.split_at(n))
+    let n = i.len() - rest.len();
+    (n <= 253 && top.is_ascii_alphabetic()).then(|| i.split_at(n))
 }
 
 /// `escaped = "%" HEXDIG HEXDIG`: every `%` in `s` starts one.
@@ -421,17 +465,15 @@ fn ipv6_reference(i: &[u8]) -> Option<(&[u8], &[u8])> {
 fn port(i: &[u8]) -> Option<(u16, &[u8])> {
     let mut n = 0;
     let mut v = 0u32;
-    while let Some(&c) = i.get(n) {
-        if !c.is_ascii_digit() {
+    // Six digits are too many whatever their value: look no further.
+    for &d in i.iter().take(6) {
+        if !d.is_ascii_digit() {
             break;
         }
-        if n == 5 {
-            return None;
-        }
-        v = v * 10 + u32::from(c - b'0');
+        v = v * 10 + u32::from(d - b'0');
         n += 1;
     }
-    if n == 0 {
+    if !(1..=5).contains(&n) {
         return None;
     }
     u16::try_from(v)
@@ -533,6 +575,143 @@ mod tests {
         }
     }
 
+    /// Edges of the one-pass rules: escapes, IPv6, case, what follows the
+    /// host, user parameters, and hosts that start like an IPv4 address.
+    #[test]
+    fn sip_uri_edges_table() {
+        type Row = (
+            &'static str,
+            Option<(
+                Scheme,
+                Option<&'static str>,
+                &'static str,
+                Option<u16>,
+                &'static str,
+            )>,
+        );
+        let rows: &[Row] = &[
+            (
+                "sip:%75%31@example.com",
+                Some((Scheme::Sip, Some("%75%31"), "example.com", None, "")),
+            ),
+            (
+                "sip:u%2c1:p%41ss@h.example",
+                Some((Scheme::Sip, Some("u%2c1"), "h.example", None, "")),
+            ),
+            ("sip:u%4@h", None),
+            ("sip:u%zz@h", None),
+            ("sip:u:p%4@h", None),
+            (
+                "sip:u@[::1]:5060",
+                Some((Scheme::Sip, Some("u"), "[::1]", Some(5060), "")),
+            ),
+            (
+                "sip:[2001:db8::1];lr",
+                Some((Scheme::Sip, None, "[2001:db8::1]", None, ";lr")),
+            ),
+            (
+                "sip:u@[::ffff:192.0.2.1]",
+                Some((Scheme::Sip, Some("u"), "[::ffff:192.0.2.1]", None, "")),
+            ),
+            ("sip:u@[::1", None),
+            ("sip:u@[1::2::3]", None),
+            ("sip:u@[::1]x", None),
+            (
+                "SIPS:U@HOST.EXAMPLE",
+                Some((Scheme::Sips, Some("U"), "HOST.EXAMPLE", None, "")),
+            ),
+            ("sIp:u@h", Some((Scheme::Sip, Some("u"), "h", None, ""))),
+            ("sipx:u@h", None),
+            ("sip\x1au@h", None),
+            ("sips;u@h", None),
+            (
+                "sip:u@h;transport=tcp;lr?subject=a&x=%41",
+                Some((Scheme::Sip, Some("u"), "h", None, ";transport=tcp;lr")),
+            ),
+            (
+                "sip:u@h:5070?x=y",
+                Some((Scheme::Sip, Some("u"), "h", Some(5070), "")),
+            ),
+            ("sip:u@h?x=%4", None),
+            ("sip:u@h;x=%4", None),
+            (
+                "sip:u@h;a=b?c=d?e",
+                Some((Scheme::Sip, Some("u"), "h", None, ";a=b")),
+            ),
+            ("sip:u@h#x", None),
+            (
+                "sip:+1555;npdi;rn=+1666@h",
+                Some((Scheme::Sip, Some("+1555;npdi;rn=+1666"), "h", None, "")),
+            ),
+            ("sip:alice;p=%zz@h", None),
+            (
+                "sip:127.0.0.1",
+                Some((Scheme::Sip, None, "127.0.0.1", None, "")),
+            ),
+            (
+                "sip:u@01.002.255.0:1",
+                Some((Scheme::Sip, Some("u"), "01.002.255.0", Some(1), "")),
+            ),
+            ("sip:u@1.2.3.256", None),
+            ("sip:u@1.2.3.1234", None),
+            ("sip:u@1.2.3", None),
+            ("sip:u@1.2.3.4.", None),
+            ("sip:u@1.2.3.4.5", None),
+            ("sip:u@1.2.3.4a", None),
+            ("sip:u@1.2.3.4-", None),
+            (
+                "sip:u@256.example.com",
+                Some((Scheme::Sip, Some("u"), "256.example.com", None, "")),
+            ),
+            (
+                "sip:u@1.2.3.4.example",
+                Some((Scheme::Sip, Some("u"), "1.2.3.4.example", None, "")),
+            ),
+            (
+                "sip:u@1and1.example.",
+                Some((Scheme::Sip, Some("u"), "1and1.example.", None, "")),
+            ),
+            (
+                "sip:u@1.2.3.4;lr",
+                Some((Scheme::Sip, Some("u"), "1.2.3.4", None, ";lr")),
+            ),
+            (
+                "sip:u@h:05060",
+                Some((Scheme::Sip, Some("u"), "h", Some(5060), "")),
+            ),
+            ("sip:u@h:005060", None),
+            (
+                "sip:u@h:65535",
+                Some((Scheme::Sip, Some("u"), "h", Some(65535), "")),
+            ),
+            ("sip:u@h:", None),
+            (
+                "sip:u@a-b.c-d",
+                Some((Scheme::Sip, Some("u"), "a-b.c-d", None, "")),
+            ),
+            ("sip:u@a.-b", None),
+            ("sip:u@a-.b", None),
+            ("sip:u@.a", None),
+        ];
+        for (input, want) in rows {
+            let got = parse(input.as_bytes())
+                .ok()
+                .map(|u| (u.scheme, u.user, u.host, u.port, u.params));
+            let want = want
+                .map(|(s, u, h, p, q)| (s, u.map(str::as_bytes), h.as_bytes(), p, q.as_bytes()));
+            assert_eq!(got, want, "{input}");
+        }
+        // Labels of 63 bytes are hostnames, of 64 not; 253 bytes are the most.
+        let label = |n: usize| "a".repeat(n);
+        assert!(parse(format!("sip:{}.com", label(63)).as_bytes()).is_ok());
+        assert!(parse(format!("sip:{}.com", label(64)).as_bytes()).is_err());
+        let host = [label(63), label(63), label(63), label(61)].join(".");
+        assert_eq!(host.len(), 253);
+        assert!(parse(format!("sip:{host}").as_bytes()).is_ok());
+        assert!(parse(format!("sip:{host}.").as_bytes()).is_err());
+        assert!(parse(format!("sip:{host}a").as_bytes()).is_err());
+    }
+
     #[test]
     fn refused_uris() {
         let bad: &[(&[u8], UriError)] = &[
@@ -595,8 +774,46 @@ mod tests {
     }
 
     #[test]
+    fn errors_display_their_message() {
+        for e in [
+            UriError::UnsupportedScheme,
+            UriError::TooLong,
+            UriError::Malformed,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
+        assert_eq!(UriError::TooLong.to_string(), "URI too long");
+    }
+
+    #[test]
     fn aor_form() {
         let u = parse(b"sip:u1@Example.COM:5060;transport=udp").unwrap();
         assert_eq!(u.aor(), "sip:u1@example.com");
+        let rows = [
+            ("SIPS:U1@Example.COM:5061;x", "sips:U1@example.com"),
+            ("sip:EXAMPLE.COM", "sip:example.com"),
+            ("sip:%41b@[::A]", "sip:%41b@[::a]"),
+            ("sip:u:pw@1.2.3.4", "sip:u@1.2.3.4"),
+            (
+                "sip:u@ABCDEFGHIJKLMNOPQRSTUVWXYZ.example",
+                "sip:u@abcdefghijklmnopqrstuvwxyz.example",
+            ),
+        ];
+        // The buffer is cleared and reused.
+        let mut out = String::from("left over");
+        for (uri, aor) in rows {
+            parse(uri.as_bytes()).unwrap().aor_into(&mut out);
+            assert_eq!(out, aor, "{uri}");
+        }
+        // One built by hand need not be ASCII: lossy, host lower-cased.
+        let hand = SipUri {
+            scheme: Scheme::Sip,
+            user: Some(b"\xc3\xa9T"),
+            host: b"H\xffX",
+            port: None,
+            params: b"",
+        };
+        hand.aor_into(&mut out);
+        assert_eq!(out, "sip:\u{e9}T@h\u{fffd}x");
     }
 }

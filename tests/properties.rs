@@ -235,3 +235,128 @@ proptest! {
         }
     }
 }
+
+/// A host as a terminal may write it: an IPv4 address, or a domain name
+/// of one to four labels in mixed case (the top label starts with a
+/// letter), as (text, lower-cased).
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::array::uniform4(any::<u8>())
+            .prop_map(|o| format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3])),
+        prop::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?", 0..3)
+            .prop_flat_map(|labels| { ("[a-zA-Z]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?", Just(labels)) })
+            .prop_map(|(top, mut labels)| {
+                labels.push(top);
+                labels.join(".")
+            }),
+    ]
+}
+
+/// Header lines that are neither Contact nor Expires, some starting like
+/// them, in any case, with SP / HTAB before the colon and folded values.
+fn other_header() -> impl Strategy<Value = String> {
+    let names = prop::sample::select(vec![
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Content-Length",
+        "Content-Type",
+        "Contacts",
+        "Contact-X",
+        "Max-Forwards",
+        "mx",
+        "Event",
+        "Expiresx",
+        "e",
+        "c",
+        "User-Agent",
+    ]);
+    (
+        names,
+        "[ \t]{0,2}",
+        "[ -~]{0,30}",
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(name, ws, value, upper, fold)| {
+            let name = if upper {
+                name.to_uppercase()
+            } else {
+                name.to_string()
+            };
+            let fold = if fold { "\r\n\t<sip:fold@h>" } else { "" };
+            format!("{name}{ws}: {value}{fold}")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// A URI built from parts parses back to them; its AOR key is the
+    /// lower-cased host, and case in the scheme or host changes no key.
+    #[test]
+    fn built_uris_parse_back(
+        sips in any::<bool>(),
+        upper_scheme in any::<bool>(),
+        user in prop::option::of("[a-zA-Z0-9._~+-]{1,12}"),
+        host in host(),
+        port in prop::option::of(1u16..),
+        params in "(;[a-z]{1,5}(=[a-zA-Z0-9]{1,5})?){0,2}",
+    ) {
+        let scheme = if sips { "sips" } else { "sip" };
+        let written = if upper_scheme { scheme.to_uppercase() } else { scheme.to_string() };
+        let mut raw = format!("{written}:");
+        if let Some(u) = &user {
+            raw.push_str(u);
+            raw.push('@');
+        }
+        raw.push_str(&host);
+        if let Some(p) = port {
+            raw.push_str(&format!(":{p}"));
+        }
+        raw.push_str(&params);
+        let u = uri::parse(raw.as_bytes()).map_err(|e| TestCaseError::fail(format!("{raw}: {e}")))?;
+        prop_assert_eq!(u.scheme == uri::Scheme::Sips, sips);
+        prop_assert_eq!(u.user, user.as_deref().map(str::as_bytes));
+        prop_assert_eq!(u.host, host.as_bytes());
+        prop_assert_eq!(u.port, port);
+        prop_assert_eq!(u.params, params.as_bytes());
+        let user_at = user.map(|u| format!("{u}@")).unwrap_or_default();
+        prop_assert_eq!(u.aor(), format!("{scheme}:{user_at}{}", host.to_ascii_lowercase()));
+        let lower = raw.to_ascii_lowercase();
+        let same = uri::parse(lower.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(u.host.to_ascii_lowercase(), same.host.to_vec());
+        prop_assert!(u.same_target(&same) == (u.user.map(<[u8]>::to_ascii_lowercase) == u.user.map(<[u8]>::to_vec)));
+    }
+
+    /// The Contact values of a reply are those of its Contact / m headers,
+    /// in order, whatever other headers stand between them.
+    #[test]
+    fn contacts_are_found_among_other_headers(
+        lines in prop::collection::vec(
+            prop_oneof![
+                other_header().prop_map(|h| (h, None)),
+                ("(Contact|contact|CONTACT|m|M)", "[ \t]{0,2}", 0u16..100).prop_map(|(n, ws, k)| {
+                    (format!("{n}{ws}: <sip:t{k}@h>"), Some(format!("sip:t{k}@h")))
+                }),
+                (0u32..100_000).prop_map(|e| (format!("Expires: {e}"), None)),
+            ],
+            0..12,
+        ),
+    ) {
+        let headers: Vec<&str> = lines.iter().map(|(h, _)| h.as_str()).collect();
+        let raw = reply("302 Moved Temporarily", &headers);
+        let r = parser::parse_response(&raw).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got: Vec<String> = r
+            .contacts()
+            .filter_map(Result::ok)
+            .map(|c| String::from_utf8_lossy(c.uri).into_owned())
+            .collect();
+        let want: Vec<String> = lines.iter().filter_map(|(_, c)| c.clone()).collect();
+        prop_assert_eq!(got, want);
+        let expires = lines.iter().find_map(|(h, _)| h.strip_prefix("Expires: ")?.parse::<u32>().ok());
+        prop_assert_eq!(r.expires(), expires);
+    }
+}
