@@ -186,7 +186,7 @@ impl Engine {
                 format!(
                     "Request-URI {:?} refused: {}",
                     String::from_utf8_lossy(req.ruri.get(..128).unwrap_or(req.ruri)),
-                    e.message()
+                    e
                 )
             });
             (Verdict::Error, Reason::BadRequestUri)

@@ -147,7 +147,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             Ok(u) => u,
             Err(UriError::UnsupportedScheme) => return refuse(d, &Refused::UnsupportedScheme),
             Err(e) => {
-                let _ = refuse(d, &e.message());
+                let _ = refuse(d, &e);
                 return Err(Refusal::Malformed);
             }
         };

@@ -91,11 +91,7 @@ fn rpc_aor(e: &EngineBox, raw: &[u8]) -> Result<String, pr_status> {
     let u = uri::parse(raw).map_err(|err| {
         e.fail(
             pr_status::InvalidArgument,
-            format!(
-                "AOR {:?}: {}",
-                clip(&String::from_utf8_lossy(raw)),
-                err.message()
-            ),
+            format!("AOR {:?}: {}", clip(&String::from_utf8_lossy(raw)), err),
         )
     })?;
     if u.user.is_none() || !e.is_self(u.host, u.port) {
@@ -274,7 +270,7 @@ pub extern "C" fn pr_rpc_set(
         let target = target.trim();
         let t = match uri::parse(target.as_bytes()) {
             Ok(t) => t,
-            Err(err) => return bad(format!("target {:?}: {}", clip(target), err.message())),
+            Err(err) => return bad(format!("target {:?}: {}", clip(target), err)),
         };
         // The policy a redirect's Contact passes, for the AOR's scheme; a
         // foreign target needs an allowed domain (no registration vouches
