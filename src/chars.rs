@@ -124,7 +124,7 @@ mod sse2 {
 }
 
 /// The position of the first `needle` in `hay`: sixteen bytes at a time
-/// with SSE2 on x86_64; [`find_byte_swar`] elsewhere and for inputs
+/// with SSE2 on x86_64; `find_byte_swar` elsewhere and for inputs
 /// shorter than sixteen bytes.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -204,7 +204,7 @@ fn find_byte_swar(hay: &[u8], needle: u8) -> Option<usize> {
 /// The length of the run at the start of `i` of bytes that may stand
 /// between the angle brackets of a `name-addr`: anything above SP but DEL,
 /// `<` and `>`. Sixteen bytes at a time with SSE2 on x86_64 (Contact URIs
-/// are scanned for every Contact of every 3xx), [`angle_uri_len_swar`]
+/// are scanned for every Contact of every 3xx), `angle_uri_len_swar`
 /// elsewhere and for inputs shorter than sixteen bytes.
 #[cfg(target_arch = "x86_64")]
 pub fn angle_uri_len(i: &[u8]) -> usize {
