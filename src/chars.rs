@@ -62,20 +62,6 @@ pub fn is(c: u8, class: u8) -> bool {
     TABLE[c as usize] & class != 0
 }
 
-/// Appends `b` to `out`: as it is when ASCII (the parsers' output is), else
-/// lossily (U+FFFD for what is not UTF-8). One check and one copy, where
-/// `str::from_utf8` + `push_str` cost several times as much on the short
-/// keys built for every request.
-pub fn push_ascii_or_lossy(out: &mut String, b: &[u8]) {
-    if b.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8 on their own, so `out` stays
-        // UTF-8 whatever it held.
-        unsafe { out.as_mut_vec() }.extend_from_slice(b);
-    } else {
-        out.push_str(&String::from_utf8_lossy(b));
-    }
-}
-
 /// Sixteen-byte compares with SSE2, which every x86_64 has: a header
 /// line or a Contact URI costs a few instructions per sixteen bytes.
 #[cfg(target_arch = "x86_64")]
@@ -342,17 +328,6 @@ fn lower8(x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn push_ascii_or_lossy_keeps_ascii_and_replaces_the_rest() {
-        let mut s = String::from("x:");
-        push_ascii_or_lossy(&mut s, b"Ab.9");
-        assert_eq!(s, "x:Ab.9");
-        push_ascii_or_lossy(&mut s, b"\xc3\xa9\xff");
-        assert_eq!(s, "x:Ab.9\u{e9}\u{fffd}");
-        push_ascii_or_lossy(&mut s, b"");
-        assert_eq!(s, "x:Ab.9\u{e9}\u{fffd}");
-    }
 
     #[test]
     fn find_byte_matches_position() {
