@@ -53,6 +53,19 @@ fn redirect(e: &Engine, env: &FakeHost, list: &[B]) -> Decision {
     )
 }
 
+/// A failure round with the memo the previous one left.
+fn redirect_memo(e: &Engine, env: &FakeHost, list: &[B], memo: &[u8]) -> Decision {
+    e.push_redirect(
+        env,
+        &message(U1),
+        &FailedRound {
+            branches: &branches(list),
+            memo,
+        },
+        None,
+    )
+}
+
 fn redirect_mode(e: &Engine, env: &FakeHost, list: &[B], mode: ForkMode) -> Decision {
     e.push_redirect(
         env,
@@ -278,17 +291,7 @@ fn multi_300() -> B {
 fn f4_several_contacts_serial_in_q_order() {
     let e = engine_with("allowed_domains", "partner.example");
     let env = env3();
-    let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(
-            &env,
-            &message(U1),
-            &FailedRound {
-                branches: &branches(list),
-                memo,
-            },
-            None,
-        )
-    };
+    let round = |list: &[B], memo: &[u8]| redirect_memo(&e, &env, list, memo);
     let d1 = round(&[multi_300()], b"");
     assert_branches(&d1, &["sip:b@partner.example"], Reason::Redirect);
     // b failed: the next Contact of the same 300 (tm has dropped that reply
@@ -336,17 +339,7 @@ fn f4_several_contacts_serial_in_q_order() {
 fn memo_is_left_out_when_the_transaction_tells_the_same() {
     let e = engine_with("allowed_domains", "partner.example");
     let env = env3();
-    let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(
-            &env,
-            &message(U1),
-            &FailedRound {
-                branches: &branches(list),
-                memo,
-            },
-            None,
-        )
-    };
+    let round = |list: &[B], memo: &[u8]| redirect_memo(&e, &env, list, memo);
     let to_t2 = || b(T1, "302 M", &[&format!("Contact: <{T2}>")]);
     // F1: the one Contact is sent now, and the transaction's one 3xx is
     // the one redirect followed: nothing to keep.
@@ -371,17 +364,13 @@ fn memo_is_left_out_when_the_transaction_tells_the_same() {
     // Without a memo the next round counts the earlier rounds' 3xx: with
     // max_depth 1, the second redirect is not followed.
     let e1 = engine_with("max_depth", "1");
-    let d = e1.push_redirect(
+    let d = redirect(
+        &e1,
         &env,
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&[
-                to_t2().earlier(),
-                b(T2, "302 M", &[&format!("Contact: <{T3}>")]),
-            ]),
-            memo: b"",
-        },
-        None,
+        &[
+            to_t2().earlier(),
+            b(T2, "302 M", &[&format!("Contact: <{T3}>")]),
+        ],
     );
     assert_eq!(d.counters[Stat::LoopsPrevented], 1, "{d:#?}");
     assert_branches(&d, &[T3], Reason::Failover);
@@ -425,15 +414,7 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
     env.register("sip:u2@example.com", "u2t", 5082, None, 1);
     let f = provisioned("sip:u2@example.com");
     let list = [b(T1, "302 Moved", &[])];
-    let d = engine().push_redirect(
-        &env.storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&engine(), &env.storing(&f), &list);
     assert_branches(&d, &["sip:u2t@127.0.0.1:5082"], Reason::Provisioned);
     assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
     // Then the other registered terminals.
@@ -441,15 +422,7 @@ fn f5_provisioned_forwarding_after_3xx_without_contact() {
         b(T1, "302 Moved", &[]).earlier(),
         b("sip:u2t@127.0.0.1:5082", "480 X", &[]),
     ];
-    let d = engine().push_redirect(
-        &env.storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&engine(), &env.storing(&f), &list);
     assert_branches(&d, &[T2], Reason::Failover);
 }
 
@@ -472,15 +445,7 @@ fn f5_provisioned_forwarding_is_not_used_for_a_plain_failure() {
     let f = provisioned("sip:x@partner.example");
     let e = engine_with("allowed_domains", "partner.example");
     let list = [b(T1, "480 X", &[])];
-    let d = e.push_redirect(
-        &env3().storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&e, &env3().storing(&f), &list);
     assert_branches(&d, &[T2], Reason::Failover);
     let d = e.push_lookup(&env3().storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
@@ -560,15 +525,7 @@ fn f6_lookup_applies_the_stored_forwarding_first() {
 fn f6_failed_stored_target_falls_back_to_the_terminals() {
     let f = stored(ForwardingKind::Permanent, T3, None);
     let list = [b(T3, "480 X", &[])];
-    let d = engine().push_redirect(
-        &env3().storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&engine(), &env3().storing(&f), &list);
     assert_branches(&d, &[T1], Reason::Failover);
     assert_eq!(d.store, StoreAction::None, "a permanent entry stays");
     // t1 redirects again to t3, already tried: a loop, then t2.
@@ -576,15 +533,7 @@ fn f6_failed_stored_target_falls_back_to_the_terminals() {
         b(T3, "480 X", &[]).earlier(),
         b(T1, "301 Moved", &[&format!("Contact: <{T3}>")]),
     ];
-    let d = engine().push_redirect(
-        &env3().storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&engine(), &env3().storing(&f), &list);
     assert_branches(&d, &[T2], Reason::Failover);
     assert_eq!(d.counters[Stat::LoopsPrevented], 1);
 }
@@ -662,15 +611,7 @@ fn f7_failed_temporary_entry_is_forgotten() {
     let env = env3();
     let f = stored(ForwardingKind::Temporary, T3, Some(env.now + 100));
     let list = [timeout(T3)];
-    let d = engine().push_redirect(
-        &env.storing(&f),
-        &message(U1),
-        &FailedRound {
-            branches: &branches(&list),
-            memo: b"",
-        },
-        None,
-    );
+    let d = redirect(&engine(), &env.storing(&f), &list);
     assert_eq!(d.store, StoreAction::Forget);
     assert_branches(&d, &[T1], Reason::Failover);
 }
@@ -863,17 +804,7 @@ fn rule_max_depth_bounds_the_redirects_followed() {
     }
     let hop = |k: u16| format!("sip:h{k}@127.0.0.1:{}", 6000 + k);
     let contact = |k: u16| format!("Contact: <{}>", hop(k));
-    let round = |list: &[B], memo: &[u8]| {
-        e.push_redirect(
-            &env,
-            &message(U1),
-            &FailedRound {
-                branches: &branches(list),
-                memo,
-            },
-            None,
-        )
-    };
+    let round = |list: &[B], memo: &[u8]| redirect_memo(&e, &env, list, memo);
     let d1 = round(&[b(T1, "302 M", &[&contact(0)])], b"");
     assert_branches(&d1, &[&hop(0)], Reason::Redirect);
     let d2 = round(

@@ -183,31 +183,6 @@ unsafe fn request<'a>(
     }
 }
 
-/// What both calls take, read: the engine, the request, its mode and
-/// Call-ID.
-type Inputs<'a> = (&'a EngineBox, Request<'a>, Option<ForkMode>, &'a [u8]);
-
-/// The inputs both calls take, checked (the out-pointers not NULL).
-fn inputs<'a>(
-    engine: *const pr_engine,
-    req: *const pr_request,
-    out: *mut *mut pr_decision,
-    view: *mut pr_decision_view,
-) -> Result<Inputs<'a>, pr_status> {
-    // SAFETY: a non-NULL handle is live and not used elsewhere during the
-    // call (the header's contract).
-    let e = unsafe { super::handle_ref(engine) }.ok_or(pr_status::NullParameter)?;
-    // SAFETY: a non-NULL request is live for the call; its (ptr, len)
-    // pairs are valid per the contract.
-    let req = unsafe { req.as_ref() }.ok_or(pr_status::NullParameter)?;
-    if out.is_null() || view.is_null() {
-        return Err(pr_status::NullParameter);
-    }
-    // SAFETY: as above.
-    let (req, mode, call_id) = unsafe { request(req) }?;
-    Ok((e, req, mode, call_id))
-}
-
 /// Logs a decision's warnings and reason, naming the transaction.
 fn log_decision(d: &Decision, call_id: &[u8]) {
     if d.warnings.is_empty() && !log::enabled(pr_log_level::Debug) {
@@ -232,22 +207,41 @@ fn log_decision(d: &Decision, call_id: &[u8]) {
     }
 }
 
-/// Runs one engine call into this thread's spare decision, commits its
-/// store action, logs it, and hands it out with its view.
+/// One engine call: checks the inputs both calls take (the engine, the
+/// request, out-pointers that are not NULL), runs `run` into this
+/// thread's spare decision (`run` may refuse its own inputs), commits the
+/// decision's store action, logs it, and hands it out with its view.
 fn decide(
-    e: &EngineBox,
-    call_id: &[u8],
+    engine: *const pr_engine,
+    req: *const pr_request,
     out: *mut *mut pr_decision,
     view: *mut pr_decision_view,
-    run: impl FnOnce(&EngineBox, &mut Decision),
+    run: impl FnOnce(&EngineBox, &Request<'_>, Option<ForkMode>, &mut Decision) -> Result<(), pr_status>,
 ) -> pr_status {
+    // SAFETY: a non-NULL handle is live and not used elsewhere during the
+    // call (the header's contract).
+    let Some(e) = (unsafe { super::handle_ref(engine) }) else {
+        return pr_status::NullParameter;
+    };
+    let req = try_ref!(req, pr_status::NullParameter);
+    if out.is_null() || view.is_null() {
+        return pr_status::NullParameter;
+    }
+    // SAFETY: the request's (ptr, len) pairs are valid per the contract.
+    let (req, mode, call_id) = match unsafe { request(req) } {
+        Ok(r) => r,
+        Err(st) => return st,
+    };
     e.begin_call();
     let mut b = spare_decision();
-    run(e, &mut b.decision);
+    if let Err(st) = run(e, &req, mode, &mut b.decision) {
+        keep_spare(b);
+        return st;
+    }
     e.apply_store_action(&b.decision);
     log_decision(&b.decision, call_id);
     let v = b.view();
-    // SAFETY: callers check `view` for NULL first; writable by contract.
+    // SAFETY: checked non-NULL above; writable by contract.
     unsafe { *view = v };
     to_handle(b, out);
     pr_status::Ok
@@ -267,12 +261,9 @@ pub extern "C" fn pr_push_lookup(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        let (e, req, mode, call_id) = match inputs(engine, req, out, view) {
-            Ok(i) => i,
-            Err(st) => return st,
-        };
-        decide(e, call_id, out, view, |e, d| {
-            e.engine.push_lookup_into(e, &req, mode, d)
+        decide(engine, req, out, view, |e, req, mode, d| {
+            e.engine.push_lookup_into(e, req, mode, d);
+            Ok(())
         })
     })
 }
@@ -290,75 +281,81 @@ pub extern "C" fn pr_push_redirect(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        let (e, req, mode, call_id) = match inputs(engine, req, out, view) {
-            Ok(i) => i,
-            Err(st) => return st,
-        };
-        let failure = try_ref!(failure, pr_status::NullParameter);
-        let n = failure.n_branches;
-        if failure.branches.is_null() && n > 0 {
-            return pr_status::NullParameter;
-        }
-        if n > PR_MAX_BRANCHES_IN {
-            return pr_status::InvalidArgument;
-        }
-        let raw: &[pr_branch] = if n == 0 {
-            &[]
-        } else {
-            // SAFETY: non-NULL and the caller promises `n_branches` items.
-            unsafe { std::slice::from_raw_parts(failure.branches, n) }
-        };
-        // Most transactions have a few branches: no allocation for them.
-        const ON_STACK: usize = 8;
-        let empty = Branch {
-            uri: &[],
-            status: 0,
-            reply: None,
-            current_round: false,
-        };
-        let mut stack = [empty; ON_STACK];
-        let mut heap = Vec::new();
-        if raw.len() > ON_STACK {
-            heap.reserve_exact(raw.len());
-        }
-        for (i, b) in raw.iter().enumerate() {
-            // SAFETY: (ptr, len) pairs per the contract.
-            let (uri, reply) = match unsafe { (b.uri.get(), b.reply.get_opt()) } {
-                (Ok(u), Ok(r)) => (u, r),
-                (Err(e), _) | (_, Err(e)) => return e,
-            };
-            let Ok(status) = u16::try_from(b.status) else {
-                return pr_status::InvalidArgument;
-            };
-            if status != 0 && !(100..=699).contains(&status) {
-                return pr_status::InvalidArgument;
-            }
-            let branch = Branch {
-                uri,
-                status,
-                reply,
-                current_round: b.current_round,
-            };
-            match stack.get_mut(i) {
-                Some(slot) if raw.len() <= ON_STACK => *slot = branch,
-                _ => heap.push(branch),
-            }
-        }
-        let branches: &[Branch<'_>] = if raw.len() <= ON_STACK {
-            stack.get(..raw.len()).unwrap_or(&[])
-        } else {
-            &heap
-        };
-        // SAFETY: (ptr, len) per the contract.
-        let memo = match unsafe { slice(failure.memo.ptr, failure.memo.len) } {
-            Ok(m) => m,
-            Err(st) => return st,
-        };
-        let failed = FailedRound { branches, memo };
-        decide(e, call_id, out, view, |e, d| {
-            e.engine.push_redirect_into(e, &req, &failed, mode, d)
+        decide(engine, req, out, view, |e, req, mode, d| {
+            redirect(e, req, failure, mode, d)
         })
     })
+}
+
+/// The body of `pr_push_redirect` once the common inputs are read: the
+/// transaction's branches and memo, checked, then the engine's call.
+fn redirect(
+    e: &EngineBox,
+    req: &Request<'_>,
+    failure: *const pr_failure,
+    mode: Option<ForkMode>,
+    d: &mut Decision,
+) -> Result<(), pr_status> {
+    let failure = try_ref!(failure, Err(pr_status::NullParameter));
+    let n = failure.n_branches;
+    if failure.branches.is_null() && n > 0 {
+        return Err(pr_status::NullParameter);
+    }
+    if n > PR_MAX_BRANCHES_IN {
+        return Err(pr_status::InvalidArgument);
+    }
+    let raw: &[pr_branch] = if n == 0 {
+        &[]
+    } else {
+        // SAFETY: non-NULL and the caller promises `n_branches` items.
+        unsafe { std::slice::from_raw_parts(failure.branches, n) }
+    };
+    // Most transactions have a few branches: no allocation for them.
+    const ON_STACK: usize = 8;
+    let empty = Branch {
+        uri: &[],
+        status: 0,
+        reply: None,
+        current_round: false,
+    };
+    let mut stack = [empty; ON_STACK];
+    let mut heap = Vec::new();
+    if raw.len() > ON_STACK {
+        heap.reserve_exact(raw.len());
+    }
+    for (i, b) in raw.iter().enumerate() {
+        // SAFETY: (ptr, len) pairs per the contract.
+        let (uri, reply) = match unsafe { (b.uri.get(), b.reply.get_opt()) } {
+            (Ok(u), Ok(r)) => (u, r),
+            (Err(st), _) | (_, Err(st)) => return Err(st),
+        };
+        let Ok(status) = u16::try_from(b.status) else {
+            return Err(pr_status::InvalidArgument);
+        };
+        if status != 0 && !(100..=699).contains(&status) {
+            return Err(pr_status::InvalidArgument);
+        }
+        let branch = Branch {
+            uri,
+            status,
+            reply,
+            current_round: b.current_round,
+        };
+        match stack.get_mut(i) {
+            Some(slot) if raw.len() <= ON_STACK => *slot = branch,
+            _ => heap.push(branch),
+        }
+    }
+    let branches: &[Branch<'_>] = if raw.len() <= ON_STACK {
+        stack.get(..raw.len()).unwrap_or(&[])
+    } else {
+        &heap
+    };
+    // SAFETY: (ptr, len) per the contract.
+    let memo = unsafe { slice(failure.memo.ptr, failure.memo.len) }?;
+    e.engine
+        .push_redirect_into(e, req, &FailedRound { branches, memo }, mode, d);
+    Ok(())
 }
 
 /// Frees a decision (its view goes with it). NULL is ignored.
