@@ -42,39 +42,34 @@ fn uris(d: &Decision) -> Vec<String> {
 }
 
 fn redirect(e: &Engine, env: &FakeHost, list: &[B]) -> Decision {
-    e.push_redirect(
-        env,
-        &message(U1),
-        &FailedRound {
-            branches: &branches(list),
-            memo: b"",
-        },
-        None,
-    )
+    failure_round(e, env, list, b"", None)
 }
 
 /// A failure round with the memo the previous one left.
 fn redirect_memo(e: &Engine, env: &FakeHost, list: &[B], memo: &[u8]) -> Decision {
-    e.push_redirect(
-        env,
-        &message(U1),
-        &FailedRound {
-            branches: &branches(list),
-            memo,
-        },
-        None,
-    )
+    failure_round(e, env, list, memo, None)
 }
 
 fn redirect_mode(e: &Engine, env: &FakeHost, list: &[B], mode: ForkMode) -> Decision {
+    failure_round(e, env, list, b"", Some(mode))
+}
+
+fn failure_round(
+    e: &Engine,
+    env: &FakeHost,
+    list: &[B],
+    memo: &[u8],
+    mode: Option<ForkMode>,
+) -> Decision {
+    let branches = branches(list);
     e.push_redirect(
         env,
         &message(U1),
         &FailedRound {
-            branches: &branches(list),
-            memo: b"",
+            branches: &branches,
+            memo,
         },
-        Some(mode),
+        mode,
     )
 }
 
