@@ -15,6 +15,7 @@ use std::ffi::c_void;
 use std::ptr;
 
 use push_redirect::ffi::*;
+use push_redirect::stats::PR_STAT_COUNT;
 
 struct Counting;
 
@@ -62,13 +63,13 @@ const NAT: &[u8] = b"sip:192.0.2.7:40000";
 /// usrloc of the test: u1 has t1 (q=1.0) and t2 (q=0.5, behind NAT).
 unsafe extern "C" fn lookup(
     _userdata: *mut c_void,
-    aor: *const u8,
-    aor_len: usize,
-    sink: *mut pr_contact_sink,
+    aor: *const pr_aor,
+    out: *mut pr_contacts,
 ) -> i32 {
-    // SAFETY: the engine passes a valid (ptr, len) AOR.
-    let aor = unsafe { std::slice::from_raw_parts(aor, aor_len) };
-    if aor != b"sip:u1@example.com" {
+    // SAFETY: the engine passes a valid pr_aor whose key is a (ptr, len)
+    // pair, never empty (it is asked about AORs with a user only).
+    let key = unsafe { std::slice::from_raw_parts((*aor).key.ptr, (*aor).key.len) };
+    if key != b"u1@example.com" {
         return 0;
     }
     for (uri, received, q) in [(T1, &b""[..], 1000), (T2, NAT, 500)] {
@@ -81,7 +82,7 @@ unsafe extern "C" fn lookup(
             q,
             last_modified: 1,
         };
-        assert_eq!(pr_contact_sink_add(sink, &c), pr_status::Ok);
+        assert_eq!(pr_contacts_add(out, &c), pr_status::Ok);
     }
     0
 }
@@ -139,6 +140,7 @@ fn message() -> pr_request {
         event: bytes(b""),
         content_type: bytes(b"text/plain"),
         call_id: bytes(b"alloc-test"),
+        mode: bytes(b""),
     }
 }
 
@@ -154,20 +156,18 @@ fn reply(status: &str, contact: &[u8]) -> Vec<u8> {
     r
 }
 
+/// A decision and its view.
+struct Decided(*mut pr_decision, pr_decision_view);
+
 /// Checks that the decision sends its first branch to `uri` via `dst`
 /// (empty: none), then frees it. Compares in place: the check allocates
 /// nothing itself.
-fn expect_branch(d: *mut pr_decision, uri: &[u8], dst: &[u8]) {
-    assert_eq!(pr_decision_script_rc(d), 1);
-    let mut o = pr_branch_out {
-        uri: bytes(b""),
-        dst_uri: bytes(b""),
-        path: bytes(b""),
-        instance: bytes(b""),
-        socket: ptr::null(),
-        q: -1,
-    };
-    assert_eq!(pr_decision_branch(d, 0, &mut o), pr_status::Ok);
+fn expect_branch(Decided(d, v): Decided, uri: &[u8], dst: &[u8]) {
+    assert_eq!(v.script_rc, 1);
+    assert!(v.n_branches >= 1);
+    // SAFETY: the view holds `n_branches` (>= 1) branches, owned by the
+    // decision, which is freed below.
+    let o = unsafe { &*v.branches };
     // SAFETY: the decision's own bytes, valid until it is freed below.
     let view = |b: pr_bytes| unsafe {
         if b.ptr.is_null() {
@@ -180,16 +180,29 @@ fn expect_branch(d: *mut pr_decision, uri: &[u8], dst: &[u8]) {
     pr_decision_free(d);
 }
 
+/// An empty view for a call to fill.
+fn blank_view() -> pr_decision_view {
+    pr_decision_view {
+        script_rc: 0,
+        reason: 0,
+        parallel: false,
+        branches: ptr::null(),
+        n_branches: 0,
+        memo: bytes(b""),
+        counters: [0; PR_STAT_COUNT],
+    }
+}
+
 /// push_lookup: a new MESSAGE for u1.
-fn lookup_once(e: &Engine) -> *mut pr_decision {
-    let mut d = ptr::null_mut();
-    let st = pr_push_lookup(e.0, &message(), ptr::null(), 0, ptr::null(), &mut d);
+fn lookup_once(e: &Engine) -> Decided {
+    let (mut d, mut v) = (ptr::null_mut(), blank_view());
+    let st = pr_push_lookup(e.0, &message(), &mut d, &mut v);
     assert_eq!(st, pr_status::Ok);
-    d
+    Decided(d, v)
 }
 
 /// push_redirect: t1 answered `reply`.
-fn redirect_once(e: &Engine, reply: &[u8]) -> *mut pr_decision {
+fn redirect_once(e: &Engine, reply: &[u8]) -> Decided {
     let br = [pr_branch {
         uri: bytes(T1),
         status: reply[8..11]
@@ -198,21 +211,15 @@ fn redirect_once(e: &Engine, reply: &[u8]) -> *mut pr_decision {
         reply: bytes(reply),
         current_round: true,
     }];
-    let mut d = ptr::null_mut();
-    let st = pr_push_redirect(
-        e.0,
-        &message(),
-        br.as_ptr(),
-        br.len(),
-        ptr::null(),
-        0,
-        ptr::null(),
-        0,
-        ptr::null(),
-        &mut d,
-    );
+    let failure = pr_failure {
+        branches: br.as_ptr(),
+        n_branches: br.len(),
+        memo: bytes(b""),
+    };
+    let (mut d, mut v) = (ptr::null_mut(), blank_view());
+    let st = pr_push_redirect(e.0, &message(), &failure, &mut d, &mut v);
     assert_eq!(st, pr_status::Ok);
-    d
+    Decided(d, v)
 }
 
 /// Runs `call` a few times to warm the buffers up, then counts what 100

@@ -1,21 +1,27 @@
 //! `engine`: the decision engine through its Rust API (`Engine::push_lookup`,
 //! `Engine::push_redirect`) on a whole scenario: a configuration, a
 //! location table, a request, the transaction's branches with their
-//! replies, a memo and a stored forwarding; then up to [`MAX_ROUNDS`] more
-//! failure rounds in which the branches just decided fail in turn with
-//! replies of the case, each round given the memo of the one before.
+//! replies, a memo and a stored forwarding (which the host hands out
+//! through `Host::stored`); then up to [`MAX_ROUNDS`] more failure rounds
+//! in which the branches just decided fail in turn with replies of the
+//! case, each round given the memo of the one before.
 //!
 //! Every decision is checked against the rules of SPEC §3 that hold
-//! whatever the input (see [`check`]) and made twice (determinism).
+//! whatever the input (see [`check`]) and made twice (determinism); and the
+//! store is read at most once per call, for the decision's own key, and
+//! not at all when a redirect is simply followed.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use push_redirect::config::{Config, ForkMode};
+use push_redirect::engine::memo::{Memo, MAX_PENDING};
 use push_redirect::engine::{
-    service_key, Branch, Decision, Engine, Env, ForwardTarget, Forwarding, ForwardingKind, Learned,
-    LookupError, Reason, Registration, Request, StoreAction, Verdict, MAX_WARNINGS,
+    service_key, Branch, Decision, Engine, FailedRound, ForwardTarget, Forwarding, ForwardingKind,
+    Host, Learned, LookupError, Reason, Registration, Request, Stat, StoreAction, Verdict,
+    MAX_WARNINGS,
 };
-use push_redirect::memo::{Memo, MAX_PENDING};
 use push_redirect::uri::{self, Scheme, SipUri};
 
 use super::text::{self, field};
@@ -73,16 +79,39 @@ pub struct Case {
     pub followups: Vec<(u16, Option<Vec<u8>>)>,
 }
 
-/// The host: a location table, the proxy's addresses, a clock.
-pub struct CaseEnv<'c>(pub &'c Case);
+/// The host: a location table, the proxy's addresses, a clock, the
+/// stored forwarding; it notes the keys the engine reads the store by.
+pub struct CaseHost<'c> {
+    case: &'c Case,
+    /// The forwarding, shared as a store hands it out.
+    stored: Option<Arc<Forwarding>>,
+    /// The (AOR, service) of each `Host::stored` call of the current call.
+    reads: RefCell<Vec<(String, String)>>,
+}
 
-impl Env for CaseEnv<'_> {
+impl<'c> CaseHost<'c> {
+    /// The host of `case`.
+    pub fn new(case: &'c Case) -> Self {
+        CaseHost {
+            case,
+            stored: case.stored.clone().map(Arc::new),
+            reads: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The store reads since the last call of this function.
+    pub fn take_reads(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.reads.borrow_mut())
+    }
+}
+
+impl Host for CaseHost<'_> {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
-        if self.0.lookup_fails {
+        if self.case.lookup_fails {
             return Err(LookupError);
         }
         Ok(self
-            .0
+            .case
             .location
             .iter()
             .filter(|(a, _)| a == aor)
@@ -91,7 +120,7 @@ impl Env for CaseEnv<'_> {
     }
 
     fn is_self(&self, host: &[u8], port: Option<u16>) -> bool {
-        self.0.own.iter().any(|(h, p)| {
+        self.case.own.iter().any(|(h, p)| {
             host.eq_ignore_ascii_case(h)
                 && match (p, port) {
                     (Some(p), Some(port)) => *p == port,
@@ -101,7 +130,14 @@ impl Env for CaseEnv<'_> {
     }
 
     fn now(&self) -> i64 {
-        self.0.now
+        self.case.now
+    }
+
+    fn stored(&self, aor: &str, service: &str) -> Option<Arc<Forwarding>> {
+        self.reads
+            .borrow_mut()
+            .push((aor.to_string(), service.to_string()));
+        self.stored.clone()
     }
 }
 
@@ -128,7 +164,7 @@ pub fn run(case: &Case) {
         config,
         branch_limit: case.branch_limit,
     };
-    let env = CaseEnv(case);
+    let host = CaseHost::new(case);
     let req = Request {
         method: &case.method,
         ruri: &case.ruri,
@@ -136,10 +172,11 @@ pub fn run(case: &Case) {
         event: case.event.as_deref(),
         content_type: case.content_type.as_deref(),
     };
-    let stored = case.stored.as_ref();
 
-    let d = engine.push_lookup(&env.storing_opt(stored), &req, case.mode);
-    let again = engine.push_lookup(&env.storing_opt(stored), &req, case.mode);
+    let d = engine.push_lookup(&host, &req, case.mode);
+    check_reads(case, None, &d, &host.take_reads());
+    let again = engine.push_lookup(&host, &req, case.mode);
+    host.take_reads();
     assert_eq!(d, again, "push_lookup is not deterministic");
     check(&engine, case, &req, None, &d);
 
@@ -148,24 +185,14 @@ pub fn run(case: &Case) {
     let mut k = 0;
     for round in 0..=MAX_ROUNDS {
         let list = branches_of(&all);
-        let d = engine.push_redirect(
-            &env.storing_opt(stored),
-            &req,
-            &FailedRound {
-                branches: &list,
-                memo: &memo,
-            },
-            case.mode,
-        );
-        let again = engine.push_redirect(
-            &env.storing_opt(stored),
-            &req,
-            &FailedRound {
-                branches: &list,
-                memo: &memo,
-            },
-            case.mode,
-        );
+        let failed = FailedRound {
+            branches: &list,
+            memo: &memo,
+        };
+        let d = engine.push_redirect(&host, &req, &failed, case.mode);
+        check_reads(case, Some((&all, &memo)), &d, &host.take_reads());
+        let again = engine.push_redirect(&host, &req, &failed, case.mode);
+        host.take_reads();
         assert_eq!(
             d, again,
             "push_redirect is not deterministic (round {round})"
@@ -191,6 +218,42 @@ pub fn run(case: &Case) {
             });
         }
         memo = d.memo.clone();
+    }
+}
+
+/// How a call read the store (`Host::stored`): at most once, for the
+/// decision's own (AOR, service); never when a redirect is simply followed
+/// (the promise of `Host::stored`); and once for a forwarding applied.
+fn check_reads(
+    case: &Case,
+    redirect: Option<(&[BranchCase], &[u8])>,
+    d: &Decision,
+    reads: &[(String, String)],
+) {
+    let ctx = || describe(case, redirect, d);
+    assert!(
+        reads.len() <= 1,
+        "the store read {} times: {}",
+        reads.len(),
+        ctx()
+    );
+    if let Some((aor, service)) = reads.first() {
+        assert_eq!(
+            (Some(aor.as_str()), Some(service.as_str())),
+            (d.aor.as_deref(), d.service.as_deref()),
+            "the store read for another key: {}",
+            ctx()
+        );
+    }
+    if d.reason == Reason::Redirect {
+        assert!(
+            reads.is_empty(),
+            "a redirect followed read the store: {}",
+            ctx()
+        );
+    }
+    if matches!(d.reason, Reason::StoredForwarding | Reason::Provisioned) {
+        assert_eq!(reads.len(), 1, "{}", ctx());
     }
 }
 
@@ -374,15 +437,15 @@ pub fn check(
 
     // Counters.
     let c = &d.counters;
-    assert!(c.forwardings_learned <= 1 && c.forwardings_applied <= 1);
+    assert!(c[Stat::ForwardingsLearned] <= 1 && c[Stat::ForwardingsApplied] <= 1);
     // (A forwarding learned and forgotten at once was a bug the fuzzer found.)
     assert_eq!(
-        c.forwardings_learned == 1,
+        c[Stat::ForwardingsLearned] == 1,
         matches!(d.store, StoreAction::Learn(_)),
         "forwardings_learned vs the store action: {}",
         ctx()
     );
-    if c.forwardings_applied == 1 {
+    if c[Stat::ForwardingsApplied] == 1 {
         assert!(
             matches!(d.reason, Reason::StoredForwarding | Reason::Provisioned),
             "{}",
@@ -402,7 +465,7 @@ pub fn check(
                 "{}",
                 ctx()
             );
-            assert_eq!(c.redirects_followed + c.failovers, 0);
+            assert_eq!(c[Stat::RedirectsFollowed] + c[Stat::Failovers], 0);
         }
         Some((given, memo_in)) => {
             assert!(
@@ -419,9 +482,10 @@ pub fn check(
                 .iter()
                 .filter(|b| (300..=399).contains(&b.status) && !matches!(b.status, 305 | 380))
                 .count();
-            assert!(c.redirects_followed as usize <= followable, "{}", ctx());
-            assert!(c.redirects_followed <= cfg.max_depth, "{}", ctx());
-            assert!(c.failovers <= 1);
+            let followed = c[Stat::RedirectsFollowed];
+            assert!(followed as usize <= followable, "{}", ctx());
+            assert!(followed <= cfg.max_depth, "{}", ctx());
+            assert!(c[Stat::Failovers] <= 1);
             check_memo(&tried, memo_in, d, &ctx);
             check_store(case, &current, d, &ctx);
         }
