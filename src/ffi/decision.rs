@@ -207,26 +207,34 @@ fn log_decision(d: &Decision, call_id: &[u8]) {
     }
 }
 
-/// One engine call: checks the inputs both calls take (the engine, the
-/// request, out-pointers that are not NULL), runs `run` into this
-/// thread's spare decision (`run` may refuse its own inputs), commits the
-/// decision's store action, logs it, and hands it out with its view.
-fn decide(
+/// The pointers both calls take, checked: the engine and the request
+/// (borrowed), out-pointers that are not NULL.
+fn pointers<'a>(
     engine: *const pr_engine,
     req: *const pr_request,
     out: *mut *mut pr_decision,
     view: *mut pr_decision_view,
+) -> Result<(&'a EngineBox, &'a pr_request), pr_status> {
+    // SAFETY: a non-NULL handle is live and not used elsewhere during the
+    // call, a non-NULL request is live for the call (the header's contract).
+    let (e, req) = unsafe { (super::handle_ref(engine), req.as_ref()) };
+    match (e, req) {
+        (Some(e), Some(req)) if !out.is_null() && !view.is_null() => Ok((e, req)),
+        _ => Err(pr_status::NullParameter),
+    }
+}
+
+/// One engine call once the pointers are checked: reads the request, runs
+/// `run` into this thread's spare decision (`run` may refuse the rest of
+/// its inputs), commits the decision's store action, logs it, and hands it
+/// out with its view.
+fn decide(
+    e: &EngineBox,
+    req: &pr_request,
+    out: *mut *mut pr_decision,
+    view: *mut pr_decision_view,
     run: impl FnOnce(&EngineBox, &Request<'_>, Option<ForkMode>, &mut Decision) -> Result<(), pr_status>,
 ) -> pr_status {
-    // SAFETY: a non-NULL handle is live and not used elsewhere during the
-    // call (the header's contract).
-    let Some(e) = (unsafe { super::handle_ref(engine) }) else {
-        return pr_status::NullParameter;
-    };
-    let req = try_ref!(req, pr_status::NullParameter);
-    if out.is_null() || view.is_null() {
-        return pr_status::NullParameter;
-    }
     // SAFETY: the request's (ptr, len) pairs are valid per the contract.
     let (req, mode, call_id) = match unsafe { request(req) } {
         Ok(r) => r,
@@ -241,7 +249,7 @@ fn decide(
     e.apply_store_action(&b.decision);
     log_decision(&b.decision, call_id);
     let v = b.view();
-    // SAFETY: checked non-NULL above; writable by contract.
+    // SAFETY: checked non-NULL by `pointers`; writable by contract.
     unsafe { *view = v };
     to_handle(b, out);
     pr_status::Ok
@@ -261,7 +269,11 @@ pub extern "C" fn pr_push_lookup(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        decide(engine, req, out, view, |e, req, mode, d| {
+        let (e, req) = match pointers(engine, req, out, view) {
+            Ok(p) => p,
+            Err(st) => return st,
+        };
+        decide(e, req, out, view, |e, req, mode, d| {
             e.engine.push_lookup_into(e, req, mode, d);
             Ok(())
         })
@@ -281,22 +293,47 @@ pub extern "C" fn pr_push_redirect(
     view: *mut pr_decision_view,
 ) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        decide(engine, req, out, view, |e, req, mode, d| {
-            redirect(e, req, failure, mode, d)
+        // Every pointer is checked before any content is read, and the
+        // branches before the request.
+        let (e, req) = match pointers(engine, req, out, view) {
+            Ok(p) => p,
+            Err(st) => return st,
+        };
+        let failure = try_ref!(failure, pr_status::NullParameter);
+        let mut stack = [EMPTY_BRANCH; ON_STACK];
+        let mut heap = Vec::new();
+        let branches = match read_branches(failure, &mut stack, &mut heap) {
+            Ok(b) => b,
+            Err(st) => return st,
+        };
+        decide(e, req, out, view, |e, req, mode, d| {
+            // SAFETY: (ptr, len) per the contract.
+            let memo = unsafe { slice(failure.memo.ptr, failure.memo.len) }?;
+            e.engine
+                .push_redirect_into(e, req, &FailedRound { branches, memo }, mode, d);
+            Ok(())
         })
     })
 }
 
-/// The body of `pr_push_redirect` once the common inputs are read: the
-/// transaction's branches and memo, checked, then the engine's call.
-fn redirect(
-    e: &EngineBox,
-    req: &Request<'_>,
-    failure: *const pr_failure,
-    mode: Option<ForkMode>,
-    d: &mut Decision,
-) -> Result<(), pr_status> {
-    let failure = try_ref!(failure, Err(pr_status::NullParameter));
+/// Most transactions have a few branches: described without an
+/// allocation.
+const ON_STACK: usize = 8;
+
+const EMPTY_BRANCH: Branch<'static> = Branch {
+    uri: &[],
+    status: 0,
+    reply: None,
+    current_round: false,
+};
+
+/// The transaction's branches as the engine reads them, checked: in
+/// `stack` when they fit, else in `heap`.
+fn read_branches<'a>(
+    failure: &'a pr_failure,
+    stack: &'a mut [Branch<'a>; ON_STACK],
+    heap: &'a mut Vec<Branch<'a>>,
+) -> Result<&'a [Branch<'a>], pr_status> {
     let n = failure.n_branches;
     if failure.branches.is_null() && n > 0 {
         return Err(pr_status::NullParameter);
@@ -310,16 +347,6 @@ fn redirect(
         // SAFETY: non-NULL and the caller promises `n_branches` items.
         unsafe { std::slice::from_raw_parts(failure.branches, n) }
     };
-    // Most transactions have a few branches: no allocation for them.
-    const ON_STACK: usize = 8;
-    let empty = Branch {
-        uri: &[],
-        status: 0,
-        reply: None,
-        current_round: false,
-    };
-    let mut stack = [empty; ON_STACK];
-    let mut heap = Vec::new();
     if raw.len() > ON_STACK {
         heap.reserve_exact(raw.len());
     }
@@ -346,16 +373,11 @@ fn redirect(
             _ => heap.push(branch),
         }
     }
-    let branches: &[Branch<'_>] = if raw.len() <= ON_STACK {
+    Ok(if raw.len() <= ON_STACK {
         stack.get(..raw.len()).unwrap_or(&[])
     } else {
-        &heap
-    };
-    // SAFETY: (ptr, len) per the contract.
-    let memo = unsafe { slice(failure.memo.ptr, failure.memo.len) }?;
-    e.engine
-        .push_redirect_into(e, req, &FailedRound { branches, memo }, mode, d);
-    Ok(())
+        heap
+    })
 }
 
 /// Frees a decision (its view goes with it). NULL is ignored.

@@ -45,7 +45,8 @@ use push_redirect::engine::{
 use push_redirect::ffi::*;
 use push_redirect::log::pr_log_level;
 use push_redirect::stats::PR_STAT_COUNT;
-use push_redirect::store::{Entry, SqliteStore, Store, StoreError, ANY_SERVICE};
+use push_redirect::store::sqlite::SqliteStore;
+use push_redirect::store::{Entry, Store, StoreError, ANY_SERVICE};
 use push_redirect::uri;
 
 use super::text::{self, field};
@@ -743,7 +744,7 @@ fn prepare(
             .unwrap_or_else(|e| panic!("store put {entry:?}: {e}"));
     }
     let t = now();
-    let got = match cs.store.get_from_file(aor, service, t) {
+    let got = match cs.store.get(aor, service, t) {
         Ok(got) => got,
         // A key the store refuses (an empty service: an empty method)
         // cannot be read: the engine goes on without.
