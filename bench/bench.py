@@ -883,7 +883,7 @@ def targets(runs, rows, rates):
         met = f1[1] or (not st[1] and (f1[0] or 0) >= (st[0] or 0))
         out.append(f"  highest clean rate: F1 {fmt_rate(f1)}, stock {fmt_rate(st)} -- target F1 >= stock: "
                    + ("met" if met else "MISSED"))
-    out = ["targets (issue 6):"] + out if out else []
+    out = ["targets and ratios:"] + out if out else []
     # Not targets: the module against stock modules making its checks in
     # the routing script (cfg/script.cfg), when those configs ran.
     same = []
