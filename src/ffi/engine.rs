@@ -116,8 +116,8 @@ impl EngineBox {
     }
 
     /// Commits a decision's store action before its branches go to tm:
-    /// the one path from a decision to the store. `applied`: the entry the
-    /// decision read (a forgotten entry may be the `*` one).
+    /// the one path from a decision to the store. A forgotten entry is the
+    /// one the decision read (`read`: it may be the `*` one).
     pub(crate) fn apply_store_action(&self, d: &Decision) {
         let applied = self.read.take();
         let Some(store) = self.store.as_ref() else {
