@@ -613,6 +613,14 @@ pr_status pr_config_check_store(const struct pr_config *cfg);
 void pr_config_free(struct pr_config *cfg);
 
 /*
+ Whether the service key of a request with this method (`len` bytes,
+ not NUL-terminated) is made of its `Event` header (true: NOTIFY) rather
+ than its `Content-Type` (false): the module parses only the header
+ that `pr_request` needs. false for NULL. Thread-safe.
+ */
+bool pr_service_by_event(const uint8_t *method, size_t len);
+
+/*
  `push_lookup()`: the first target(s) for a new PUSH request, from the
  forwarding stored for the request's (AOR, service) or the AOR's
  registered terminals. On success `*out` receives a decision to free

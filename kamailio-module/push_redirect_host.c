@@ -145,10 +145,12 @@ int prm_read_request(
 		LM_ERR("not a request\n");
 		return -1;
 	}
-	/* the service key takes the Event package of a NOTIFY, the media
-	 * type of anything else: only that one is looked for */
+	/* only the header the core makes the service key of (its rule) is
+	 * looked for: the rest of the headers are not parsed for it */
 	want = HDR_TO_F | HDR_CALLID_F;
-	want |= (msg->first_line.u.request.method_value == METHOD_NOTIFY)
+	want |= pr_service_by_event(
+					(const uint8_t *)msg->first_line.u.request.method.s,
+					(size_t)msg->first_line.u.request.method.len)
 					? HDR_EVENT_F
 					: HDR_CONTENTTYPE_F;
 	if(parse_headers(msg, want, 0) < 0) {

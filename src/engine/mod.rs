@@ -39,7 +39,7 @@ pub use decision::{
 };
 pub use host::{Host, LookupError, Registration};
 pub use policy::{check_target, Place, Refused};
-pub use service::{service_key, service_key_into, MAX_SERVICE_LEN};
+pub use service::{keyed_by_event, service_key, service_key_into, MAX_SERVICE_LEN};
 
 use std::cell::OnceCell;
 

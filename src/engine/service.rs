@@ -14,12 +14,19 @@ pub fn service_key(method: &str, event: Option<&[u8]>, content_type: Option<&[u8
 
 /// What a service key is made of besides the method: the `Event` package
 /// for NOTIFY, the media type for other methods.
+/// Whether the service key of a request with `method` is made of its
+/// `Event` package (NOTIFY, RFC 6665) rather than its media type: the host
+/// need read only that header.
+pub fn keyed_by_event(method: &[u8]) -> bool {
+    method.eq_ignore_ascii_case(b"NOTIFY")
+}
+
 pub(super) fn service_detail<'a>(
     method: &str,
     event: Option<&'a [u8]>,
     content_type: Option<&'a [u8]>,
 ) -> Option<&'a [u8]> {
-    if method.eq_ignore_ascii_case("NOTIFY") {
+    if keyed_by_event(method.as_bytes()) {
         event
     } else {
         content_type
@@ -70,5 +77,33 @@ pub(super) fn service_key_of(method: &str, detail: Option<&[u8]>, key: &mut Stri
             cut -= 1;
         }
         key.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_of_a_notify_is_its_event_package_of_anything_else_its_media_type() {
+        for (m, event) in [
+            ("NOTIFY", true),
+            ("notify", true),
+            ("MESSAGE", false),
+            ("NOTIFYX", false),
+            ("", false),
+        ] {
+            assert_eq!(keyed_by_event(m.as_bytes()), event, "{m}");
+            let detail = service_detail(m, Some(b"presence"), Some(b"text/plain"));
+            assert_eq!(
+                detail,
+                Some(if event {
+                    &b"presence"[..]
+                } else {
+                    &b"text/plain"[..]
+                }),
+                "{m}"
+            );
+        }
     }
 }

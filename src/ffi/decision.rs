@@ -112,6 +112,18 @@ pub struct pr_decision_view {
     pub counters: [u32; PR_STAT_COUNT],
 }
 
+/// Whether the service key of a request with this method (`len` bytes,
+/// not NUL-terminated) is made of its `Event` header (true: NOTIFY) rather
+/// than its `Content-Type` (false): the module parses only the header
+/// that `pr_request` needs. false for NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn pr_service_by_event(method: *const u8, len: usize) -> bool {
+    ffi_boundary!(false, {
+        // SAFETY: (ptr, len) per the contract.
+        unsafe { slice(method, len) }.is_ok_and(crate::engine::keyed_by_event)
+    })
+}
+
 /// Opaque: the engine's answer; read through the `pr_decision_view` the
 /// call gave, free with `pr_decision_free`.
 pub struct pr_decision {

@@ -1016,6 +1016,34 @@ static void test_status_text(void **state) {
     assert_int_equal(n, 777);
 }
 
+/* Which header the module parses for the service key: the Event package
+ * of a NOTIFY (any case), the Content-Type of anything else; NULL, empty,
+ * non-UTF-8 and huge methods are "not NOTIFY". */
+static void test_service_by_event(void **state) {
+    (void)state;
+    static const struct {
+        const char *method;
+        bool event;
+    } rows[] = {
+        {"NOTIFY", true}, {"notify", true}, {"NoTiFy", true},
+        {"MESSAGE", false}, {"NOTIFYX", false}, {"NOTIF", false},
+        {"OPTIONS", false}, {"", false},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_int_equal(pr_service_by_event((const uint8_t *)rows[i].method,
+                                             strlen(rows[i].method)),
+                         rows[i].event);
+    assert_false(pr_service_by_event(NULL, 0));
+    assert_false(pr_service_by_event(NULL, 6));
+    assert_false(pr_service_by_event((const uint8_t *)"\xffOTIFY", 6));
+    size_t n = 1 << 20;
+    uint8_t *big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'N', n);
+    assert_false(pr_service_by_event(big, n));
+    free(big);
+}
+
 static void test_stat_names(void **state) {
     (void)state;
     /* The SPEC names, in the order of the pr_stat numbers (dense, from 0). */
@@ -4204,6 +4232,7 @@ int main(void) {
         cmocka_unit_test(test_free_null),
         cmocka_unit_test(test_status_text),
         cmocka_unit_test(test_stat_names),
+        cmocka_unit_test(test_service_by_event),
         cmocka_unit_test(test_config_null_and_utf8),
         cmocka_unit_test(test_config_good_values),
         cmocka_unit_test(test_config_bad_values_name_the_parameter),
