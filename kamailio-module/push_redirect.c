@@ -20,6 +20,7 @@
 #include "core/sr_module.h"
 #include "core/dprint.h"
 #include "core/globals.h"
+#include "core/kemi.h"
 #include "core/mem/mem.h"
 #include "core/mod_fix.h"
 #include "core/route.h"
@@ -413,4 +414,42 @@ static void mod_destroy(void)
 		prm_location_table.s = NULL;
 		prm_location_table.len = 0;
 	}
+}
+
+/* clang-format off */
+/* the KEMI exports: KSR.push_redirect.<name>() in Lua, Python, JavaScript
+ * routing scripts; the same return values as the script functions (the
+ * struct is the same in Kamailio 5.6, 6.0 and 6.1) */
+static sr_kemi_t sr_kemi_push_redirect_exports[] = {
+	{ str_init("push_redirect"), str_init("push_lookup"),
+		SR_KEMIP_INT, ki_push_lookup,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_lookup_mode"),
+		SR_KEMIP_INT, ki_push_lookup_mode,
+		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_redirect"),
+		SR_KEMIP_INT, ki_push_redirect,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_redirect_mode"),
+		SR_KEMIP_INT, ki_push_redirect_mode,
+		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+
+	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }
+};
+/* clang-format on */
+
+/* Kamailio's loader calls it when the module is loaded, before the cfg's
+ * modparams: the KEMI table is registered here, as in Kamailio's modules */
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	sr_kemi_modules_add(sr_kemi_push_redirect_exports);
+	return 0;
 }

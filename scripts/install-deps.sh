@@ -10,7 +10,9 @@
 #   test   run + libcmocka-dev, valgrind, gdb, clang and the compiler-rt
 #          package of that clang (its ASan/UBSan runtimes: a recommendation
 #          of clang, so --no-install-recommends would leave it out; its
-#          name carries the release's LLVM version, found by asking apt)
+#          name carries the release's LLVM version, found by asking apt),
+#          kamailio-lua-modules and kamailio-python3-modules (app_lua and
+#          app_python3, for the KEMI end-to-end cases; same names on 12, 13)
 #   bench  python3 (bench/bench.py) and gnuplot-nox (its PNG chart);
 #          bench-core: python3 only
 #
@@ -24,7 +26,7 @@ bench) PKGS="python3 gnuplot-nox" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
-test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang" ;;
+test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules" ;;
 *)
 	echo "usage: $0 build|test|run|bench|bench-core" >&2
 	exit 2

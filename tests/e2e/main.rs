@@ -9,6 +9,7 @@
 
 mod crash;
 mod hostile;
+mod kemi;
 mod push;
 mod store;
 mod support;
