@@ -7,7 +7,9 @@
 #   make test-versions  the end-to-end tests against every other supported
 #                    Kamailio (scripts/kamailio-versions)
 #   make crash-loop  the crash and shutdown loop (hundreds of runs)
-#   make install     build/push_redirect.so into Kamailio's module directory
+#   make install     build/push_redirect.so into Kamailio's module directory,
+#                    and /var/lib/kamailio (the default store's folder)
+#                    for the kamailio user (scripts/install-store-dir.sh)
 #   make header      regenerate include/push_redirect.h (commit it)
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean

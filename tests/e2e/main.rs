@@ -11,6 +11,7 @@ mod crash;
 mod hostile;
 mod kemi;
 mod push;
+mod service;
 mod store;
 mod support;
 
