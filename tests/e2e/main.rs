@@ -12,6 +12,7 @@ mod hostile;
 mod kemi;
 mod push;
 mod service;
+mod stock_cfg;
 mod store;
 mod support;
 
