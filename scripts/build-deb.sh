@@ -83,6 +83,7 @@ if [ -f "$ROOT/kamailio-module/README" ]; then
 	gzip -9nc "$ROOT/kamailio-module/README" >"$DOC/README.push_redirect.gz"
 fi
 for f in "$ROOT"/cfg-examples/*; do
+	[ -f "$f" ] || continue
 	install -m 0644 "$f" "$DOC/examples/"
 done
 chmod 0755 "$DOC/examples"/*.sh 2>/dev/null || true

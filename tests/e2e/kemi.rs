@@ -77,7 +77,9 @@ fn parallel_wrapper(case: &Case, engine: Engine, func: &str) -> PathBuf {
             format!(
                 "# the example, with {func}() in parallel mode\n\
                  import importlib.util\n\
+                 import sys\n\
                  import KSR\n\
+                 sys.dont_write_bytecode = True  # no __pycache__ beside the example\n\
                  _spec = importlib.util.spec_from_file_location(\"example\", \"{ex}\")\n\
                  _example = importlib.util.module_from_spec(_spec)\n\
                  _spec.loader.exec_module(_example)\n\
