@@ -114,18 +114,34 @@ start_service() {
 	done
 	[ -s "$pidfile" ] || die "no PID in $pidfile"
 	main=$(cat "$pidfile")
-	KPID=$(ps -o pgid= -p "$main" | tr -d ' ')
-	say "kamailio main process $main (group $KPID); its processes:"
-	ps -o user=,pid=,args= -g "$KPID" | sed 's/^/    /'
-	if ps -o user= -g "$KPID" | grep -vqx "$unit_user"; then
-		die "a process does not run as $unit_user"
-	fi
+	KPID=$(stat_field "$main" 3)
+	[ -n "$KPID" ] || die "kamailio $main is gone"
+	say "kamailio main process $main (group $KPID); its processes (user, pid, command):"
+	for p in $(group_pids); do
+		printf '    %s %s %s\n' "$(stat -c %U "/proc/$p")" "$p" \
+			"$(tr '\0' ' ' <"/proc/$p/cmdline")"
+		[ "$(stat -c %U "/proc/$p")" = "$unit_user" ] ||
+			die "process $p does not run as $unit_user"
+	done
 }
 
-# a process of the service's group is still there (zombies do not count:
-# without an init that reaps, the daemon's first child may stay one)
+# field N (1: state, 2: ppid, 3: process group) of /proc/PID/stat, after
+# the command name (no ps: procps may not be installed)
+stat_field() { # pid n
+	local line
+	read -r line <"/proc/$1/stat" 2>/dev/null || return 0
+	echo "${line##*) }" | awk -v n="$2" '{ print $n }'
+}
+
+# the processes of the service's group, zombies left out (without an init
+# that reaps, the daemon's first child may stay one)
+group_pids() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$KPID" \
+		'{ pid = $1; sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") print pid }'
+}
+
 alive() {
-	ps -o stat= -g "$KPID" 2>/dev/null | grep -qv '^Z'
+	[ -n "$(group_pids)" ]
 }
 
 stop_service() {
