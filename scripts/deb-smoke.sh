@@ -100,6 +100,11 @@ unit_env() {
 }
 
 start_service() {
+	# a Kamailio service of this machine (systemd starts one after
+	# apt-get install kamailio) holds the unit's PID file and port
+	if [ -s "$pidfile" ] && [ -d "/proc/$(cat "$pidfile")" ]; then
+		die "a Kamailio runs with $pidfile (pid $(cat "$pidfile")): stop it first (systemctl stop kamailio)"
+	fi
 	# RuntimeDirectory=, as systemd makes it before ExecStart
 	install -d -o "$unit_user" -g "$unit_group" -m "${runmode:-0755}" "$rundir"
 	rm -f "$pidfile"
