@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::UdpSocket;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -219,6 +220,8 @@ struct Service {
     pid: Option<i32>,
     runs: usize,
     how: How,
+    /// its SIP port on 127.0.0.1 (UDP)
+    port: u16,
 }
 
 /// How the service drops root.
@@ -278,32 +281,62 @@ impl Service {
             );
         }
         // Type=forking: the started process has exited, the daemon wrote
-        // its PID (PIDFile=)
+        // its PID (PIDFile=); read again until it names a live process (the
+        // file may be read while it is being written). Its process group is
+        // the daemon's own (it called setsid() in its first child, which
+        // then forked the main process): systemd's control group holds the
+        // same processes.
         let t0 = Instant::now();
-        let pid = loop {
-            if let Some(p) = fs::read_to_string(&self.pidfile)
+        let (pid, pgid) = loop {
+            let found = fs::read_to_string(&self.pidfile)
                 .ok()
                 .and_then(|t| t.trim().parse::<i32>().ok())
-            {
-                break p;
+                .and_then(|p| pgid_of(p).map(|g| (p, g)))
+                .filter(|&(p, g)| group_members(g).iter().any(|m| m.0 == p));
+            if let Some(f) = found {
+                break f;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
-                "no PID in {}",
+                "no live kamailio named in {}",
                 self.pidfile.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        // the daemon's own process group (it called setsid() in its first
-        // child, which then forked the main process): systemd's control
-        // group holds the same processes
-        let pgid = pgid_of(pid);
-        self.pid = pgid;
-        let pgid = pgid.unwrap_or_else(|| panic!("kamailio {pid}: no process group"));
-        assert!(
-            group_members(pgid).iter().any(|m| m.0 == pid),
-            "kamailio {pid} is not in process group {pgid}"
-        );
+        println!("[e2e service] kamailio main process {pid}, process group {pgid}");
+        self.pid = Some(pgid);
+        // up, as an operator's next step finds it: it answers SIP
+        self.wait_answers();
+    }
+
+    /// Waits (10 s at most) until it answers an OPTIONS with Max-Forwards
+    /// 0 (the example cfg: 483).
+    fn wait_answers(&self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let lport = sock.local_addr().unwrap().port();
+        let t0 = Instant::now();
+        for n in 1.. {
+            let msg = format!(
+                "OPTIONS sip:127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-svc-{n}\r\n\
+                 From: <sip:probe@127.0.0.1>;tag=svc\r\nTo: <sip:127.0.0.1:{p}>\r\nCall-ID: svc-{n}-{lport}@127.0.0.1\r\n\
+                 CSeq: {n} OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n",
+                p = self.port
+            );
+            let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
+            let mut buf = [0u8; 4096];
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if buf[..len].starts_with(b"SIP/2.0 ") {
+                    return;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "kamailio on port {} does not answer SIP",
+                self.port
+            );
+        }
     }
 
     /// The same command in the foreground with its log on stderr (-DD -E),
@@ -331,9 +364,16 @@ impl Service {
         let t0 = Instant::now();
         while !group_members(pid).is_empty() {
             if t0.elapsed() > Duration::from_secs(10) {
+                let left: Vec<String> = group_members(pid)
+                    .iter()
+                    .map(|m| fs::read_to_string(format!("/proc/{}/stat", m.0)).unwrap_or_default())
+                    .collect();
                 // SAFETY: as above.
                 unsafe { kill(-pid, SIGKILL) };
-                panic!("[e2e service] kamailio {pid} did not stop within 10 s of SIGTERM");
+                panic!(
+                    "[e2e service] kamailio (group {pid}) did not stop within 10 s of SIGTERM; \
+                     left: {left:?}"
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -525,6 +565,7 @@ fn service(case: &Case, unit: &Unit, how: How, store: Option<&Path>) -> (Service
         pid: None,
         runs: 0,
         how,
+        port,
     };
     (svc, format!("127.0.0.1:{port}"))
 }
