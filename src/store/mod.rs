@@ -27,6 +27,7 @@
 //! [`sqlite`]: crate::store::sqlite
 //! [`generation`]: crate::store::generation
 
+pub mod access;
 pub mod cache;
 pub mod generation;
 pub mod sqlite;

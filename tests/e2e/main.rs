@@ -9,7 +9,10 @@
 
 mod crash;
 mod hostile;
+mod kemi;
 mod push;
+mod service;
+mod stock_cfg;
 mod store;
 mod support;
 

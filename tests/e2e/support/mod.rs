@@ -451,6 +451,19 @@ impl Case {
         q: f32,
         expires: u32,
     ) -> Option<u16> {
+        self.try_register_at(&proxy.addr(), aor, contact, q, expires)
+    }
+
+    /// As `try_register`, to any address ("127.0.0.1:PORT"), e.g. a Kamailio
+    /// the harness did not start.
+    pub fn try_register_at(
+        &self,
+        addr: &str,
+        aor: &str,
+        contact: &str,
+        q: f32,
+        expires: u32,
+    ) -> Option<u16> {
         let n = CASE_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = self.subdir(&format!("register-{n}"));
         let port = free_udp_port();
@@ -472,7 +485,7 @@ impl Case {
                 "",
             ])
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .arg(proxy.addr())
+            .arg(addr)
             .args([
                 "-m",
                 "1",
