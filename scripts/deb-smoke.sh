@@ -27,11 +27,6 @@ PKG=kamailio-push-redirect-module
 N=${SMOKE_N:-20}
 PORT=${SMOKE_PORT:-5060}
 S="$ROOT/tests/e2e/scenarios"
-UNIT=
-for u in /lib/systemd/system/kamailio.service /usr/lib/systemd/system/kamailio.service; do
-	[ -f "$u" ] && UNIT=$u && break
-done
-
 say() { printf 'deb-smoke: %s\n' "$*"; }
 die() {
 	say "error: $*" >&2
@@ -60,6 +55,12 @@ say "the store's folder after postinst: $(stat -c '%n %U:%G %a' /var/lib/kamaili
 	die "/var/lib/kamailio is not kamailio:kamailio 0750"
 
 # --- the service, as its unit starts it
+# (looked up only now: on a bare machine kamailio, and its unit, come with
+# make deb's dependencies above)
+UNIT=
+for u in /lib/systemd/system/kamailio.service /usr/lib/systemd/system/kamailio.service; do
+	[ -f "$u" ] && UNIT=$u && break
+done
 [ -n "$UNIT" ] || die "no kamailio.service (Debian's kamailio package ships it)"
 exec_start=$(sed -n 's/^ExecStart=//p' "$UNIT")
 unit_user=$(sed -n 's/^User=//p' "$UNIT")
