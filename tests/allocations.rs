@@ -81,6 +81,14 @@ unsafe extern "C" fn lookup(
             socket: ptr::null(),
             q,
             last_modified: 1,
+            // As usrloc has them: a ruid and a User-Agent per contact,
+            // the NAT flag on the NATed one, every method.
+            flags: if received.is_empty() { 0 } else { 1 << 6 },
+            methods: u32::MAX,
+            reg_id: 0,
+            ruid: bytes(b"uloc-5f3a-1b2c-1"),
+            user_agent: bytes(b"PushPhone/1.0"),
+            conn_id: 0,
         };
         assert_eq!(pr_contacts_add(out, &c), pr_status::Ok);
     }
@@ -141,6 +149,7 @@ fn message() -> pr_request {
         content_type: bytes(b"text/plain"),
         call_id: bytes(b"alloc-test"),
         mode: bytes(b""),
+        method_bit: 256,
     }
 }
 

@@ -899,6 +899,7 @@ impl EngineInput {
                         socket: 7,
                         q: *q,
                         last_modified: NOW - 10,
+                        ..Registration::default()
                     },
                 ));
             }
@@ -926,6 +927,7 @@ impl EngineInput {
                     socket: usize::from(r.socket),
                     q: r.q.map(|q| q % 1001),
                     last_modified: NOW - i64::from(r.age),
+                    ..Registration::default()
                 },
             ));
         }

@@ -81,15 +81,24 @@ impl Engine {
                 return outcome;
             }
         }
-        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
+        let buf = std::mem::take(&mut d.branches);
+        match ctx.registered(d, buf) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            Ok((c, _)) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            // Terminals registered, none of them accepts the method: what
+            // registrar's lookup() says then (its users answer 405).
+            Ok((c, excluded)) if excluded.seen > 0 => {
+                d.branches = c.into_buffer();
+                (Verdict::NotAccepted, Reason::MethodNotAccepted)
+            }
             // No terminal registered: a provisioned forwarding stands in
             // for the subscriber (F5 otherwise waits for a 3xx).
-            Ok(_) => live
-                .filter(|f| f.kind == ForwardingKind::Provisioned)
-                .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
-                .unwrap_or((Verdict::NothingLeft, Reason::NoTarget)),
+            Ok((c, _)) => {
+                d.branches = c.into_buffer();
+                live.filter(|f| f.kind == ForwardingKind::Provisioned)
+                    .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
+                    .unwrap_or((Verdict::NothingLeft, Reason::NoTarget))
+            }
         }
     }
 
@@ -247,10 +256,14 @@ impl Engine {
         if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
+        let buf = std::mem::take(&mut d.branches);
+        match ctx.registered(d, buf) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
-            Ok(c) => {
+            Ok((c, _)) if c.is_empty() => {
+                d.branches = c.into_buffer();
+                (Verdict::NothingLeft, Reason::Exhausted)
+            }
+            Ok((c, _)) => {
                 d.counters.bump(Stat::Failovers);
                 ctx.round_from(c, d, Reason::Failover)
             }
