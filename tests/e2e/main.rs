@@ -9,6 +9,7 @@
 
 mod crash;
 mod hostile;
+mod lookup;
 mod push;
 mod store;
 mod support;

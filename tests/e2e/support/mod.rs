@@ -229,6 +229,24 @@ impl Transport {
             Transport::Tcp => tcp_port_listening(port),
         }
     }
+    /// As `bound`, on ::1 (or ::).
+    fn bound_v6(self, port: u16) -> bool {
+        let (table, state) = match self {
+            Transport::Udp => ("/proc/net/udp6", None),
+            Transport::Tcp => ("/proc/net/tcp6", Some("0A")),
+        };
+        let Ok(text) = fs::read_to_string(table) else {
+            return false;
+        };
+        let want = [
+            format!("00000000000000000000000001000000:{port:04X}"),
+            format!("00000000000000000000000000000000:{port:04X}"),
+        ];
+        text.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && want.iter().any(|w| w == f[1]) && state.is_none_or(|st| f[3] == st)
+        })
+    }
 }
 
 fn wait_until(timeout: Duration, step: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -343,6 +361,12 @@ impl Case {
 
     /// A Kamailio with `cfg` (a name under tests/e2e/cfg/ or a path).
     pub fn proxy(&self, cfg: &str) -> ProxyBuilder {
+        self.proxy_in(cfg, "kamailio")
+    }
+
+    /// As `proxy`, in the case's folder `dir` (a second Kamailio of the
+    /// case, e.g. an edge proxy, needs its own).
+    pub fn proxy_in(&self, cfg: &str, dir: &str) -> ProxyBuilder {
         let p = Path::new(cfg);
         let cfg = if p.is_absolute() || p.exists() {
             p.to_path_buf()
@@ -350,7 +374,7 @@ impl Case {
             e2e_dir().join("cfg").join(cfg)
         };
         ProxyBuilder {
-            dir: self.subdir("kamailio"),
+            dir: self.subdir(dir),
             case: self.name.clone(),
             cfg,
             port: None,
@@ -451,9 +475,32 @@ impl Case {
         q: f32,
         expires: u32,
     ) -> Option<u16> {
+        let reg = Register {
+            aor,
+            contact,
+            q,
+            expires,
+            from: ("127.0.0.1", free_udp_port()),
+            extra: &[],
+        };
+        self.try_register_from(&proxy.addr(), &reg)
+    }
+
+    /// A REGISTER as `reg` says (its source address, extra headers such as
+    /// `Allow: NOTIFY`), to `addr` (`127.0.0.1:PORT` or `[::1]:PORT`);
+    /// its final response code (None: none within 5 s).
+    pub fn try_register_from(&self, addr: &str, reg: &Register<'_>) -> Option<u16> {
+        let Register {
+            aor,
+            contact,
+            q,
+            expires,
+            from: (ip, port),
+            extra,
+        } = *reg;
+        let extra: String = extra.iter().map(|h| format!("\r\n{h}")).collect();
         let n = CASE_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = self.subdir(&format!("register-{n}"));
-        let port = free_udp_port();
         let log = dir.join("actions.log");
         let mut cmd = Command::new(sipp_bin());
         cmd.current_dir(&dir)
@@ -469,10 +516,10 @@ impl Case {
                 &expires.to_string(),
                 "-key",
                 "extra",
-                "",
+                &extra,
             ])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .arg(proxy.addr())
+            .args(["-i", ip, "-p", &port.to_string()])
+            .arg(addr)
             .args([
                 "-m",
                 "1",
@@ -499,6 +546,27 @@ impl Case {
             );
         }
         code
+    }
+
+    /// As `terminal_on`, listening on `ip` (127.0.0.1 or ::1) at `port`
+    /// (from `free_udp_port()`): e.g. the port a REGISTER came from, for a
+    /// terminal behind a NAT (`try_register_from`).
+    pub fn terminal_on_at(
+        &self,
+        transport: Transport,
+        (ip, port): (&str, u16),
+        name: &str,
+        answer: Answer,
+    ) -> Terminal {
+        Terminal::start_on(
+            self,
+            name,
+            (ip, port, transport),
+            answer,
+            &[],
+            Duration::ZERO,
+            Duration::from_secs(300),
+        )
     }
 
     /// Runs a sender to the end (bounded) and returns what it got.
@@ -530,6 +598,19 @@ impl Case {
         ));
         println!("{line}");
     }
+}
+
+/// A REGISTER for `try_register_from`.
+#[derive(Clone, Copy, Debug)]
+pub struct Register<'a> {
+    pub aor: &'a str,
+    pub contact: &'a str,
+    pub q: f32,
+    pub expires: u32,
+    /// The address and port it is sent from.
+    pub from: (&'a str, u16),
+    /// Extra header lines (e.g. "Allow: NOTIFY").
+    pub extra: &'a [&'a str],
 }
 
 impl Drop for Case {
@@ -1243,6 +1324,8 @@ pub struct Terminal {
     pub answer: Answer,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// The address its sipp listens on: 127.0.0.1, or ::1 (`terminal_on_ip`).
+    pub ip: String,
 }
 
 impl Terminal {
@@ -1250,6 +1333,26 @@ impl Terminal {
         case: &Case,
         name: &str,
         (port, transport): (u16, Transport),
+        answer: Answer,
+        extra_headers: &[&str],
+        delay: Duration,
+        lifetime: Duration,
+    ) -> Terminal {
+        Terminal::start_on(
+            case,
+            name,
+            ("127.0.0.1", port, transport),
+            answer,
+            extra_headers,
+            delay,
+            lifetime,
+        )
+    }
+
+    fn start_on(
+        case: &Case,
+        name: &str,
+        (ip, port, transport): (&str, u16, Transport),
         answer: Answer,
         extra_headers: &[&str],
         delay: Duration,
@@ -1275,7 +1378,7 @@ impl Terminal {
             cmd.args(["-key", k, v]);
         }
         cmd.args(["-key", "extra", &extra])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-i", ip, "-p", &port.to_string()])
             .args(["-t", transport.sipp_mode()])
             .args(["-d", &delay.as_millis().to_string()])
             .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
@@ -1306,11 +1409,19 @@ impl Terminal {
             answer,
             dir,
             child: Some(child),
+            ip: ip.to_string(),
+        };
+        let on = |port| {
+            if ip == "::1" {
+                transport.bound_v6(port)
+            } else {
+                transport.bound(port)
+            }
         };
         let bound = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-            transport.bound(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
+            on(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
         });
-        if !bound || !transport.bound(port) {
+        if !bound || !on(port) {
             let err = fs::read_to_string(t.dir.join("sipp.stderr")).unwrap_or_default();
             panic!(
                 "[e2e {}] terminal {name} (sipp on {port}) did not start: {}",
@@ -1323,11 +1434,12 @@ impl Terminal {
 
     /// sip:NAME@127.0.0.1:PORT
     pub fn uri(&self) -> String {
-        format!(
-            "{}{}",
-            terminal_uri(&self.name, self.port),
-            self.transport.uri_param()
-        )
+        let base = if self.ip == "::1" {
+            format!("sip:{}@[::1]:{}", self.name, self.port)
+        } else {
+            terminal_uri(&self.name, self.port)
+        };
+        format!("{base}{}", self.transport.uri_param())
     }
 
     /// Every request received, retransmissions included, in order.
