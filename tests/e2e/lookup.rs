@@ -339,3 +339,69 @@ fn lookup_branch_timeout_on_a_silent_tcp_terminal() {
     assert_eq!(k, n as usize);
     assert!(min > 0.5 && max < 10.0, "sanity window: {min} .. {max}");
 }
+
+/// The proxy with TLS on its SIP port (the registration's UDP socket has a
+/// TLS twin on the same port, which Kamailio sends from).
+fn tls_proxy(case: &Case, branch_timeout_ms: u32) -> Proxy {
+    let tls = case.tls_files();
+    proxy(case)
+        .flag("WITH_TLS")
+        .define_str("TLS_CFG", &tls.tls_cfg.display().to_string())
+        .define("BRANCH_TIMEOUT", &branch_timeout_ms.to_string())
+        .start()
+}
+
+/// Terminals on TLS (certificates of a CA the test makes with openssl,
+/// verified by the proxy): t1 (q=1.0) answers 480, t2 (q=0.5) 200; the
+/// first branch and the failover branch go over TLS.
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn lookup_tls_terminals_fail_over() {
+    let case = Case::new("lookup_tls_terminals_fail_over");
+    let p = tls_proxy(&case, 1000);
+    let t1 = case.terminal_on(Transport::Tls, "t1", Answer::Code(480));
+    let t2 = case.terminal_on(Transport::Tls, "t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N).rate(20));
+    case.report(&r, &[&t1, &t2]);
+    assert_finals(&r, 200, N);
+    assert_eq!(t1.wait_received(N as usize), N as usize);
+    assert_eq!(t2.wait_received(N as usize), N as usize);
+    for req in t1.requests().iter().chain(t2.requests().iter()) {
+        assert!(
+            req.header("Via").is_some_and(|v| v.contains("SIP/2.0/TLS")),
+            "{req:?}"
+        );
+    }
+    assert_eq!(stat(&p, "failovers"), i64::from(N));
+}
+
+/// `branch_timeout` (1000 ms) on a silent TLS terminal: each request fails
+/// over to t2; the time to fail over is reported.
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn lookup_branch_timeout_on_a_silent_tls_terminal() {
+    let case = Case::new("lookup_branch_timeout_on_a_silent_tls_terminal");
+    let p = tls_proxy(&case, 1000);
+    let t1 = case.terminal_on(Transport::Tls, "t1", Answer::NoAnswer);
+    let t2 = case.terminal_on(Transport::Tls, "t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let n = 5u32;
+    let r = case.send(
+        &p,
+        Send::message(AOR)
+            .count(n)
+            .rate(5)
+            .recv_timeout(Duration::from_secs(10)),
+    );
+    case.report(&r, &[&t1, &t2]);
+    assert_finals(&r, 200, n);
+    assert_eq!(t1.wait_received(n as usize), n as usize);
+    assert_eq!(t2.wait_received(n as usize), n as usize);
+    let (min, max, k) = failover_times(&t1, &t2);
+    println!("[e2e lookup_branch_timeout tls] time to fail over: min {min:.3}s max {max:.3}s over {k} requests (branch_timeout 1.000s)");
+    assert_eq!(k, n as usize);
+    assert!(min > 0.5 && max < 10.0, "sanity window: {min} .. {max}");
+}

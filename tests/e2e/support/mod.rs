@@ -206,6 +206,9 @@ fn socket_on(table: &str, port: u16, state: Option<&str>) -> bool {
 pub enum Transport {
     Udp,
     Tcp,
+    /// A terminal on TLS is `support/tls_terminal.py` (Debian's sipp has
+    /// no TLS), with the certificates of `Case::tls_files`.
+    Tls,
 }
 
 impl Transport {
@@ -214,6 +217,7 @@ impl Transport {
         match self {
             Transport::Udp => "u1",
             Transport::Tcp => "t1",
+            Transport::Tls => "l1",
         }
     }
     /// The contact URI parameter, "" for UDP (the default).
@@ -221,19 +225,20 @@ impl Transport {
         match self {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         }
     }
     fn bound(self, port: u16) -> bool {
         match self {
             Transport::Udp => udp_port_bound(port),
-            Transport::Tcp => tcp_port_listening(port),
+            Transport::Tcp | Transport::Tls => tcp_port_listening(port),
         }
     }
     /// As `bound`, on ::1 (or ::).
     fn bound_v6(self, port: u16) -> bool {
         let (table, state) = match self {
             Transport::Udp => ("/proc/net/udp6", None),
-            Transport::Tcp => ("/proc/net/tcp6", Some("0A")),
+            Transport::Tcp | Transport::Tls => ("/proc/net/tcp6", Some("0A")),
         };
         let Ok(text) = fs::read_to_string(table) else {
             return false;
@@ -598,6 +603,142 @@ impl Case {
         ));
         println!("{line}");
     }
+}
+
+/// The test CA and certificates of a case (made once per case with the
+/// openssl command, under `<case>/tls/`), and Kamailio's tls.cfg for them:
+/// the proxy presents `proxy.crt`; as a client it requires and verifies
+/// the terminals' certificates (`terminal.crt`, for 127.0.0.1 and ::1)
+/// against `ca.crt`.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub tls_cfg: PathBuf,
+}
+
+impl Case {
+    pub fn tls_files(&self) -> TlsFiles {
+        let dir = self.subdir("tls");
+        let f = |n: &str| dir.join(n);
+        let files = TlsFiles {
+            dir: dir.clone(),
+            ca: f("ca.crt"),
+            tls_cfg: f("tls.cfg"),
+        };
+        if files.tls_cfg.is_file() {
+            return files;
+        }
+        let openssl = |args: &[&str]| {
+            let mut cmd = Command::new("openssl");
+            cmd.current_dir(&dir).args(args);
+            let (st, _, err) = run_bounded(cmd, &dir, "openssl", Duration::from_secs(30));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "openssl {args:?}: {st:?} {err}"
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=push_redirect e2e CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        write_file(
+            &f("san.ext"),
+            "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n",
+        );
+        for who in ["proxy", "terminal"] {
+            let (key, csr, crt) = (
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.crt"),
+            );
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &crt,
+            ]);
+        }
+        let p = |n: &str| f(n).display().to_string();
+        write_file(
+            &files.tls_cfg,
+            &format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                 require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                 [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n\
+                 require_certificate = yes\nca_list = {}\n",
+                p("proxy.key"),
+                p("proxy.crt"),
+                p("ca.crt")
+            ),
+        );
+        files
+    }
+}
+
+/// The command of a TLS terminal (`support/tls_terminal.py`) in `dir`,
+/// with the case's terminal certificate; logs as a sipp terminal does.
+fn tls_terminal_cmd(
+    case: &Case,
+    dir: &Path,
+    (ip, port): (&str, u16),
+    answer: &Answer,
+    lifetime: Duration,
+) -> Command {
+    let tls = case.tls_files();
+    let code = match answer {
+        Answer::Ok => "200".to_string(),
+        Answer::Code(c) => c.to_string(),
+        Answer::NoAnswer => "0".to_string(),
+        other => panic!("a TLS terminal answers 200, a code or nothing, not {other:?}"),
+    };
+    let mut cmd = Command::new("python3");
+    cmd.current_dir(dir)
+        .arg(e2e_dir().join("support").join("tls_terminal.py"))
+        .args(["--ip", ip, "--port", &port.to_string(), "--code", &code])
+        .arg("--cert")
+        .arg(tls.dir.join("terminal.crt"))
+        .arg("--key")
+        .arg(tls.dir.join("terminal.key"))
+        .arg("--log")
+        .arg(dir.join("messages.log"))
+        .arg("--actions")
+        .arg(dir.join("actions.log"))
+        .args(["--lifetime", &lifetime.as_secs().to_string()]);
+    cmd
 }
 
 /// A REGISTER for `try_register_from`.
@@ -1373,29 +1514,33 @@ impl Terminal {
         );
         let extra: String = extra_headers.iter().map(|h| format!("\r\n{h}")).collect();
         let mut cmd = Command::new(sipp_bin());
-        cmd.current_dir(&dir).arg("-sf").arg(&sf);
-        for (k, v) in &keys {
-            cmd.args(["-key", k, v]);
+        if transport == Transport::Tls {
+            cmd = tls_terminal_cmd(case, &dir, (ip, port), &answer, lifetime);
+        } else {
+            cmd.current_dir(&dir).arg("-sf").arg(&sf);
+            for (k, v) in &keys {
+                cmd.args(["-key", k, v]);
+            }
+            cmd.args(["-key", "extra", &extra])
+                .args(["-i", ip, "-p", &port.to_string()])
+                .args(["-t", transport.sipp_mode()])
+                .args(["-d", &delay.as_millis().to_string()])
+                .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
+                .arg("-trace_logs")
+                .arg("-log_file")
+                .arg(dir.join("actions.log"))
+                .arg("-trace_msg")
+                .arg("-message_file")
+                .arg(dir.join("messages.log"))
+                .arg("-trace_err")
+                .arg("-error_file")
+                .arg(dir.join("errors.log"))
+                .arg("-trace_stat")
+                .arg("-stf")
+                .arg(dir.join("stats.csv"))
+                .args(["-fd", "1"]);
         }
-        cmd.args(["-key", "extra", &extra])
-            .args(["-i", ip, "-p", &port.to_string()])
-            .args(["-t", transport.sipp_mode()])
-            .args(["-d", &delay.as_millis().to_string()])
-            .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
-            .arg("-trace_logs")
-            .arg("-log_file")
-            .arg(dir.join("actions.log"))
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(dir.join("messages.log"))
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(dir.join("errors.log"))
-            .arg("-trace_stat")
-            .arg("-stf")
-            .arg(dir.join("stats.csv"))
-            .args(["-fd", "1"])
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("sipp.stdout")).unwrap())
             .stderr(fs::File::create(dir.join("sipp.stderr")).unwrap())
             .process_group(0);
