@@ -7,7 +7,7 @@ use common::{b, branches, message, timeout, FakeHost, B};
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
     service_key, Decision, Engine, FailedRound, ForwardTarget, Forwarding, ForwardingKind, Learned,
-    Reason, Registration, Request, Stat, StoreAction, Verdict,
+    Reason, Registration, Request, Stat, StoreAction, TargetInstance, Verdict,
 };
 
 const U1: &str = "sip:u1@example.com";
@@ -399,6 +399,7 @@ fn provisioned(target: &str) -> Forwarding {
         targets: vec![ForwardTarget {
             uri: target.into(),
             q: None,
+            instance: None,
         }],
         expires_at: None,
     }
@@ -464,7 +465,8 @@ fn f6_301_learns_a_permanent_forwarding() {
             ttl: None,
             targets: vec![ForwardTarget {
                 uri: T3.into(),
-                q: Some(800)
+                q: Some(800),
+                instance: None,
             }],
             learned_from: T1.into(),
             status: 301,
@@ -500,6 +502,7 @@ fn stored(kind: ForwardingKind, target: &str, expires_at: Option<i64>) -> Forwar
         targets: vec![ForwardTarget {
             uri: target.into(),
             q: None,
+            instance: None,
         }],
         expires_at,
     }
@@ -1376,4 +1379,167 @@ fn rule_a_service_the_terminal_does_not_accept_is_not_sent_to_it() {
     }
     let d = engine().push_lookup(&env, &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
+}
+
+// ------------------------------- a learned forwarding follows the terminal
+
+const INST3: &str = "\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"";
+
+/// env3 with t3 registered with an instance.
+fn env3_instance() -> FakeHost {
+    let mut env = env3();
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == T3.as_bytes() {
+            r.instance = Some(INST3.as_bytes().to_vec());
+        }
+    }
+    env
+}
+
+/// registrar's reg_cmp_instances(): one pair of <> stripped, then bytes.
+#[test]
+fn instances_compare_as_registrar_compares_them() {
+    use push_redirect::engine::same_instance;
+    for (a, b, same) in [
+        ("<urn:uuid:1>", "<urn:uuid:1>", true),
+        ("<urn:uuid:1>", "urn:uuid:1", true),
+        ("urn:uuid:1", "<urn:uuid:1>", true),
+        ("<urn:uuid:1>", "<urn:uuid:2>", false),
+        ("<urn:uuid:1>", "<URN:uuid:1>", false),
+        ("\"<urn:uuid:1>\"", "\"<urn:uuid:1>\"", true),
+        ("\"<urn:uuid:1>\"", "<urn:uuid:1>", false),
+        ("<>", "<>", true),
+        ("<>", "", false),
+        ("", "", false),
+        ("<<x>>", "<x>", false),
+        ("<<x>>", "<<x>>", true),
+    ] {
+        assert_eq!(same_instance(a.as_bytes(), b.as_bytes()), same, "{a} {b}");
+        assert_eq!(same_instance(b.as_bytes(), a.as_bytes()), same, "{b} {a}");
+    }
+}
+
+/// SPEC §3: a 301 to a registered terminal of the subscriber with a
+/// +sip.instance stores that instance (and the AOR).
+#[test]
+fn rule_a_301_to_a_registered_terminal_stores_its_instance() {
+    let d = redirect(
+        &engine(),
+        &env3_instance(),
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T3}>;q=0.8")])],
+    );
+    assert_branches(&d, &[T3], Reason::Redirect);
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(
+        l.targets,
+        [ForwardTarget {
+            uri: T3.into(),
+            q: Some(800),
+            instance: Some(TargetInstance {
+                aor: U1.into(),
+                instance: INST3.into(),
+            }),
+        }]
+    );
+    // A terminal without an instance, or a foreign target: its URI only.
+    let d = redirect(
+        &engine(),
+        &env3_instance(),
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T2}>")])],
+    );
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(l.targets[0].instance, None);
+    // An instance that cannot be kept on a line: its URI only.
+    let mut env = env3();
+    for r in env.location.get_mut(U1).unwrap() {
+        r.instance = Some(b"<urn:uuid:a b>".to_vec());
+    }
+    let d = redirect(
+        &engine(),
+        &env,
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T3}>")])],
+    );
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(l.targets[0].instance, None);
+}
+
+/// SPEC §3: the stored forwarding reaches the terminal at the contact it
+/// registered from since (another port), with that registration's next
+/// hop and socket; without the instance registered any more, the stored
+/// URI as before (refused: a foreign address no longer registered).
+#[test]
+fn rule_a_learned_forwarding_follows_the_terminal_not_its_address() {
+    let f = Forwarding {
+        kind: ForwardingKind::Permanent,
+        targets: vec![ForwardTarget {
+            uri: T3.into(),
+            q: Some(800),
+            instance: Some(TargetInstance {
+                aor: U1.into(),
+                instance: "<urn:uuid:00000000-0000-1000-8000-000000000003>".into(),
+            }),
+        }],
+        expires_at: None,
+    };
+    // t3 re-registered from port 5083 (the old contact is gone).
+    let moved = "sip:t3@127.0.0.1:5083";
+    let mut env = env3();
+    env.location
+        .get_mut(U1)
+        .unwrap()
+        .retain(|r| r.uri != T3.as_bytes());
+    env.register(U1, "t3", 5083, Some(500), 500);
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == moved.as_bytes() {
+            r.instance = Some(b"\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"".to_vec());
+        }
+    }
+    // (the stored instance is written without quotes: no match)
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == moved.as_bytes() {
+            r.instance = Some(b"<urn:uuid:00000000-0000-1000-8000-000000000003>".to_vec());
+        }
+    }
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[moved], Reason::StoredForwarding);
+    assert_eq!(d.branches[0].socket, 5083);
+    assert_eq!(d.branches[0].q, Some(800));
+    assert_eq!(
+        d.branches[0].dst_uri.as_deref(),
+        Some(&b"sip:edge5083@127.0.0.1;lr"[..])
+    );
+    assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
+    // Already tried in this transaction: not again (failover to t1).
+    let d = redirect(&engine(), &env.storing(&f), &[timeout(moved)]);
+    assert!(!uris(&d).contains(&moved.to_string()), "{d:#?}");
+    // A temporary one whose terminal failed is forgotten.
+    let temp = Forwarding {
+        kind: ForwardingKind::Temporary,
+        expires_at: Some(2_000_000),
+        ..f.clone()
+    };
+    let d = redirect(&engine(), &env.storing(&temp), &[b(moved, "480 Away", &[])]);
+    assert_eq!(d.store, StoreAction::Forget, "{d:#?}");
+    // The instance no longer registered: the stored URI, refused as
+    // before (a foreign address), so the terminals.
+    env.location
+        .get_mut(U1)
+        .unwrap()
+        .retain(|r| r.uri != moved.as_bytes());
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    // Stored for another AOR: not resolved here (the stored URI).
+    let mut other = f.clone();
+    other.targets[0].instance.as_mut().unwrap().aor = "sip:u9@example.com".into();
+    env.register(U1, "t3", 5073, Some(500), 400);
+    let d = engine().push_lookup(&env.storing(&other), &message(U1), None);
+    assert_branches(&d, &[T3], Reason::StoredForwarding);
 }

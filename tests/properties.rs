@@ -389,3 +389,22 @@ proptest! {
         prop_assert!(cur.is_empty());
     }
 }
+
+proptest! {
+    /// Instance comparison (registrar's reg_cmp_instances) takes any
+    /// bytes, is symmetric, and a non-empty instance matches itself and
+    /// its `<...>`-wrapped form.
+    #[test]
+    fn same_instance_is_symmetric_and_reflexive(
+        a in proptest::collection::vec(any::<u8>(), 0..80),
+        b in proptest::collection::vec(any::<u8>(), 0..80),
+    ) {
+        use push_redirect::engine::same_instance;
+        prop_assert_eq!(same_instance(&a, &b), same_instance(&b, &a));
+        prop_assert_eq!(same_instance(&a, &a), !a.is_empty());
+        if !a.is_empty() {
+            let wrapped = [&b"<"[..], &a, b">"].concat();
+            prop_assert!(same_instance(&a, &wrapped) || a.first() == Some(&b'<'));
+        }
+    }
+}

@@ -957,6 +957,7 @@ impl EngineInput {
                 .map(|(u, q)| ForwardTarget {
                     uri: String::from_utf8_lossy(&u.render(&k)).into_owned(),
                     q: q.map(|q| q % 1001),
+                    instance: None,
                 })
                 .collect(),
             expires_at: s.expires.map(|d| NOW + i64::from(d)),

@@ -412,6 +412,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             .collect();
         let hit = |u: &SipUri<'_>| failed.iter().any(|f| f.same_target(u));
         f.targets.iter().any(|t| {
+            // A target named by its instance failed if its registration did.
+            if self
+                .registration_of(t)
+                .is_some_and(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+            {
+                return true;
+            }
             let Ok(u) = uri::parse(t.uri.as_bytes()) else {
                 return false;
             };

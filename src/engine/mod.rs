@@ -32,7 +32,9 @@ mod policy;
 mod rounds;
 mod service;
 
-pub use crate::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+pub use crate::forwarding::{
+    same_instance, ForwardTarget, Forwarding, ForwardingKind, Learned, TargetInstance,
+};
 pub use crate::stats::{Counters, Stat};
 pub use decision::{
     Branch, BranchOut, Decision, FailedRound, Reason, Request, StoreAction, Verdict, MAX_WARNINGS,

@@ -7,9 +7,9 @@ use std::cell::Cell;
 use super::context::Ctx;
 use super::decision::{Branch, Decision, FailedRound, Reason, StoreAction, Verdict};
 use super::memo::Memo;
-use super::policy::{lossy, Target};
+use super::policy::{lossy, Target, Via};
 use super::Engine;
-use crate::forwarding::{ForwardTarget, ForwardingKind, Learned};
+use crate::forwarding::{instance_ok, ForwardTarget, ForwardingKind, Learned, TargetInstance};
 use crate::parser;
 use crate::stats::Stat;
 
@@ -325,7 +325,7 @@ impl Engine {
                 }
                 d.counters.bump(Stat::RedirectsFollowed);
                 if d.store == StoreAction::None {
-                    d.store = learn(b, resp, &sel);
+                    d.store = learn(ctx, b, resp, &sel);
                     if d.store != StoreAction::None {
                         d.counters.bump(Stat::ForwardingsLearned);
                     }
@@ -368,8 +368,15 @@ fn redirect_reply<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
     parser::parse_response(b.reply?).ok()
 }
 
-/// The store action a followed 3xx asks for (F6, F7).
-fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> StoreAction {
+/// The store action a followed 3xx asks for (F6, F7). A target that is
+/// one of the subscriber's registered terminals with a `+sip.instance` is
+/// stored with it (SPEC §3: the forwarding follows the terminal).
+fn learn(
+    ctx: &Ctx<'_, '_>,
+    b: &Branch<'_>,
+    resp: &parser::Response<'_>,
+    sel: &[Target<'_>],
+) -> StoreAction {
     let kind = match b.status {
         301 => ForwardingKind::Permanent,
         302 => ForwardingKind::Temporary,
@@ -394,6 +401,18 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> Sto
                 .map(|t| ForwardTarget {
                     uri: lossy(t.uri),
                     q: t.q,
+                    instance: match t.via {
+                        Via::Own(i) => ctx
+                            .registrations()
+                            .get(i)
+                            .and_then(|r| r.instance.as_deref())
+                            .filter(|i| instance_ok(i))
+                            .map(|i| TargetInstance {
+                                aor: ctx.aor_key.to_string(),
+                                instance: lossy(i),
+                            }),
+                        _ => None,
+                    },
                 })
                 .collect(),
             learned_from: lossy(b.uri),

@@ -310,6 +310,7 @@ pub extern "C" fn pr_rpc_set(
             targets: vec![ForwardTarget {
                 uri: target.to_string(),
                 q: None,
+                instance: None,
             }],
             expires_at: ttl.map(|t| now.saturating_add(i64::from(t))),
             created_at: now,

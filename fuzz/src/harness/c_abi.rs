@@ -669,6 +669,7 @@ fn forwarding_of(s: &StoredC) -> Option<Forwarding> {
             Some(ForwardTarget {
                 uri: uri.to_string(),
                 q: u16::try_from(*q).ok(),
+                instance: None,
             })
         })
         .collect();

@@ -788,6 +788,7 @@ impl Case {
                         .push(ForwardTarget {
                             uri: get_string(g(0)?)?,
                             q: get_opt_num(g(1)?)?,
+                            instance: None,
                         }),
                     "followup" => c.followups.push((get_num(g(0)?)?, get_opt_bytes(g(1)?)?)),
                     _ => return Err(format!("unknown record {tag:?}")),
