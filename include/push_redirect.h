@@ -237,7 +237,9 @@ typedef struct pr_entry {
    */
   struct pr_bytes kind;
   /*
-   The targets, best first: `uri;q=0.5, uri2` (q only when set).
+   The targets, best first: `uri;q=0.5, uri2` (q only when set); a
+   target that names a registered terminal by its instance adds
+   ` (instance VALUE)`: it is that terminal's current contact.
    */
   struct pr_bytes targets;
   /*

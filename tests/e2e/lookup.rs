@@ -99,6 +99,7 @@ fn lookup_ipv6_terminals_fail_over() {
             expires: 3600,
             from: ("::1", free_udp_port()),
             extra: &[],
+            cparams: "",
         };
         assert_eq!(
             case.try_register_from(&v6, &reg),
@@ -143,6 +144,7 @@ fn lookup_nated_registration_keeps_received_and_nat_flag() {
         expires: 3600,
         from: ("127.0.0.1", x),
         extra: &[],
+        cparams: "",
     };
     assert_eq!(case.try_register_from(&p.addr(), &reg), Some(200));
     // the terminal behind the NAT listens where its REGISTER came from
@@ -171,6 +173,7 @@ fn lookup_nated_registration_keeps_received_and_nat_flag() {
         expires: 0,
         from: ("127.0.0.1", free_udp_port()),
         extra: &[],
+        cparams: "",
     };
     assert_eq!(case.try_register_from(&p.addr(), &t0_gone), Some(200));
     let r = case.send(&p, Send::message(AOR).count(N).rate(20));
@@ -221,6 +224,7 @@ fn lookup_edge_proxy_path_carries_every_branch() {
             // registrar's path_mode 2 (its default) keeps a Path only
             // from a UA that supports it, else 420
             extra: &["Supported: path"],
+            cparams: "",
         };
         assert_eq!(
             case.try_register_from(&edge.addr(), &reg),
@@ -280,6 +284,7 @@ fn lookup_terminal_without_message_in_its_methods() {
         expires: 3600,
         from: ("127.0.0.1", free_udp_port()),
         extra: &["Allow: NOTIFY, OPTIONS"],
+        cparams: "",
     };
     assert_eq!(case.try_register_from(&p.addr(), &reg), Some(200));
     case.register(&p, AOR, &t2, 0.5, 3600);
@@ -404,4 +409,61 @@ fn lookup_branch_timeout_on_a_silent_tls_terminal() {
     println!("[e2e lookup_branch_timeout tls] time to fail over: min {min:.3}s max {max:.3}s over {k} requests (branch_timeout 1.000s)");
     assert_eq!(k, n as usize);
     assert!(min > 0.5 && max < 10.0, "sanity window: {min} .. {max}");
+}
+
+/// SPEC §3: a learned forwarding follows the terminal. t1 (q=1.0)
+/// answers 301 to t2's contact; t2 registered with a +sip.instance. The
+/// first request goes t1 -> t2 and the 301 is learned with t2's instance.
+/// t2 then re-registers from another port (same instance: registrar
+/// replaces the contact); the next requests go straight to the new port
+/// (the stored forwarding, resolved through usrloc), none to t1 or the
+/// old port.
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn lookup_301_follows_the_terminal_after_it_re_registers() {
+    let case = Case::new("lookup_301_follows_the_terminal_after_it_re_registers");
+    let p = proxy(&case).start();
+    let instance = ";+sip.instance=\"<urn:uuid:6f1e2a3b-0000-1000-8000-00000000e2e2>\"";
+    let (p1, p2) = (free_udp_port(), free_udp_port());
+    let (old, new) = (terminal_uri("t2", p1), terminal_uri("t2", p2));
+    let t2_old = case.terminal_on_at(Transport::Udp, ("127.0.0.1", p1), "t2old", Answer::Ok);
+    let t1 = case.terminal("t1", Answer::Redirect301(old.clone()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    let register = |contact: &str| {
+        let reg = Register {
+            aor: AOR,
+            contact,
+            q: 0.5,
+            expires: 3600,
+            from: ("127.0.0.1", free_udp_port()),
+            extra: &[],
+            cparams: instance,
+        };
+        case.try_register_from(&p.addr(), &reg)
+    };
+    assert_eq!(register(&old), Some(200));
+    let r = case.send(&p, Send::message(AOR).count(1));
+    case.report(&r, &[&t1, &t2_old]);
+    assert_finals(&r, 200, 1);
+    assert_eq!(t1.wait_received(1), 1);
+    assert_eq!(t2_old.wait_received(1), 1);
+    assert_eq!(stat(&p, "forwardings_learned"), 1);
+    let list = p.rpc(&["push_redirect.list"]).unwrap_or_else(|e| e);
+    println!(
+        "[e2e lookup_301_instance] push_redirect.list: {}",
+        list.replace('\n', " ")
+    );
+    assert!(list.contains("(instance"), "{list}");
+
+    // t2 moves to another port and registers again with its instance.
+    let t2_new = case.terminal_on_at(Transport::Udp, ("127.0.0.1", p2), "t2new", Answer::Ok);
+    assert_eq!(register(&new), Some(200));
+    let r = case.send(&p, Send::message(AOR).count(N).rate(20));
+    case.report(&r, &[&t1, &t2_old, &t2_new]);
+    assert_finals(&r, 200, N);
+    assert_eq!(t2_new.wait_received(N as usize), N as usize);
+    assert!(t2_new.requests().iter().all(|q| q.ruri == new));
+    assert_eq!(t1.settled(), 1, "t1 is not asked again");
+    assert_eq!(t2_old.settled(), 1, "the old address is not used");
+    assert_eq!(stat(&p, "forwardings_applied"), i64::from(N));
 }

@@ -487,6 +487,7 @@ impl Case {
             expires,
             from: ("127.0.0.1", free_udp_port()),
             extra: &[],
+            cparams: "",
         };
         self.try_register_from(&proxy.addr(), &reg)
     }
@@ -502,6 +503,7 @@ impl Case {
             expires,
             from: (ip, port),
             extra,
+            cparams,
         } = *reg;
         let extra: String = extra.iter().map(|h| format!("\r\n{h}")).collect();
         let n = CASE_SEQ.fetch_add(1, Ordering::SeqCst);
@@ -522,6 +524,9 @@ impl Case {
                 "-key",
                 "extra",
                 &extra,
+                "-key",
+                "cparams",
+                cparams,
             ])
             .args(["-i", ip, "-p", &port.to_string()])
             .arg(addr)
@@ -742,7 +747,7 @@ fn tls_terminal_cmd(
 }
 
 /// A REGISTER for `try_register_from`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Register<'a> {
     pub aor: &'a str,
     pub contact: &'a str,
@@ -752,6 +757,8 @@ pub struct Register<'a> {
     pub from: (&'a str, u16),
     /// Extra header lines (e.g. "Allow: NOTIFY").
     pub extra: &'a [&'a str],
+    /// More Contact parameters, e.g. `;+sip.instance="<urn:uuid:...>"`.
+    pub cparams: &'a str,
 }
 
 impl Drop for Case {
