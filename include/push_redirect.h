@@ -366,7 +366,8 @@ typedef struct pr_branch_out {
 typedef struct pr_decision_view {
   /*
    What the script function returns: 1 (branches set), -1 (nothing to
-   do or nothing left), -2 (error or every target refused).
+   do or nothing left), -2 (error or every target refused), -3
+   (`push_lookup`: registered terminals, none accepts the method).
    */
   int32_t script_rc;
   /*

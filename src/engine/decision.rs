@@ -355,7 +355,7 @@ impl Decision {
         }
     }
 
-    /// The value the script function returns (1, -1 or -2).
+    /// The value the script function returns (1, -1, -2 or -3).
     pub fn script_rc(&self) -> i32 {
         self.verdict.script_rc()
     }

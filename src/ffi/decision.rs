@@ -110,7 +110,8 @@ pub struct pr_branch_out {
 #[derive(Debug, Clone, Copy)]
 pub struct pr_decision_view {
     /// What the script function returns: 1 (branches set), -1 (nothing to
-    /// do or nothing left), -2 (error or every target refused).
+    /// do or nothing left), -2 (error or every target refused), -3
+    /// (`push_lookup`: registered terminals, none accepts the method).
     pub script_rc: i32,
     /// Why (the engine's `Reason` number, for tests and tools).
     pub reason: u32,
