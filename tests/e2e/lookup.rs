@@ -266,10 +266,12 @@ fn lookup_edge_proxy_path_carries_every_branch() {
     assert_eq!(stat(&p, "redirects_followed"), i64::from(N));
 }
 
-/// SPEC §3: t1 registered with `Allow: NOTIFY` (registrar keeps the
-/// methods) gets no MESSAGE; MESSAGE goes to t2, counted as a failover;
-/// NOTIFY still goes to t1. With t2 gone, every contact excludes MESSAGE:
-/// push_lookup returns -3 and the sender gets 405 (README).
+/// SPEC §3: t1 registered with `Allow: NOTIFY, OPTIONS` and t3 with the
+/// contact parameter `;methods="NOTIFY"` (registrar keeps either as the
+/// contact's methods) get no MESSAGE; MESSAGE goes to t2, both skips
+/// counted as failovers; NOTIFY still goes to t1 (first by q). With t2
+/// gone, every contact excludes MESSAGE: push_lookup returns -3 and the
+/// sender gets 405 (README).
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn lookup_terminal_without_message_in_its_methods() {
@@ -277,39 +279,44 @@ fn lookup_terminal_without_message_in_its_methods() {
     let p = proxy(&case).start();
     let t1 = case.terminal("t1", Answer::Ok);
     let t2 = case.terminal("t2", Answer::Ok);
-    let reg = Register {
-        aor: AOR,
-        contact: &t1.uri(),
-        q: 1.0,
-        expires: 3600,
-        from: ("127.0.0.1", free_udp_port()),
-        extra: &["Allow: NOTIFY, OPTIONS"],
-        cparams: "",
-    };
-    assert_eq!(case.try_register_from(&p.addr(), &reg), Some(200));
+    let t3 = case.terminal("t3", Answer::Ok);
+    for (t, q, extra, cparams) in [
+        (&t1, 1.0, &["Allow: NOTIFY, OPTIONS"][..], ""),
+        (&t3, 0.8, &[][..], ";methods=\"NOTIFY\""),
+    ] {
+        let reg = Register {
+            aor: AOR,
+            contact: &t.uri(),
+            q,
+            expires: 3600,
+            from: ("127.0.0.1", free_udp_port()),
+            extra,
+            cparams,
+        };
+        assert_eq!(case.try_register_from(&p.addr(), &reg), Some(200));
+    }
     case.register(&p, AOR, &t2, 0.5, 3600);
     let r = case.send(&p, Send::message(AOR).count(N).rate(20));
-    case.report(&r, &[&t1, &t2]);
+    case.report(&r, &[&t1, &t2, &t3]);
     assert_finals(&r, 200, N);
     assert_eq!(t2.wait_received(N as usize), N as usize);
-    assert_eq!(
-        t1.settled(),
-        0,
-        "no MESSAGE to a terminal that does not take it"
-    );
-    assert_eq!(stat(&p, "failovers"), i64::from(N));
+    assert_eq!(t1.settled(), 0, "no MESSAGE to a terminal that does not take it");
+    assert_eq!(t3.settled(), 0, "no MESSAGE to a terminal that does not take it");
+    assert_eq!(stat(&p, "failovers"), 2 * i64::from(N));
     let r = case.send(&p, Send::notify(AOR, "ua-profile").count(N).rate(20));
-    case.report(&r, &[&t1, &t2]);
+    case.report(&r, &[&t1, &t2, &t3]);
     assert_finals(&r, 200, N);
     assert_eq!(t1.wait_received(N as usize), N as usize);
     assert_eq!(t2.settled(), N as usize);
+    assert_eq!(t3.settled(), 0);
     // t2 gone: nobody takes MESSAGE.
     case.register(&p, AOR, &t2, 0.5, 0);
     let r = case.send(&p, Send::message(AOR).count(N).rate(20));
-    case.report(&r, &[&t1, &t2]);
+    case.report(&r, &[&t1, &t2, &t3]);
     assert_finals(&r, 405, N);
     assert_eq!(t1.settled(), N as usize);
     assert_eq!(t2.settled(), N as usize);
+    assert_eq!(t3.settled(), 0);
 }
 
 /// `branch_timeout` (1000 ms) on a silent TCP terminal: each request
