@@ -300,8 +300,16 @@ fn lookup_terminal_without_message_in_its_methods() {
     case.report(&r, &[&t1, &t2, &t3]);
     assert_finals(&r, 200, N);
     assert_eq!(t2.wait_received(N as usize), N as usize);
-    assert_eq!(t1.settled(), 0, "no MESSAGE to a terminal that does not take it");
-    assert_eq!(t3.settled(), 0, "no MESSAGE to a terminal that does not take it");
+    assert_eq!(
+        t1.settled(),
+        0,
+        "no MESSAGE to a terminal that does not take it"
+    );
+    assert_eq!(
+        t3.settled(),
+        0,
+        "no MESSAGE to a terminal that does not take it"
+    );
     assert_eq!(stat(&p, "failovers"), 2 * i64::from(N));
     let r = case.send(&p, Send::notify(AOR, "ua-profile").count(N).rate(20));
     case.report(&r, &[&t1, &t2, &t3]);
@@ -473,4 +481,34 @@ fn lookup_301_follows_the_terminal_after_it_re_registers() {
     assert_eq!(t1.settled(), 1, "t1 is not asked again");
     assert_eq!(t2_old.settled(), 1, "the old address is not used");
     assert_eq!(stat(&p, "forwardings_applied"), i64::from(N));
+}
+
+/// The proxy verifies TLS terminals against the test CA: a terminal with a
+/// self-signed certificate (q=1.0) gets no request over the refused
+/// connection; every request fails over to t2 (of the CA).
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn lookup_tls_untrusted_terminal_is_failed_over() {
+    let case = Case::new("lookup_tls_untrusted_terminal_is_failed_over");
+    let p = tls_proxy(&case, 1000);
+    let rogue = case.terminal_on(Transport::Tls, "rogue", Answer::Ok);
+    let t2 = case.terminal_on(Transport::Tls, "t2", Answer::Ok);
+    case.register(&p, AOR, &rogue, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let n = 5u32;
+    let r = case.send(
+        &p,
+        Send::message(AOR)
+            .count(n)
+            .rate(5)
+            .recv_timeout(Duration::from_secs(10)),
+    );
+    case.report(&r, &[&rogue, &t2]);
+    assert_finals(&r, 200, n);
+    assert_eq!(t2.wait_received(n as usize), n as usize);
+    assert_eq!(
+        rogue.settled(),
+        0,
+        "nothing sent over an untrusted connection"
+    );
 }

@@ -614,7 +614,8 @@ impl Case {
 /// openssl command, under `<case>/tls/`), and Kamailio's tls.cfg for them:
 /// the proxy presents `proxy.crt`; as a client it requires and verifies
 /// the terminals' certificates (`terminal.crt`, for 127.0.0.1 and ::1)
-/// against `ca.crt`.
+/// against `ca.crt`. `rogue.crt` is self-signed: a terminal named
+/// `rogue*` presents it, and the proxy must refuse the connection.
 pub struct TlsFiles {
     pub dir: PathBuf,
     pub ca: PathBuf,
@@ -656,6 +657,24 @@ impl Case {
             "ca.key",
             "-out",
             "ca.crt",
+        ]);
+        // a terminal certificate of no CA the proxy trusts
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rogue",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "rogue.key",
+            "-out",
+            "rogue.crt",
         ]);
         write_file(
             &f("san.ext"),
@@ -715,11 +734,12 @@ impl Case {
 }
 
 /// The command of a TLS terminal (`support/tls_terminal.py`) in `dir`,
-/// with the case's terminal certificate; logs as a sipp terminal does.
+/// with the case's certificate `who` (`terminal`: of the test CA; `rogue`:
+/// self-signed); logs as a sipp terminal does.
 fn tls_terminal_cmd(
     case: &Case,
     dir: &Path,
-    (ip, port): (&str, u16),
+    (ip, port, who): (&str, u16, &str),
     answer: &Answer,
     lifetime: Duration,
 ) -> Command {
@@ -735,9 +755,9 @@ fn tls_terminal_cmd(
         .arg(e2e_dir().join("support").join("tls_terminal.py"))
         .args(["--ip", ip, "--port", &port.to_string(), "--code", &code])
         .arg("--cert")
-        .arg(tls.dir.join("terminal.crt"))
+        .arg(tls.dir.join(format!("{who}.crt")))
         .arg("--key")
-        .arg(tls.dir.join("terminal.key"))
+        .arg(tls.dir.join(format!("{who}.key")))
         .arg("--log")
         .arg(dir.join("messages.log"))
         .arg("--actions")
@@ -1522,7 +1542,14 @@ impl Terminal {
         let extra: String = extra_headers.iter().map(|h| format!("\r\n{h}")).collect();
         let mut cmd = Command::new(sipp_bin());
         if transport == Transport::Tls {
-            cmd = tls_terminal_cmd(case, &dir, (ip, port), &answer, lifetime);
+            // a terminal named rogue* presents a certificate of no CA the
+            // proxy trusts
+            let who = if name.starts_with("rogue") {
+                "rogue"
+            } else {
+                "terminal"
+            };
+            cmd = tls_terminal_cmd(case, &dir, (ip, port, who), &answer, lifetime);
         } else {
             cmd.current_dir(&dir).arg("-sf").arg(&sf);
             for (k, v) in &keys {
