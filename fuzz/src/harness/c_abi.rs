@@ -978,6 +978,14 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
         assert_eq!(opt(out.instance), w.instance, "branch {i}: {}", ctx());
         assert_eq!(out.socket as usize, w.socket, "branch {i}: {}", ctx());
         assert_eq!(out.q, w.q.map_or(-1, i32::from), "branch {i}: {}", ctx());
+        assert_eq!(
+            (out.flags, out.reg_id, out.conn_id),
+            (w.flags, w.reg_id, w.conn_id),
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(opt(out.ruid), w.ruid, "branch {i}: {}", ctx());
+        assert_eq!(opt(out.user_agent), w.user_agent, "branch {i}: {}", ctx());
     }
     assert_eq!(bytes_of(v.memo), want.memo, "{}", ctx());
     assert_eq!(v.counters, want.counters.0, "{}", ctx());
