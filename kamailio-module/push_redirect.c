@@ -380,6 +380,34 @@ static int prm_check_store(void)
 	return pr_config_check_store(prm_cfg) == PR_STATUS_OK ? 0 : -1;
 }
 
+/* registrar's own parameters that shape lookup()'s branches, for the core
+ * to build them the same way: path_check_local (registrar not loaded, or
+ * the parameter not found: 0, registrar's default) */
+static int prm_registrar_params(void)
+{
+	struct sr_module *reg;
+	modparam_t type;
+	int *v;
+	const char *val;
+
+	reg = find_module_by_name("registrar");
+	if(reg == NULL)
+		return 0;
+	type = 0;
+	v = (int *)find_param_export(reg, "path_check_local", PARAM_INT, &type);
+	if(v == NULL)
+		return 0;
+	val = (*v > 0) ? "1" : "0";
+	if(pr_config_set(prm_cfg, (const uint8_t *)"registrar.path_check_local",
+			   sizeof("registrar.path_check_local") - 1,
+			   (const uint8_t *)val, 1)
+			!= PR_STATUS_OK) {
+		LM_ERR("cannot take registrar's path_check_local\n");
+		return -1;
+	}
+	return 0;
+}
+
 static int mod_init(void)
 {
 	bind_usrloc_t bind_usrloc;
@@ -407,6 +435,9 @@ static int mod_init(void)
 			   "push_redirect\n");
 		return -1;
 	}
+
+	if(prm_registrar_params() < 0)
+		return -1;
 
 	if(prm_location_table.s == NULL) {
 		prm_location_table.s = pkg_malloc(sizeof("location"));

@@ -171,7 +171,7 @@ terminal() { # name port scenario [contact]
 }
 
 register() { # aor name port q
-	sipp -sf "$S/register.xml" -i 127.0.0.1 -p 5090 -m 1 -nostdin -key extra "" \
+	sipp -sf "$S/register.xml" -i 127.0.0.1 -p 5090 -m 1 -nostdin -key extra "" -key cparams "" \
 		-key aor "$1" -key contact "sip:$2@127.0.0.1:$3" -key q "$4" -key expires 3600 \
 		-recv_timeout 5000 -timeout 10s -trace_logs -log_file "$WORK/register.log" \
 		"127.0.0.1:$PORT" >/dev/null 2>&1 || die "REGISTER $2 for $1 failed"

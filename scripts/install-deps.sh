@@ -7,7 +7,12 @@
 #          the module's build needs come from scripts/kamailio-src.sh)
 #   run    build + kamailio (the release's own: 5.6 on Debian 12, 6.0 on
 #          Debian 13) + sip-tester (sipp)
-#   test   run + libcmocka-dev, valgrind, gdb, clang and the compiler-rt
+#          (kamailio carries registrar, usrloc, path and nathelper, which the
+#          e2e cfgs load, on both releases)
+#   test   run + kamailio-tls-modules (the e2e TLS terminals' proxy),
+#          openssl (the e2e test CA) and python3 (support/tls_terminal.py:
+#          Debian's sipp has no TLS), libcmocka-dev, valgrind, gdb, clang
+#          and the compiler-rt
 #          package of that clang (its ASan/UBSan runtimes: a recommendation
 #          of clang, so --no-install-recommends would leave it out; its
 #          name carries the release's LLVM version, found by asking apt),
@@ -29,7 +34,7 @@ bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
 deb) PKGS="gcc make libc6-dev pkg-config kamailio dpkg-dev binutils lintian" ;;
-test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules" ;;
+test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules openssl python3" ;;
 *)
 	echo "usage: $0 build|test|run|deb|bench|bench-core" >&2
 	exit 2

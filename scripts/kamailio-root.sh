@@ -33,11 +33,12 @@ DIR="$ROOT/.cache/roots/$SUITE"
 STAMP="$DIR.stamp"
 LOG="$DIR.log"
 # packages of the root: kamailio (with app_lua, app_python3 for the KEMI
-# cases) and sipp for the tests, a C toolchain and
-# what scripts/kamailio-src.sh needs for the module, curl and certificates
-# for cargo, gdb for the crash loop's backtraces
-PKGS="kamailio kamailio-lua-modules kamailio-python3-modules sip-tester gcc make
-libc6-dev binutils bison flex pkg-config
+# cases; the tls module, openssl and python3 for the e2e TLS terminals) and
+# sipp for the tests, a C toolchain and what scripts/kamailio-src.sh needs
+# for the module, curl and certificates for cargo, gdb for the crash loop's
+# backtraces
+PKGS="kamailio kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules
+sip-tester openssl python3 gcc make libc6-dev binutils bison flex pkg-config
 dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb"
 
 say() { printf 'kamailio-root: %s\n' "$*" >&2; }
