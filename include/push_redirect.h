@@ -34,7 +34,7 @@
 /*
  Number of statistics (`pr_stat` values are 0 to `PR_STAT_COUNT` - 1).
  */
-#define PR_STAT_COUNT 7
+#define PR_STAT_COUNT 9
 
 /*
  Result of a fallible call. The numbers are fixed and never reused.
@@ -164,6 +164,16 @@ enum pr_stat
    Acceptable Contacts beyond `max_branches`.
    */
   PR_STAT_CONTACTS_DROPPED = 6,
+  /*
+   Store operations that did not succeed (a lookup that could not read
+   the store, a write that was queued or failed).
+   */
+  PR_STAT_STORE_ERRORS = 7,
+  /*
+   Queued writes dropped: the per-process queue of writes made while
+   the store failed was full (`store::fault::MAX_QUEUED`).
+   */
+  PR_STAT_STORE_WRITES_DROPPED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -691,6 +701,16 @@ pr_status pr_engine_last_error(const struct pr_engine *engine,
                                uint8_t *buf,
                                size_t len,
                                size_t *out_n);
+
+/*
+ Adds to `counters` (`n` numbers, indexed by `pr_stat`; `n` must be
+ `PR_STAT_COUNT`) what this process' store counted outside a decision
+ since the last call (`store_errors` of the RPC commands, queued writes
+ that landed or were dropped), and resets those counts. For the RPC
+ process, which makes no decisions: a decision's view already carries
+ them.
+ */
+pr_status pr_engine_take_counters(const struct pr_engine *engine, uint32_t *counters, size_t n);
 
 /*
  Frees an engine. NULL is ignored.

@@ -114,6 +114,15 @@ impl Generation {
         self.counter().load(Ordering::Acquire)
     }
 
+    /// The second word of the file: the host's "an outage of this store
+    /// is logged" mark ([`super::fault`]): 0, or the Unix time the process
+    /// that logged it saw the outage begin.
+    pub fn outage_mark(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is MAP_LEN (4096) bytes, page-aligned: the
+        // second u64 is in it and aligned; only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(1) }
+    }
+
     /// Counts a write; call it after the write committed.
     pub fn bump(&self) {
         self.counter().fetch_add(1, Ordering::AcqRel);

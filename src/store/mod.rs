@@ -28,11 +28,14 @@
 //! [`generation`]: crate::store::generation
 
 pub mod cache;
+pub mod fault;
 pub mod generation;
 pub mod sqlite;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use crate::forwarding::{self, ForwardTarget, Forwarding, ForwardingKind, Learned};
 
@@ -60,6 +63,14 @@ pub const MAX_KEY_LEN: usize = 256;
 /// Errors never show a password the URL holds. Open it in the process that
 /// uses it (Kamailio: `child_init`; see [`sqlite`] on fork).
 pub fn open(location: &str) -> Result<Cached, StoreError> {
+    open_with(location, sqlite::BUSY_TIMEOUT)
+}
+
+/// [`open()`], with `timeout` as the longest any one operation on the store
+/// may wait (`store_timeout`; SQLite: its busy timeout). The backend is
+/// behind this process' fault handling ([`fault::Resilient`]), which opens
+/// it again the same way when it must.
+pub fn open_with(location: &str, timeout: Duration) -> Result<Cached, StoreError> {
     if let Some((scheme, _)) = location.split_once("://") {
         let redis = ["redis", "redis+sentinel"]
             .iter()
@@ -74,7 +85,11 @@ pub fn open(location: &str) -> Result<Cached, StoreError> {
             },
         });
     }
-    Ok(Cached::new(Box::new(SqliteStore::open(location)?)))
+    let path = PathBuf::from(location);
+    let opener: fault::Opener = Box::new(move || {
+        SqliteStore::open_with(&path, timeout).map(|s| Box::new(s) as Box<dyn Store>)
+    });
+    Ok(Cached::with(fault::Resilient::open(opener, timeout)?))
 }
 
 /// `url` with its user information (`user:password@`), if any, as `***@`.
@@ -147,6 +162,15 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The store cannot be used now (this process could not open it
+    /// again); tried again later.
+    Unavailable,
+    /// The handle no longer reaches its store: the file was removed or
+    /// replaced under it.
+    Moved {
+        /// The store file.
+        path: PathBuf,
+    },
     /// Any other SQLite error.
     Sqlite {
         /// The operation: `get`, `put`, ...
@@ -170,6 +194,8 @@ impl StoreError {
             StoreError::Invalid(m) => m,
             StoreError::Corrupt { .. } => "corrupt entry in the forwarding store",
             StoreError::Sqlite { .. } => "forwarding store error",
+            StoreError::Unavailable => "forwarding store unavailable",
+            StoreError::Moved { .. } => "forwarding store file removed or replaced",
         }
     }
 }
@@ -194,7 +220,8 @@ impl fmt::Display for StoreError {
                 f,
                 "{m}: opened by pid {opened_by}, used by pid {used_by}; open it in each process"
             ),
-            StoreError::Busy | StoreError::Invalid(_) => f.write_str(m),
+            StoreError::Busy | StoreError::Invalid(_) | StoreError::Unavailable => f.write_str(m),
+            StoreError::Moved { path } => write!(f, "{m}: {}", path.display()),
             StoreError::TooBig { what, size, max } => {
                 write!(f, "{m}: {what} is {size}, at most {max}")
             }
@@ -342,6 +369,21 @@ pub trait Store: Send + Sync {
     /// [`StoreError::WrongProcess`]), so no cached answer may be handed out
     /// either.
     fn generation(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Whether this handle still reaches its store (SQLite: the file at
+    /// its path is the one it opened). An error that is not an input
+    /// error makes [`fault::Resilient`] open the store again. By default:
+    /// yes.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A word shared by every process using this store, 0 while no outage
+    /// is logged ([`fault`]: the first process to fail logs, the others do
+    /// not); `None`: none, each process logs its own.
+    fn outage_mark(&self) -> Option<&AtomicU64> {
+        None
+    }
 }
 
 /// Checks an AOR or service key (`what`) against its cap and format.

@@ -25,6 +25,7 @@
  *   pr_push_lookup              pr_push_redirect        pr_decision_free
  *   pr_rpc_list                 pr_entries_count        pr_entries_get
  *   pr_entries_free             pr_rpc_set              pr_rpc_remove
+ *   pr_engine_take_counters
  *
  * A decision is read through the pr_decision_view its call wrote (dec_t
  * below keeps the two together). The engine reads its forwardings from its
@@ -1058,6 +1059,8 @@ static void test_stat_names(void **state) {
         {PR_STAT_TARGETS_REFUSED, "targets_refused"},
         {PR_STAT_LOOPS_PREVENTED, "loops_prevented"},
         {PR_STAT_CONTACTS_DROPPED, "contacts_dropped"},
+        {PR_STAT_STORE_ERRORS, "store_errors"},
+        {PR_STAT_STORE_WRITES_DROPPED, "store_writes_dropped"},
     };
     assert_int_equal(sizeof want / sizeof want[0], PR_STAT_COUNT);
     for (uint32_t i = 0; i < PR_STAT_COUNT; i++) {
@@ -2689,9 +2692,11 @@ static void test_store_open_and_last_error(void **state) {
     pr_branch br = branch(T1, 301, &r, true);
     d = redirect_ok(e, &req, &br, 1, NULL);
     assert_decision(&d, 1, R_REDIRECT, 1);
-    /* The decision learns it (and counts it), the store is not there to
-       keep it: the next request goes to the terminals. */
-    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 1);
+    /* The decision learns it, the store is not there to keep it: not
+       counted (forwardings_learned counts what was stored), and the next
+       request goes to the terminals. */
+    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 0);
+    assert_int_equal(STAT(d, STORE_ERRORS), 0);
     dec_free(&d);
     d = lookup_ok(e, &req, NULL);
     assert_decision(&d, 1, R_REGISTERED, 1);
@@ -2912,6 +2917,20 @@ static void test_rpc_null_and_bad_arguments(void **state) {
     assert_int_equal(pr_engine_store_count(NULL, &count), PR_STATUS_NULL_PARAMETER);
     assert_int_equal(pr_engine_store_count(e, NULL), PR_STATUS_NULL_PARAMETER);
     assert_int_equal(count, 4242);
+
+    /* --- pr_engine_take_counters: NULLs, a wrong length; it adds (the
+       store failed nothing here), it does not overwrite. */
+    uint32_t counters[PR_STAT_COUNT];
+    for (int i = 0; i < PR_STAT_COUNT; i++)
+        counters[i] = 7;
+    assert_int_equal(pr_engine_take_counters(NULL, counters, PR_STAT_COUNT),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_take_counters(e, NULL, PR_STAT_COUNT), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_take_counters(e, counters, PR_STAT_COUNT - 1),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_engine_take_counters(e, counters, PR_STAT_COUNT), PR_STATUS_OK);
+    for (int i = 0; i < PR_STAT_COUNT; i++)
+        assert_int_equal(counters[i], 7);
 
     /* Still nothing changed. */
     after = store_dump(e);
@@ -3171,7 +3190,9 @@ static void test_store_e2e_301_learned_then_applied(void **state) {
     pr_branch br4 = branch("sip:x@127.0.0.1:5099", 301, &r4, true);
     d = redirect_ok(e, &lreq, &br4, 1, NULL);
     assert_decision(&d, 1, R_REDIRECT, 1);
-    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 1);
+    /* Not stored, so not counted as learned; no store error either. */
+    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 0);
+    assert_int_equal(STAT(d, STORE_ERRORS), 0);
     assert_bytes(branch_at(&d, 0).uri, "sip:far@partner.example");
     dec_free(&d);
     buf_free(&r4);
