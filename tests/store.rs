@@ -1305,7 +1305,10 @@ fn a_removed_store_file_is_opened_again_and_nothing_is_written_into_the_old_one(
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
-    assert_eq!(s.take_counts().errors, 1, "the check that found it gone");
+    assert!(
+        s.take_counts().is_empty(),
+        "opened again at once: nothing failed"
+    );
     assert!(!s.faults().in_outage());
 }
 

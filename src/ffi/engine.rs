@@ -296,6 +296,11 @@ pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
         match store::open_with(&e.engine.config.store, timeout) {
             Ok(s) => {
                 e.store = Some(s);
+                // The first sweep a minute from now, not in the first
+                // request: a store that fails at start is not written to
+                // by a request that learned nothing.
+                e.begin_call();
+                e.last_sweep.set(e.now());
                 pr_status::Ok
             }
             Err(err) => e.store_failed("open", &err),

@@ -97,6 +97,18 @@ impl Write {
         }
     }
 
+    /// Whether the store holds this very forwarding already (a put only).
+    fn already_in(&self, backend: &dyn Store, now: i64) -> bool {
+        let Write::Put(e) = self else {
+            return false;
+        };
+        matches!(
+            backend.get(&e.aor, &e.service, now),
+            Ok(Some(x)) if x.aor == e.aor && x.service == e.service && x.kind == e.kind
+                && x.targets == e.targets
+        )
+    }
+
     /// Whether landing it counts as a forwarding learned.
     fn learned(&self) -> bool {
         matches!(self, Write::Put(e) if e.learned_status.is_some())
@@ -153,6 +165,10 @@ pub struct Resilient {
 
 struct State {
     backend: Option<Box<dyn Store>>,
+    /// The backend dropped by [`Store::check`] while no other could be
+    /// opened: kept for its [`Store::outage_mark`], shared with the other
+    /// processes that used the same store.
+    stale: Option<Box<dyn Store>>,
     opener: Option<Opener>,
     queue: VecDeque<Write>,
     /// The current outage: when it began and what kind of operation failed.
@@ -200,6 +216,7 @@ impl Resilient {
         Resilient {
             state: Mutex::new(State {
                 backend,
+                stale: None,
                 opener,
                 queue: VecDeque::new(),
                 outage: None,
@@ -257,7 +274,7 @@ impl Resilient {
                     return Written::Stored;
                 }
                 Err(e) if !is_fault(&e) => return Written::Refused(e),
-                Err(e) => self.failed(&mut s, "write", &e, false),
+                Err(e) => self.failed(&mut s, "write", &e, false, true),
             }
         } else {
             s.counts.errors = s.counts.errors.saturating_add(1);
@@ -280,8 +297,12 @@ impl Resilient {
 
     /// Logs the start of an outage (once), counts the failure, and waits
     /// before the next try.
-    fn failed(&self, s: &mut State, op: &str, e: &StoreError, read: bool) {
-        s.counts.errors = s.counts.errors.saturating_add(1);
+    /// `counted`: the failure of an operation a caller asked for (not of
+    /// a retry, a reopening or a check).
+    fn failed(&self, s: &mut State, op: &str, e: &StoreError, read: bool, counted: bool) {
+        if counted {
+            s.counts.errors = s.counts.errors.saturating_add(1);
+        }
         let now = Instant::now();
         s.retry_at = Some(now + s.backoff);
         s.backoff = (s.backoff * 2).min(RETRY_MAX);
@@ -290,7 +311,7 @@ impl Resilient {
         }
         s.outage = Some((now, read));
         s.landed = 0;
-        let first = match s.backend.as_deref().and_then(Store::outage_mark) {
+        let first = match s.mark() {
             Some(mark) => mark
                 .compare_exchange(
                     0,
@@ -327,10 +348,11 @@ impl Resilient {
         s.outage = None;
         s.retry_at = None;
         s.backoff = RETRY_FIRST;
-        let last = match s.backend.as_deref().and_then(Store::outage_mark) {
+        let last = match s.mark() {
             Some(mark) => mark.swap(0, Ordering::AcqRel) != 0,
             None => true,
         };
+        s.stale = None;
         if last {
             log::emit(
                 pr_log_level::Info,
@@ -375,7 +397,7 @@ impl Resilient {
                 true
             }
             Err(e) => {
-                self.failed(s, "reopen", &e, true);
+                self.failed(s, "reopen", &e, true, false);
                 false
             }
         }
@@ -397,11 +419,17 @@ impl Resilient {
                 continue;
             }
             let r = match s.backend.as_deref() {
-                Some(b) => w.apply(b),
+                // The same forwarding stored meanwhile (by another process
+                // that queued it too): nothing to write, nothing learned.
+                Some(b) if w.already_in(b, now) => Ok(false),
+                Some(b) => w.apply(b).map(|()| true),
                 None => return,
             };
             match r {
-                Ok(()) => {
+                Ok(false) => {
+                    s.queue.pop_front();
+                }
+                Ok(true) => {
                     if w.learned() {
                         s.counts.learned = s.counts.learned.saturating_add(1);
                     }
@@ -415,7 +443,7 @@ impl Resilient {
                 // A store of another process (after a fork): left alone.
                 Err(StoreError::WrongProcess { .. }) => return,
                 Err(e) => {
-                    self.failed(s, "write", &e, false);
+                    self.failed(s, "write", &e, false, false);
                     return;
                 }
             }
@@ -424,18 +452,27 @@ impl Resilient {
         self.healed(s, false);
     }
 
-    /// Drops the backend after [`Store::check`] failed (it is opened again
-    /// at once, then with back-off).
+    /// Drops the backend after [`Store::check`] failed and opens it again
+    /// at once (one warning for the host); if that fails, an outage
+    /// begins and it is tried again with back-off.
     fn lost(&self, s: &mut State, e: &StoreError) {
         if s.opener.is_none() {
             return;
         }
-        s.backend = None;
+        s.stale = s.backend.take();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.pending.store(true, Ordering::Release);
-        self.failed(s, "check", e, true);
         s.retry_at = None;
         if self.reopen(s) {
+            if s.backend.as_deref().is_none_or(Store::announce) {
+                log::emit(
+                    pr_log_level::Warn,
+                    &format!("{e}: opened it again (empty if it was removed)"),
+                );
+            }
+            if s.outage.is_none() {
+                s.stale = None;
+            }
             self.flush(s);
         }
     }
@@ -477,7 +514,7 @@ impl Resilient {
             Err(StoreError::Unavailable) => {
                 s.counts.errors = s.counts.errors.saturating_add(1);
             }
-            Err(e) if is_fault(e) => self.failed(&mut s, op, e, true),
+            Err(e) if is_fault(e) => self.failed(&mut s, op, e, true, true),
             Err(_) => {}
         }
         r
@@ -506,7 +543,7 @@ impl Resilient {
             Err(StoreError::Unavailable) => {
                 s.counts.errors = s.counts.errors.saturating_add(1);
             }
-            Err(e) if is_fault(e) => self.failed(&mut s, op, e, false),
+            Err(e) if is_fault(e) => self.failed(&mut s, op, e, false, true),
             Err(_) => {}
         }
         r
@@ -514,6 +551,16 @@ impl Resilient {
 }
 
 impl State {
+    /// The host's "an outage is logged" mark: the dropped backend's while
+    /// there is one (the other processes still use it), else the
+    /// backend's.
+    fn mark(&self) -> Option<&AtomicU64> {
+        self.stale
+            .as_deref()
+            .or(self.backend.as_deref())
+            .and_then(Store::outage_mark)
+    }
+
     /// Whether a failure's back-off still runs.
     fn waiting(&self) -> bool {
         !Resilient::due(self)
@@ -592,6 +639,12 @@ mod tests {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((level, text.into_owned()));
+    }
+
+    /// The tests that count a line every test may log run one at a time.
+    fn serial() -> MutexGuard<'static, ()> {
+        static ONE: Mutex<()> = Mutex::new(());
+        ONE.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lines(level: pr_log_level, tag: &str) -> usize {
@@ -728,7 +781,9 @@ mod tests {
 
     #[test]
     fn a_full_store_queues_learned_writes_logs_once_and_writes_them_when_it_works_again() {
+        let _serial = serial();
         let f = Flaky::new("tag-disk-full");
+        let info = lines(pr_log_level::Info, "1 queued write(s) written");
         let r = Resilient::fixed(Box::new(f.clone()));
         f.set(&f.0.fail_writes, true);
         // 30 decisions learn the same forwarding while writes fail.
@@ -764,10 +819,14 @@ mod tests {
         );
         assert_eq!(f.stored(), [("sip:u1@x".to_string(), "M".to_string())]);
         let c = r.take_counts();
-        assert_eq!((c.errors, c.learned, c.dropped), (1, 1, 0));
+        // The retry that failed is no caller's failure: not counted.
+        assert_eq!((c.errors, c.learned, c.dropped), (0, 1, 0));
         assert_eq!(r.queued(), 0);
         assert!(!r.in_outage());
-        assert_eq!(lines(pr_log_level::Info, "1 queued write(s) written"), 1);
+        assert_eq!(
+            lines(pr_log_level::Info, "1 queued write(s) written"),
+            info + 1
+        );
         assert_eq!(
             f.0.mark.load(Ordering::SeqCst),
             0,
@@ -893,18 +952,22 @@ mod tests {
 
     #[test]
     fn a_store_whose_file_went_is_opened_again_and_the_cache_starts_over() {
+        let _serial = serial();
         let first = Flaky::new("tag-moved");
         let second = Flaky::new("tag-moved-new");
+        let third = Flaky::new("tag-moved-third");
         let handed = Arc::new(AtomicU32::new(0));
-        let (a, b, n) = (first.clone(), second.clone(), handed.clone());
+        let (a, b, c, n) = (first.clone(), second.clone(), third.clone(), handed.clone());
         let opener: Opener = Box::new(move || {
             let store: Box<dyn Store> = match n.fetch_add(1, Ordering::SeqCst) {
                 0 => Box::new(a.clone()),
                 1 => return Err(StoreError::Unavailable),
-                _ => Box::new(b.clone()),
+                2 => Box::new(b.clone()),
+                _ => Box::new(c.clone()),
             };
             Ok(store)
         });
+        let info = lines(pr_log_level::Info, "1 queued write(s) written");
         let r = Resilient::open(opener, DEFAULT_TIMEOUT).unwrap();
         let g0 = r.generation().unwrap();
         // The file went: the next check drops the handle; opening again
@@ -920,7 +983,11 @@ mod tests {
             r.write_or_queue(Write::Put(learned("sip:u1@x", "M"))),
             Written::Queued
         );
-        assert_eq!(lines(pr_log_level::Error, "tag-moved"), 1);
+        assert_eq!(lines(pr_log_level::Error, "(reopen: "), 1);
+        assert!(
+            first.0.mark.load(Ordering::SeqCst) > 0,
+            "on the old store's mark"
+        );
         // Opened again after the back-off: the queue lands in the new
         // store, and the counter is not the old one.
         after_backoff(&r);
@@ -929,8 +996,24 @@ mod tests {
         assert_eq!(second.stored().len(), 1);
         assert!(first.stored().is_empty());
         assert!(!r.in_outage());
-        // Counted: the check, the failed reopening, the read, the write.
+        // Counted: the read and the write (not the check, nor the
+        // reopening, which no caller asked for).
         let c = r.take_counts();
-        assert_eq!((c.errors, c.learned), (4, 1));
+        assert_eq!((c.errors, c.learned), (2, 1));
+        assert_eq!(first.0.mark.load(Ordering::SeqCst), 0, "cleared");
+        assert_eq!(
+            lines(pr_log_level::Info, "1 queued write(s) written"),
+            info + 1
+        );
+
+        // Gone again, and opened again at once: one warning, no outage.
+        second.set(&second.0.moved, true);
+        assert!(r.check().is_ok());
+        assert!(!r.in_outage());
+        assert_eq!(
+            lines(pr_log_level::Warn, "tag-moved-new: opened it again"),
+            1
+        );
+        assert!(r.take_counts().is_empty());
     }
 }

@@ -123,6 +123,14 @@ impl Generation {
         unsafe { &*self.ptr.as_ptr().add(1) }
     }
 
+    /// The third word of the file: the inode of the store file a process
+    /// last announced as opened again ([`super::Store::announce`]).
+    pub fn announced(&self) -> &AtomicU64 {
+        // SAFETY: as `outage_mark`: the third u64 of a page-sized,
+        // page-aligned mapping, only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(2) }
+    }
+
     /// Counts a write; call it after the write committed.
     pub fn bump(&self) {
         self.counter().fetch_add(1, Ordering::AcqRel);

@@ -384,6 +384,13 @@ pub trait Store: Send + Sync {
     fn outage_mark(&self) -> Option<&AtomicU64> {
         None
     }
+
+    /// Called once a handle is opened again after [`Store::check`] failed:
+    /// whether this process is the first of the host to do so for this
+    /// store (it logs that), by default yes.
+    fn announce(&self) -> bool {
+        true
+    }
 }
 
 /// Checks an AOR or service key (`what`) against its cap and format.

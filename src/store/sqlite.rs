@@ -522,6 +522,15 @@ impl Store for SqliteStore {
     fn outage_mark(&self) -> Option<&AtomicU64> {
         self.generation.as_ref().map(Generation::outage_mark)
     }
+
+    /// The third word of the `<store>-gen` file holds the inode of the
+    /// last store file announced: the first process to open this file
+    /// again announces it.
+    fn announce(&self) -> bool {
+        self.generation
+            .as_ref()
+            .is_none_or(|g| g.announced().swap(self.file_id.1, Ordering::AcqRel) != self.file_id.1)
+    }
 }
 
 impl Drop for SqliteStore {
