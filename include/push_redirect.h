@@ -455,6 +455,31 @@ typedef int32_t (*pr_lookup_fn)(void *userdata, const struct pr_aor *aor, struct
 typedef bool (*pr_is_self_fn)(void *userdata, const uint8_t *host, size_t host_len, uint16_t port);
 
 /*
+ The forwarding store as this process sees it, for `push_redirect.stats`
+ (`pr_engine_store_state`). The byte strings are static.
+ */
+typedef struct pr_store_state {
+  /*
+   The kind of store: `sqlite`; `none` without a store.
+   */
+  struct pr_bytes backend;
+  /*
+   `ok`; `failing` (an outage: this process's, or one another process
+   of the host logged); `closed` (this process could not open it
+   again yet).
+   */
+  struct pr_bytes state;
+  /*
+   Unix time the host's current outage began; 0: none.
+   */
+  int64_t failing_since;
+  /*
+   Writes this process keeps queued until the store works again.
+   */
+  size_t queued;
+} pr_store_state;
+
+/*
  One registered contact, as the lookup callback reports it. All byte
  strings are copied by `pr_contacts_add`.
  */
@@ -711,6 +736,11 @@ pr_status pr_engine_last_error(const struct pr_engine *engine,
  them.
  */
 pr_status pr_engine_take_counters(const struct pr_engine *engine, uint32_t *counters, size_t n);
+
+/*
+ Describes this process' store into `*out`.
+ */
+pr_status pr_engine_store_state(const struct pr_engine *engine, struct pr_store_state *out);
 
 /*
  Frees an engine. NULL is ignored.

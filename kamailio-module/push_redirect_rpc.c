@@ -239,6 +239,8 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 	void *th;
 	size_t entries;
 	int i;
+	pr_store_state ss;
+	str backend, state;
 
 	if((e = prm_rpc_engine(rpc, ctx)) == NULL)
 		return;
@@ -254,6 +256,17 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 		rpc->struct_add(th, "u", pr_stat_name((uint32_t)i),
 				(unsigned)get_stat_val(prm_stats[i]));
 	rpc->struct_add(th, "u", "stored_forwardings", (unsigned)entries);
+	/* the store as this (RPC) process sees it */
+	memset(&ss, 0, sizeof(ss));
+	if(pr_engine_store_state(e, &ss) == PR_STATUS_OK) {
+		backend.s = (char *)ss.backend.ptr;
+		backend.len = (int)ss.backend.len;
+		state.s = (char *)ss.state.ptr;
+		state.len = (int)ss.state.len;
+		rpc->struct_add(th, "SSdu", "store", &backend, "store_state", &state,
+				"store_failing_since", (int)ss.failing_since, "store_queued",
+				(unsigned)ss.queued);
+	}
 }
 
 /* clang-format off */

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::host::{RegBuffers, SelfAnswer, SELF_MEMO};
 use super::{
-    clip, ffi_boundary, free_handle, pr_config, pr_is_self_fn, pr_lookup_fn, pr_status, to_handle,
-    try_handle, try_handle_mut, write_text, Castable,
+    clip, ffi_boundary, free_handle, pr_bytes, pr_config, pr_is_self_fn, pr_lookup_fn, pr_status,
+    to_handle, try_handle, try_handle_mut, try_mut, write_text, Castable,
 };
 use crate::engine::{Decision, Engine, Host, StoreAction};
 use crate::log::{self, pr_log_level};
@@ -351,6 +351,49 @@ pub extern "C" fn pr_engine_take_counters(
         for (o, v) in out.iter_mut().zip(c.0) {
             *o = o.saturating_add(v);
         }
+        pr_status::Ok
+    })
+}
+
+/// The forwarding store as this process sees it, for `push_redirect.stats`
+/// (`pr_engine_store_state`). The byte strings are static.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_store_state {
+    /// The kind of store: `sqlite`; `none` without a store.
+    pub backend: pr_bytes,
+    /// `ok`; `failing` (an outage: this process's, or one another process
+    /// of the host logged); `closed` (this process could not open it
+    /// again yet).
+    pub state: pr_bytes,
+    /// Unix time the host's current outage began; 0: none.
+    pub failing_since: i64,
+    /// Writes this process keeps queued until the store works again.
+    pub queued: usize,
+}
+
+/// Describes this process' store into `*out`.
+#[no_mangle]
+pub extern "C" fn pr_engine_store_state(
+    engine: *const pr_engine,
+    out: *mut pr_store_state,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        let out = try_mut!(out, pr_status::NullParameter);
+        let st = e.store.as_ref().map(|s| s.faults().status());
+        let state = match st {
+            None => "closed",
+            Some(s) if !s.open => "closed",
+            Some(s) if s.outage || s.host_outage_since != 0 => "failing",
+            Some(_) => "ok",
+        };
+        *out = pr_store_state {
+            backend: pr_bytes::of(st.map_or("none", |s| s.kind).as_bytes()),
+            state: pr_bytes::of(state.as_bytes()),
+            failing_since: st.map_or(0, |s| i64::try_from(s.host_outage_since).unwrap_or(0)),
+            queued: st.map_or(0, |s| s.queued),
+        };
         pr_status::Ok
     })
 }

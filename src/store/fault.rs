@@ -146,6 +146,22 @@ impl FaultCounts {
     }
 }
 
+/// The store's state, as one process sees it ([`Resilient::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The backend's kind ([`Store::kind`]); `none` before any was opened.
+    pub kind: &'static str,
+    /// Whether this process has the store open.
+    pub open: bool,
+    /// Whether this process is in an outage of the store.
+    pub outage: bool,
+    /// When the host's current outage began (Unix seconds, from the shared
+    /// mark); 0: none logged.
+    pub host_outage_since: u64,
+    /// Writes this process keeps queued.
+    pub queued: usize,
+}
+
 /// How a backend is opened again; it must not wait longer than the
 /// timeout it was given.
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Store>, StoreError> + Send>;
@@ -249,6 +265,24 @@ impl Resilient {
     /// Whether the store is failing now, as far as this process knows.
     pub fn in_outage(&self) -> bool {
         self.state().outage.is_some()
+    }
+
+    /// What `push_redirect.stats` shows of the store, seen from this
+    /// process.
+    pub fn status(&self) -> StoreStatus {
+        let s = self.state();
+        let kind = s
+            .backend
+            .as_deref()
+            .or(s.stale.as_deref())
+            .map_or("none", Store::kind);
+        StoreStatus {
+            kind,
+            open: s.backend.is_some(),
+            outage: s.outage.is_some(),
+            host_outage_since: s.mark().map_or(0, |m| m.load(Ordering::Acquire)),
+            queued: s.queue.len(),
+        }
     }
 
     /// A decision's write: made now if the store works and nothing is

@@ -385,6 +385,12 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// What kind of store this is, for `push_redirect.stats`: `sqlite`,
+    /// ...
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     /// Called once a handle is opened again after [`Store::check`] failed:
     /// whether this process is the first of the host to do so for this
     /// store (it logs that), by default yes.

@@ -518,6 +518,10 @@ impl Store for SqliteStore {
         }
     }
 
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     /// The second word of the `<store>-gen` file.
     fn outage_mark(&self) -> Option<&AtomicU64> {
         self.generation.as_ref().map(Generation::outage_mark)

@@ -25,7 +25,7 @@
  *   pr_push_lookup              pr_push_redirect        pr_decision_free
  *   pr_rpc_list                 pr_entries_count        pr_entries_get
  *   pr_entries_free             pr_rpc_set              pr_rpc_remove
- *   pr_engine_take_counters
+ *   pr_engine_take_counters     pr_engine_store_state
  *
  * A decision is read through the pr_decision_view its call wrote (dec_t
  * below keeps the two together). The engine reads its forwardings from its
@@ -2679,6 +2679,11 @@ static void test_store_open_and_last_error(void **state) {
     assert_int_equal(pr_engine_store_count(e, &count), PR_STATUS_STORE_ERROR);
     assert_int_equal(count, 4242);
     assert_error_has(e, "no forwarding store is open");
+    pr_store_state none;
+    assert_int_equal(pr_engine_store_state(e, &none), PR_STATUS_OK);
+    assert_bytes(none.backend, "none");
+    assert_bytes(none.state, "closed");
+    assert_int_equal(none.queued, 0);
     /* Bad arguments are still reported as such. */
     assert_int_equal(rpc_set(e, U1, "tel:+34600000000", NULL, NULL), PR_STATUS_INVALID_ARGUMENT);
     assert_error_has(e, "target");
@@ -2931,6 +2936,16 @@ static void test_rpc_null_and_bad_arguments(void **state) {
     assert_int_equal(pr_engine_take_counters(e, counters, PR_STAT_COUNT), PR_STATUS_OK);
     for (int i = 0; i < PR_STAT_COUNT; i++)
         assert_int_equal(counters[i], 7);
+
+    /* --- pr_engine_store_state: NULLs; this engine's store works. */
+    pr_store_state ss;
+    assert_int_equal(pr_engine_store_state(NULL, &ss), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_store_state(e, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_store_state(e, &ss), PR_STATUS_OK);
+    assert_bytes(ss.backend, "sqlite");
+    assert_bytes(ss.state, "ok");
+    assert_int_equal(ss.failing_since, 0);
+    assert_int_equal(ss.queued, 0);
 
     /* Still nothing changed. */
     after = store_dump(e);

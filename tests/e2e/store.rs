@@ -356,6 +356,15 @@ fn thirty_during_the_fault(
         "nothing stored, nothing learned"
     );
     assert_eq!(s.get("store_writes_dropped"), Some(&0));
+    // push_redirect.stats tells the operator (the RPC process sees the
+    // host's outage mark, or fails itself).
+    let st = p.rpc(&["push_redirect.stats"]).expect("stats");
+    println!("[e2e {}] push_redirect.stats:\n{st}", case.dir.display());
+    assert!(st.contains("store: sqlite"), "{st}");
+    assert!(
+        st.contains("store_state: failing") || st.contains("store_state: closed"),
+        "{st}"
+    );
 }
 
 /// After the fault: the queued forwarding lands, and is applied by every
@@ -381,6 +390,9 @@ fn ten_after_the_fault(case: &Case, p: &Proxy, t1: &Terminal, t2: &Terminal, t1_
         list.contains("permanent") && list.contains(&t2.uri()),
         "{list}"
     );
+    let st = p.rpc(&["push_redirect.stats"]).expect("stats");
+    assert!(st.contains("store_state: ok"), "{st}");
+    assert!(st.contains("store_failing_since: 0"), "{st}");
 }
 
 #[test]
