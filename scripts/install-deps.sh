@@ -24,7 +24,7 @@ bench) PKGS="python3 gnuplot-nox" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
-test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang" ;;
+test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang redis-server redis-sentinel" ;;
 *)
 	echo "usage: $0 build|test|run|bench|bench-core" >&2
 	exit 2

@@ -14,8 +14,8 @@
 //! - [`generation`]: the SQLite backend's change counter, shared between
 //!   the processes of the host through a mapped file.
 //!
-//! Another backend (Redis, SPEC §6) is one new file implementing [`Store`],
-//! and one arm in [`open`].
+//! - [`redis`]: the store shared by several proxies (SPEC §6);
+//! - [`fault`]: what a process does while its store fails.
 //!
 //! [`Store`]: crate::store::Store
 //! [`Entry`]: crate::store::Entry
@@ -30,6 +30,7 @@
 pub mod cache;
 pub mod fault;
 pub mod generation;
+pub mod redis;
 pub mod sqlite;
 
 use std::fmt;
@@ -56,7 +57,9 @@ pub const MAX_KEY_LEN: usize = 256;
 ///
 /// - a file path: the embedded store ([`SqliteStore::open`]: the parent
 ///   folder is created if missing, the schema migrated);
-/// - a `redis://` or `redis+sentinel://` URL (SPEC §6): not supported yet,
+/// - a `redis://` URL (SPEC §6): [`redis::RedisStore`], which connects at
+///   its first use (Kamailio starts with Redis down);
+/// - a `redis+sentinel://` URL: not supported yet,
 ///   [`StoreError::Unsupported`];
 /// - any other URL: [`StoreError::Unsupported`].
 ///
@@ -72,16 +75,20 @@ pub fn open(location: &str) -> Result<Cached, StoreError> {
 /// it again the same way when it must.
 pub fn open_with(location: &str, timeout: Duration) -> Result<Cached, StoreError> {
     if let Some((scheme, _)) = location.split_once("://") {
-        let redis = ["redis", "redis+sentinel"]
-            .iter()
-            .any(|s| scheme.eq_ignore_ascii_case(s));
+        if scheme.eq_ignore_ascii_case("redis") {
+            let url = location.to_string();
+            let opener: fault::Opener = Box::new(move || {
+                redis::RedisStore::open(&url, timeout).map(|s| Box::new(s) as Box<dyn Store>)
+            });
+            return Ok(Cached::with(fault::Resilient::open(opener, timeout)?));
+        }
         return Err(StoreError::Unsupported {
             location: without_password(location),
-            reason: if redis {
-                "a Redis URL: a store shared by several proxies is not supported yet; \
-                 give a file path"
+            reason: if scheme.eq_ignore_ascii_case("redis+sentinel") {
+                "a Redis found through sentinels is not supported yet; give redis://host:port/db \
+                 or a file path"
             } else {
-                "a URL of an unknown kind of store; give a file path"
+                "a URL of an unknown kind of store; give a file path or a redis:// URL"
             },
         });
     }
@@ -171,6 +178,13 @@ pub enum StoreError {
         /// The store file.
         path: PathBuf,
     },
+    /// A Redis command or connection failed.
+    Redis {
+        /// The operation: `get`, `put`, `connect`, ...
+        op: &'static str,
+        /// The client's message (never the password).
+        message: String,
+    },
     /// Any other SQLite error.
     Sqlite {
         /// The operation: `get`, `put`, ...
@@ -195,6 +209,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt entry in the forwarding store",
             StoreError::Sqlite { .. } => "forwarding store error",
             StoreError::Unavailable => "forwarding store unavailable",
+            StoreError::Redis { .. } => "forwarding store (Redis) error",
             StoreError::Moved { .. } => "forwarding store file removed or replaced",
         }
     }
@@ -230,7 +245,9 @@ impl fmt::Display for StoreError {
                 service,
                 reason,
             } => write!(f, "{m}: aor {aor:?} service {service:?}: {reason}"),
-            StoreError::Sqlite { op, message } => write!(f, "{m} ({op}): {message}"),
+            StoreError::Sqlite { op, message } | StoreError::Redis { op, message } => {
+                write!(f, "{m} ({op}): {message}")
+            }
         }
     }
 }

@@ -1,0 +1,575 @@
+//! The store shared by several proxies (SPEC §6): [`RedisStore`], one Redis
+//! (`store` = `redis://[[user]:password@]host[:port][/db][?prefix=P]`); a
+//! [`Store`] backend behind the same fault handling ([`super::fault`]) and
+//! read cache as SQLite.
+//!
+//! # Keys
+//!
+//! One string key per (AOR, service): `<prefix>:<aor>:<service>` (prefix
+//! `push_redirect` unless the URL's `?prefix=` says otherwise, so that
+//! deployments can share a Redis), written whole by one `SET` (atomic per
+//! entry). A temporary forwarding's key carries Redis' own expiry
+//! (`EXAT`): it goes by itself, no sweep. Per AOR, a set
+//! `<prefix>#<aor>` lists its services (for `remove aor` and `list aor`);
+//! a key and its set member change together (`MULTI`/`EXEC`). The value:
+//!
+//! ```text
+//! pr1                     format version
+//! <aor>
+//! <service>
+//! <kind>                  permanent | temporary | provisioned
+//! <expires_at | ->        Unix seconds
+//! <created_at>
+//! <learned_from | ->
+//! <learned_status | ->
+//! <q | -> <uri>           one line per target, best first
+//! ```
+//!
+//! Every value is validated when read: one that does not decode is skipped
+//! (logged, counted in [`RedisStore::skipped_values`]).
+//!
+//! # Connection
+//!
+//! Each process opens its own connection, at its first use after the fork
+//! (a handle used in another process than the one that made it answers
+//! [`StoreError::WrongProcess`]). [`RedisStore::open`] only reads the URL:
+//! Kamailio starts with Redis down. Connecting, and every command, waits at
+//! most the store's timeout (`store_timeout`); a failed command drops the
+//! connection, and connecting again waits a back-off (100 ms doubling to
+//! 5 s) during which calls fail at once, so no request waits on a Redis
+//! that is down.
+//!
+//! Not yet: the read cache's change counter (every lookup reads Redis:
+//! [`Store::generation`] is `None` until the cross-node invalidation by
+//! pub/sub exists), `redis+sentinel://`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionInfo, IntoConnectionInfo};
+
+use super::fault::{RETRY_FIRST, RETRY_MAX};
+use super::{check_key, check_uri, without_password, Entry, Store, StoreError, ANY_SERVICE};
+use crate::forwarding::{ForwardTarget, ForwardingKind};
+use crate::log::{self, pr_log_level};
+
+/// The key prefix without `?prefix=`.
+pub const DEFAULT_PREFIX: &str = "push_redirect";
+/// Longest `?prefix=`.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// The Redis backend (see the module documentation).
+pub struct RedisStore {
+    info: ConnectionInfo,
+    /// The URL without its password, for log lines.
+    location: String,
+    prefix: String,
+    timeout: Duration,
+    pid: u32,
+    conn: Mutex<Link>,
+    skipped: AtomicU64,
+}
+
+/// This process' connection, and when to try again without one.
+struct Link {
+    conn: Option<redis::Connection>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("location", &self.location)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_error(op: &'static str, e: &redis::RedisError) -> StoreError {
+    StoreError::Redis {
+        op,
+        message: e.to_string(),
+    }
+}
+
+impl RedisStore {
+    /// Reads `url` (`redis://...[?prefix=P]`); connects nothing yet.
+    /// Errors name the URL without its password.
+    pub fn open(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        let location = without_password(url);
+        let bad = |reason: String| StoreError::Open {
+            path: location.clone().into(),
+            reason,
+        };
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let mut prefix = DEFAULT_PREFIX.to_string();
+        for param in query.into_iter().flat_map(|q| q.split('&')) {
+            match param.split_once('=') {
+                Some(("prefix", p)) => {
+                    if p.is_empty()
+                        || p.len() > MAX_PREFIX_LEN
+                        || !p
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
+                    {
+                        return Err(bad(format!(
+                            "prefix {p:?}: 1 to {MAX_PREFIX_LEN} letters, digits, '_', '-', '.'"
+                        )));
+                    }
+                    prefix = p.to_string();
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "unknown URL parameter {param:?} (known: prefix)"
+                    )))
+                }
+            }
+        }
+        if !base.to_ascii_lowercase().starts_with("redis://") {
+            return Err(bad("expected redis://".into()));
+        }
+        let info = base
+            .into_connection_info()
+            .map_err(|e| bad(format!("not a Redis URL: {}", e.category())))?;
+        Ok(RedisStore {
+            info,
+            location,
+            prefix,
+            timeout,
+            pid: std::process::id(),
+            conn: Mutex::new(Link {
+                conn: None,
+                retry_at: None,
+                backoff: RETRY_FIRST,
+            }),
+            skipped: AtomicU64::new(0),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How many values reads have skipped (each also logged).
+    pub fn skipped_values(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// The key of (`aor`, `service`).
+    pub fn key(&self, aor: &str, service: &str) -> String {
+        format!("{}:{aor}:{service}", self.prefix)
+    }
+
+    fn index_key(&self, aor: &str) -> String {
+        format!("{}#{aor}", self.prefix)
+    }
+
+    /// Runs `f` on this process' connection, connecting first if needed
+    /// (not during the back-off after a failure). The whole call waits at
+    /// most about the timeout.
+    fn with_conn<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let now_pid = std::process::id();
+        if now_pid != self.pid {
+            return Err(StoreError::WrongProcess {
+                opened_by: self.pid,
+                used_by: now_pid,
+            });
+        }
+        let mut link = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = Instant::now();
+        if link.conn.is_none() {
+            if link.retry_at.is_some_and(|t| start < t) {
+                return Err(StoreError::Unavailable);
+            }
+            match self.connect() {
+                Ok(c) => {
+                    link.conn = Some(c);
+                    link.retry_at = None;
+                    link.backoff = RETRY_FIRST;
+                }
+                Err(e) => {
+                    link.retry_at = Some(Instant::now() + link.backoff);
+                    link.backoff = (link.backoff * 2).min(RETRY_MAX);
+                    return Err(redis_error("connect", &e));
+                }
+            }
+        }
+        let Some(conn) = link.conn.as_mut() else {
+            return Err(StoreError::Unavailable);
+        };
+        // What is left of the timeout bounds the command.
+        let left = self
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(1));
+        let r = conn
+            .set_read_timeout(Some(left))
+            .and_then(|()| conn.set_write_timeout(Some(left)))
+            .and_then(|()| f(conn));
+        r.map_err(|e| {
+            // A connection that failed once is not trusted again (a
+            // reply may be half read).
+            link.conn = None;
+            redis_error(op, &e)
+        })
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.info.clone())?;
+        client.get_connection_with_timeout(self.timeout)
+    }
+
+    /// Decodes a value, or logs and counts it as skipped.
+    fn decode_or_skip(&self, key: &str, value: &[u8]) -> Option<Entry> {
+        match decode(value) {
+            Ok(e) => Some(e),
+            Err(reason) => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                let shown: String = key.chars().take(300).collect();
+                log::emit(
+                    pr_log_level::Error,
+                    &format!(
+                        "corrupt entry in the forwarding store: key {shown:?} in {}: {reason} (skipped)",
+                        self.location
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every entry key under the prefix (SCAN, bounded per call by Redis).
+    fn entry_keys(&self, conn: &mut redis::Connection) -> redis::RedisResult<Vec<String>> {
+        let pattern = format!("{}:*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(conn)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The live, valid entries among `keys`, ordered by AOR then service.
+    fn read_entries(
+        &self,
+        conn: &mut redis::Connection,
+        keys: &[String],
+        now: i64,
+    ) -> redis::RedisResult<Vec<Entry>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(chunk).query(conn)?;
+            for (k, v) in chunk.iter().zip(values) {
+                if let Some(e) = v.and_then(|v| self.decode_or_skip(k, &v)) {
+                    if e.is_live(now) {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.aor, &a.service).cmp(&(&b.aor, &b.service)));
+        Ok(out)
+    }
+}
+
+/// `s` with Redis' glob characters escaped (for `SCAN MATCH`).
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The value of an entry (see the module documentation).
+pub fn encode(e: &Entry) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "pr1\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        e.aor,
+        e.service,
+        e.kind.name(),
+        opt(e.expires_at.map(|t| t.to_string())),
+        e.created_at,
+        opt(e.learned_from.clone()),
+        opt(e.learned_status.map(|s| s.to_string())),
+    );
+    for t in &e.targets {
+        out.push('\n');
+        match t.q {
+            Some(q) => out.push_str(&q.to_string()),
+            None => out.push('-'),
+        }
+        out.push(' ');
+        out.push_str(&t.uri);
+    }
+    out
+}
+
+/// Reads and validates a value.
+pub fn decode(value: &[u8]) -> Result<Entry, &'static str> {
+    let text = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
+    let mut lines = text.split('\n');
+    let mut next = |what: &'static str| lines.next().ok_or(what);
+    if next("empty")? != "pr1" {
+        return Err("unknown format");
+    }
+    let aor = next("no aor")?.to_string();
+    let service = next("no service")?.to_string();
+    let kind = ForwardingKind::from_name(next("no kind")?).ok_or("unknown kind")?;
+    let num = |s: &str, what: &'static str| -> Result<Option<i64>, &'static str> {
+        match s {
+            "-" => Ok(None),
+            s => s.parse::<i64>().map(Some).map_err(|_| what),
+        }
+    };
+    let expires_at = num(next("no expiry")?, "expiry is not a number")?;
+    let created_at = num(next("no creation time")?, "creation time is not a number")?
+        .ok_or("no creation time")?;
+    let learned_from = match next("no learned_from")? {
+        "-" => None,
+        s => Some(s.to_string()),
+    };
+    let learned_status = num(next("no learned_status")?, "learned_status is not a number")?
+        .map(|s| u16::try_from(s).map_err(|_| "learned_status out of range"))
+        .transpose()?;
+    let mut targets = Vec::new();
+    for line in lines {
+        if targets.len() == super::MAX_TARGETS {
+            return Err("more targets than the cap");
+        }
+        let (q, uri) = line.split_once(' ').ok_or("target line without a space")?;
+        let q = match q {
+            "-" => None,
+            q => Some(
+                q.parse::<u16>()
+                    .ok()
+                    .filter(|q| *q <= 1000)
+                    .ok_or("target q is not 0..1000")?,
+            ),
+        };
+        check_uri("uri", uri).map_err(|_| "target URI empty, too long or with whitespace")?;
+        targets.push(ForwardTarget {
+            uri: uri.to_string(),
+            q,
+        });
+    }
+    let e = Entry {
+        aor,
+        service,
+        kind,
+        targets,
+        expires_at,
+        created_at,
+        learned_from,
+        learned_status,
+    };
+    e.validate().map_err(|err| err.message())?;
+    Ok(e)
+}
+
+impl Store for RedisStore {
+    /// One `MGET` of the three keys (service, method, `*`).
+    fn get(&self, aor: &str, service: &str, now: i64) -> Result<Option<Entry>, StoreError> {
+        check_key("aor", aor)?;
+        check_key("service", service)?;
+        let method = service.split(':').next().unwrap_or(service);
+        let mut keys = vec![self.key(aor, service)];
+        if method != service {
+            keys.push(self.key(aor, method));
+        }
+        if service != ANY_SERVICE {
+            keys.push(self.key(aor, ANY_SERVICE));
+        }
+        let values: Vec<Option<Vec<u8>>> =
+            self.with_conn("get", |c| redis::cmd("MGET").arg(&keys).query(c))?;
+        Ok(keys
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.and_then(|v| self.decode_or_skip(k, &v)))
+            .find(|e| e.is_live(now) && e.aor == aor))
+    }
+
+    /// One `SET` (with `EXAT` for an entry that expires) and the AOR's set,
+    /// in one transaction.
+    fn put(&self, entry: &Entry) -> Result<(), StoreError> {
+        entry.validate()?;
+        let key = self.key(&entry.aor, &entry.service);
+        let index = self.index_key(&entry.aor);
+        let value = encode(entry);
+        self.with_conn("put", |c| {
+            let mut p = redis::pipe();
+            p.atomic();
+            let set = p.cmd("SET").arg(&key).arg(&value);
+            if let Some(t) = entry.expires_at {
+                // An expiry in the past deletes the key at once (Redis).
+                set.arg("EXAT").arg(t.max(1));
+            }
+            set.ignore();
+            p.cmd("SADD").arg(&index).arg(&entry.service).ignore();
+            p.query::<()>(c)
+        })
+    }
+
+    fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError> {
+        check_key("aor", aor)?;
+        if let Some(s) = service {
+            check_key("service", s)?;
+        }
+        let index = self.index_key(aor);
+        self.with_conn("remove", |c| {
+            let services: Vec<String> = match service {
+                Some(s) => vec![s.to_string()],
+                None => redis::cmd("SMEMBERS").arg(&index).query(c)?,
+            };
+            if services.is_empty() {
+                return Ok(0);
+            }
+            let keys: Vec<String> = services.iter().map(|s| self.key(aor, s)).collect();
+            let (n,): (usize,) = redis::pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(&keys)
+                .cmd("SREM")
+                .arg(&index)
+                .arg(&services)
+                .ignore()
+                .query(c)?;
+            Ok(n)
+        })
+    }
+
+    fn list(&self, aor: Option<&str>, now: i64) -> Result<Vec<Entry>, StoreError> {
+        if let Some(a) = aor {
+            check_key("aor", a)?;
+        }
+        self.with_conn("list", |c| {
+            let keys = match aor {
+                Some(a) => {
+                    let services: Vec<String> =
+                        redis::cmd("SMEMBERS").arg(self.index_key(a)).query(c)?;
+                    services.iter().map(|s| self.key(a, s)).collect()
+                }
+                None => self.entry_keys(c)?,
+            };
+            self.read_entries(c, &keys, now)
+        })
+    }
+
+    /// Nothing to do: Redis expires the keys itself.
+    fn sweep(&self, _now: i64) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    fn count(&self, now: i64) -> Result<usize, StoreError> {
+        Ok(self.list(None, now)?.len())
+    }
+
+    /// None yet: nothing tells this process of another node's write, so
+    /// nothing is cached (every lookup reads Redis).
+    fn generation(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            aor: "sip:u1@example.com".into(),
+            service: "MESSAGE:text/plain".into(),
+            kind: ForwardingKind::Temporary,
+            targets: vec![
+                ForwardTarget {
+                    uri: "sip:a@example.com".into(),
+                    q: Some(500),
+                },
+                ForwardTarget {
+                    uri: "sip:b@example.com;transport=tcp".into(),
+                    q: None,
+                },
+            ],
+            expires_at: Some(1_700_000_060),
+            created_at: 1_700_000_000,
+            learned_from: Some("sip:t1@127.0.0.1:5071".into()),
+            learned_status: Some(302),
+        }
+    }
+
+    #[test]
+    fn values_round_trip_and_garbage_is_an_error() {
+        let e = entry();
+        assert_eq!(decode(encode(&e).as_bytes()), Ok(e.clone()));
+        let mut p = e.clone();
+        p.kind = ForwardingKind::Provisioned;
+        p.expires_at = None;
+        p.learned_from = None;
+        p.learned_status = None;
+        assert_eq!(decode(encode(&p).as_bytes()), Ok(p));
+        for bad in [
+            &b""[..],
+            b"pr2\na\nb",
+            b"pr1\nsip:a@b\nM\nforever\n-\n1\n-\n-\n- sip:x@y",
+            b"pr1\nsip:a@b\nM\npermanent\nsoon\n1\n-\n-\n- sip:x@y",
+            b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-",
+            b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n99999\n- sip:x@y",
+            b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n2000 sip:x@y",
+            b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x y",
+            b"\xff\xfe",
+        ] {
+            assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn urls_are_read_and_bad_ones_refused_without_the_password() {
+        let t = Duration::from_millis(200);
+        let s = RedisStore::open("redis://127.0.0.1:6390/2?prefix=pr-a", t).unwrap();
+        assert_eq!(s.prefix(), "pr-a");
+        assert_eq!(s.info.redis.db, 2);
+        assert_eq!(s.key("sip:u@x", "M"), "pr-a:sip:u@x:M");
+        let s = RedisStore::open("redis://:s3cret@127.0.0.1", t).unwrap();
+        assert_eq!(s.prefix(), DEFAULT_PREFIX);
+        assert!(!format!("{s:?}").contains("s3cret"));
+        for bad in [
+            "redis://:s3cret@127.0.0.1/0?prefix=",
+            "redis://:s3cret@127.0.0.1/0?prefix=a*b",
+            "redis://:s3cret@127.0.0.1/0?password=x",
+            "redis://:s3cret@127.0.0.1:notaport/0",
+            "rediss://:s3cret@127.0.0.1/0",
+        ] {
+            let e = RedisStore::open(bad, t).unwrap_err();
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

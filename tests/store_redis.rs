@@ -1,0 +1,334 @@
+//! The Redis store (SPEC §6, `push_redirect::store::redis`) against a real
+//! `redis-server` (Debian's package; `make test` installs it), which each
+//! test starts on 127.0.0.1 on a free port in its own temporary folder,
+//! with AOF on, and stops by PID.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use push_redirect::forwarding::{ForwardTarget, ForwardingKind};
+use push_redirect::store::fault::{Write, Written, RETRY_MAX};
+use push_redirect::store::{self, Cached, Entry, Store, StoreError, ANY_SERVICE};
+
+const U1: &str = "sip:u1@example.com";
+const U2: &str = "sip:u2@example.com";
+const TEXT: &str = "MESSAGE:text/plain";
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A redis-server of the test's own.
+struct Redis {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start(name: &str) -> Redis {
+        let dir =
+            std::env::temp_dir().join(format!("push_redirect-redis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            dir,
+            port,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--daemonize", "no", "--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package; make test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on {} did not answer", self.port);
+    }
+
+    fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port))
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .unwrap()
+    }
+
+    fn ping(&self) -> bool {
+        redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port))
+            .ok()
+            .and_then(|c| {
+                c.get_connection_with_timeout(Duration::from_millis(200))
+                    .ok()
+            })
+            .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        format!("redis://127.0.0.1:{}/0?prefix={prefix}", self.port)
+    }
+
+    /// `kill -9`, by PID.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn entry(
+    aor: &str,
+    service: &str,
+    kind: ForwardingKind,
+    uri: &str,
+    expires_at: Option<i64>,
+) -> Entry {
+    Entry {
+        aor: aor.into(),
+        service: service.into(),
+        kind,
+        targets: vec![ForwardTarget {
+            uri: uri.into(),
+            q: None,
+        }],
+        expires_at,
+        created_at: now(),
+        learned_from: Some("sip:t1@127.0.0.1:5071".into()),
+        learned_status: Some(301),
+    }
+}
+
+fn open(url: &str) -> Cached {
+    store::open_with(url, TIMEOUT).unwrap()
+}
+
+#[test]
+fn redis_put_get_fallback_list_remove_and_prefixes() {
+    let r = Redis::start("crud");
+    let s = open(&r.url("a"));
+    let other = open(&r.url("b"));
+    let n = now();
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), None);
+    let e = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:t2@example.com",
+        None,
+    );
+    s.put(&e).unwrap();
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), Some(e.clone()));
+    // One key per AOR and service, under the prefix.
+    let mut c = r.client();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("a:*").query(&mut c).unwrap();
+    assert_eq!(keys, [format!("a:{U1}:{TEXT}")]);
+    // Another prefix is another store.
+    assert_eq!(other.get(U1, TEXT, n).unwrap(), None);
+    assert_eq!(other.count(n).unwrap(), 0);
+    // The method and `*` entries are the fallbacks, in that order.
+    let any = entry(
+        U1,
+        ANY_SERVICE,
+        ForwardingKind::Provisioned,
+        "sip:any@example.com",
+        None,
+    );
+    s.put(&any).unwrap();
+    assert_eq!(
+        s.get(U1, "NOTIFY:ua-profile", n).unwrap(),
+        Some(any.clone())
+    );
+    let m = entry(
+        U1,
+        "MESSAGE",
+        ForwardingKind::Permanent,
+        "sip:m@example.com",
+        None,
+    );
+    s.put(&m).unwrap();
+    assert_eq!(s.get(U1, "MESSAGE:text/html", n).unwrap(), Some(m.clone()));
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), Some(e.clone()));
+    s.put(&entry(
+        U2,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:x@example.com",
+        None,
+    ))
+    .unwrap();
+    let all = s.list(None, n).unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all
+        .windows(2)
+        .all(|w| (&w[0].aor, &w[0].service) <= (&w[1].aor, &w[1].service)));
+    assert_eq!(s.list(Some(U1), n).unwrap().len(), 3);
+    assert_eq!(s.count(n).unwrap(), 4);
+    assert_eq!(s.remove(U1, Some(TEXT)).unwrap(), 1);
+    assert_eq!(s.remove(U1, Some(TEXT)).unwrap(), 0);
+    assert_eq!(s.remove(U1, None).unwrap(), 2);
+    assert_eq!(s.list(Some(U1), n).unwrap(), []);
+    assert_eq!(s.count(n).unwrap(), 1);
+    assert_eq!(s.faults().status().kind, "redis");
+    // A value that is not ours is skipped, never a crash.
+    redis::cmd("SET")
+        .arg(format!("a:{U1}:{TEXT}"))
+        .arg("garbage\n\u{0}")
+        .query::<()>(&mut c)
+        .unwrap();
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), None);
+}
+
+#[test]
+fn redis_temporary_entries_expire_in_redis_itself() {
+    let r = Redis::start("ttl");
+    let s = open(&r.url("t"));
+    let n = now();
+    let e = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:t2@example.com",
+        Some(n + 2),
+    );
+    s.put(&e).unwrap();
+    let mut c = r.client();
+    let key = format!("t:{U1}:{TEXT}");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).unwrap();
+    assert!((1..=2).contains(&ttl), "native TTL: {ttl}");
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), Some(e));
+    // Past it: gone from Redis, with no sweep.
+    std::thread::sleep(Duration::from_millis(3100));
+    let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut c).unwrap();
+    assert_eq!(exists, 0);
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), None);
+    assert_eq!(s.sweep(now()).unwrap(), 0);
+    // An expiry already past deletes the key.
+    s.put(&entry(
+        U1,
+        TEXT,
+        ForwardingKind::Temporary,
+        "sip:t2@example.com",
+        Some(n - 5),
+    ))
+    .unwrap();
+    let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut c).unwrap();
+    assert_eq!(exists, 0);
+}
+
+#[test]
+fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
+    let mut r = Redis::start("down");
+    let s = open(&r.url("d"));
+    let a = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:a@example.com",
+        None,
+    );
+    s.put(&a).unwrap();
+    // Killed: every call fails within the timeout, a decision's write is
+    // queued.
+    r.kill9();
+    let t = Instant::now();
+    assert!(s.get(U1, TEXT, now()).is_err());
+    let b = entry(
+        U2,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:b@example.com",
+        None,
+    );
+    for _ in 0..10 {
+        assert_eq!(s.write_or_queue(Write::Put(b.clone())), Written::Queued);
+        assert!(s.get(U2, TEXT, now()).is_err());
+    }
+    let took = t.elapsed();
+    println!("21 calls with Redis down: {took:?}");
+    assert!(took < 21 * TIMEOUT, "{took:?}");
+    assert!(s.faults().in_outage());
+    let c = s.take_counts();
+    assert_eq!((c.errors, c.learned), (21, 0));
+    // Back, from its AOF: what was written before the kill -9 is there,
+    // and the queued write lands at the first use past the back-off.
+    r.spawn();
+    std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(a));
+    assert_eq!(s.get(U2, TEXT, now()).unwrap(), Some(b));
+    let c = s.take_counts();
+    assert_eq!((c.errors, c.learned), (0, 1));
+    assert!(!s.faults().in_outage());
+}
+
+#[test]
+fn redis_down_at_start_is_no_reason_not_to_start() {
+    let mut r = Redis::start("late");
+    r.kill9();
+    let s = open(&r.url("l"));
+    assert!(matches!(
+        s.get(U1, TEXT, now()),
+        Err(StoreError::Redis { op: "connect", .. }) | Err(StoreError::Unavailable)
+    ));
+    r.spawn();
+    std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), None);
+    s.put(&entry(
+        U1,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:a@example.com",
+        None,
+    ))
+    .unwrap();
+    assert!(s.get(U1, TEXT, now()).unwrap().is_some());
+}
+
+#[test]
+fn redis_password_is_never_in_an_error() {
+    // Nothing listens on port 1.
+    let s = open("redis://user:s3cret@127.0.0.1:1/0");
+    let e = s.get(U1, TEXT, now()).unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+}
