@@ -10,6 +10,7 @@
 mod crash;
 mod hostile;
 mod push;
+mod shared_store;
 mod store;
 mod support;
 
