@@ -643,6 +643,23 @@ pr_status pr_config_last_error(const struct pr_config *cfg,
 pr_status pr_config_check_store(const struct pr_config *cfg);
 
 /*
+ Whether the `store` of `cfg` needs a subscriber process per node (a
+ Redis store: the cross-node invalidation of the read caches). false
+ for NULL. Ask it in `mod_init`, to register the process.
+ */
+bool pr_config_store_subscriber(const struct pr_config *cfg);
+
+/*
+ The node's subscriber process (`pr_config_store_subscriber`): in the
+ process the module forks for it from Kamailio's main process (after
+ the store was checked in `mod_init`, so that the node's shared page
+ exists). Runs until the parent process is gone; returns
+ `PR_STATUS_INVALID_ARGUMENT` at once for a store that needs none,
+ `PR_STATUS_STORE_ERROR` (logged) when it cannot run.
+ */
+pr_status pr_config_run_subscriber(const struct pr_config *cfg);
+
+/*
  Frees a configuration. NULL is ignored.
  */
 void pr_config_free(struct pr_config *cfg);

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "core/mem/mem.h"
 #include "core/mod_fix.h"
 #include "core/route.h"
+#include "core/pt.h"
 
 #include "push_redirect_funcs.h"
 #include "push_redirect_host.h"
@@ -127,6 +129,8 @@ static pid_t prm_cfg_pid = 0;
 /* the process that made prm_engine (an engine inherited through fork()
  * is never used nor freed by the child) */
 static pid_t prm_engine_pid = 0;
+/* whether the store needs the node's subscriber process (Redis) */
+static int prm_subscriber = 0;
 
 const char *prm_status_str(pr_status st)
 {
@@ -365,6 +369,35 @@ static int mod_init(void)
 			   " the error above\n");
 		return -1;
 	}
+
+	/* a store shared by several nodes (Redis): one process per node keeps
+	 * the workers' read caches in step with every node's writes */
+	if(pr_config_store_subscriber(prm_cfg)) {
+		register_procs(1);
+		cfg_register_child(1);
+		prm_subscriber = 1;
+	}
+	return 0;
+}
+
+/* the node's store subscriber: forked from the main process; runs until
+ * the main process is gone */
+static int prm_subscriber_fork(void)
+{
+	int pid;
+
+	pid = fork_process(PROC_NOCHLDINIT, "push_redirect store subscriber", 1);
+	if(pid < 0) {
+		LM_ERR("cannot fork the store subscriber\n");
+		return -1;
+	}
+	if(pid == 0) {
+		if(cfg_child_init())
+			exit(-1);
+		pr_set_logger(prm_log_bridge, NULL, PR_LOG_LEVEL_INFO);
+		pr_config_run_subscriber(prm_cfg);
+		exit(0);
+	}
 	return 0;
 }
 
@@ -381,6 +414,8 @@ static int child_init(int rank)
 		}
 		return 0;
 	}
+	if(rank == PROC_MAIN && prm_subscriber && prm_subscriber_fork() < 0)
+		return -1;
 	if(rank == PROC_POSTCHILDINIT || (rank == PROC_MAIN && !dont_fork))
 		return 0;
 	/* A child takes its own reference to the shared cfg block now, not

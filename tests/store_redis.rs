@@ -143,8 +143,17 @@ fn open(url: &str) -> Cached {
     store::open_with(url, TIMEOUT).unwrap()
 }
 
+/// The node's shared page is one per process: the tests run one at a
+/// time, so that one's subscriber does not make another's reads cached.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn redis_put_get_fallback_list_remove_and_prefixes() {
+    let _one = serial();
     let r = Redis::start("crud");
     let s = open(&r.url("a"));
     let other = open(&r.url("b"));
@@ -221,6 +230,7 @@ fn redis_put_get_fallback_list_remove_and_prefixes() {
 
 #[test]
 fn redis_temporary_entries_expire_in_redis_itself() {
+    let _one = serial();
     let r = Redis::start("ttl");
     let s = open(&r.url("t"));
     let n = now();
@@ -258,6 +268,7 @@ fn redis_temporary_entries_expire_in_redis_itself() {
 
 #[test]
 fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
+    let _one = serial();
     let mut r = Redis::start("down");
     let s = open(&r.url("d"));
     let a = entry(
@@ -303,6 +314,7 @@ fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
 
 #[test]
 fn redis_down_at_start_is_no_reason_not_to_start() {
+    let _one = serial();
     let mut r = Redis::start("late");
     r.kill9();
     let s = open(&r.url("l"));
@@ -326,9 +338,83 @@ fn redis_down_at_start_is_no_reason_not_to_start() {
 
 #[test]
 fn redis_password_is_never_in_an_error() {
+    let _one = serial();
     // Nothing listens on port 1.
     let s = open("redis://user:s3cret@127.0.0.1:1/0");
     let e = s.get(U1, TEXT, now()).unwrap_err();
     assert!(!e.to_string().contains("s3cret"), "{e}");
     assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+}
+
+#[test]
+fn redis_a_write_by_another_node_reaches_the_read_cache_through_the_subscriber() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _one = serial();
+    let r = Redis::start("pubsub");
+    let url = r.url("ps");
+    let s = open(&url);
+    let page = push_redirect::store::redis::host_page().unwrap();
+    // Without a subscription nothing is cached.
+    assert!(!s.has_read_cache());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sub = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            push_redirect::store::redis::run_subscriber(&url, TIMEOUT, &|| {
+                stop.load(Ordering::SeqCst)
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.has_read_cache() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(s.has_read_cache(), "subscribed");
+    // "No forwarding" is cached: the next reads do not go to Redis.
+    let mut c = r.client();
+    let mgets = |c: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+        info.lines()
+            .find(|l| l.starts_with("cmdstat_mget:"))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), None);
+    let before = mgets(&mut c);
+    for _ in 0..100 {
+        assert_eq!(s.get(U1, TEXT, now()).unwrap(), None);
+    }
+    assert_eq!(mgets(&mut c), before, "answered from the cache");
+    // Another node writes (its own connection, no local bump): the
+    // published change reaches this cache.
+    let other = push_redirect::store::redis::RedisStore::open(&url, TIMEOUT).unwrap();
+    let g = page.current();
+    let e = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:b@example.com",
+        None,
+    );
+    let t = Instant::now();
+    // (The other node's write bumps this process' page too, as they share
+    // it here; wait for the subscriber's own bump as well.)
+    other.put(&e).unwrap();
+    while page.current() < g + 2 && t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    println!("change seen by the subscriber after {:?}", t.elapsed());
+    assert!(
+        page.current() >= g + 2,
+        "the subscriber counted the message"
+    );
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(e));
+    // The subscriber stops: nothing is cached any more.
+    drop(other);
+    stop.store(true, Ordering::SeqCst);
+    assert!(sub.join().unwrap().is_ok());
+    assert!(!s.has_read_cache(), "no subscriber, no cache");
 }

@@ -101,6 +101,41 @@ impl Generation {
         Ok(Generation { ptr })
     }
 
+    /// A page shared by this process and every process it forks later
+    /// (anonymous, `MAP_SHARED`): a Kamailio node's counter for a store
+    /// that has no file (Redis), made in the main process before the fork.
+    pub fn anonymous() -> Result<Generation, String> {
+        // SAFETY: a fresh anonymous shared mapping; checked against
+        // MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map a shared page: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Zeroed by the system; page-aligned.
+        let ptr = NonNull::new(p.cast::<AtomicU64>()).ok_or("mmap returned NULL")?;
+        Ok(Generation { ptr })
+    }
+
+    /// The fourth word: 1 while a subscriber process keeps this node's
+    /// counter in step with the store's changes (Redis), else 0.
+    pub fn subscribed(&self) -> &AtomicU64 {
+        // SAFETY: as `outage_mark`: the fourth u64 of a page-sized,
+        // page-aligned mapping, only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(3) }
+    }
+
     fn counter(&self) -> &AtomicU64 {
         // SAFETY: `ptr` is a live, aligned mapping of at least 8 bytes
         // until `drop`, and only ever accessed atomically.

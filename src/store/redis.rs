@@ -39,9 +39,21 @@
 //! 5 s) during which calls fail at once, so no request waits on a Redis
 //! that is down.
 //!
-//! Not yet: the read cache's change counter (every lookup reads Redis:
-//! [`Store::generation`] is `None` until the cross-node invalidation by
-//! pub/sub exists), `redis+sentinel://`.
+//! # Invalidation across nodes
+//!
+//! Every write also publishes the AOR on the channel `<prefix>:changes`
+//! (in the same transaction). Each Kamailio node runs one subscriber
+//! ([`run_subscriber`], in a process the module forks) that bumps the
+//! node's change counter — a page shared by the node's processes
+//! ([`host_page`], mapped before the fork) — at every message, so every
+//! worker's read cache ([`super::Cached`]) drops what it kept as soon as
+//! any node writes. While the subscription is not up (Redis down or
+//! restarted, the subscriber not started), [`Store::generation`] is `None`:
+//! nothing is cached, every lookup reads Redis; when it is up again the
+//! counter moves, so nothing cached before is used. The same page holds
+//! the node's "outage logged" mark (one line per node and outage).
+//!
+//! Not yet: `redis+sentinel://`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -50,6 +62,7 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionInfo, IntoConnectionInfo};
 
 use super::fault::{RETRY_FIRST, RETRY_MAX};
+use super::generation::Generation;
 use super::{check_key, check_uri, without_password, Entry, Store, StoreError, ANY_SERVICE};
 use crate::forwarding::{ForwardTarget, ForwardingKind};
 use crate::log::{self, pr_log_level};
@@ -136,6 +149,9 @@ impl RedisStore {
         let info = base
             .into_connection_info()
             .map_err(|e| bad(format!("not a Redis URL: {}", e.category())))?;
+        // The node's shared page, made now: in Kamailio's main process
+        // (mod_init checks the store) before the fork.
+        let _ = host_page();
         Ok(RedisStore {
             info,
             location,
@@ -164,6 +180,11 @@ impl RedisStore {
     /// The key of (`aor`, `service`).
     pub fn key(&self, aor: &str, service: &str) -> String {
         format!("{}:{aor}:{service}", self.prefix)
+    }
+
+    /// The channel every write publishes on.
+    pub fn channel(&self) -> String {
+        format!("{}:changes", self.prefix)
     }
 
     fn index_key(&self, aor: &str) -> String {
@@ -430,8 +451,14 @@ impl Store for RedisStore {
             }
             set.ignore();
             p.cmd("SADD").arg(&index).arg(&entry.service).ignore();
+            p.cmd("PUBLISH")
+                .arg(self.channel())
+                .arg(&entry.aor)
+                .ignore();
             p.query::<()>(c)
-        })
+        })?;
+        wrote();
+        Ok(())
     }
 
     fn remove(&self, aor: &str, service: Option<&str>) -> Result<usize, StoreError> {
@@ -457,9 +484,14 @@ impl Store for RedisStore {
                 .arg(&index)
                 .arg(&services)
                 .ignore()
+                .cmd("PUBLISH")
+                .arg(self.channel())
+                .arg(aor)
+                .ignore()
                 .query(c)?;
             Ok(n)
         })
+        .inspect(|_| wrote())
     }
 
     fn list(&self, aor: Option<&str>, now: i64) -> Result<Vec<Entry>, StoreError> {
@@ -488,15 +520,131 @@ impl Store for RedisStore {
         Ok(self.list(None, now)?.len())
     }
 
-    /// None yet: nothing tells this process of another node's write, so
-    /// nothing is cached (every lookup reads Redis).
+    /// The node's counter while its subscriber is subscribed; else
+    /// `None` (nothing cached).
     fn generation(&self) -> Result<Option<u64>, StoreError> {
-        Ok(None)
+        Ok(host_page()
+            .filter(|p| p.subscribed().load(Ordering::Acquire) == 1)
+            .map(Generation::current))
     }
 
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn outage_mark(&self) -> Option<&AtomicU64> {
+        host_page().map(Generation::outage_mark)
+    }
+}
+
+/// The node's shared page (counter, outage mark, subscription state):
+/// made at the first call, which must come before the fork for the page
+/// to be shared (Kamailio: `mod_init` opens the store to check it).
+pub fn host_page() -> Option<&'static Generation> {
+    static PAGE: std::sync::OnceLock<Option<Generation>> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| match Generation::anonymous() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            log::emit(
+                pr_log_level::Warn,
+                &format!("forwarding store (Redis) without read cache: {e}"),
+            );
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// A write of this process: the node's other processes drop their cached
+/// answers at once (the other nodes through the published message).
+fn wrote() {
+    if let Some(p) = host_page() {
+        p.bump();
+    }
+}
+
+/// The node's subscriber (SPEC §6): subscribes to the store's channel
+/// and bumps the node's counter at every message, until `stop()` says so
+/// (checked at least every second). While not subscribed, the node reads
+/// Redis on every lookup; each (re)subscription, and each loss, moves the
+/// counter. Reconnects with back-off; one log line when the subscription
+/// is lost, one when it is back. Errors: a bad URL, or no shared page.
+pub fn run_subscriber(
+    url: &str,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), StoreError> {
+    let store = RedisStore::open(url, timeout)?;
+    let page = host_page().ok_or(StoreError::Unavailable)?;
+    let channel = store.channel();
+    let mut backoff = RETRY_FIRST;
+    let mut lost_logged = false;
+    let down = |why: &str, logged: &mut bool| {
+        page.subscribed().store(0, Ordering::Release);
+        page.bump();
+        if !*logged {
+            *logged = true;
+            log::emit(
+                pr_log_level::Warn,
+                &format!(
+                    "forwarding store {}: no subscription to {channel} ({why}): every lookup \
+                     reads Redis until it is back",
+                    store.location
+                ),
+            );
+        }
+    };
+    while !stop() {
+        let mut conn = match store.connect() {
+            Ok(c) => c,
+            Err(e) => {
+                down(&e.to_string(), &mut lost_logged);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+        };
+        let mut ps = conn.as_pubsub();
+        let subscribed = ps
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .and_then(|()| ps.subscribe(&channel));
+        if let Err(e) = subscribed {
+            down(&e.to_string(), &mut lost_logged);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RETRY_MAX);
+            continue;
+        }
+        // Whatever changed while not subscribed: the counter moves.
+        page.subscribed().store(1, Ordering::Release);
+        page.bump();
+        backoff = RETRY_FIRST;
+        if lost_logged {
+            lost_logged = false;
+            log::emit(
+                pr_log_level::Info,
+                &format!(
+                    "forwarding store {}: subscribed to {channel} again",
+                    store.location
+                ),
+            );
+        }
+        let why = loop {
+            if stop() {
+                page.subscribed().store(0, Ordering::Release);
+                page.bump();
+                return Ok(());
+            }
+            match ps.get_message() {
+                Ok(_) => page.bump(),
+                Err(e) if e.is_timeout() => {}
+                Err(e) => break e.to_string(),
+            }
+        };
+        down(&why, &mut lost_logged);
+    }
+    page.subscribed().store(0, Ordering::Release);
+    page.bump();
+    Ok(())
 }
 
 #[cfg(test)]

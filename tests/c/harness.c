@@ -26,6 +26,7 @@
  *   pr_rpc_list                 pr_entries_count        pr_entries_get
  *   pr_entries_free             pr_rpc_set              pr_rpc_remove
  *   pr_engine_take_counters     pr_engine_store_state
+ *   pr_config_store_subscriber  pr_config_run_subscriber
  *
  * A decision is read through the pr_decision_view its call wrote (dec_t
  * below keeps the two together). The engine reads its forwardings from its
@@ -2577,6 +2578,17 @@ static void test_store_check_config(void **state) {
         assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 1);
         pr_config_free(cfg);
     }
+    /* A file store needs no subscriber process; a Redis one does (its
+       run, forever, is the e2e's); NULL is refused. */
+    assert_false(pr_config_store_subscriber(NULL));
+    assert_int_equal(pr_config_run_subscriber(NULL), PR_STATUS_NULL_PARAMETER);
+    cfg = store_config(fx->path, NULL);
+    assert_false(pr_config_store_subscriber(cfg));
+    assert_int_equal(pr_config_run_subscriber(cfg), PR_STATUS_INVALID_ARGUMENT);
+    pr_config_free(cfg);
+    cfg = store_config("redis://127.0.0.1:1/0", NULL);
+    assert_true(pr_config_store_subscriber(cfg));
+    pr_config_free(cfg);
     /* A file written by a newer push_redirect (schema version 99 in the
        SQLite header's user_version, offset 60): refused, left untouched. */
     cfg = store_config(fx->path, NULL);

@@ -85,6 +85,20 @@ impl Redis {
         }
     }
 
+    /// How many clients subscribe to `channel` (PUBSUB NUMSUB).
+    fn subscribers(&self, channel: &str) -> i64 {
+        let mut c = redis::Client::open(self.url(""))
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .unwrap();
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query(&mut c)
+            .unwrap();
+        n
+    }
+
     /// `kill -9`, by PID.
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -143,10 +157,17 @@ fn shared_store_learned_on_a_applied_by_b_and_rpc_on_either() {
     assert_eq!(stat(&b, "forwardings_applied"), 20);
     assert_eq!(stat(&b, "forwardings_learned"), 0);
     assert_eq!(stat(&b, "store_errors"), 0);
-    // Provisioned on B, applied by A; listed on both.
+    // One subscriber per node, on the store's channel.
+    assert_eq!(redis.subscribers("two:changes"), 2);
+    // A's workers have "no forwarding for u3" in their read caches (404);
+    // provisioned on B, the next request through A applies it: B's write
+    // reached A's caches through Redis.
     let u2t = case.terminal("u2t", Answer::Ok);
     case.register(&a, U2, &u2t, 1.0, 3600);
+    case.send(&a, Send::message(U3).count(20).rate(50))
+        .assert_all(404);
     b.rpc(&["push_redirect.set", U3, U2]).expect("set on B");
+    std::thread::sleep(Duration::from_millis(100));
     let r = case.send(&a, Send::message(U3).count(10));
     case.report(&r, &[&u2t]);
     r.assert_all(200);
@@ -205,6 +226,12 @@ fn shared_store_redis_killed_and_back() {
     assert_eq!(stat(&b, "forwardings_applied"), 10);
     assert_eq!(stat(&b, "forwardings_learned"), 0);
     assert_eq!(stat(&b, "store_errors"), 20);
+    // Each node's subscriber noticed the loss once, and subscribed again.
+    for p in [&a, &b] {
+        assert_eq!(p.log_count("no subscription to"), 1);
+        assert_eq!(p.log_count("subscribed to push_redirect:changes again"), 1);
+    }
+    assert_eq!(redis.subscribers("push_redirect:changes"), 2);
 }
 
 #[test]
