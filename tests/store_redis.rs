@@ -29,10 +29,16 @@ struct Redis {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// More redis-server arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn start(name: &str) -> Redis {
+        Redis::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, extra: &[&str]) -> Redis {
         let dir =
             std::env::temp_dir().join(format!("push_redirect-redis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -46,6 +52,7 @@ impl Redis {
             dir,
             port,
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         r.spawn();
         r
@@ -65,6 +72,7 @@ impl Redis {
                 "",
             ])
             .args(["--daemonize", "no", "--logfile", "redis.log"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -417,4 +425,139 @@ fn redis_a_write_by_another_node_reaches_the_read_cache_through_the_subscriber()
     stop.store(true, Ordering::SeqCst);
     assert!(sub.join().unwrap().is_ok());
     assert!(!s.has_read_cache(), "no subscriber, no cache");
+}
+
+/// A redis-sentinel of the test's own, watching `master` as `mymaster`
+/// (quorum 1, down after 500 ms).
+struct Sentinel {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl Sentinel {
+    fn start(name: &str, master: u16) -> Sentinel {
+        let dir = std::env::temp_dir().join(format!(
+            "push_redirect-sentinel-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "bind 127.0.0.1\nport {port}\ndir {}\nlogfile sentinel.log\n\
+                 sentinel monitor mymaster 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds mymaster 500\n\
+                 sentinel failover-timeout mymaster 2000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel (Debian's redis-sentinel package; make test installs it)");
+        let s = Sentinel { dir, port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.master_port().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            s.master_port(),
+            Some(master),
+            "the sentinel watches the master"
+        );
+        s
+    }
+
+    fn master_port(&self) -> Option<u16> {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_millis(300))
+            .ok()?;
+        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut c)
+            .ok()?;
+        addr.and_then(|(_, p)| p.parse().ok())
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn redis_sentinel_failover_learning_and_applying_go_on_with_the_new_master() {
+    let _one = serial();
+    let mut master = Redis::start("failover-master");
+    let replica_of = master.port.to_string();
+    let replica = Redis::start_with(
+        "failover-replica",
+        &["--replicaof", "127.0.0.1", &replica_of],
+    );
+    let sentinel = Sentinel::start("failover", master.port);
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{}/mymaster/0?prefix=f",
+        sentinel.port
+    );
+    let s = open(&url);
+    let a = entry(
+        U1,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:a@example.com",
+        None,
+    );
+    s.put(&a).unwrap();
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(a.clone()));
+    // The replica has it before the master goes.
+    let mut rc = replica.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::cmd("EXISTS")
+        .arg(format!("f:{U1}:{TEXT}"))
+        .query::<i64>(&mut rc)
+        .unwrap()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "replicated");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The master is killed; learning goes on (queued) meanwhile.
+    master.kill9();
+    let b = entry(
+        U2,
+        TEXT,
+        ForwardingKind::Permanent,
+        "sip:b@example.com",
+        None,
+    );
+    assert_eq!(s.write_or_queue(Write::Put(b.clone())), Written::Queued);
+    let t = Instant::now();
+    while sentinel.master_port() != Some(replica.port) {
+        assert!(t.elapsed() < Duration::from_secs(30), "no failover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("replica promoted after {:?}", t.elapsed());
+    // The next connection goes to the new master: the old forwarding is
+    // applied, the queued one lands.
+    std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(a));
+    assert_eq!(s.get(U2, TEXT, now()).unwrap(), Some(b));
+    assert_eq!(s.take_counts().learned, 1);
+    assert!(!s.faults().in_outage());
 }

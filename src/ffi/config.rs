@@ -126,9 +126,9 @@ pub extern "C" fn pr_config_store_subscriber(cfg: *const pr_config) -> bool {
 }
 
 fn wants_subscriber(store: &str) -> bool {
-    store
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("redis://"))
+    store.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("redis+sentinel")
+    })
 }
 
 /// The node's subscriber process (`pr_config_store_subscriber`): in the

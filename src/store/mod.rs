@@ -57,10 +57,9 @@ pub const MAX_KEY_LEN: usize = 256;
 ///
 /// - a file path: the embedded store ([`SqliteStore::open`]: the parent
 ///   folder is created if missing, the schema migrated);
-/// - a `redis://` URL (SPEC §6): [`redis::RedisStore`], which connects at
-///   its first use (Kamailio starts with Redis down);
-/// - a `redis+sentinel://` URL: not supported yet,
-///   [`StoreError::Unsupported`];
+/// - a `redis://` or `redis+sentinel://` URL (SPEC §6):
+///   [`redis::RedisStore`], which connects at its first use (Kamailio
+///   starts with Redis down);
 /// - any other URL: [`StoreError::Unsupported`].
 ///
 /// Errors never show a password the URL holds. Open it in the process that
@@ -75,7 +74,7 @@ pub fn open(location: &str) -> Result<Cached, StoreError> {
 /// it again the same way when it must.
 pub fn open_with(location: &str, timeout: Duration) -> Result<Cached, StoreError> {
     if let Some((scheme, _)) = location.split_once("://") {
-        if scheme.eq_ignore_ascii_case("redis") {
+        if scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("redis+sentinel") {
             let url = location.to_string();
             let opener: fault::Opener = Box::new(move || {
                 redis::RedisStore::open(&url, timeout).map(|s| Box::new(s) as Box<dyn Store>)
@@ -84,12 +83,7 @@ pub fn open_with(location: &str, timeout: Duration) -> Result<Cached, StoreError
         }
         return Err(StoreError::Unsupported {
             location: without_password(location),
-            reason: if scheme.eq_ignore_ascii_case("redis+sentinel") {
-                "a Redis found through sentinels is not supported yet; give redis://host:port/db \
-                 or a file path"
-            } else {
-                "a URL of an unknown kind of store; give a file path or a redis:// URL"
-            },
+            reason: "a URL of an unknown kind of store; give a file path or a redis:// URL",
         });
     }
     let path = PathBuf::from(location);

@@ -53,7 +53,12 @@
 //! counter moves, so nothing cached before is used. The same page holds
 //! the node's "outage logged" mark (one line per node and outage).
 //!
-//! Not yet: `redis+sentinel://`.
+//! # Sentinel
+//!
+//! With `redis+sentinel://host:port[,host:port...]/MASTER[/db]` each
+//! connection asks the sentinels, in order, for the master's address, and
+//! checks that the Redis there is a master (`ROLE`): after a failover the
+//! next connection goes to the new master.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -74,7 +79,7 @@ pub const MAX_PREFIX_LEN: usize = 64;
 
 /// The Redis backend (see the module documentation).
 pub struct RedisStore {
-    info: ConnectionInfo,
+    target: Target,
     /// The URL without its password, for log lines.
     location: String,
     prefix: String,
@@ -82,6 +87,81 @@ pub struct RedisStore {
     pid: u32,
     conn: Mutex<Link>,
     skipped: AtomicU64,
+}
+
+/// Where the Redis is.
+#[derive(Debug, Clone)]
+enum Target {
+    /// `redis://`: this one.
+    Direct(ConnectionInfo),
+    /// `redis+sentinel://`: the master the sentinels name, asked again at
+    /// every connection.
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        master: String,
+        /// Database, user and password for the master.
+        redis: redis::RedisConnectionInfo,
+    },
+}
+
+/// The sentinels' default port.
+pub const SENTINEL_PORT: u16 = 26379;
+
+/// Reads `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER[/db]`
+/// (without its query).
+fn sentinel_target(base: &str) -> Result<Target, String> {
+    let rest = base
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or("expected redis+sentinel://")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .ok_or("no master name (…/MASTER[/db])")?;
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let mut sentinels = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("sentinel {h:?}: bad port"))?,
+            ),
+            _ => (h, SENTINEL_PORT),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("an empty sentinel address".into());
+        }
+        sentinels.push((host.to_string(), port));
+    }
+    let (master, db) = match path.split_once('/') {
+        Some((m, d)) => (m, d),
+        None => (path, "0"),
+    };
+    if master.is_empty()
+        || !master
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
+    {
+        return Err("the master name: letters, digits, '_', '-', '.'".into());
+    }
+    // The user, password and database, read as a plain Redis URL reads them.
+    let plain = match userinfo {
+        Some(u) => format!("redis://{u}@localhost/{db}"),
+        None => format!("redis://localhost/{db}"),
+    };
+    let info = plain
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| format!("user, password or database: {}", e.category()))?;
+    Ok(Target::Sentinel {
+        sentinels,
+        master: master.to_string(),
+        redis: info.redis,
+    })
 }
 
 /// This process' connection, and when to try again without one.
@@ -143,17 +223,22 @@ impl RedisStore {
                 }
             }
         }
-        if !base.to_ascii_lowercase().starts_with("redis://") {
-            return Err(bad("expected redis://".into()));
-        }
-        let info = base
-            .into_connection_info()
-            .map_err(|e| bad(format!("not a Redis URL: {}", e.category())))?;
+        let lower = base.to_ascii_lowercase();
+        let target = if lower.starts_with("redis+sentinel://") {
+            sentinel_target(base).map_err(bad)?
+        } else if lower.starts_with("redis://") {
+            Target::Direct(
+                base.into_connection_info()
+                    .map_err(|e| bad(format!("not a Redis URL: {}", e.category())))?,
+            )
+        } else {
+            return Err(bad("expected redis:// or redis+sentinel://".into()));
+        };
         // The node's shared page, made now: in Kamailio's main process
         // (mod_init checks the store) before the fork.
         let _ = host_page();
         Ok(RedisStore {
-            info,
+            target,
             location,
             prefix,
             timeout,
@@ -245,9 +330,76 @@ impl RedisStore {
         })
     }
 
+    /// A connection to the Redis (through the sentinels: to the master
+    /// they name now, checked to be one).
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(self.info.clone())?;
-        client.get_connection_with_timeout(self.timeout)
+        match &self.target {
+            Target::Direct(info) => {
+                redis::Client::open(info.clone())?.get_connection_with_timeout(self.timeout)
+            }
+            Target::Sentinel {
+                sentinels,
+                master,
+                redis: auth,
+            } => {
+                let mut last = None;
+                for (host, port) in sentinels {
+                    match self.master_through(host, *port, master, auth) {
+                        Ok(c) => return Ok(c),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::ClientError, "no sentinel"))
+                }))
+            }
+        }
+    }
+
+    fn master_through(
+        &self,
+        host: &str,
+        port: u16,
+        master: &str,
+        auth: &redis::RedisConnectionInfo,
+    ) -> redis::RedisResult<redis::Connection> {
+        let sentinel = ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(host.to_string(), port),
+            redis: redis::RedisConnectionInfo::default(),
+        };
+        let mut s = redis::Client::open(sentinel)?.get_connection_with_timeout(self.timeout)?;
+        s.set_read_timeout(Some(self.timeout))?;
+        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master)
+            .query(&mut s)?;
+        let (mhost, mport) = addr.ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "the sentinel knows no such master",
+            ))
+        })?;
+        let mport = mport.parse::<u16>().map_err(|_| {
+            redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "the sentinel gave a bad port",
+            ))
+        })?;
+        let info = ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(mhost, mport),
+            redis: auth.clone(),
+        };
+        let mut c = redis::Client::open(info)?.get_connection_with_timeout(self.timeout)?;
+        c.set_read_timeout(Some(self.timeout))?;
+        // A master just demoted may still be named for a moment.
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+        match role.first() {
+            Some(redis::Value::BulkString(r)) if r.as_slice() == b"master" => Ok(c),
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "the sentinel named a Redis that is not a master (yet)",
+            ))),
+        }
     }
 
     /// Decodes a value, or logs and counts it as skipped.
@@ -703,7 +855,7 @@ mod tests {
         let t = Duration::from_millis(200);
         let s = RedisStore::open("redis://127.0.0.1:6390/2?prefix=pr-a", t).unwrap();
         assert_eq!(s.prefix(), "pr-a");
-        assert_eq!(s.info.redis.db, 2);
+        assert!(matches!(&s.target, Target::Direct(i) if i.redis.db == 2));
         assert_eq!(s.key("sip:u@x", "M"), "pr-a:sip:u@x:M");
         let s = RedisStore::open("redis://:s3cret@127.0.0.1", t).unwrap();
         assert_eq!(s.prefix(), DEFAULT_PREFIX);
@@ -719,5 +871,42 @@ mod tests {
             assert!(!e.to_string().contains("s3cret"), "{e}");
         }
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        // Sentinels: every address (default port 26379), the master, the
+        // database, the password; bad ones refused without the password.
+        let s = RedisStore::open(
+            "redis+sentinel://:s3cret@10.0.0.1:26380,[::1],h3/mymaster/3?prefix=x",
+            t,
+        )
+        .unwrap();
+        let Target::Sentinel {
+            sentinels,
+            master,
+            redis,
+        } = &s.target
+        else {
+            panic!("{:?}", s.target);
+        };
+        assert_eq!(
+            sentinels,
+            &[
+                ("10.0.0.1".to_string(), 26380),
+                ("::1".to_string(), SENTINEL_PORT),
+                ("h3".to_string(), SENTINEL_PORT)
+            ]
+        );
+        assert_eq!(master, "mymaster");
+        assert_eq!((redis.db, redis.password.as_deref()), (3, Some("s3cret")));
+        assert!(!format!("{s:?}").contains("s3cret"));
+        for bad in [
+            "redis+sentinel://:s3cret@10.0.0.1:26379",
+            "redis+sentinel://:s3cret@10.0.0.1:26379/",
+            "redis+sentinel://:s3cret@10.0.0.1:port/m",
+            "redis+sentinel://:s3cret@,/m",
+            "redis+sentinel://:s3cret@h/m/notadb",
+            "redis+sentinel://:s3cret@h/m a",
+        ] {
+            let e = RedisStore::open(bad, t).unwrap_err();
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
     }
 }

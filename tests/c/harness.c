@@ -2561,7 +2561,7 @@ static void test_store_check_config(void **state) {
         {p2, "cannot create the folder"},  /* a folder under a regular file */
         {fx->dir, "is a folder"},          /* a folder, not a file */
         {p3, "file is not a database"},    /* not an SQLite file */
-        {"redis+sentinel://127.0.0.1:26379/m", "not supported yet"}, /* not yet */
+        {"redis+sentinel://127.0.0.1:26379/", "master"}, /* no master name */
         {"redis://127.0.0.1/0?prefix=a*b", "prefix"}, /* a bad Redis URL */
         {"mysql://127.0.0.1/0", "URL"},    /* no such store */
     };
