@@ -23,11 +23,17 @@ struct Redis {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// More redis-server arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn new(case: &Case) -> Redis {
-        let dir = case.dir.join("redis");
+        Redis::named(case, "redis")
+    }
+
+    fn named(case: &Case, name: &str) -> Redis {
+        let dir = case.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -38,6 +44,7 @@ impl Redis {
             dir,
             port,
             child: None,
+            extra: Vec::new(),
         }
     }
 
@@ -55,6 +62,7 @@ impl Redis {
                 "",
             ])
             .args(["--daemonize", "no", "--logfile", "redis.log"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -256,4 +264,188 @@ fn shared_store_kamailio_started_with_redis_down() {
     assert_eq!(t1.settled(), 5);
     assert_eq!(stat(&a, "forwardings_learned"), 1);
     assert_eq!(stat(&a, "forwardings_applied"), 10);
+}
+
+#[test]
+#[ignore = "needs Kamailio and redis-server: run via make test"]
+fn shared_store_f7_temporary_expires_through_redis_ttl() {
+    let case = Case::new("shared_store_f7_ttl");
+    let mut redis = Redis::new(&case);
+    redis.start();
+    let url = redis.url("ttl");
+    let a = node(&case, "node-a", &url).start();
+    let b = node(&case, "node-b", &url).start();
+    let t2 = case.terminal("t2", Answer::Ok);
+    let t1 = case.terminal(
+        "t1",
+        Answer::Redirect302(format!("<{}>;expires=2", t2.uri())),
+    );
+    for p in [&a, &b] {
+        case.register(p, AOR, &t1, 1.0, 3600);
+        case.register(p, AOR, &t2, 0.5, 3600);
+    }
+    case.send(&a, Send::message(AOR).count(1)).assert_all(200);
+    assert_eq!(t1.wait_received(1), 1);
+    // The key carries Redis' own expiry.
+    let mut c = redis::Client::open(redis.url(""))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("ttl:{AOR}:MESSAGE:text/plain"))
+        .query(&mut c)
+        .unwrap();
+    assert!((1..=2).contains(&ttl), "TTL {ttl}");
+    // Within it, B applies it.
+    let r = case.send(&b, Send::message(AOR).count(10).rate(50));
+    r.assert_all(200);
+    assert_eq!(t2.wait_received(11), 11);
+    assert_eq!(t1.settled(), 1);
+    // Past it, gone from Redis: B tries t1 again.
+    std::thread::sleep(Duration::from_millis(2600));
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(format!("ttl:{AOR}:MESSAGE:text/plain"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0);
+    case.send(&b, Send::message(AOR).count(1)).assert_all(200);
+    assert_eq!(t1.wait_received(2), 2, "expired: t1 is tried again");
+}
+
+/// A redis-sentinel of the case's own watching `master` as `mymaster`
+/// (quorum 1, down after 500 ms), stopped by PID.
+struct Sentinel {
+    port: u16,
+    child: Child,
+}
+
+impl Sentinel {
+    fn start(case: &Case, master: u16) -> Sentinel {
+        let dir = case.dir.join("sentinel");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "bind 127.0.0.1\nport {port}\ndir {}\nlogfile sentinel.log\n\
+                 sentinel monitor mymaster 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds mymaster 500\n\
+                 sentinel failover-timeout mymaster 2000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel (Debian's redis-sentinel package; make test installs it)");
+        let s = Sentinel { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.master_port() != Some(master) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            s.master_port(),
+            Some(master),
+            "the sentinel watches the master"
+        );
+        s
+    }
+
+    fn master_port(&self) -> Option<u16> {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_millis(300))
+            .ok()?;
+        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut c)
+            .ok()?;
+        addr.and_then(|(_, p)| p.parse().ok())
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs Kamailio, redis-server and redis-sentinel: run via make test"]
+fn shared_store_sentinel_failover_learning_and_applying_go_on() {
+    let case = Case::new("shared_store_sentinel_failover");
+    let mut master = Redis::named(&case, "master");
+    master.start();
+    let mut replica = Redis::named(&case, "replica");
+    replica.extra = vec![
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        master.port.to_string(),
+    ];
+    replica.start();
+    let sentinel = Sentinel::start(&case, master.port);
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port);
+    let a = node(&case, "node-a", &url).start();
+    let b = node(&case, "node-b", &url).start();
+    let (t1, t2) = pair_on(&case, &[&a, &b]);
+    case.send(&a, Send::message(AOR).count(1)).assert_all(200);
+    assert_eq!(stat(&a, "forwardings_learned"), 1);
+    // Replicated before the master goes.
+    let mut rc = redis::Client::open(replica.url(""))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .unwrap();
+    let key = format!("push_redirect:{AOR}:MESSAGE:text/plain");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::cmd("EXISTS")
+        .arg(&key)
+        .query::<i64>(&mut rc)
+        .unwrap()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "replicated");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The master is killed: B goes on delivering through t1's redirect.
+    master.kill9();
+    let r = case.send(&b, Send::message(AOR).count(10).rate(20));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t1.wait_received(11), 11);
+    let t = Instant::now();
+    while sentinel.master_port() != Some(replica.port) {
+        assert!(t.elapsed() < Duration::from_secs(30), "no failover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[e2e] replica promoted {:?} after the requests",
+        t.elapsed()
+    );
+    // The new master: B applies the forwarding learned on A before the
+    // failover; A learns and B applies a new one.
+    std::thread::sleep(PAST_BACKOFF);
+    let r = case.send(&b, Send::message(AOR).count(10).rate(20));
+    case.report(&r, &[&t1, &t2]);
+    r.assert_all(200);
+    assert_eq!(t2.wait_received(21), 21);
+    assert_eq!(t1.settled(), 11, "applied from the new master");
+    assert_eq!(stat(&b, "forwardings_applied"), 10);
+    assert_eq!(stat(&b, "forwardings_learned"), 0);
+    let u2t = case.terminal("u2t", Answer::Ok);
+    case.register(&b, U2, &u2t, 1.0, 3600);
+    a.rpc(&["push_redirect.set", U3, U2])
+        .expect("set on A, new master");
+    std::thread::sleep(Duration::from_millis(100));
+    case.send(&b, Send::message(U3).count(5)).assert_all(200);
+    assert_eq!(u2t.wait_received(5), 5);
 }
