@@ -15,6 +15,9 @@ sipp sender of BENCH_COUNT MESSAGEs at BENCH_RATE per second:
   F1     push.cfg   t1 answers 302 Contact t2, t2 200    (push_redirect)
   F6     push.cfg   t1 answers 301 Contact t2 once (learned), then all go to t2
   F2     push.cfg   t1 answers 480, t2 200               (serial failover)
+  F6-redis  as F6, with the store on a redis-server the bench starts (AOF
+            on, free port, its folder; Kamailio's CPU only, as for F6):
+            BENCH_CONFIGS=F6,F6-redis puts the two side by side
 
 Per run: requests sent, 200s, failures, sender retransmissions, p50/p99
 response time (first MESSAGE sent -> 200 received, from the sender's
@@ -141,6 +144,11 @@ CONFIGS = {
                desc="after a learned 301: straight to t2", expect=("0", "n")),
     "F2": dict(cfg="push.cfg", t1="uas_480.xml", t2="uas_200.xml", learn=False,
                desc="t1 480, t2 200 (serial failover)", expect=("n", "n")),
+    # not in the default set: F6 with the store on Redis (SPEC §6)
+    "F6-redis": dict(cfg="push.cfg", t1="uas_301.xml", t2="uas_200.xml", learn=True,
+                     store="redis",
+                     desc="after a learned 301, store on Redis: straight to t2",
+                     expect=("0", "n")),
     # not in the default set: stock modules making push_redirect's checks for
     # one Contact in the routing script (cfg/script.cfg), the F1 and F6 flows
     "script-F1": dict(cfg="script.cfg", t1="uas_302.xml", t2="uas_200.xml", learn=False,
@@ -472,6 +480,32 @@ class Setup:
         self.terms = []
         self.sends = 0
 
+    def store(self):
+        """The store's location: an SQLite file in the setup's folder, or a
+        redis-server started here (free TCP port, AOF on, stopped with the
+        rest)."""
+        if self.c.get("store") != "redis":
+            return os.path.join(self.dir, "store.sqlite")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        d = os.path.join(self.dir, "redis")
+        os.makedirs(d)
+        spawn([tool("REDIS_SERVER", "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+               "--dir", d, "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+              d, "redis.out")
+        end = time.time() + 10
+        while time.time() < end:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: redis-server did not answer ({d}/redis.out)")
+
     def t_uri(self, n):
         return f"sip:t{n}@127.0.0.1:{self.p1 if n == 1 else self.p2}"
 
@@ -486,7 +520,7 @@ class Setup:
             "-A", f"SIP_PORT={self.port}", "-A", f"CHILDREN={CHILDREN}",
             "-A", f'CTL_SOCK="{self.ctl}"',
             "-A", f'PR_MODULE="{BASELINE_COPY if self.c.get("module") == "baseline" else MODULE_COPY}"',
-            "-A", f'PR_STORE="{os.path.join(self.dir, "store.sqlite")}"',
+            "-A", f'PR_STORE="{self.store()}"',
             "-Y", run, "-w", self.dir,
         ]
         self.kam = spawn(args, self.dir, "kamailio.log", group=True)

@@ -20,7 +20,7 @@
 set -eu
 
 case "${1:-}" in
-bench) PKGS="python3 gnuplot-nox" ;;
+bench) PKGS="python3 gnuplot-nox redis-server" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
