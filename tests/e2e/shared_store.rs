@@ -197,6 +197,14 @@ fn shared_store_learned_on_a_applied_by_b_and_rpc_on_either() {
     assert!(out.contains("1 forwarding"), "{out}");
     case.send(&b, Send::message(U3).count(5)).assert_all(404);
     assert_eq!(u2t.settled(), 10);
+    // Stopped as kamctl does (SIGTERM to the main process): every process
+    // goes, the store subscriber too.
+    let mut a = a;
+    let st = a.stop_main();
+    println!("[e2e shared_store_two_nodes] node A stopped: {st:?}");
+    assert!(st.is_some(), "node A's main process exited");
+    assert!(a.child_pids().is_empty(), "left: {:?}", a.child_pids());
+    assert_eq!(redis.subscribers("two:changes"), 1, "B's subscriber only");
 }
 
 #[test]
