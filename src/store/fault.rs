@@ -621,7 +621,12 @@ impl Store for Resilient {
         self.read("list", |b| b.list(aor, now))
     }
 
+    /// Skipped (0) while a failure's back-off runs: housekeeping never
+    /// makes a request wait on a failing store.
     fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+        if self.state().waiting() {
+            return Ok(0);
+        }
         self.write_now("sweep", None, |b| b.sweep(now))
     }
 
@@ -832,6 +837,8 @@ mod tests {
         assert_eq!((c.learned, c.dropped), (0, 0));
         assert_eq!(r.queued(), 1, "one per key");
         assert_eq!(f.tried(), 1, "in back-off the store is not touched");
+        assert_eq!(r.sweep(5), Ok(0), "nor swept");
+        assert_eq!(f.tried(), 1);
         assert!(r.in_outage());
         assert_eq!(lines(pr_log_level::Error, "tag-disk-full"), 1);
         // Reads still work meanwhile, and do not end the outage.
