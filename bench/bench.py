@@ -486,6 +486,8 @@ class Setup:
         rest)."""
         if self.c.get("store") != "redis":
             return os.path.join(self.dir, "store.sqlite")
+        if getattr(self, "redis_url", None):
+            return self.redis_url  # another setup's (bench/propagation.py)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -501,7 +503,8 @@ class Setup:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
                     c.sendall(b"PING\r\n")
                     if c.recv(16).startswith(b"+PONG"):
-                        return f"redis://127.0.0.1:{port}/0"
+                        self.redis_url = f"redis://127.0.0.1:{port}/0"
+                        return self.redis_url
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.name}: redis-server did not answer ({d}/redis.out)")
