@@ -331,8 +331,9 @@ impl RedisStore {
     }
 
     /// A connection to the Redis (through the sentinels: to the master
-    /// they name now, checked to be one).
+    /// they name now, checked to be one), all within the timeout.
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let deadline = Instant::now() + self.timeout;
         match &self.target {
             Target::Direct(info) => {
                 redis::Client::open(info.clone())?.get_connection_with_timeout(self.timeout)
@@ -344,7 +345,7 @@ impl RedisStore {
             } => {
                 let mut last = None;
                 for (host, port) in sentinels {
-                    match self.master_through(host, *port, master, auth) {
+                    match self.master_through(host, *port, master, auth, deadline) {
                         Ok(c) => return Ok(c),
                         Err(e) => last = Some(e),
                     }
@@ -362,13 +363,26 @@ impl RedisStore {
         port: u16,
         master: &str,
         auth: &redis::RedisConnectionInfo,
+        deadline: Instant,
     ) -> redis::RedisResult<redis::Connection> {
+        let left = || {
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "store_timeout passed while asking the sentinels",
+                )))
+            } else {
+                Ok(l)
+            }
+        };
         let sentinel = ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(host.to_string(), port),
             redis: redis::RedisConnectionInfo::default(),
         };
-        let mut s = redis::Client::open(sentinel)?.get_connection_with_timeout(self.timeout)?;
-        s.set_read_timeout(Some(self.timeout))?;
+        let mut s = redis::Client::open(sentinel)?.get_connection_with_timeout(left()?)?;
+        s.set_read_timeout(Some(left()?))?;
+        s.set_write_timeout(Some(left()?))?;
         let addr: Option<(String, String)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(master)
@@ -389,8 +403,9 @@ impl RedisStore {
             addr: redis::ConnectionAddr::Tcp(mhost, mport),
             redis: auth.clone(),
         };
-        let mut c = redis::Client::open(info)?.get_connection_with_timeout(self.timeout)?;
-        c.set_read_timeout(Some(self.timeout))?;
+        let mut c = redis::Client::open(info)?.get_connection_with_timeout(left()?)?;
+        c.set_read_timeout(Some(left()?))?;
+        c.set_write_timeout(Some(left()?))?;
         // A master just demoted may still be named for a moment.
         let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
         match role.first() {
