@@ -33,9 +33,11 @@ STAMP="$DIR.stamp"
 LOG="$DIR.log"
 # packages of the root: kamailio and sipp for the tests, a C toolchain and
 # what scripts/kamailio-src.sh needs for the module, curl and certificates
-# for cargo, gdb for the crash loop's backtraces
+# for cargo, gdb for the crash loop's backtraces, redis-server and
+# redis-sentinel for the shared store's cases (tests/e2e/shared_store.rs)
 PKGS="kamailio sip-tester gcc make libc6-dev binutils bison flex pkg-config
-dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb"
+dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb redis-server
+redis-sentinel"
 
 say() { printf 'kamailio-root: %s\n' "$*" >&2; }
 die() {
