@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
                 socket: 0,
                 q: None,
                 last_modified: k,
+                ..Registration::default()
             })
             .collect(),
     };
@@ -85,6 +86,7 @@ fn bench(c: &mut Criterion) {
         has_to_tag: false,
         event: None,
         content_type: Some(b"text/plain"),
+        method_bit: 256,
     };
     let mut group = c.benchmark_group("parse_decide");
     for (name, code, n) in [

@@ -77,6 +77,10 @@ pub struct Config {
     /// `store_timeout` in milliseconds: the longest one store operation
     /// may wait (SQLite: its busy timeout).
     pub store_timeout_ms: u32,
+    /// Registrar's `path_check_local` (not a parameter of this module:
+    /// the module reads registrar's own, key `registrar.path_check_local`):
+    /// a first Path hop that is this proxy is skipped, as `lookup()` does.
+    pub path_check_local: bool,
 }
 
 impl Default for Config {
@@ -93,6 +97,7 @@ impl Default for Config {
             branch_timeout_ms: 5000,
             history_info: true,
             store_timeout_ms: 200,
+            path_check_local: false,
         }
     }
 }
@@ -184,6 +189,9 @@ impl Config {
             "branch_timeout" => self.branch_timeout_ms = int(value, 100, 600_000).map_err(err)?,
             "history_info" => self.history_info = int(value, 0, 1).map_err(err)? == 1,
             "store_timeout" => self.store_timeout_ms = int(value, 10, 60_000).map_err(err)?,
+            "registrar.path_check_local" => {
+                self.path_check_local = int(value, 0, u32::MAX).map_err(err)? > 0;
+            }
             _ => return Err(err("unknown parameter".into())),
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use push_redirect::forwarding::{ForwardTarget, ForwardingKind};
+use push_redirect::forwarding::{ForwardTarget, ForwardingKind, TargetInstance};
 use push_redirect::store::fault::{Write, Written, RETRY_MAX};
 use push_redirect::store::{self, Cached, Entry, Store, StoreError, ANY_SERVICE};
 
@@ -139,6 +139,7 @@ fn entry(
         targets: vec![ForwardTarget {
             uri: uri.into(),
             q: None,
+            instance: None,
         }],
         expires_at,
         created_at: now(),
@@ -318,6 +319,85 @@ fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
     let c = s.take_counts();
     assert_eq!((c.errors, c.learned), (0, 1));
     assert!(!s.faults().in_outage());
+}
+
+/// A learned forwarding that follows a registered terminal (SPEC §3): its
+/// targets name the terminal by AOR and `+sip.instance`.
+fn instance_entry(aor: &str, service: &str) -> Entry {
+    let mut e = entry(
+        aor,
+        service,
+        ForwardingKind::Permanent,
+        "sip:t2@127.0.0.1:5072;transport=tcp",
+        None,
+    );
+    e.targets[0].q = Some(900);
+    e.targets[0].instance = Some(TargetInstance {
+        aor: aor.into(),
+        instance: "\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"".into(),
+    });
+    e.targets.push(ForwardTarget {
+        uri: "sip:plain@example.com".into(),
+        q: None,
+        instance: None,
+    });
+    e.targets.push(ForwardTarget {
+        uri: "sip:t3@127.0.0.1:5073".into(),
+        q: Some(100),
+        instance: Some(TargetInstance {
+            aor: U2.into(),
+            instance: "<urn:uuid:t3>".into(),
+        }),
+    });
+    e
+}
+
+#[test]
+fn redis_keeps_the_instances_of_targets_as_sqlite_v2_does() {
+    let _one = serial();
+    let mut r = Redis::start("inst");
+    let s = open(&r.url("i"));
+    let dir = std::env::temp_dir().join(format!("push_redirect-inst-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = store::open_with(dir.join("store.sqlite").to_str().unwrap(), TIMEOUT).unwrap();
+    let e = instance_entry(U1, TEXT);
+    s.put(&e).unwrap();
+    sqlite.put(&e).unwrap();
+    let n = now();
+    assert_eq!(s.get(U1, TEXT, n).unwrap(), Some(e.clone()));
+    assert_eq!(
+        s.get(U1, TEXT, n).unwrap(),
+        sqlite.get(U1, TEXT, n).unwrap()
+    );
+    assert_eq!(s.list(Some(U1), n).unwrap(), std::slice::from_ref(&e));
+    assert_eq!(s.list(None, n).unwrap(), sqlite.list(None, n).unwrap());
+    assert_eq!(e.forwarding().targets, e.targets);
+    // In Redis: a pr2 value, the terminal after the URI.
+    let v: String = redis::cmd("GET")
+        .arg(format!("i:{U1}:{TEXT}"))
+        .query(&mut r.client())
+        .unwrap();
+    assert!(v.starts_with("pr2\n"), "{v}");
+    assert!(
+        v.ends_with(&format!("\n100 sip:t3@127.0.0.1:5073 {U2} <urn:uuid:t3>")),
+        "{v}"
+    );
+    // A bad instance is refused before anything reaches Redis.
+    let mut bad = instance_entry(U2, TEXT);
+    bad.targets[0].instance.as_mut().unwrap().instance = "has space".into();
+    assert!(s.put(&bad).is_err());
+    assert_eq!(s.get(U2, TEXT, n).unwrap(), None);
+    // Queued while Redis is down, it lands whole.
+    r.kill9();
+    let q = instance_entry(U2, "NOTIFY:ua-profile");
+    assert_eq!(s.write_or_queue(Write::Put(q.clone())), Written::Queued);
+    r.spawn();
+    std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
+    assert_eq!(s.get(U2, "NOTIFY:ua-profile", now()).unwrap(), Some(q));
+    assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(e), "AOF kept it");
+    assert_eq!(s.take_counts().learned, 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

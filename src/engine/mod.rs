@@ -32,7 +32,9 @@ mod policy;
 mod rounds;
 mod service;
 
-pub use crate::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+pub use crate::forwarding::{
+    same_instance, ForwardTarget, Forwarding, ForwardingKind, Learned, TargetInstance,
+};
 pub use crate::stats::{Counters, Stat};
 pub use decision::{
     Branch, BranchOut, Decision, FailedRound, Reason, Request, StoreAction, Verdict, MAX_WARNINGS,
@@ -149,7 +151,8 @@ impl Engine {
             Ok(aor) => {
                 let regs = OnceCell::new();
                 let outcome = {
-                    let ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
+                    let mut ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
+                    ctx.method_bit = req.method_bit;
                     round(&ctx, d)
                 };
                 if let Some(regs) = regs.into_inner() {
@@ -257,6 +260,7 @@ mod tests {
                 has_to_tag,
                 event,
                 content_type,
+                method_bit: 0,
             };
             engine.push_lookup_into(&NoHost, &req, None, &mut d);
             let fresh = engine.push_lookup(&NoHost, &req, None);

@@ -14,7 +14,7 @@
 //! a key and its set member change together (`MULTI`/`EXEC`). The value:
 //!
 //! ```text
-//! pr1                     format version
+//! pr1 | pr2               format version (pr2: a target may name a terminal)
 //! <aor>
 //! <service>
 //! <kind>                  permanent | temporary | provisioned
@@ -22,8 +22,16 @@
 //! <created_at>
 //! <learned_from | ->
 //! <learned_status | ->
-//! <q | -> <uri>           one line per target, best first
+//! <q | -> <uri> [<aor> <instance>]   one line per target, best first
 //! ```
+//!
+//! A target that names a registered terminal (a learned forwarding that
+//! follows its `+sip.instance`, SPEC §3) carries the AOR it is registered
+//! under and its instance after the URI (none of the three holds
+//! whitespace), as SQLite's `instances` column does; a value with such a
+//! target is `pr2`, one without stays `pr1`, as SQLite stores NULL there,
+//! so a node of the previous version still reads every value it can
+//! understand and skips (logs) the others.
 //!
 //! Every value is validated when read: one that does not decode is skipped
 //! (logged, counted in [`RedisStore::skipped_values`]).
@@ -69,7 +77,7 @@ use redis::{ConnectionInfo, IntoConnectionInfo};
 use super::fault::{RETRY_FIRST, RETRY_MAX};
 use super::generation::Generation;
 use super::{check_key, check_uri, without_password, Entry, Store, StoreError, ANY_SERVICE};
-use crate::forwarding::{ForwardTarget, ForwardingKind};
+use crate::forwarding::{ForwardTarget, ForwardingKind, TargetInstance};
 use crate::log::{self, pr_log_level};
 
 /// The key prefix without `?prefix=`.
@@ -495,8 +503,13 @@ fn glob_escape(s: &str) -> String {
 /// The value of an entry (see the module documentation).
 pub fn encode(e: &Entry) -> String {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let version = if e.targets.iter().any(|t| t.instance.is_some()) {
+        "pr2"
+    } else {
+        "pr1"
+    };
     let mut out = format!(
-        "pr1\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "{version}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         e.aor,
         e.service,
         e.kind.name(),
@@ -513,6 +526,12 @@ pub fn encode(e: &Entry) -> String {
         }
         out.push(' ');
         out.push_str(&t.uri);
+        if let Some(i) = &t.instance {
+            out.push(' ');
+            out.push_str(&i.aor);
+            out.push(' ');
+            out.push_str(&i.instance);
+        }
     }
     out
 }
@@ -522,9 +541,11 @@ pub fn decode(value: &[u8]) -> Result<Entry, &'static str> {
     let text = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
     let mut lines = text.split('\n');
     let mut next = |what: &'static str| lines.next().ok_or(what);
-    if next("empty")? != "pr1" {
-        return Err("unknown format");
-    }
+    let instances = match next("empty")? {
+        "pr1" => false,
+        "pr2" => true,
+        _ => return Err("unknown format"),
+    };
     let aor = next("no aor")?.to_string();
     let service = next("no service")?.to_string();
     let kind = ForwardingKind::from_name(next("no kind")?).ok_or("unknown kind")?;
@@ -549,7 +570,21 @@ pub fn decode(value: &[u8]) -> Result<Entry, &'static str> {
         if targets.len() == super::MAX_TARGETS {
             return Err("more targets than the cap");
         }
-        let (q, uri) = line.split_once(' ').ok_or("target line without a space")?;
+        let (q, rest) = line.split_once(' ').ok_or("target line without a space")?;
+        let (uri, instance) = match rest.split_once(' ') {
+            None => (rest, None),
+            Some((uri, terminal)) if instances => {
+                let (aor, instance) = terminal
+                    .split_once(' ')
+                    .ok_or("target terminal without its instance")?;
+                let i = TargetInstance {
+                    aor: aor.to_string(),
+                    instance: instance.to_string(),
+                };
+                (uri, Some(i))
+            }
+            Some(_) => return Err("target URI empty, too long or with whitespace"),
+        };
         let q = match q {
             "-" => None,
             q => Some(
@@ -563,6 +598,7 @@ pub fn decode(value: &[u8]) -> Result<Entry, &'static str> {
         targets.push(ForwardTarget {
             uri: uri.to_string(),
             q,
+            instance,
         });
     }
     let e = Entry {
@@ -827,10 +863,12 @@ mod tests {
                 ForwardTarget {
                     uri: "sip:a@example.com".into(),
                     q: Some(500),
+                    instance: None,
                 },
                 ForwardTarget {
                     uri: "sip:b@example.com;transport=tcp".into(),
                     q: None,
+                    instance: None,
                 },
             ],
             expires_at: Some(1_700_000_060),
@@ -850,6 +888,16 @@ mod tests {
         p.learned_from = None;
         p.learned_status = None;
         assert_eq!(decode(encode(&p).as_bytes()), Ok(p));
+        // A target that names a terminal (pr2); the others stay URIs.
+        let mut i = e.clone();
+        i.targets[1].instance = Some(TargetInstance {
+            aor: "sip:u1@example.com".into(),
+            instance: "\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"".into(),
+        });
+        let v = encode(&i);
+        assert!(v.starts_with("pr2\n"), "{v}");
+        assert!(encode(&e).starts_with("pr1\n"));
+        assert_eq!(decode(v.as_bytes()), Ok(i));
         for bad in [
             &b""[..],
             b"pr2\na\nb",
@@ -859,6 +907,12 @@ mod tests {
             b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n99999\n- sip:x@y",
             b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n2000 sip:x@y",
             b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x y",
+            // A terminal in a pr1 value, or a broken one in pr2.
+            b"pr1\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x@y sip:a@b i1",
+            b"pr2\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x@y sip:a@b",
+            b"pr2\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x@y sip:a@b i1 extra",
+            b"pr2\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x@y  i1",
+            b"pr2\nsip:a@b\nM\npermanent\n-\n1\n-\n-\n- sip:x@y sip:a@b \x01",
             b"\xff\xfe",
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
