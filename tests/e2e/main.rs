@@ -13,6 +13,7 @@ mod kemi;
 mod lookup;
 mod push;
 mod service;
+mod shared_store;
 mod stock_cfg;
 mod store;
 mod support;
