@@ -446,6 +446,20 @@ fn check_key(what: &'static str, s: &str) -> Result<(), StoreError> {
 }
 
 /// Checks a target URI or `learned_from` (`what`) against its cap and format.
+/// A stored target's q as both backends write it: `-` (none) or 0..1000
+/// (thousandths).
+fn decode_q(q: &str) -> Result<Option<u16>, &'static str> {
+    match q {
+        "-" => Ok(None),
+        q => q
+            .parse::<u16>()
+            .ok()
+            .filter(|q| *q <= 1000)
+            .map(Some)
+            .ok_or("target q is not 0..1000"),
+    }
+}
+
 fn check_uri(what: &'static str, s: &str) -> Result<(), StoreError> {
     if s.is_empty() {
         return Err(StoreError::Invalid("empty target URI"));

@@ -76,7 +76,9 @@ use redis::{ConnectionInfo, IntoConnectionInfo};
 
 use super::fault::{RETRY_FIRST, RETRY_MAX};
 use super::generation::Generation;
-use super::{check_key, check_uri, without_password, Entry, Store, StoreError, ANY_SERVICE};
+use super::{
+    check_key, check_uri, decode_q, without_password, Entry, Store, StoreError, ANY_SERVICE,
+};
 use crate::forwarding::{ForwardTarget, ForwardingKind, TargetInstance};
 use crate::log::{self, pr_log_level};
 
@@ -585,15 +587,7 @@ pub fn decode(value: &[u8]) -> Result<Entry, &'static str> {
             }
             Some(_) => return Err("target URI empty, too long or with whitespace"),
         };
-        let q = match q {
-            "-" => None,
-            q => Some(
-                q.parse::<u16>()
-                    .ok()
-                    .filter(|q| *q <= 1000)
-                    .ok_or("target q is not 0..1000")?,
-            ),
-        };
+        let q = decode_q(q)?;
         check_uri("uri", uri).map_err(|_| "target URI empty, too long or with whitespace")?;
         targets.push(ForwardTarget {
             uri: uri.to_string(),

@@ -93,7 +93,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
 use super::generation::Generation;
-use super::{check_key, check_uri, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
+use super::{check_key, check_uri, decode_q, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
 use crate::forwarding::{instance_ok, ForwardTarget, ForwardingKind, TargetInstance};
 use crate::log::{self, pr_log_level};
 
@@ -694,15 +694,7 @@ fn decode_targets(text: &str) -> Result<Vec<ForwardTarget>, &'static str> {
             return Err("more targets than the cap");
         }
         let (q, uri) = line.split_once(' ').ok_or("target line without a space")?;
-        let q = match q {
-            "-" => None,
-            q => Some(
-                q.parse::<u16>()
-                    .ok()
-                    .filter(|q| *q <= 1000)
-                    .ok_or("target q is not 0..1000")?,
-            ),
-        };
+        let q = decode_q(q)?;
         check_uri("uri", uri).map_err(|_| "target URI empty, too long or with whitespace")?;
         out.push(ForwardTarget {
             uri: uri.to_string(),
