@@ -3,14 +3,15 @@
 //! test starts on 127.0.0.1 on a free port in its own temporary folder,
 //! with AOF on, and stops by PID.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use push_redirect::forwarding::{ForwardTarget, ForwardingKind, TargetInstance};
 use push_redirect::store::fault::{Write, Written, RETRY_MAX};
 use push_redirect::store::{self, Cached, Entry, Store, StoreError, ANY_SERVICE};
+use redis_server::{Redis, Sentinel};
 
 const U1: &str = "sip:u1@example.com";
 const U2: &str = "sip:u2@example.com";
@@ -22,107 +23,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A redis-server of the test's own.
-struct Redis {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    /// More redis-server arguments (e.g. `--replicaof`).
-    extra: Vec<String>,
-}
-
-impl Redis {
-    fn start(name: &str) -> Redis {
-        Redis::start_with(name, &[])
-    }
-
-    fn start_with(name: &str, extra: &[&str]) -> Redis {
-        let dir =
-            std::env::temp_dir().join(format!("push_redirect-redis-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis {
-            dir,
-            port,
-            child: None,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--daemonize", "no", "--logfile", "redis.log"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package; make test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ping() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on {} did not answer", self.port);
-    }
-
-    fn client(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port))
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .unwrap()
-    }
-
-    fn ping(&self) -> bool {
-        redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port))
-            .ok()
-            .and_then(|c| {
-                c.get_connection_with_timeout(Duration::from_millis(200))
-                    .ok()
-            })
-            .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        format!("redis://127.0.0.1:{}/0?prefix={prefix}", self.port)
-    }
-
-    /// `kill -9`, by PID.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill9();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn entry(
@@ -163,7 +63,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn redis_put_get_fallback_list_remove_and_prefixes() {
     let _one = serial();
-    let r = Redis::start("crud");
+    let r = Redis::in_temp("crud").started();
     let s = open(&r.url("a"));
     let other = open(&r.url("b"));
     let n = now();
@@ -240,7 +140,7 @@ fn redis_put_get_fallback_list_remove_and_prefixes() {
 #[test]
 fn redis_temporary_entries_expire_in_redis_itself() {
     let _one = serial();
-    let r = Redis::start("ttl");
+    let r = Redis::in_temp("ttl").started();
     let s = open(&r.url("t"));
     let n = now();
     let e = entry(
@@ -278,7 +178,7 @@ fn redis_temporary_entries_expire_in_redis_itself() {
 #[test]
 fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
     let _one = serial();
-    let mut r = Redis::start("down");
+    let mut r = Redis::in_temp("down").started();
     let s = open(&r.url("d"));
     let a = entry(
         U1,
@@ -312,7 +212,7 @@ fn redis_down_then_back_the_queued_write_lands_and_aof_kept_the_rest() {
     assert_eq!((c.errors, c.learned), (21, 0));
     // Back, from its AOF: what was written before the kill -9 is there,
     // and the queued write lands at the first use past the back-off.
-    r.spawn();
+    r.start();
     std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
     assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(a));
     assert_eq!(s.get(U2, TEXT, now()).unwrap(), Some(b));
@@ -355,7 +255,7 @@ fn instance_entry(aor: &str, service: &str) -> Entry {
 #[test]
 fn redis_keeps_the_instances_of_targets_as_sqlite_v2_does() {
     let _one = serial();
-    let mut r = Redis::start("inst");
+    let mut r = Redis::in_temp("inst").started();
     let s = open(&r.url("i"));
     let dir = std::env::temp_dir().join(format!("push_redirect-inst-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -392,7 +292,7 @@ fn redis_keeps_the_instances_of_targets_as_sqlite_v2_does() {
     r.kill9();
     let q = instance_entry(U2, "NOTIFY:ua-profile");
     assert_eq!(s.write_or_queue(Write::Put(q.clone())), Written::Queued);
-    r.spawn();
+    r.start();
     std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
     assert_eq!(s.get(U2, "NOTIFY:ua-profile", now()).unwrap(), Some(q));
     assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(e), "AOF kept it");
@@ -403,14 +303,14 @@ fn redis_keeps_the_instances_of_targets_as_sqlite_v2_does() {
 #[test]
 fn redis_down_at_start_is_no_reason_not_to_start() {
     let _one = serial();
-    let mut r = Redis::start("late");
+    let mut r = Redis::in_temp("late").started();
     r.kill9();
     let s = open(&r.url("l"));
     assert!(matches!(
         s.get(U1, TEXT, now()),
         Err(StoreError::Redis { op: "connect", .. }) | Err(StoreError::Unavailable)
     ));
-    r.spawn();
+    r.start();
     std::thread::sleep(RETRY_MAX + Duration::from_millis(200));
     assert_eq!(s.get(U1, TEXT, now()).unwrap(), None);
     s.put(&entry(
@@ -439,7 +339,7 @@ fn redis_a_write_by_another_node_reaches_the_read_cache_through_the_subscriber()
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let _one = serial();
-    let r = Redis::start("pubsub");
+    let r = Redis::in_temp("pubsub").started();
     let url = r.url("ps");
     let s = open(&url);
     let page = push_redirect::store::redis::host_page().unwrap();
@@ -507,90 +407,14 @@ fn redis_a_write_by_another_node_reaches_the_read_cache_through_the_subscriber()
     assert!(!s.has_read_cache(), "no subscriber, no cache");
 }
 
-/// A redis-sentinel of the test's own, watching `master` as `mymaster`
-/// (quorum 1, down after 500 ms).
-struct Sentinel {
-    dir: PathBuf,
-    port: u16,
-    child: Child,
-}
-
-impl Sentinel {
-    fn start(name: &str, master: u16) -> Sentinel {
-        let dir = std::env::temp_dir().join(format!(
-            "push_redirect-sentinel-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "bind 127.0.0.1\nport {port}\ndir {}\nlogfile sentinel.log\n\
-                 sentinel monitor mymaster 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds mymaster 500\n\
-                 sentinel failover-timeout mymaster 2000\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel (Debian's redis-sentinel package; make test installs it)");
-        let s = Sentinel { dir, port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.master_port().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert_eq!(
-            s.master_port(),
-            Some(master),
-            "the sentinel watches the master"
-        );
-        s
-    }
-
-    fn master_port(&self) -> Option<u16> {
-        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .ok()?
-            .get_connection_with_timeout(Duration::from_millis(300))
-            .ok()?;
-        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg("mymaster")
-            .query(&mut c)
-            .ok()?;
-        addr.and_then(|(_, p)| p.parse().ok())
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn redis_sentinel_failover_learning_and_applying_go_on_with_the_new_master() {
     let _one = serial();
-    let mut master = Redis::start("failover-master");
-    let replica_of = master.port.to_string();
-    let replica = Redis::start_with(
-        "failover-replica",
-        &["--replicaof", "127.0.0.1", &replica_of],
-    );
-    let sentinel = Sentinel::start("failover", master.port);
+    let mut master = Redis::in_temp("failover-master").started();
+    let replica = Redis::in_temp("failover-replica")
+        .replica_of(&master)
+        .started();
+    let sentinel = Sentinel::in_temp("failover", master.port);
     let url = format!(
         "redis+sentinel://127.0.0.1:{}/mymaster/0?prefix=f",
         sentinel.port
@@ -606,17 +430,7 @@ fn redis_sentinel_failover_learning_and_applying_go_on_with_the_new_master() {
     s.put(&a).unwrap();
     assert_eq!(s.get(U1, TEXT, now()).unwrap(), Some(a.clone()));
     // The replica has it before the master goes.
-    let mut rc = replica.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis::cmd("EXISTS")
-        .arg(format!("f:{U1}:{TEXT}"))
-        .query::<i64>(&mut rc)
-        .unwrap()
-        == 0
-    {
-        assert!(Instant::now() < deadline, "replicated");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    replica.wait_replicated(&format!("f:{U1}:{TEXT}"));
     // The master is killed; learning goes on (queued) meanwhile.
     master.kill9();
     let b = entry(
@@ -627,12 +441,8 @@ fn redis_sentinel_failover_learning_and_applying_go_on_with_the_new_master() {
         None,
     );
     assert_eq!(s.write_or_queue(Write::Put(b.clone())), Written::Queued);
-    let t = Instant::now();
-    while sentinel.master_port() != Some(replica.port) {
-        assert!(t.elapsed() < Duration::from_secs(30), "no failover");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    println!("replica promoted after {:?}", t.elapsed());
+    let took = sentinel.wait_master(replica.port);
+    println!("replica promoted after {took:?}");
     // The next connection goes to the new master: the old forwarding is
     // applied, the queued one lands.
     std::thread::sleep(RETRY_MAX + Duration::from_millis(200));

@@ -4,12 +4,10 @@
 //! learned on one node, applied by the other; RPC on either; Redis killed
 //! and back; Kamailio started with Redis down.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::push::stat;
+use crate::redis_server::{Redis, Sentinel};
 use crate::support::*;
 
 const U2: &str = "sip:u2@example.com";
@@ -17,110 +15,6 @@ const U3: &str = "sip:u3@example.com";
 /// Longest back-off of the fault handling and of the Redis connection
 /// (store::fault::RETRY_MAX), plus a margin.
 const PAST_BACKOFF: Duration = Duration::from_millis(5500);
-
-/// A redis-server of the case's own.
-struct Redis {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    /// More redis-server arguments (e.g. `--replicaof`).
-    extra: Vec<String>,
-}
-
-impl Redis {
-    fn new(case: &Case) -> Redis {
-        Redis::named(case, "redis")
-    }
-
-    fn named(case: &Case, name: &str) -> Redis {
-        let dir = case.dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis {
-            dir,
-            port,
-            child: None,
-            extra: Vec::new(),
-        }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--daemonize", "no", "--logfile", "redis.log"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package; make test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let up = redis::Client::open(self.url(""))
-                .ok()
-                .and_then(|c| {
-                    c.get_connection_with_timeout(Duration::from_millis(200))
-                        .ok()
-                })
-                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok());
-            if up {
-                println!("[e2e] redis-server on 127.0.0.1:{}", self.port);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on {} did not answer", self.port);
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        match prefix {
-            "" => format!("redis://127.0.0.1:{}/0", self.port),
-            p => format!("redis://127.0.0.1:{}/0?prefix={p}", self.port),
-        }
-    }
-
-    /// How many clients subscribe to `channel` (PUBSUB NUMSUB).
-    fn subscribers(&self, channel: &str) -> i64 {
-        let mut c = redis::Client::open(self.url(""))
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .unwrap();
-        let (_, n): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel)
-            .query(&mut c)
-            .unwrap();
-        n
-    }
-
-    /// `kill -9`, by PID.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// A push_redirect node on the shared store `url`, in its own folder.
 fn node(case: &Case, name: &str, url: &str) -> ProxyBuilder {
@@ -146,7 +40,7 @@ fn pair_on(case: &Case, nodes: &[&Proxy]) -> (Terminal, Terminal) {
 #[ignore = "needs Kamailio and redis-server: run via make test"]
 fn shared_store_learned_on_a_applied_by_b_and_rpc_on_either() {
     let case = Case::new("shared_store_two_nodes");
-    let mut redis = Redis::new(&case);
+    let mut redis = Redis::in_dir(case.dir.join("redis"));
     redis.start();
     let url = redis.url("two");
     let a = node(&case, "node-a", &url).start();
@@ -211,7 +105,7 @@ fn shared_store_learned_on_a_applied_by_b_and_rpc_on_either() {
 #[ignore = "needs Kamailio and redis-server: run via make test"]
 fn shared_store_redis_killed_and_back() {
     let case = Case::new("shared_store_redis_killed");
-    let mut redis = Redis::new(&case);
+    let mut redis = Redis::in_dir(case.dir.join("redis"));
     redis.start();
     let url = redis.url("");
     let a = node(&case, "node-a", &url).start();
@@ -254,7 +148,7 @@ fn shared_store_redis_killed_and_back() {
 #[ignore = "needs Kamailio and redis-server: run via make test"]
 fn shared_store_kamailio_started_with_redis_down() {
     let case = Case::new("shared_store_redis_down_at_start");
-    let mut redis = Redis::new(&case);
+    let mut redis = Redis::in_dir(case.dir.join("redis"));
     let a = node(&case, "node-a", &redis.url("")).start();
     let (t1, t2) = pair_on(&case, &[&a]);
     let r = case.send(&a, Send::message(AOR).count(5).rate(20));
@@ -278,7 +172,7 @@ fn shared_store_kamailio_started_with_redis_down() {
 #[ignore = "needs Kamailio and redis-server: run via make test"]
 fn shared_store_f7_temporary_expires_through_redis_ttl() {
     let case = Case::new("shared_store_f7_ttl");
-    let mut redis = Redis::new(&case);
+    let mut redis = Redis::in_dir(case.dir.join("redis"));
     redis.start();
     let url = redis.url("ttl");
     let a = node(&case, "node-a", &url).start();
@@ -295,10 +189,7 @@ fn shared_store_f7_temporary_expires_through_redis_ttl() {
     case.send(&a, Send::message(AOR).count(1)).assert_all(200);
     assert_eq!(t1.wait_received(1), 1);
     // The key carries Redis' own expiry.
-    let mut c = redis::Client::open(redis.url(""))
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .unwrap();
+    let mut c = redis.client();
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("ttl:{AOR}:MESSAGE:text/plain"))
         .query(&mut c)
@@ -320,88 +211,16 @@ fn shared_store_f7_temporary_expires_through_redis_ttl() {
     assert_eq!(t1.wait_received(2), 2, "expired: t1 is tried again");
 }
 
-/// A redis-sentinel of the case's own watching `master` as `mymaster`
-/// (quorum 1, down after 500 ms), stopped by PID.
-struct Sentinel {
-    port: u16,
-    child: Child,
-}
-
-impl Sentinel {
-    fn start(case: &Case, master: u16) -> Sentinel {
-        let dir = case.dir.join("sentinel");
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "bind 127.0.0.1\nport {port}\ndir {}\nlogfile sentinel.log\n\
-                 sentinel monitor mymaster 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds mymaster 500\n\
-                 sentinel failover-timeout mymaster 2000\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel (Debian's redis-sentinel package; make test installs it)");
-        let s = Sentinel { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.master_port() != Some(master) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert_eq!(
-            s.master_port(),
-            Some(master),
-            "the sentinel watches the master"
-        );
-        s
-    }
-
-    fn master_port(&self) -> Option<u16> {
-        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .ok()?
-            .get_connection_with_timeout(Duration::from_millis(300))
-            .ok()?;
-        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg("mymaster")
-            .query(&mut c)
-            .ok()?;
-        addr.and_then(|(_, p)| p.parse().ok())
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs Kamailio, redis-server and redis-sentinel: run via make test"]
 fn shared_store_sentinel_failover_learning_and_applying_go_on() {
     let case = Case::new("shared_store_sentinel_failover");
-    let mut master = Redis::named(&case, "master");
+    let mut master = Redis::in_dir(case.dir.join("master"));
     master.start();
-    let mut replica = Redis::named(&case, "replica");
-    replica.extra = vec![
-        "--replicaof".into(),
-        "127.0.0.1".into(),
-        master.port.to_string(),
-    ];
-    replica.start();
-    let sentinel = Sentinel::start(&case, master.port);
+    let replica = Redis::in_dir(case.dir.join("replica"))
+        .replica_of(&master)
+        .started();
+    let sentinel = Sentinel::start(case.dir.join("sentinel"), master.port);
     let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port);
     let a = node(&case, "node-a", &url).start();
     let b = node(&case, "node-b", &url).start();
@@ -409,36 +228,15 @@ fn shared_store_sentinel_failover_learning_and_applying_go_on() {
     case.send(&a, Send::message(AOR).count(1)).assert_all(200);
     assert_eq!(stat(&a, "forwardings_learned"), 1);
     // Replicated before the master goes.
-    let mut rc = redis::Client::open(replica.url(""))
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .unwrap();
-    let key = format!("push_redirect:{AOR}:MESSAGE:text/plain");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis::cmd("EXISTS")
-        .arg(&key)
-        .query::<i64>(&mut rc)
-        .unwrap()
-        == 0
-    {
-        assert!(Instant::now() < deadline, "replicated");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    replica.wait_replicated(&format!("push_redirect:{AOR}:MESSAGE:text/plain"));
     // The master is killed: B goes on delivering through t1's redirect.
     master.kill9();
     let r = case.send(&b, Send::message(AOR).count(10).rate(20));
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     assert_eq!(t1.wait_received(11), 11);
-    let t = Instant::now();
-    while sentinel.master_port() != Some(replica.port) {
-        assert!(t.elapsed() < Duration::from_secs(30), "no failover");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    println!(
-        "[e2e] replica promoted {:?} after the requests",
-        t.elapsed()
-    );
+    let took = sentinel.wait_master(replica.port);
+    println!("[e2e] replica promoted {took:?} after the requests");
     // The new master: B applies the forwarding learned on A before the
     // failover; A learns and B applies a new one.
     std::thread::sleep(PAST_BACKOFF);
