@@ -1,7 +1,7 @@
 #!/bin/sh
 # install-deps.sh - install the Debian packages a make target needs.
 #
-# Usage: scripts/install-deps.sh build|test|run|deb|bench|bench-core
+# Usage: scripts/install-deps.sh build|test|run|deb|opensips|bench|bench-core
 #
 #   build  a C compiler and make (the Kamailio source tree and the rest of
 #          the module's build needs come from scripts/kamailio-src.sh)
@@ -20,6 +20,8 @@
 #          app_python3, for the KEMI end-to-end cases; same names on 12, 13)
 #   deb    build + kamailio (the package is built for the installed one),
 #          dpkg-dev (dpkg-shlibdeps), binutils (strip) and lintian
+#   opensips  what building OpenSIPS from its source needs (gcc, make,
+#          bison, flex, xz-utils) and sipp for its end-to-end tests
 #   bench  python3 (bench/bench.py) and gnuplot-nox (its PNG chart);
 #          bench-core: python3 only
 #
@@ -33,10 +35,11 @@ bench) PKGS="python3 gnuplot-nox redis-server" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
+opensips) PKGS="gcc make libc6-dev pkg-config bison flex xz-utils sip-tester python3" ;;
 deb) PKGS="gcc make libc6-dev pkg-config kamailio dpkg-dev binutils lintian" ;;
 test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules openssl python3 redis-server redis-sentinel" ;;
 *)
-	echo "usage: $0 build|test|run|deb|bench|bench-core" >&2
+	echo "usage: $0 build|test|run|deb|opensips|bench|bench-core" >&2
 	exit 2
 	;;
 esac
