@@ -1,7 +1,7 @@
 //! `Case`: one test's scratch folder and the factory of what it runs.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,14 @@ pub struct Case {
 }
 
 impl Case {
+    /// Under `E2E_PROXY=opensips`, panics unless the running test is one
+    /// of `tests/e2e/shared-cases.txt` (a Kamailio-only case must not pass
+    /// there without having run).
     pub fn new(name: &str) -> Case {
         require_tools();
+        if proxy_kind() == ProxyKind::Opensips {
+            require_shared(name);
+        }
         let base = match std::env::var_os("E2E_TMP") {
             Some(d) => PathBuf::from(d),
             None => std::env::temp_dir().join("push_redirect-e2e"),
@@ -43,29 +49,27 @@ impl Case {
         d
     }
 
-    /// A Kamailio with `cfg` (a name under tests/e2e/cfg/ or a path).
+    /// The proxy under test (`E2E_PROXY`: Kamailio, or OpenSIPS) with
+    /// `cfg` (a name under tests/e2e/cfg/, under cfg/opensips/ for
+    /// OpenSIPS, or a path), in the case's folder `kamailio` or `opensips`.
     pub fn proxy(&self, cfg: &str) -> ProxyBuilder {
-        self.proxy_in(cfg, "kamailio")
+        self.proxy_in(cfg, proxy_kind().name())
     }
 
     /// As `proxy`, in the case's folder `dir` (a second Kamailio of the
     /// case, e.g. an edge proxy, needs its own).
     pub fn proxy_in(&self, cfg: &str, dir: &str) -> ProxyBuilder {
-        let p = Path::new(cfg);
-        let cfg = if p.is_absolute() || p.exists() {
-            p.to_path_buf()
-        } else {
-            e2e_dir().join("cfg").join(cfg)
-        };
+        let kind = proxy_kind();
         ProxyBuilder {
+            kind,
+            cfg: kind.cfg_path(cfg),
             dir: self.subdir(dir),
             case: self.name.clone(),
-            cfg,
             port: None,
             children: 4,
             defines: Vec::new(),
             args: Vec::new(),
-            // E2E_READY_SECS: more time to start (Kamailio under valgrind).
+            // E2E_READY_SECS: more time to start (a proxy under valgrind).
             ready_timeout: Duration::from_secs(
                 std::env::var("E2E_READY_SECS")
                     .ok()
@@ -196,6 +200,56 @@ impl Drop for Case {
             );
         } else if std::env::var_os("E2E_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The cases that run on both proxies: `tests/e2e/shared-cases.txt`, one
+/// test path (`module::function`) per line, `#` comments.
+pub fn shared_cases() -> Vec<String> {
+    let path = e2e_dir().join("shared-cases.txt");
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Panics unless the running test (libtest names its thread after the
+/// test's path) is a shared case.
+fn require_shared(name: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("");
+    if !shared_cases().iter().any(|c| c == test) {
+        panic!(
+            "[e2e {name}] {test:?} is a Kamailio-only case: E2E_PROXY=opensips runs only \
+             the cases of tests/e2e/shared-cases.txt (tests/e2e/README.md says why the \
+             others are Kamailio-only)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_cases_name_existing_cases() {
+        let cases = shared_cases();
+        assert!(!cases.is_empty());
+        for c in &cases {
+            let (file, func) = match c.rsplit_once("::") {
+                Some((m, f)) => (format!("{m}.rs"), f),
+                None => ("main.rs".to_string(), c.as_str()),
+            };
+            let src = fs::read_to_string(e2e_dir().join(&file))
+                .unwrap_or_else(|e| panic!("shared case {c}: {file}: {e}"));
+            assert!(
+                src.contains(&format!("fn {func}()")),
+                "shared case {c}: no fn {func}() in {file}"
+            );
         }
     }
 }

@@ -49,7 +49,9 @@
 #![allow(dead_code)]
 
 mod case;
+mod mi;
 mod net;
+mod opensips;
 mod process;
 mod proxy;
 mod register;
@@ -58,7 +60,9 @@ mod terminal;
 mod tls;
 
 pub use case::*;
+pub use mi::*;
 pub use net::*;
+pub use opensips::*;
 pub use process::{run_bounded, write_file};
 pub use proxy::*;
 pub use register::*;
@@ -110,9 +114,16 @@ fn tool(env: &str, name: &str) -> PathBuf {
 
 /// The push_redirect.so under test: `E2E_PR_MODULE`, else
 /// `build/push_redirect.so` (`make test-versions` builds one per Kamailio
-/// version, `build/<version>/push_redirect.so`).
+/// version, `build/<version>/push_redirect.so`). Under
+/// `E2E_PROXY=opensips`, the OpenSIPS module: `E2E_PR_OPENSIPS_MODULE`,
+/// else `build/opensips/push_redirect.so` (`make opensips`).
 pub fn pr_module_path() -> PathBuf {
-    env_path("E2E_PR_MODULE", "build/push_redirect.so")
+    match proxy_kind() {
+        ProxyKind::Kamailio => env_path("E2E_PR_MODULE", "build/push_redirect.so"),
+        ProxyKind::Opensips => {
+            env_path("E2E_PR_OPENSIPS_MODULE", "build/opensips/push_redirect.so")
+        }
+    }
 }
 
 pub fn kamailio_bin() -> PathBuf {
@@ -125,12 +136,19 @@ pub fn kamcmd_bin() -> PathBuf {
     tool("KAMCMD", "kamcmd")
 }
 
-/// Panics with a clear message when kamailio or sipp is missing.
+/// Panics with a clear message when the proxy under test or sipp is missing.
 pub fn require_tools() {
-    for (b, pkg) in [(kamailio_bin(), "kamailio"), (sipp_bin(), "sip-tester")] {
+    let proxy = match proxy_kind() {
+        ProxyKind::Kamailio => (kamailio_bin(), "kamailio"),
+        ProxyKind::Opensips => (
+            opensips_bin(),
+            "an OpenSIPS build (make test-opensips OPENSIPS_TARBALL=...)",
+        ),
+    };
+    for (b, pkg) in [proxy, (sipp_bin(), "sip-tester")] {
         if !b.is_file() {
             panic!(
-                "{} not found: install Debian's {pkg} (make test does)",
+                "{} not found: install {pkg} (make test / make test-opensips does)",
                 b.display()
             );
         }

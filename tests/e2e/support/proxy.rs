@@ -12,13 +12,88 @@ use std::time::{Duration, Instant};
 use super::process::*;
 use super::*;
 
+/// The proxy under test: `E2E_PROXY=kamailio` (the default) or `opensips`.
+/// Under opensips, `case.proxy("NAME.cfg")` runs `cfg/opensips/NAME.cfg`
+/// (its knobs are placeholders, see `opensips.rs`), `rpc()` speaks MI over
+/// the MI FIFO and only the cases listed in `tests/e2e/shared-cases.txt`
+/// run (`Case::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    Kamailio,
+    Opensips,
+}
+
+impl ProxyKind {
+    /// `E2E_PROXY` (panics on a value that is neither).
+    pub fn from_env() -> ProxyKind {
+        match std::env::var("E2E_PROXY").as_deref() {
+            Err(_) | Ok("") | Ok("kamailio") => ProxyKind::Kamailio,
+            Ok("opensips") => ProxyKind::Opensips,
+            Ok(other) => panic!("E2E_PROXY={other}: kamailio or opensips"),
+        }
+    }
+    /// "kamailio" or "opensips": its binary, its folder in a case, its logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyKind::Kamailio => "kamailio",
+            ProxyKind::Opensips => "opensips",
+        }
+    }
+    /// `cfg` (a name under tests/e2e/cfg/ or a path) for this proxy: under
+    /// opensips a bare name is looked up under cfg/opensips/.
+    pub fn cfg_path(self, cfg: &str) -> PathBuf {
+        let p = Path::new(cfg);
+        if p.is_absolute() || p.exists() {
+            return p.to_path_buf();
+        }
+        match self {
+            ProxyKind::Kamailio => e2e_dir().join("cfg").join(cfg),
+            ProxyKind::Opensips => e2e_dir().join("cfg").join("opensips").join(cfg),
+        }
+    }
+}
+
+/// The proxy under test of this run (`E2E_PROXY`).
+pub fn proxy_kind() -> ProxyKind {
+    ProxyKind::from_env()
+}
+
+/// A knob of a test cfg: Kamailio gets it as `-A`, OpenSIPS substituted
+/// for `@NAME@`.
+#[derive(Clone, Debug)]
+pub(super) enum Define {
+    /// `-A NAME=value`; `@NAME@` -> value
+    Token(String, String),
+    /// `-A NAME="value"`; `@NAME@` -> value (the cfg quotes it)
+    Str(String, String),
+    /// `-A NAME`; `@NAME@` -> 1
+    Flag(String),
+}
+
+impl Define {
+    fn kamailio_arg(&self) -> String {
+        match self {
+            Define::Token(n, v) => format!("{n}={v}"),
+            Define::Str(n, v) => format!("{n}=\"{v}\""),
+            Define::Flag(n) => n.clone(),
+        }
+    }
+    fn name_value(&self) -> (String, String) {
+        match self {
+            Define::Token(n, v) | Define::Str(n, v) => (n.clone(), v.clone()),
+            Define::Flag(n) => (n.clone(), "1".into()),
+        }
+    }
+}
+
 pub struct ProxyBuilder {
+    pub(super) kind: ProxyKind,
     pub(super) dir: PathBuf,
     pub(super) case: String,
     pub(super) cfg: PathBuf,
     pub(super) port: Option<u16>,
     pub(super) children: u32,
-    pub(super) defines: Vec<String>,
+    pub(super) defines: Vec<Define>,
     pub(super) args: Vec<String>,
     pub(super) ready_timeout: Duration,
 }
@@ -36,20 +111,22 @@ impl ProxyBuilder {
     }
     /// `-A NAME=value` (a number or a bare token: `define("FR_TIMER", "1000")`).
     pub fn define(mut self, name: &str, value: &str) -> Self {
-        self.defines.push(format!("{name}={value}"));
+        self.defines
+            .push(Define::Token(name.to_string(), value.to_string()));
         self
     }
     /// `-A NAME="value"` (a string, e.g. a path).
     pub fn define_str(mut self, name: &str, value: &str) -> Self {
-        self.defines.push(format!("{name}=\"{value}\""));
+        self.defines
+            .push(Define::Str(name.to_string(), value.to_string()));
         self
     }
     /// `-A NAME` (for `#!ifdef NAME`).
     pub fn flag(mut self, name: &str) -> Self {
-        self.defines.push(name.to_string());
+        self.defines.push(Define::Flag(name.to_string()));
         self
     }
-    /// Any other kamailio command-line argument.
+    /// Any other command-line argument of the proxy.
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
         self
@@ -57,6 +134,7 @@ impl ProxyBuilder {
     pub fn start(self) -> Proxy {
         let port = self.port.unwrap_or_else(free_udp_port);
         let mut p = Proxy {
+            kind: self.kind,
             case: self.case,
             dir: self.dir,
             cfg: self.cfg,
@@ -79,13 +157,21 @@ impl ProxyBuilder {
 ///
 /// The cfg receives `-A SIP_PORT=port -A CHILDREN=n -A CTL_SOCK="unix:DIR/ctl"`
 /// plus the builder's defines; `-Y DIR/run -w DIR`.
+///
+/// Or a running OpenSIPS (`E2E_PROXY=opensips`): `opensips -F -f
+/// DIR/opensips.cfg -w DIR` (main process in the foreground, its own
+/// process group), the cfg written from `cfg/opensips/NAME.cfg` with
+/// SIP_PORT, CHILDREN, `MI_FIFO=DIR/mi_fifo`, MPATH and the builder's
+/// defines substituted; stderr (`stderror_enabled=yes`) to
+/// `opensips/opensips.N.log`.
 pub struct Proxy {
+    pub kind: ProxyKind,
     pub case: String,
     pub dir: PathBuf,
     pub cfg: PathBuf,
     pub port: u16,
     children: u32,
-    defines: Vec<String>,
+    defines: Vec<Define>,
     args: Vec<String>,
     ready_timeout: Duration,
     child: Option<Child>,
@@ -110,9 +196,12 @@ impl Proxy {
         self.child.as_ref().map(|c| c.id())
     }
 
-    fn spawn(&mut self) {
-        self.runs += 1;
-        self.log = self.dir.join(format!("kamailio.{}.log", self.runs));
+    /// OpenSIPS's MI FIFO (its cfg's `MI_FIFO`).
+    pub fn mi_fifo(&self) -> PathBuf {
+        self.dir.join("mi_fifo")
+    }
+
+    fn kamailio_cmd(&self) -> Command {
         let run = self.dir.join("run");
         fs::create_dir_all(&run).unwrap();
         let _ = fs::remove_file(self.dir.join("ctl"));
@@ -127,8 +216,51 @@ impl Proxy {
             .arg("-w")
             .arg(&self.dir);
         for d in &self.defines {
-            cmd.args(["-A", d]);
+            cmd.args(["-A", &d.kamailio_arg()]);
         }
+        cmd
+    }
+
+    /// The cfg with its placeholders substituted, written to
+    /// `DIR/opensips.cfg`; panics with what is wrong.
+    fn opensips_cfg(&self) -> PathBuf {
+        let text = fs::read_to_string(&self.cfg)
+            .unwrap_or_else(|e| panic!("[e2e {}] {}: {e}", self.case, self.cfg.display()));
+        let mut values = vec![
+            ("SIP_PORT".to_string(), self.port.to_string()),
+            ("CHILDREN".to_string(), self.children.to_string()),
+            ("MI_FIFO".to_string(), self.mi_fifo().display().to_string()),
+            ("MPATH".to_string(), opensips_mpath()),
+        ];
+        let mut from_case = Vec::new();
+        for d in &self.defines {
+            let (n, v) = d.name_value();
+            from_case.push(n.clone());
+            values.push((n, v));
+        }
+        let out = render_cfg(&text, &values, &from_case)
+            .unwrap_or_else(|e| panic!("[e2e {}] {}: {e}", self.case, self.cfg.display()));
+        let path = self.dir.join("opensips.cfg");
+        write_file(&path, &out);
+        path
+    }
+
+    fn opensips_cmd(&self) -> Command {
+        let cfg = self.opensips_cfg();
+        let _ = fs::remove_file(self.mi_fifo());
+        let mut cmd = Command::new(opensips_bin());
+        cmd.args(["-F", "-f"]).arg(&cfg).arg("-w").arg(&self.dir);
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        let name = self.kind.name();
+        self.log = self.dir.join(format!("{name}.{}.log", self.runs));
+        let mut cmd = match self.kind {
+            ProxyKind::Kamailio => self.kamailio_cmd(),
+            ProxyKind::Opensips => self.opensips_cmd(),
+        };
         cmd.args(&self.args);
         let log = fs::File::create(&self.log).unwrap();
         cmd.stdin(Stdio::null())
@@ -142,15 +274,18 @@ impl Proxy {
             format!("{cmd:?}\n"),
         )
         .ok();
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn kamailio: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "spawn {name} ({}): {e}",
+                cmd.get_program().to_string_lossy()
+            )
+        });
         self.child = Some(child);
         let t0 = Instant::now();
         if let Err(why) = self.wait_ready() {
             self.kill_group(SIGKILL);
             panic!(
-                "[e2e {}] kamailio ({}) not ready after {:.1}s: {why}\n--- {} (tail) ---\n{}",
+                "[e2e {}] {name} ({}) not ready after {:.1}s: {why}\n--- {} (tail) ---\n{}",
                 self.case,
                 self.cfg.display(),
                 t0.elapsed().as_secs_f64(),
@@ -159,7 +294,7 @@ impl Proxy {
             );
         }
         println!(
-            "[e2e {}] kamailio pid {} on {} ready in {:.2}s (cfg {})",
+            "[e2e {}] {name} pid {} on {} ready in {:.2}s (cfg {})",
             self.case,
             self.pid().unwrap(),
             self.addr(),
@@ -184,7 +319,7 @@ impl Proxy {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                return Err(format!("kamailio exited: {st}"));
+                return Err(format!("{} exited: {st}", self.kind.name()));
             }
             if udp_port_bound(self.port) {
                 n += 1;
@@ -197,19 +332,30 @@ impl Proxy {
                 let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
                 let mut buf = [0u8; 4096];
                 if let Ok((len, _)) = sock.recv_from(&mut buf) {
-                    if buf[..len].starts_with(b"SIP/2.0 ") {
+                    // OpenSIPS: and its MI FIFO process made the FIFO
+                    if buf[..len].starts_with(b"SIP/2.0 ")
+                        && (self.kind == ProxyKind::Kamailio || self.mi_fifo().exists())
+                    {
                         return Ok(());
                     }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             } else {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Err(if udp_port_bound(self.port) {
-            "no answer to the OPTIONS probe".into()
-        } else {
-            "port never bound".into()
-        })
+        Err(
+            if udp_port_bound(self.port) && self.kind == ProxyKind::Opensips {
+                format!(
+                    "no answer to the OPTIONS probe, or no MI FIFO {}",
+                    self.mi_fifo().display()
+                )
+            } else if udp_port_bound(self.port) {
+                "no answer to the OPTIONS probe".into()
+            } else {
+                "port never bound".into()
+            },
+        )
     }
 
     /// PIDs in our Kamailio's process group that are not zombies.
@@ -422,7 +568,20 @@ impl Proxy {
 
     /// `kamcmd -s <ctl> args...` (bounded to 10 s). Err carries stderr, or
     /// the RPC fault.
+    ///
+    /// On OpenSIPS, the MI command of the same name over the MI FIFO
+    /// (`push_redirect.list` -> `push_redirect_list`, the arguments as
+    /// positional string params; `stats.get_statistics G:` ->
+    /// `get_statistics`), its result printed as kamcmd prints the RPC's
+    /// (`Json::kamcmd_text`); Err carries the MI error.
     pub fn rpc(&self, args: &[&str]) -> Result<String, String> {
+        match self.kind {
+            ProxyKind::Kamailio => self.kamcmd(args),
+            ProxyKind::Opensips => self.mi(args).map(|j| j.kamcmd_text()),
+        }
+    }
+
+    fn kamcmd(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new(kamcmd_bin());
         cmd.arg("-s").arg(self.ctl_sock()).args(args);
         let (st, out, err) = run_bounded(cmd, &self.dir, "kamcmd", Duration::from_secs(10));
@@ -441,14 +600,51 @@ impl Proxy {
         }
     }
 
+    /// An MI command over the MI FIFO (bounded to 10 s): `args` as `rpc`
+    /// takes them.
+    pub fn mi(&self, args: &[&str]) -> Result<Json, String> {
+        let Some((method, rest)) = args.split_first() else {
+            return Err("no MI command".into());
+        };
+        let quoted: Vec<String> = rest.iter().map(|a| Json::quote(a)).collect();
+        let (method, params) = match *method {
+            "stats.get_statistics" => (
+                "get_statistics".to_string(),
+                format!("{{\"statistics\":[{}]}}", quoted.join(",")),
+            ),
+            m => (m.replace('.', "_"), format!("[{}]", quoted.join(","))),
+        };
+        mi_call(&self.mi_fifo(), &method, &params, Duration::from_secs(10))
+    }
+
     /// `kamcmd stats.get_statistics GROUP:` (e.g. "push_redirect:", "tmx:") as
-    /// name (without the group) -> value. Panics if kamcmd fails.
+    /// name (without the group) -> value. Panics if kamcmd fails. On
+    /// OpenSIPS, MI `get_statistics GROUP:` ('-' in a name read as '_',
+    /// as Kamailio names them).
     pub fn statistics(&self, group: &str) -> BTreeMap<String, i64> {
         let group = if group.ends_with(':') {
             group.to_string()
         } else {
             format!("{group}:")
         };
+        if self.kind == ProxyKind::Opensips {
+            let res = self
+                .mi(&["stats.get_statistics", &group])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let Json::Obj(kv) = res else {
+                panic!("MI get_statistics {group}: not an object: {res:?}");
+            };
+            return kv
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let Json::Num(n) = v else { return None };
+                    // usrloc's "location-contacts" is Kamailio's
+                    // "location_contacts"
+                    let name = k.strip_prefix(group.as_str()).unwrap_or(&k);
+                    Some((name.replace('-', "_"), n.parse().ok()?))
+                })
+                .collect();
+        }
         let out = self
             .rpc(&["stats.get_statistics", &group])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -489,8 +685,9 @@ impl Drop for Proxy {
 }
 
 impl ProxyBuilder {
-    /// Its own folder `name` under the case's (default `kamailio`): for a
-    /// second Kamailio in one case (its log, ctl socket and run files).
+    /// Its own folder `name` under the case's (default `kamailio`, or
+    /// `opensips`): for a second proxy in one case (its log, ctl socket or
+    /// MI FIFO, and run files).
     pub fn in_dir(mut self, name: &str) -> Self {
         if let Some(case_dir) = self.dir.parent() {
             self.dir = case_dir.join(name);
