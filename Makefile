@@ -13,6 +13,8 @@
 #   make deb         a Debian package of the module for the installed
 #                    Kamailio (build/deb/), and its lintian report
 #   make header      regenerate include/push_redirect.h (commit it)
+#   make opensips    the OpenSIPS module build/opensips/push_redirect.so,
+#                    against OPENSIPS_SRC=DIR or OPENSIPS_TARBALL=FILE
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean
 
@@ -155,3 +157,15 @@ bench-core:
 	scripts/install-deps.sh build
 	bench/install-deps.sh core
 	PYTHON3=$(PYTHON3) CARGO=$(CARGO) bench/core.sh
+
+# The OpenSIPS module (README "OpenSIPS"): scripts/opensips-build.sh gives a
+# built OpenSIPS tree (OPENSIPS_SRC=DIR, or OPENSIPS_TARBALL=FILE unpacked
+# and built under .cache/opensips/), opensips-module/ is compiled with its
+# flags, and the module is copied to build/opensips/push_redirect.so.
+.PHONY: opensips
+opensips: core
+	@tree=$$(scripts/opensips-build.sh | tail -n 1) && \
+		$(MAKE) -s -C opensips-module OPENSIPS_SRC="$$tree" && \
+		mkdir -p build/opensips && \
+		cp opensips-module/push_redirect.so build/opensips/push_redirect.so && \
+		echo "push_redirect: build/opensips/push_redirect.so (OpenSIPS tree $$tree)"
