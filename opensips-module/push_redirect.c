@@ -1,18 +1,12 @@
 /*
  * push_redirect module for OpenSIPS - forwarding of SIP PUSH requests
- * (MESSAGE, NOTIFY) between the registered terminals of a subscriber,
- * following their redirect and failure replies.
- *
- * A thin module: the reply parser, the decision engine and the forwarding
- * store live in the Rust core (libpush_redirect, linked statically), the
- * same core as the Kamailio module's.  This file holds the exports, the
- * parameters, the statistics, the process life cycle, and the engine's
- * callbacks into OpenSIPS (usrloc, "myself", the log).
+ * (MESSAGE, NOTIFY) between a subscriber's registered terminals: exports,
+ * parameters, statistics, process life cycle, and the engine's callbacks
+ * into OpenSIPS (usrloc, "myself", the log).
  */
 
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,24 +23,20 @@ static int child_init(int rank);
 static void mod_destroy(void);
 static void prm_subscriber_proc(int rank);
 
-/* OpenSIPS does not hand a parameter's name to its setter: one per name */
+/* the parameters (SPEC §4), each handed to the core as the cfg is read:
+ * OpenSIPS does not tell a setter its parameter's name, hence one each */
 static int prm_param_set(const char *name, modparam_t type, void *val);
-#define PRM_PARAM_FUNC(_fn, _name)              \
-	static int _fn(modparam_t type, void *val)  \
-	{                                           \
-		return prm_param_set(_name, type, val); \
+#define PRM_PARAMS(X)                                                     \
+	X(store, STR) X(methods, STR) X(failover_codes, STR) X(fork_mode, STR) \
+	X(max_branches, INT) X(max_depth, INT) X(allowed_domains, STR)        \
+	X(location_table, STR) X(branch_timeout, INT) X(history_info, INT)   \
+	X(store_timeout, INT)
+#define PRM_SETTER(_n, _t)                        \
+	static int prm_p_##_n(modparam_t type, void *val) \
+	{                                             \
+		return prm_param_set(#_n, type, val);     \
 	}
-PRM_PARAM_FUNC(prm_p_store, "store")
-PRM_PARAM_FUNC(prm_p_methods, "methods")
-PRM_PARAM_FUNC(prm_p_failover_codes, "failover_codes")
-PRM_PARAM_FUNC(prm_p_fork_mode, "fork_mode")
-PRM_PARAM_FUNC(prm_p_max_branches, "max_branches")
-PRM_PARAM_FUNC(prm_p_max_depth, "max_depth")
-PRM_PARAM_FUNC(prm_p_allowed_domains, "allowed_domains")
-PRM_PARAM_FUNC(prm_p_location_table, "location_table")
-PRM_PARAM_FUNC(prm_p_branch_timeout, "branch_timeout")
-PRM_PARAM_FUNC(prm_p_history_info, "history_info")
-PRM_PARAM_FUNC(prm_p_store_timeout, "store_timeout")
+PRM_PARAMS(PRM_SETTER)
 
 /* clang-format off */
 static const cmd_export_t cmds[] = {
@@ -59,44 +49,31 @@ static const cmd_export_t cmds[] = {
 	{0, 0, {{0, 0, 0}}, 0}
 };
 
-#define PRM_P(_f) (STR_PARAM | USE_FUNC_PARAM), (void *)(_f)
-#define PRM_I(_f) (INT_PARAM | USE_FUNC_PARAM), (void *)(_f)
+#define PRM_EXPORT(_n, _t) \
+	{#_n, _t##_PARAM | USE_FUNC_PARAM, (void *)prm_p_##_n},
 static const param_export_t params[] = {
-	{"store",           PRM_P(prm_p_store)},
-	{"methods",         PRM_P(prm_p_methods)},
-	{"failover_codes",  PRM_P(prm_p_failover_codes)},
-	{"fork_mode",       PRM_P(prm_p_fork_mode)},
-	{"max_branches",    PRM_I(prm_p_max_branches)},
-	{"max_depth",       PRM_I(prm_p_max_depth)},
-	{"allowed_domains", PRM_P(prm_p_allowed_domains)},
-	{"location_table",  PRM_P(prm_p_location_table)},
-	{"branch_timeout",  PRM_I(prm_p_branch_timeout)},
-	{"history_info",    PRM_I(prm_p_history_info)},
-	{"store_timeout",   PRM_I(prm_p_store_timeout)},
+	PRM_PARAMS(PRM_EXPORT)
 	{0, 0, 0}
 };
 
+/* the RPC commands of the Kamailio module, as MI commands; positional
+ * arguments are matched to a recipe by their number */
+#define PRM_MI_END {EMPTY_MI_RECIPE}
 static const mi_export_t mi_cmds[] = {
-	{"push_redirect_list", "the stored forwardings: [aor]", 0, 0, {
-		{prm_mi_list, {0}},
-		{prm_mi_list, {"aor", 0}},
-		{EMPTY_MI_RECIPE}}},
-	{"push_redirect_get", "the stored forwardings of one AOR: aor", 0, 0, {
-		{prm_mi_get, {"aor", 0}},
-		{EMPTY_MI_RECIPE}}},
-	{"push_redirect_set", "provision a forwarding: aor target [service]"
-			" [ttl_seconds]", 0, 0, {
-		{prm_mi_set, {"aor", "target", 0}},
-		{prm_mi_set, {"aor", "target", "service", 0}},
-		{prm_mi_set, {"aor", "target", "service", "ttl_seconds", 0}},
-		{EMPTY_MI_RECIPE}}},
-	{"push_redirect_remove", "remove forwardings: aor [service]", 0, 0, {
-		{prm_mi_remove, {"aor", 0}},
-		{prm_mi_remove, {"aor", "service", 0}},
-		{EMPTY_MI_RECIPE}}},
-	{"push_redirect_stats", "the counters and the store's state", 0, 0, {
-		{prm_mi_stats, {0}},
-		{EMPTY_MI_RECIPE}}},
+	{"push_redirect_list", "[aor]: the stored forwardings", 0, 0,
+		{{prm_mi_list, {0}}, {prm_mi_list, {"aor", 0}}, PRM_MI_END}},
+	{"push_redirect_get", "aor: the forwardings of one AOR", 0, 0,
+		{{prm_mi_get, {"aor", 0}}, PRM_MI_END}},
+	{"push_redirect_set", "aor target [service] [ttl_seconds]", 0, 0,
+		{{prm_mi_set, {"aor", "target", 0}},
+		 {prm_mi_set, {"aor", "target", "service", 0}},
+		 {prm_mi_set, {"aor", "target", "service", "ttl_seconds", 0}},
+		 PRM_MI_END}},
+	{"push_redirect_remove", "aor [service]: remove forwardings", 0, 0,
+		{{prm_mi_remove, {"aor", 0}}, {prm_mi_remove, {"aor", "service", 0}},
+		 PRM_MI_END}},
+	{"push_redirect_stats", "the counters and the store's state", 0, 0,
+		{{prm_mi_stats, {0}}, PRM_MI_END}},
 	{EMPTY_MI_EXPORT}
 };
 
@@ -111,37 +88,24 @@ static proc_export_t procs[] = {
 static stat_export_t mod_stats[PR_STAT_COUNT + 1];
 
 static const dep_export_t deps = {
-	{
-		{MOD_TYPE_DEFAULT, "tm", DEP_ABORT},
-		{MOD_TYPE_DEFAULT, "usrloc", DEP_ABORT},
-		{MOD_TYPE_NULL, NULL, 0},
-	},
-	{
-		{NULL, NULL},
-	},
+	{{MOD_TYPE_DEFAULT, "tm", DEP_ABORT},
+		{MOD_TYPE_DEFAULT, "usrloc", DEP_ABORT}, {MOD_TYPE_NULL, NULL, 0}},
+	{{NULL, NULL}},
 };
 
 struct module_exports exports = {
-	"push_redirect",
-	MOD_TYPE_DEFAULT,
-	MODULE_VERSION,
-	DEFAULT_DLFLAGS,
-	0,           /* load function */
-	&deps,       /* module dependencies */
-	cmds,        /* script functions */
-	0,           /* async functions */
-	params,      /* parameters */
-	mod_stats,   /* statistics */
-	mi_cmds,     /* MI commands */
-	0,           /* pseudo-variables */
-	0,           /* transformations */
-	procs,       /* extra processes */
-	0,           /* pre-init */
+	"push_redirect", MOD_TYPE_DEFAULT, MODULE_VERSION, DEFAULT_DLFLAGS,
+	0,         /* load function */
+	&deps, cmds,
+	0,         /* async functions */
+	params, mod_stats, mi_cmds,
+	0, 0,      /* pseudo-variables, transformations */
+	procs,
+	0,         /* pre-init */
 	mod_init,
-	0,           /* response function */
-	mod_destroy,
-	child_init,
-	0            /* reload confirm */
+	0,         /* response function */
+	mod_destroy, child_init,
+	0          /* reload confirm */
 };
 /* clang-format on */
 
@@ -153,7 +117,7 @@ int prm_memo_pos = -1;
 
 /* the configuration, owned by the main process; the usrloc table name */
 static pr_config *prm_cfg = NULL;
-static char *prm_table = NULL;
+static char *prm_table = "location";
 static pid_t prm_cfg_pid = 0;
 /* this process' engine; a forked child forgets its parent's
  * (pthread_atfork), so an engine is never used across a fork */
@@ -225,14 +189,9 @@ static int prm_param_set(const char *name, modparam_t type, void *val)
 		LM_ERR("invalid value '%s' for parameter '%s': %s\n", v, name, ebuf);
 		return -1;
 	}
-	if(strcmp(name, "location_table") == 0) {
-		free(prm_table);
-		prm_table = strdup(v);
-		if(prm_table == NULL || *v == '\0') {
-			LM_ERR("invalid value '%s' for parameter 'location_table'\n", v);
-			return -1;
-		}
-	}
+	/* the cfg parser's strings live as long as OpenSIPS */
+	if(strcmp(name, "location_table") == 0)
+		prm_table = (char *)val;
 	return 0;
 }
 
@@ -280,35 +239,22 @@ static int32_t prm_lookup(void *ud, const pr_aor *aor, pr_contacts *out)
 }
 
 /* pr_is_self_fn: OpenSIPS's "myself" (listen addresses and aliases) */
-static bool prm_is_self(void *ud, const uint8_t *host, size_t len, uint16_t port)
+static bool prm_is_self(void *ud, const uint8_t *host, size_t len,
+		uint16_t port)
 {
-	str h;
+	str h = {(char *)host, (int)len};
 
-	if(host == NULL || len == 0)
-		return false;
-	h.s = (char *)host;
-	h.len = (int)len;
-	return check_self(&h, port, 0) == 1;
+	return host != NULL && len > 0 && check_self(&h, port, 0) == 1;
 }
 
-/* pr_log_fn: the core's log lines into OpenSIPS's log */
-static void prm_log(void *ud, pr_log_level level, const uint8_t *msg, size_t len)
+/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level */
+static void prm_log(void *ud, pr_log_level lv, const uint8_t *msg, size_t len)
 {
+	static const int lm[] = {L_DBG, L_ERR, L_WARN, L_INFO, L_DBG};
 	int n = (msg == NULL) ? 0 : (len > 4096) ? 4096 : (int)len;
 
-	switch(level) {
-		case PR_LOG_LEVEL_ERROR:
-			LM_ERR("%.*s\n", n, (const char *)msg);
-			break;
-		case PR_LOG_LEVEL_WARN:
-			LM_WARN("%.*s\n", n, (const char *)msg);
-			break;
-		case PR_LOG_LEVEL_INFO:
-			LM_INFO("%.*s\n", n, (const char *)msg);
-			break;
-		default:
-			LM_DBG("%.*s\n", n, (const char *)msg);
-	}
+	LM_GEN1(lm[lv <= PR_LOG_LEVEL_DEBUG ? lv : 0], "%.*s\n", n,
+			(const char *)msg);
 }
 
 static void prm_engine_forget(void)
@@ -363,18 +309,9 @@ static int mod_init(void)
 		mod_stats[i].flags = 0;
 		mod_stats[i].stat_pointer = &prm_stats[i];
 	}
-	if(load_tm_api(&prm_tmb) < 0) {
-		LM_ERR("cannot bind to tm: load the tm module\n");
-		return -1;
-	}
-	if(load_ul_api(&prm_ul) < 0) {
-		LM_ERR("cannot bind to usrloc: load the usrloc module\n");
-		return -1;
-	}
-	if(prm_ul.register_udomain(prm_table ? prm_table : "location",
-			   &prm_udomain) < 0) {
-		LM_ERR("cannot register the usrloc table '%s'\n",
-				prm_table ? prm_table : "location");
+	if(load_tm_api(&prm_tmb) < 0 || load_ul_api(&prm_ul) < 0
+			|| prm_ul.register_udomain(prm_table, &prm_udomain) < 0) {
+		LM_ERR("cannot bind to tm and usrloc's table '%s'\n", prm_table);
 		return -1;
 	}
 	prm_memo_pos = prm_tmb.t_ctx_register_str(prm_memo_free);
@@ -422,6 +359,4 @@ static void mod_destroy(void)
 		return;
 	pr_config_free(prm_cfg);
 	prm_cfg = NULL;
-	free(prm_table);
-	prm_table = NULL;
 }

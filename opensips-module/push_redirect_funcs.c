@@ -1,12 +1,9 @@
 /*
- * push_redirect module for OpenSIPS - the script functions
- *
- * One glue function per script function: it reads the request (and in a
- * failure route the transaction's branches and replies) out of OpenSIPS,
- * asks the Rust core for a decision, and writes the decision's one view
- * back: the Request-URI and the destination set, each branch with its own
- * destination, Path, socket, q and flags, as registrar's lookup() builds
- * them (lib/reg/lookup.c, push_branch()).  Nothing here decides.
+ * push_redirect module for OpenSIPS - the script functions: read the
+ * request (and in a failure route the transaction's branches and replies),
+ * ask the core, write its decision back: the R-URI and destination set,
+ * each branch with its own next hop, Path, socket, q and flags, as
+ * registrar's lookup() builds them (lib/reg/lookup.c, push_branch()).
  */
 
 #include <string.h>
@@ -19,8 +16,12 @@
 
 #include "push_redirect_mod.h"
 
-/* a script function never returns 0 (it would stop the script) */
-#define PRM_SCRIPT_RC(_rc) (((_rc) == 0) ? -1 : (_rc))
+/* a pr_bytes as a str (borrowed) */
+#define PRM_STR(_s, _b)                          \
+	do {                                         \
+		(_s).s = (char *)(_b).ptr;               \
+		(_s).len = (_b).ptr ? (int)(_b).len : 0; \
+	} while(0)
 
 /* the request's part of a decision's input; ruri: the current R-URI in a
  * request route, the original one in a failure route */
@@ -31,8 +32,6 @@ static int prm_read_request(
 	str *method = &msg->first_line.u.request.method;
 
 	memset(req, 0, sizeof(*req));
-	if(msg->first_line.type != SIP_REQUEST)
-		return -1;
 	/* only the header the core makes the service key of is parsed */
 	want = HDR_TO_F | HDR_CALLID_F;
 	want |= pr_service_by_event((const uint8_t *)method->s, method->len)
@@ -58,10 +57,10 @@ static int prm_read_request(
 	return 0;
 }
 
-/* the branch into the R-URI as lookup() sets it: URI, next hop (first Path
- * hop, else received; the core chose), Path, socket, q, and the flags: ORed
- * into branch 0's in a request route (as lookup()), branch 0's own in a
- * failure route (no branch inherits the previous target's flags) */
+/* the first branch into the R-URI as lookup() sets it: URI, next hop
+ * (first Path hop, else received: the core chose), Path, socket, q, and
+ * the flags: ORed into branch 0's in a request route (as lookup()), branch
+ * 0's own in a failure route (no branch inherits another target's) */
 static int prm_set_ruri(struct sip_msg *msg, const pr_branch_out *b, int or)
 {
 	str uri, dst, path;
@@ -69,25 +68,19 @@ static int prm_set_ruri(struct sip_msg *msg, const pr_branch_out *b, int or)
 	PRM_STR(uri, b->uri);
 	PRM_STR(dst, b->dst_uri);
 	PRM_STR(path, b->path);
-	if(set_ruri(msg, &uri) < 0) {
-		LM_ERR("cannot set the R-URI [%.*s]\n", uri.len, uri.s);
-		return -1;
-	}
-	if(dst.len > 0 ? set_dst_uri(msg, &dst) < 0 : (reset_dst_uri(msg), 0))
-		return -1;
-	if(path.len > 0 ? set_path_vector(msg, &path) < 0
-					: (clear_path_vector(msg), 0))
+	if(set_ruri(msg, &uri) < 0
+			|| (dst.len > 0 ? set_dst_uri(msg, &dst) < 0
+							: (reset_dst_uri(msg), 0))
+			|| (path.len > 0 ? set_path_vector(msg, &path) < 0
+							 : (clear_path_vector(msg), 0)))
 		return -1;
 	msg->force_send_socket = (const struct socket_info *)b->socket;
 	set_ruri_q(msg, (qvalue_t)b->q);
-	if(or)
-		setbflag(msg, 0, b->flags);
-	else
-		setb0flags(msg, b->flags);
+	setb0flags(msg, b->flags | (or ? getb0flags(msg) : 0));
 	return 0;
 }
 
-/* an appended branch as lookup() appends one */
+/* another branch appended as lookup() appends one */
 static int prm_append(const pr_branch_out *b)
 {
 	struct msg_branch br;
@@ -99,88 +92,42 @@ static int prm_append(const pr_branch_out *b)
 	br.q = b->q;
 	br.force_send_socket = (const struct socket_info *)b->socket;
 	br.bflags = b->flags;
-	if(append_msg_branch(&br) < 0) {
-		LM_ERR("cannot append branch [%.*s]\n", br.uri.len, br.uri.s);
-		return -1;
-	}
-	return 0;
+	return append_msg_branch(&br) < 0 ? -1 : 0;
 }
 
-/* tm's final-response timer is per transaction and in seconds: the
- * engine's branch_timeout (ms) rounded up */
-static int prm_fr_seconds(pr_engine *e)
-{
-	uint32_t ms = pr_engine_branch_timeout_ms(e);
-
-	return ms == 0 ? 0 : (int)((ms + 999) / 1000);
-}
-
-/* TMCB_REQUEST_BUILT of a transaction push_lookup() set up: runs before
- * each branch's timer starts, once the transaction exists */
+/* TMCB_REQUEST_BUILT of a transaction push_lookup() set up: runs once it
+ * exists, before each branch's timer starts */
 static void prm_fr_cb(struct cell *t, int type, struct tmcb_params *ps)
 {
 	t->fr_timeout = (int)(long)*ps->param;
 }
 
-/* write a decision into OpenSIPS: the first branch into the R-URI, the
- * others appended; t: the transaction of a failure route (NULL: request
- * route, where the transaction is still to be made) */
+/* a decision into OpenSIPS: the first branch into the R-URI, the others
+ * appended, and branch_timeout as the transaction's final-response timer
+ * (tm's is in seconds: rounded up); t: the failure route's transaction,
+ * NULL in a request route, where it is still to be made */
 static int prm_apply(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, pr_engine *e)
 {
+	int fr = (int)((pr_engine_branch_timeout_ms(e) + 999) / 1000);
 	size_t i;
-	int fr = prm_fr_seconds(e);
 
-	if(v->n_branches == 0 || v->branches == NULL)
-		return -1;
-	for(i = 0; i < v->n_branches; i++) {
-		if(v->branches[i].uri.len == 0 || v->branches[i].uri.len >= MAX_URI_SIZE)
+	for(i = 0; i < v->n_branches; i++)
+		if(v->branches[i].uri.len == 0
+				|| v->branches[i].uri.len >= MAX_URI_SIZE
+				|| (i == 0 ? prm_set_ruri(msg, &v->branches[0], t == NULL)
+						   : prm_append(&v->branches[i]))
+						   < 0)
 			return -1;
-		if(i == 0 ? prm_set_ruri(msg, &v->branches[0], t == NULL) < 0
-				  : prm_append(&v->branches[i]) < 0)
-			return -1;
-	}
-	if(fr == 0)
-		return 0;
-	if(t != NULL) {
+	if(v->n_branches == 0 || fr == 0)
+		return v->n_branches == 0 ? -1 : 0;
+	if(t != NULL)
 		t->fr_timeout = fr;
-		return 0;
-	}
-	if(prm_tmb.register_tmcb(msg, 0, TMCB_REQUEST_BUILT, prm_fr_cb,
-			   (void *)(long)fr, 0) < 0) {
-		LM_ERR("cannot set the branch timeout\n");
+	else if(prm_tmb.register_tmcb(msg, 0, TMCB_REQUEST_BUILT, prm_fr_cb,
+					(void *)(long)fr, 0)
+			< 0)
 		return -1;
-	}
 	return 0;
-}
-
-int w_push_lookup(struct sip_msg *msg, str *mode)
-{
-	pr_engine *e = prm_engine_get();
-	pr_request req;
-	pr_decision_view v;
-	pr_decision *d = NULL;
-	pr_status st;
-	int rc;
-
-	if(e == NULL || prm_read_request(msg, GET_RURI(msg), mode, &req) < 0)
-		return -2;
-	st = pr_push_lookup(e, &req, &d, &v);
-	if(st != PR_STATUS_OK) {
-		LM_ERR("push_lookup failed (Call-ID %.*s): %s\n",
-				(int)req.call_id.len, (const char *)req.call_id.ptr,
-				prm_status_str(st));
-		return -2;
-	}
-	rc = v.script_rc;
-	if(rc == 1 && prm_apply(msg, &v, NULL, e) < 0) {
-		LM_ERR("cannot apply the decision (Call-ID %.*s)\n",
-				(int)req.call_id.len, (const char *)req.call_id.ptr);
-		rc = -2;
-	}
-	prm_count(v.counters);
-	pr_decision_free(d);
-	return PRM_SCRIPT_RC(rc);
 }
 
 /* the transaction's branches (t->uac has MAX_BRANCHES: they fit in br)
@@ -235,7 +182,9 @@ static int prm_keep_memo(struct cell *t, const pr_decision_view *v)
 	return 0;
 }
 
-int w_push_redirect(struct sip_msg *msg, str *mode)
+/* one glue for both script functions: t is the failure route's
+ * transaction, NULL in a request route */
+static int prm_decide(struct sip_msg *msg, str *mode, struct cell *t)
 {
 	pr_engine *e = prm_engine_get();
 	pr_branch br[MAX_BRANCHES];
@@ -244,33 +193,54 @@ int w_push_redirect(struct sip_msg *msg, str *mode)
 	pr_decision_view v;
 	pr_decision *d = NULL;
 	pr_status st;
-	struct cell *t;
 	int rc;
 
-	t = prm_tmb.t_gett();
-	if(e == NULL || t == NULL || t == T_UNDEFINED) {
-		LM_ERR("no engine or no transaction: push_redirect() belongs in a"
-			   " failure route\n");
+	/* a failure route reads the R-URI as the request arrived */
+	if(e == NULL
+			|| prm_read_request(msg,
+					   t ? &msg->first_line.u.request.uri : GET_RURI(msg),
+					   mode, &req)
+					   < 0)
 		return -2;
+	if(t != NULL) {
+		prm_read_failure(t, br, &f);
+		st = pr_push_redirect(e, &req, &f, &d, &v);
+	} else {
+		st = pr_push_lookup(e, &req, &d, &v);
 	}
-	/* the R-URI as the request arrived */
-	if(prm_read_request(msg, &msg->first_line.u.request.uri, mode, &req) < 0)
-		return -2;
-	prm_read_failure(t, br, &f);
-	st = pr_push_redirect(e, &req, &f, &d, &v);
 	if(st != PR_STATUS_OK) {
-		LM_ERR("push_redirect failed (Call-ID %.*s): %s\n",
-				(int)req.call_id.len, (const char *)req.call_id.ptr,
-				prm_status_str(st));
+		LM_ERR("%s failed (Call-ID %.*s): %s\n",
+				t ? "push_redirect" : "push_lookup", (int)req.call_id.len,
+				(const char *)req.call_id.ptr, prm_status_str(st));
 		return -2;
 	}
 	rc = v.script_rc;
-	if(rc == 1 && (prm_apply(msg, &v, t, e) < 0 || prm_keep_memo(t, &v) < 0)) {
+	if(rc == 1
+			&& (prm_apply(msg, &v, t, e) < 0
+					|| (t != NULL && prm_keep_memo(t, &v) < 0))) {
 		LM_ERR("cannot apply the decision (Call-ID %.*s)\n",
 				(int)req.call_id.len, (const char *)req.call_id.ptr);
 		rc = -2;
 	}
 	prm_count(v.counters);
 	pr_decision_free(d);
-	return PRM_SCRIPT_RC(rc);
+	/* a script function never returns 0 (it would stop the script) */
+	return rc == 0 ? -1 : rc;
+}
+
+int w_push_lookup(struct sip_msg *msg, str *mode)
+{
+	return prm_decide(msg, mode, NULL);
+}
+
+int w_push_redirect(struct sip_msg *msg, str *mode)
+{
+	struct cell *t = prm_tmb.t_gett();
+
+	if(t == NULL || t == T_UNDEFINED) {
+		LM_ERR("no transaction: push_redirect() belongs in a failure"
+			   " route\n");
+		return -2;
+	}
+	return prm_decide(msg, mode, t);
 }

@@ -1,14 +1,10 @@
 /*
- * push_redirect module for OpenSIPS - the MI commands
- *
- * push_redirect_list [aor], _get aor, _set aor target [service]
- * [ttl_seconds], _remove aor [service], _stats: the Kamailio module's RPC
- * commands, with the same arguments, reply fields and errors (code 400 for
- * a bad argument, 500 otherwise, the core's reason as the message).  The
- * core validates every argument; this file reads them and shapes replies.
+ * push_redirect module for OpenSIPS - the MI commands: the Kamailio
+ * module's RPC commands with the same arguments, reply fields and errors
+ * (400 for a bad argument, 500 otherwise, the core's reason as message).
+ * The core validates every argument; this file reads them, shapes replies.
  */
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +13,11 @@
 #include "push_redirect_mod.h"
 
 #define PRM_MI_ERR(_c, _m) init_mi_error((_c), (_m), (int)strlen(_m))
+/* this process' engine, or an MI error */
+#define PRM_MI_ENGINE(_e)                        \
+	if(((_e) = prm_engine_get()) == NULL)        \
+	return PRM_MI_ERR(500, "push_redirect is not" \
+						   " initialised in this process")
 
 /* what the store counted outside a decision (a failed write, queued writes
  * that landed) into the statistics */
@@ -45,52 +46,44 @@ static mi_response_t *prm_mi_fault(pr_engine *e, pr_status st)
 	return PRM_MI_ERR(st == PR_STATUS_INVALID_ARGUMENT ? 400 : 500, buf);
 }
 
-/* an optional string argument: empty when absent */
-static void prm_mi_opt(const mi_params_t *params, char *name, str *s)
+/* an optional string argument (a number is taken as text): empty when
+ * absent */
+static str prm_mi_opt(const mi_params_t *params, char *name)
 {
-	if(try_get_mi_string_param(params, name, &s->s, &s->len) != 0) {
-		s->s = NULL;
-		s->len = 0;
-	}
-}
+	str s = {NULL, 0};
 
-/* a text reply, as the RPC's rpl_printf() */
-static mi_response_t *prm_mi_ok(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if(n < 0 || n >= (int)sizeof(buf))
-		n = (n < 0) ? 0 : (int)sizeof(buf) - 1;
-	return init_mi_result_string(buf, n);
+	if(try_get_mi_string_param(params, name, &s.s, &s.len) != 0)
+		s.len = 0;
+	return s;
 }
 
 static int prm_mi_str(mi_item_t *o, char *name, pr_bytes b)
 {
-	return add_mi_string(o, name, strlen(name), (char *)(b.ptr ? b.ptr : (const uint8_t *)""), (int)b.len);
+	return add_mi_string(o, name, strlen(name),
+			b.len ? (char *)b.ptr : "", (int)b.len);
+}
+
+static int prm_mi_num(mi_item_t *o, char *name, double v)
+{
+	return add_mi_number(o, name, strlen(name), v);
 }
 
 /* one object per stored forwarding, in an array */
-static mi_response_t *prm_mi_entries(pr_engine *e, str *aor)
+static mi_response_t *prm_mi_entries(pr_engine *e, str aor)
 {
 	mi_response_t *resp;
 	mi_item_t *arr, *o;
 	pr_entries *l = NULL;
 	pr_entry it;
 	pr_status st;
-	size_t i, n;
+	size_t i;
 
-	st = pr_rpc_list(e, (const uint8_t *)aor->s, (size_t)aor->len, &l);
+	st = pr_rpc_list(e, (const uint8_t *)aor.s, (size_t)aor.len, &l);
 	if(st != PR_STATUS_OK)
 		return prm_mi_fault(e, st);
 	prm_mi_count(e);
 	resp = init_mi_result_array(&arr);
-	n = pr_entries_count(l);
-	for(i = 0; resp != NULL && i < n; i++) {
+	for(i = 0; resp != NULL && i < pr_entries_count(l); i++) {
 		if(pr_entries_get(l, i, &it) != PR_STATUS_OK)
 			break;
 		o = add_mi_object(arr, NULL, 0);
@@ -98,54 +91,49 @@ static mi_response_t *prm_mi_entries(pr_engine *e, str *aor)
 				|| prm_mi_str(o, "service", it.service) < 0
 				|| prm_mi_str(o, "kind", it.kind) < 0
 				|| prm_mi_str(o, "targets", it.targets) < 0
-				|| add_mi_number(o, MI_SSTR("expires_in"), (double)it.expires_in) < 0
-				|| add_mi_number(o, MI_SSTR("created"), (double)it.created_at) < 0
-				|| add_mi_number(o, MI_SSTR("learned_status"), it.learned_status) < 0
+				|| prm_mi_num(o, "expires_in", (double)it.expires_in) < 0
+				|| prm_mi_num(o, "created", (double)it.created_at) < 0
+				|| prm_mi_num(o, "learned_status", it.learned_status) < 0
 				|| prm_mi_str(o, "learned_from", it.learned_from) < 0) {
 			free_mi_response(resp);
 			resp = PRM_MI_ERR(500, "cannot build the reply");
+			break;
 		}
 	}
 	pr_entries_free(l);
 	return resp;
 }
 
-mi_response_t *prm_mi_list(const mi_params_t *params, struct mi_handler *h)
+PRM_MI_CMD(prm_mi_list)
 {
-	pr_engine *e = prm_engine_get();
-	str aor;
+	pr_engine *e;
 
-	if(e == NULL)
-		return PRM_MI_ERR(500, "push_redirect is not initialised in this process");
-	prm_mi_opt(params, "aor", &aor);
-	return prm_mi_entries(e, &aor);
+	PRM_MI_ENGINE(e);
+	return prm_mi_entries(e, prm_mi_opt(params, "aor"));
 }
 
-mi_response_t *prm_mi_get(const mi_params_t *params, struct mi_handler *h)
+PRM_MI_CMD(prm_mi_get)
 {
-	pr_engine *e = prm_engine_get();
-	str aor;
+	pr_engine *e;
+	str aor = prm_mi_opt(params, "aor");
 
-	if(e == NULL)
-		return PRM_MI_ERR(500, "push_redirect is not initialised in this process");
-	prm_mi_opt(params, "aor", &aor);
+	PRM_MI_ENGINE(e);
 	if(aor.len <= 0)
 		return PRM_MI_ERR(400, "usage: push_redirect_get aor");
-	return prm_mi_entries(e, &aor);
+	return prm_mi_entries(e, aor);
 }
 
-mi_response_t *prm_mi_set(const mi_params_t *params, struct mi_handler *h)
+PRM_MI_CMD(prm_mi_set)
 {
-	pr_engine *e = prm_engine_get();
-	str aor, target, service, ttl;
+	pr_engine *e;
+	str aor = prm_mi_opt(params, "aor");
+	str target = prm_mi_opt(params, "target");
+	str service = prm_mi_opt(params, "service");
+	str ttl = prm_mi_opt(params, "ttl_seconds");
+	char buf[512];
 	pr_status st;
 
-	if(e == NULL)
-		return PRM_MI_ERR(500, "push_redirect is not initialised in this process");
-	prm_mi_opt(params, "aor", &aor);
-	prm_mi_opt(params, "target", &target);
-	prm_mi_opt(params, "service", &service);
-	prm_mi_opt(params, "ttl_seconds", &ttl);
+	PRM_MI_ENGINE(e);
 	st = pr_rpc_set(e, (const uint8_t *)aor.s, (size_t)aor.len,
 			(const uint8_t *)target.s, (size_t)target.len,
 			(const uint8_t *)service.s, (size_t)service.len,
@@ -153,62 +141,61 @@ mi_response_t *prm_mi_set(const mi_params_t *params, struct mi_handler *h)
 	if(st != PR_STATUS_OK)
 		return prm_mi_fault(e, st);
 	prm_mi_count(e);
-	LM_INFO("forwarding of %.*s provisioned to %.*s (service %.*s, ttl %.*s)\n",
-			aor.len, aor.s, target.len, target.s, service.len ? service.len : 1,
-			service.len ? service.s : "*", ttl.len ? ttl.len : 5,
-			ttl.len ? ttl.s : "never");
-	return prm_mi_ok("Ok. forwarding of %.*s set", aor.len, aor.s);
+	LM_INFO("forwarding of %.*s provisioned to %.*s\n", aor.len, aor.s,
+			target.len, target.s);
+	snprintf(buf, sizeof(buf), "Ok. forwarding of %.*s set", aor.len, aor.s);
+	return init_mi_result_string(buf, (int)strlen(buf));
 }
 
-mi_response_t *prm_mi_remove(const mi_params_t *params, struct mi_handler *h)
+PRM_MI_CMD(prm_mi_remove)
 {
-	pr_engine *e = prm_engine_get();
-	str aor, service;
+	pr_engine *e;
+	str aor = prm_mi_opt(params, "aor");
+	str service = prm_mi_opt(params, "service");
+	char buf[64];
 	size_t n = 0;
 	pr_status st;
 
-	if(e == NULL)
-		return PRM_MI_ERR(500, "push_redirect is not initialised in this process");
-	prm_mi_opt(params, "aor", &aor);
-	prm_mi_opt(params, "service", &service);
+	PRM_MI_ENGINE(e);
 	st = pr_rpc_remove(e, (const uint8_t *)aor.s, (size_t)aor.len,
 			(const uint8_t *)service.s, (size_t)service.len, &n);
 	if(st != PR_STATUS_OK)
 		return prm_mi_fault(e, st);
 	prm_mi_count(e);
-	return prm_mi_ok("Ok. %u forwarding(s) removed", (unsigned)n);
+	snprintf(buf, sizeof(buf), "Ok. %zu forwarding(s) removed", n);
+	return init_mi_result_string(buf, (int)strlen(buf));
 }
 
-mi_response_t *prm_mi_stats(const mi_params_t *params, struct mi_handler *h)
+/* the counters, the number of stored forwardings, and the store as this
+ * (MI) process sees it */
+PRM_MI_CMD(prm_mi_stats)
 {
-	pr_engine *e = prm_engine_get();
+	pr_engine *e;
 	mi_response_t *resp;
 	mi_item_t *o;
 	pr_store_state ss;
 	size_t entries = 0;
 	int i, bad = 0;
 
-	if(e == NULL)
-		return PRM_MI_ERR(500, "push_redirect is not initialised in this process");
+	PRM_MI_ENGINE(e);
 	if(pr_engine_store_count(e, &entries) != PR_STATUS_OK)
 		entries = 0;
 	prm_mi_count(e);
-	resp = init_mi_result_object(&o);
-	if(resp == NULL)
+	if((resp = init_mi_result_object(&o)) == NULL)
 		return NULL;
 	for(i = 0; i < PR_STAT_COUNT; i++)
-		bad |= add_mi_number(o, (char *)pr_stat_name((uint32_t)i),
-				strlen(pr_stat_name((uint32_t)i)),
-				(double)get_stat_val(prm_stats[i])) < 0;
-	bad |= add_mi_number(o, MI_SSTR("stored_forwardings"), (double)entries) < 0;
-	/* the store as this (MI) process sees it */
+		bad |= prm_mi_num(o, (char *)pr_stat_name((uint32_t)i),
+					   (double)get_stat_val(prm_stats[i]))
+			   < 0;
+	bad |= prm_mi_num(o, "stored_forwardings", (double)entries) < 0;
 	memset(&ss, 0, sizeof(ss));
 	if(pr_engine_store_state(e, &ss) == PR_STATUS_OK)
 		bad |= prm_mi_str(o, "store", ss.backend) < 0
 			   || prm_mi_str(o, "store_state", ss.state) < 0
-			   || add_mi_number(o, MI_SSTR("store_failing_since"),
-						  (double)ss.failing_since) < 0
-			   || add_mi_number(o, MI_SSTR("store_queued"), (double)ss.queued) < 0;
+			   || prm_mi_num(o, "store_failing_since",
+						  (double)ss.failing_since)
+						  < 0
+			   || prm_mi_num(o, "store_queued", (double)ss.queued) < 0;
 	if(bad) {
 		free_mi_response(resp);
 		return PRM_MI_ERR(500, "cannot build the reply");

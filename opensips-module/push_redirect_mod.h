@@ -1,14 +1,10 @@
 /*
- * push_redirect module for OpenSIPS - what its files share
- *
- * The module is thin: the reply parser, the decision engine and the
- * forwarding store live in the Rust core (include/push_redirect.h), the
- * same core the Kamailio module links.  Its files:
+ * push_redirect module for OpenSIPS - what its files share.  A thin module:
+ * the reply parser, the decision engine and the forwarding store are the
+ * Rust core's (include/push_redirect.h), the Kamailio module's own.
  *   push_redirect.c        exports, parameters, statistics, life cycle,
- *                          and what the core asks OpenSIPS (usrloc,
- *                          "myself", logging)
- *   push_redirect_funcs.c  the script functions: read the request and the
- *                          transaction, write the decision's branches
+ *                          the core's callbacks (usrloc, "myself", log)
+ *   push_redirect_funcs.c  the script functions
  *   push_redirect_mi.c     the MI commands
  */
 
@@ -50,24 +46,19 @@ int w_push_lookup(struct sip_msg *msg, str *mode);
 int w_push_redirect(struct sip_msg *msg, str *mode);
 
 /* the MI commands (push_redirect_mi.c) */
-mi_response_t *prm_mi_list(const mi_params_t *params, struct mi_handler *h);
-mi_response_t *prm_mi_get(const mi_params_t *params, struct mi_handler *h);
-mi_response_t *prm_mi_set(const mi_params_t *params, struct mi_handler *h);
-mi_response_t *prm_mi_remove(const mi_params_t *params, struct mi_handler *h);
-mi_response_t *prm_mi_stats(const mi_params_t *params, struct mi_handler *h);
+#define PRM_MI_CMD(_f) \
+	mi_response_t *_f(const mi_params_t *params, struct mi_handler *h)
+PRM_MI_CMD(prm_mi_list);
+PRM_MI_CMD(prm_mi_get);
+PRM_MI_CMD(prm_mi_set);
+PRM_MI_CMD(prm_mi_remove);
+PRM_MI_CMD(prm_mi_stats);
 
 /* a str as a pr_bytes (borrowed) */
 #define PRM_BYTES(_b, _s)                                           \
 	do {                                                            \
 		(_b).ptr = (const uint8_t *)(_s).s;                         \
 		(_b).len = ((_s).s && (_s).len > 0) ? (size_t)(_s).len : 0; \
-	} while(0)
-
-/* a pr_bytes as a str (borrowed) */
-#define PRM_STR(_s, _b)                          \
-	do {                                         \
-		(_s).s = (char *)(_b).ptr;               \
-		(_s).len = (_b).ptr ? (int)(_b).len : 0; \
 	} while(0)
 
 #endif
