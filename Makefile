@@ -13,6 +13,10 @@
 #   make deb         a Debian package of the module for the installed
 #                    Kamailio (build/deb/), and its lintian report
 #   make header      regenerate include/push_redirect.h (commit it)
+#   make opensips    the OpenSIPS module build/opensips/push_redirect.so,
+#                    against OPENSIPS_SRC=DIR or OPENSIPS_TARBALL=FILE
+#   make run-opensips  OpenSIPS in the foreground with
+#                    cfg-examples/opensips-push-redirect.cfg
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean
 
@@ -155,3 +159,34 @@ bench-core:
 	scripts/install-deps.sh build
 	bench/install-deps.sh core
 	PYTHON3=$(PYTHON3) CARGO=$(CARGO) bench/core.sh
+
+# The OpenSIPS module (README "OpenSIPS"): scripts/opensips-build.sh gives a
+# built OpenSIPS tree (OPENSIPS_SRC=DIR, or OPENSIPS_TARBALL=FILE unpacked
+# and built under .cache/opensips/), opensips-module/ is compiled with its
+# flags, and the module is copied to build/opensips/push_redirect.so;
+# build/opensips/modules/ links it and the tree's modules in one folder,
+# as an installed OpenSIPS has them (the mpath of `make run-opensips`).
+.PHONY: opensips run-opensips
+# neither given: the tree of the last build
+ifeq ($(OPENSIPS_SRC)$(OPENSIPS_TARBALL),)
+OPENSIPS_SRC := $(shell cat build/opensips/tree 2>/dev/null)
+export OPENSIPS_SRC
+endif
+opensips: core
+	@tree=$$(scripts/opensips-build.sh) && tree=$$(echo "$$tree" | tail -n 1) && \
+		$(MAKE) -s -C opensips-module OPENSIPS_SRC="$$tree" && \
+		mkdir -p build/opensips/modules && \
+		cp opensips-module/push_redirect.so build/opensips/push_redirect.so && \
+		ln -sf "$$tree"/modules/*/*.so "$(CURDIR)/build/opensips/push_redirect.so" \
+			build/opensips/modules/ && \
+		echo "$$tree" >build/opensips/tree && \
+		echo "push_redirect: build/opensips/push_redirect.so (OpenSIPS tree $$tree)"
+
+# OpenSIPS in the foreground with cfg-examples/opensips-push-redirect.cfg,
+# its module folder and store rewritten (opensips -p) to build/ and var/
+run-opensips: opensips
+	mkdir -p var
+	@echo "push_redirect: OpenSIPS on udp:127.0.0.1:5060 (Ctrl-C stops it); store in var/;"
+	@echo "  MI FIFO /tmp/opensips_fifo"
+	"$$(cat build/opensips/tree)/opensips" -F -f cfg-examples/opensips-push-redirect.cfg \
+		-p "sed -e s|/usr/local/lib64/opensips/modules/|$(CURDIR)/build/opensips/modules/| -e s|/var/lib/opensips/|$(CURDIR)/var/|"
