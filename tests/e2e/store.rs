@@ -47,12 +47,7 @@ fn store_f6_301_is_learned_and_applied_in_every_worker() {
         .log_text()
         .lines()
         .filter(|l| l.contains("push_lookup(MESSAGE") && l.contains("= 1"))
-        .filter_map(|l| {
-            l.split('(')
-                .nth(1)
-                .and_then(|x| x.split(')').next())
-                .map(str::to_string)
-        })
+        .filter_map(|l| p.log_pid(l))
         .collect();
     println!("[e2e store_f6] lookups served by processes {workers:?}");
     assert!(

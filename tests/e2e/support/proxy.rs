@@ -132,8 +132,50 @@ impl ProxyBuilder {
         self
     }
     pub fn start(self) -> Proxy {
+        let mut p = self.build();
+        p.spawn();
+        p
+    }
+
+    /// Starts a proxy that must refuse to run (a bad parameter): waits at
+    /// most `within` for it to exit by itself. Returns its exit status
+    /// (None: still running after `within`, then killed) and its log.
+    pub fn start_expecting_exit(self, within: Duration) -> (Option<ExitStatus>, String) {
+        let mut p = self.build();
+        p.launch();
+        let end = Instant::now() + within;
+        let status = loop {
+            match p.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(st))) => break Some(st),
+                Some(Ok(None)) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => break None,
+            }
+        };
+        match status {
+            None => p.kill_group(SIGKILL),
+            Some(_) => {
+                // reaped: its group is found by the PGID it leaves, never
+                // signalled
+                let pgid = p.child.take().map(|c| c.id() as i32).unwrap_or(-1);
+                wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+                    group_pids(pgid).is_empty()
+                });
+            }
+        }
+        println!(
+            "[e2e {}] {} ({}) exited by itself: {status:?}",
+            p.case,
+            p.kind.name(),
+            p.cfg.file_name().unwrap_or_default().to_string_lossy()
+        );
+        (status, p.log_text())
+    }
+
+    fn build(self) -> Proxy {
         let port = self.port.unwrap_or_else(free_udp_port);
-        let mut p = Proxy {
+        Proxy {
             kind: self.kind,
             case: self.case,
             dir: self.dir,
@@ -146,9 +188,7 @@ impl ProxyBuilder {
             child: None,
             runs: 0,
             log: PathBuf::new(),
-        };
-        p.spawn();
-        p
+        }
     }
 }
 
@@ -253,7 +293,35 @@ impl Proxy {
         cmd
     }
 
+    /// Starts it (a new log) and waits until it answers SIP; panics if it
+    /// does not.
     fn spawn(&mut self) {
+        let name = self.kind.name();
+        self.launch();
+        let t0 = Instant::now();
+        if let Err(why) = self.wait_ready() {
+            self.kill_group(SIGKILL);
+            panic!(
+                "[e2e {}] {name} ({}) not ready after {:.1}s: {why}\n--- {} (tail) ---\n{}",
+                self.case,
+                self.cfg.display(),
+                t0.elapsed().as_secs_f64(),
+                self.log.display(),
+                tail(&self.log, 40)
+            );
+        }
+        println!(
+            "[e2e {}] {name} pid {} on {} ready in {:.2}s (cfg {})",
+            self.case,
+            self.pid().unwrap(),
+            self.addr(),
+            t0.elapsed().as_secs_f64(),
+            self.cfg.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+
+    /// Starts the process (its own group, a new log file).
+    fn launch(&mut self) {
         self.runs += 1;
         let name = self.kind.name();
         self.log = self.dir.join(format!("{name}.{}.log", self.runs));
@@ -281,26 +349,6 @@ impl Proxy {
             )
         });
         self.child = Some(child);
-        let t0 = Instant::now();
-        if let Err(why) = self.wait_ready() {
-            self.kill_group(SIGKILL);
-            panic!(
-                "[e2e {}] {name} ({}) not ready after {:.1}s: {why}\n--- {} (tail) ---\n{}",
-                self.case,
-                self.cfg.display(),
-                t0.elapsed().as_secs_f64(),
-                self.log.display(),
-                tail(&self.log, 40)
-            );
-        }
-        println!(
-            "[e2e {}] {name} pid {} on {} ready in {:.2}s (cfg {})",
-            self.case,
-            self.pid().unwrap(),
-            self.addr(),
-            t0.elapsed().as_secs_f64(),
-            self.cfg.file_name().unwrap_or_default().to_string_lossy()
-        );
     }
 
     /// Ready = it answered a SIP request (any response) on its port. The probe
@@ -658,6 +706,18 @@ impl Proxy {
                 ))
             })
             .collect()
+    }
+
+    /// The process that wrote a line of its log: Kamailio's ` 3(12345) INFO:
+    /// ...` or OpenSIPS's `Dec  5 15:09:46 [12345] INFO:...` -> "12345".
+    pub fn log_pid(&self, line: &str) -> Option<String> {
+        let (open, close) = match self.kind {
+            ProxyKind::Kamailio => ('(', ')'),
+            ProxyKind::Opensips => ('[', ']'),
+        };
+        let rest = line.split_once(open)?.1;
+        let pid = rest.split_once(close)?.0;
+        (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then(|| pid.to_string())
     }
 
     /// Lines of the current log containing `needle`.
