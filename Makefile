@@ -17,6 +17,8 @@
 #                    against OPENSIPS_SRC=DIR or OPENSIPS_TARBALL=FILE
 #   make run-opensips  OpenSIPS in the foreground with
 #                    cfg-examples/opensips-push-redirect.cfg
+#   make test-opensips  the shared end-to-end cases through OpenSIPS
+#                    (OPENSIPS_TARBALL=FILE or OPENSIPS_SRC=DIR)
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean
 
@@ -190,3 +192,26 @@ run-opensips: opensips
 	@echo "  MI FIFO /tmp/opensips_fifo"
 	"$$(cat build/opensips/tree)/opensips" -F -f cfg-examples/opensips-push-redirect.cfg \
 		-p "sed -e s|/usr/local/lib64/opensips/modules/|$(CURDIR)/build/opensips/modules/| -e s|/var/lib/opensips/|$(CURDIR)/var/|"
+
+# The end-to-end cases of tests/e2e/shared-cases.txt through OpenSIPS
+# (E2E_PROXY=opensips; tests/e2e/README.md): OpenSIPS and the module built
+# by `make opensips` (OPENSIPS_TARBALL=FILE or OPENSIPS_SRC=DIR), the same
+# case definitions and counts as on Kamailio, one line of counts per case.
+# Fails unless every listed case ran and passed; prints its wall time.
+OPENSIPS_CASES = $(shell sed -e 's/\#.*//' tests/e2e/shared-cases.txt)
+.PHONY: test-opensips
+test-opensips:
+	@start=$$(date +%s); rc=0; \
+	scripts/install-deps.sh opensips && $(MAKE) opensips || rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		E2E_PROXY=opensips OPENSIPS_TREE="$$(cat build/opensips/tree)" \
+		E2E_PR_OPENSIPS_MODULE="$(CURDIR)/build/opensips/push_redirect.so" \
+		$(CARGO) test --release --locked --test e2e -- --ignored --test-threads=1 --nocapture \
+			--exact $(OPENSIPS_CASES) 2>&1 | tee build/opensips/test-opensips.log; \
+		rc=$${PIPESTATUS[0]}; \
+		want=$(words $(OPENSIPS_CASES)); \
+		ran=$$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' build/opensips/test-opensips.log | tail -n 1); \
+		if [ $$rc -eq 0 ] && [ "$$ran" != "$$want" ]; then \
+			echo "make test-opensips: $${ran:-0} cases passed, $$want listed"; rc=1; fi; \
+	fi; \
+	echo "make test-opensips: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
