@@ -4,7 +4,8 @@
 //! (needs kamailio, kamailio-tls-modules, sip-tester, openssl and python3; `make test` installs them).
 //!
 //! The `stock_*` cases run Kamailio's own modules only (cfg/stock-uac-redirect.cfg:
-//! usrloc + registrar + tm + uac_redirect). They prove the harness itself (every
+//! usrloc + registrar + tm + uac_redirect), or OpenSIPS's with E2E_PROXY=opensips
+//! (cfg/opensips/stock-uac-redirect.cfg). They prove the harness itself (every
 //! count is exact) and are the baseline push_redirect is compared with.
 
 mod crash;
