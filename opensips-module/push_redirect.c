@@ -247,14 +247,21 @@ static bool prm_is_self(void *ud, const uint8_t *host, size_t len,
 	return host != NULL && len > 0 && check_self(&h, port, 0) == 1;
 }
 
-/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level */
+/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level and
+ * with the module's prefix */
 static void prm_log(void *ud, pr_log_level lv, const uint8_t *msg, size_t len)
 {
-	static const int lm[] = {L_DBG, L_ERR, L_WARN, L_INFO, L_DBG};
 	int n = (msg == NULL) ? 0 : (len > 4096) ? 4096 : (int)len;
+	const char *m = (const char *)msg;
 
-	LM_GEN1(lm[lv <= PR_LOG_LEVEL_DEBUG ? lv : 0], "%.*s\n", n,
-			(const char *)msg);
+	if(lv == PR_LOG_LEVEL_ERROR)
+		LM_ERR("%.*s\n", n, m);
+	else if(lv == PR_LOG_LEVEL_WARN)
+		LM_WARN("%.*s\n", n, m);
+	else if(lv == PR_LOG_LEVEL_INFO)
+		LM_INFO("%.*s\n", n, m);
+	else
+		LM_DBG("%.*s\n", n, m);
 }
 
 static void prm_engine_forget(void)
