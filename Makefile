@@ -133,6 +133,7 @@ clean:
 	$(CARGO) clean
 	rm -rf build var
 	$(MAKE) -C tests/c clean 2>/dev/null || true
+	$(MAKE) -C opensips-module clean 2>/dev/null || true
 
 # Benchmarks (bench/README.md). `make bench`: Kamailio + sipp, push_redirect
 # against stock uac_redirect (BENCH_RATE, BENCH_COUNT, BENCH_REPS, BENCH_QUICK=1

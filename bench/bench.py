@@ -18,6 +18,11 @@ sipp sender of BENCH_COUNT MESSAGEs at BENCH_RATE per second:
   F6-redis  as F6, with the store on a redis-server the bench starts (AOF
             on, free port, its folder; Kamailio's CPU only, as for F6):
             BENCH_CONFIGS=F6,F6-redis puts the two side by side
+  OS-plain, OS-stock, OS-F1  the same three flows on OpenSIPS 3.6
+            (cfg/opensips-stock.cfg: uac_redirect's get_redirects();
+            cfg/opensips-push.cfg: push_redirect), OpenSIPS's CPU; their
+            ratios are against OS-stock: BENCH_CONFIGS=OS-stock,OS-F1 (after
+            make opensips)
 
 Per run: requests sent, 200s, failures, sender retransmissions, p50/p99
 response time (first MESSAGE sent -> 200 received, from the sender's
@@ -48,6 +53,9 @@ Environment (defaults; BENCH_QUICK=1 changes those marked *):
   BENCH_MEMMGR=tlsf (Kamailio -x: tlsf, qm = Kamailio's default, fm; "default": no -x)
   BENCH_CHILDREN=4
   PR_MODULE=build/push_redirect.so  KAMAILIO, SIPP, KAMCMD, GNUPLOT (binaries)
+  OS_PR_MODULE=build/opensips/push_redirect.so  OPENSIPS (default: the
+  binary of the tree make opensips built, build/opensips/tree)
+  OS_MPATH=build/opensips/modules/ (make opensips links the modules there)
   BENCH_BASELINE=<another push_redirect.so>: adds F1@base, F6@base, F2@base
   (and plain-push@base), the same scenarios with that module, to be named
   in BENCH_CONFIGS: a change measured side by side against the build
@@ -115,6 +123,9 @@ OUT = env_str("BENCH_OUT", os.path.join(HERE, "results", "quick") if QUICK else 
 KEEP = os.environ.get("BENCH_KEEP", "") not in ("", "0")
 PR_MODULE = os.path.abspath(env_str("PR_MODULE", os.path.join(ROOT, "build", "push_redirect.so")))
 MODULE_COPY = PR_MODULE  # main() points it at a private copy
+OS_PR_MODULE = os.path.abspath(env_str("OS_PR_MODULE", os.path.join(ROOT, "build", "opensips", "push_redirect.so")))
+OS_MODULE_COPY = OS_PR_MODULE  # main() points it at a private copy
+OS_MPATH = os.path.abspath(env_str("OS_MPATH", os.path.join(ROOT, "build", "opensips", "modules"))) + "/"
 
 
 def tool(env, name):
@@ -127,6 +138,20 @@ KAMAILIO = tool("KAMAILIO", "kamailio")
 SIPP = tool("SIPP", "sipp")
 KAMCMD = tool("KAMCMD", "kamcmd")
 GNUPLOT = tool("GNUPLOT", "gnuplot")
+
+
+def opensips_bin():
+    """OPENSIPS, else the binary of the tree `make opensips` built."""
+    if os.environ.get("OPENSIPS"):
+        return os.environ["OPENSIPS"]
+    try:
+        with open(os.path.join(ROOT, "build", "opensips", "tree")) as f:
+            return os.path.join(f.read().strip(), "opensips")
+    except OSError:
+        return "opensips"
+
+
+OPENSIPS = opensips_bin()
 
 # cfg, the terminals' scenarios, whether a 301 is learned first, and what t1/t2
 # must receive during the load ("n": every request, "0": none)
@@ -156,6 +181,18 @@ CONFIGS = {
     "script-F6": dict(cfg="script.cfg", t1="uas_301.xml", t2="uas_200.xml", learn=True,
                       learned_stat=None,
                       desc="after a 301 learned by the script: straight to t2", expect=("0", "n")),
+    # not in the default set: OpenSIPS 3.6 (make opensips), its stock
+    # uac_redirect against push_redirect; their ratios are to OS-stock
+    "OS-plain": dict(cfg="opensips-stock.cfg", proxy="opensips", anchor="OS-stock",
+                     t1="uas_200.xml", t2="uas_200.xml", learn=False,
+                     desc="OpenSIPS, t1 answers 200 (no redirect): the floor", expect=("n", "0")),
+    "OS-stock": dict(cfg="opensips-stock.cfg", proxy="opensips", anchor="OS-stock",
+                     t1="uas_302.xml", t2="uas_200.xml", learn=False,
+                     desc="OpenSIPS, t1 302 Contact t2, uac_redirect get_redirects()",
+                     expect=("n", "n")),
+    "OS-F1": dict(cfg="opensips-push.cfg", proxy="opensips", anchor="OS-stock",
+                  t1="uas_302.xml", t2="uas_200.xml", learn=False,
+                  desc="OpenSIPS, t1 302 Contact t2, push_redirect", expect=("n", "n")),
 }
 BASELINE = env_str("BENCH_BASELINE", "")
 BASELINE_COPY = BASELINE  # main() points it at a private copy
@@ -512,12 +549,32 @@ class Setup:
     def t_uri(self, n):
         return f"sip:t{n}@127.0.0.1:{self.p1 if n == 1 else self.p2}"
 
+    def opensips_args(self):
+        """OpenSIPS's command line, its cfg written into the setup's folder
+        with the placeholders (#@define NAME default) substituted."""
+        with open(os.path.join(HERE, "cfg", self.c["cfg"])) as f:
+            text = f.read()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("#@define "):
+                name, _, default = line[len("#@define "):].partition(" ")
+                values[name] = default.strip()
+        values.update(SIP_PORT=str(self.port), CHILDREN=str(CHILDREN), MPATH=OS_MPATH,
+                      MI_FIFO=os.path.join(self.dir, "fifo"), PR_MODULE=OS_MODULE_COPY,
+                      PR_STORE=self.store())
+        for name, v in values.items():
+            text = text.replace(f"@{name}@", v)
+        cfg = os.path.join(self.dir, "opensips.cfg")
+        with open(cfg, "w") as f:
+            f.write(text)
+        return [OPENSIPS, "-F", "-m", str(SHM_MB), "-M", str(PKG_MB), "-f", cfg, "-w", self.dir]
+
     def start(self):
         ctl = os.path.join(self.dir, "ctl")
         run = os.path.join(self.dir, "run")
         os.makedirs(run, exist_ok=True)
         self.ctl = f"unix:{ctl}"
-        args = [
+        args = self.opensips_args() if self.c.get("proxy") == "opensips" else [
             KAMAILIO, "-DD", "-E", "-m", str(SHM_MB), "-M", str(PKG_MB), *MEM_ARGS,
             "-f", os.path.join(HERE, "cfg", self.c["cfg"]),
             "-A", f"SIP_PORT={self.port}", "-A", f"CHILDREN={CHILDREN}",
@@ -530,7 +587,7 @@ class Setup:
         end = time.time() + 20
         while time.time() < end:
             if self.kam.poll() is not None:
-                raise RuntimeError(f"{self.name}: Kamailio exited: see {self.dir}/kamailio.log")
+                raise RuntimeError(f"{self.name}: the proxy exited: see {self.dir}/kamailio.log")
             if probe(self.port) is not None:
                 break
         else:
@@ -799,7 +856,7 @@ def measured_runs(base):
 def step_search(base):
     """Highest clean rate of stock and of F1: rates in order, each config
     until a step fails twice. Both Kamailios stay up; steps alternate."""
-    names = [n for n in ("stock", "F1") if n in CONFIGS]
+    names = [n for n in ("stock", "F1", "OS-stock", "OS-F1") if n in ORDER]
     setups = {}
     best = {n: None for n in names}
     steps = []
@@ -861,10 +918,12 @@ def summarize(runs):
             p99_ms=statistics.median(r["p99_ms"] for r in rs),
             cpu_per_10k=statistics.median(cpu), cpu_min=min(cpu), cpu_max=max(cpu),
         ))
-    anchor = next((r for r in rows if r["config"] == "stock"), None)
-    stock_by_rep = {r["rep"]: r["cpu_per_10k"] for r in runs if r["config"] == "stock"}
-    stock_norm = {r["rep"]: r["cpu_vs_sender"] for r in runs if r["config"] == "stock"}
     for r in rows:
+        # Kamailio's configurations against stock, OpenSIPS's against OS-stock
+        a = CONFIGS[r["config"]].get("anchor", "stock")
+        anchor = next((x for x in rows if x["config"] == a), None)
+        stock_by_rep = {x["rep"]: x["cpu_per_10k"] for x in runs if x["config"] == a}
+        stock_norm = {x["rep"]: x["cpu_vs_sender"] for x in runs if x["config"] == a}
         norm = [x["cpu_vs_sender"] / stock_norm[x["rep"]] for x in runs
                 if x["config"] == r["config"] and stock_norm.get(x["rep"])]
         r["cpu_norm_vs_stock"] = statistics.median(norm) if norm else float("nan")
@@ -906,6 +965,7 @@ def targets(runs, rows, rates):
 
     ratio("F1", "stock")
     ratio("F6", "plain")
+    ratio("OS-F1", "OS-stock")
     # SPEC section 6: F6 with the store on Redis against F6 on SQLite
     ratio("F6-redis", "F6", 1.03)
     # The targets are instructions (make bench-instr), which repeat
@@ -1044,18 +1104,28 @@ plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, \\
 
 def main():
     t_start = time.time()
+    kam = any(CONFIGS[n].get("proxy") != "opensips" for n in ORDER)
+    ops = any(CONFIGS[n].get("proxy") == "opensips" for n in ORDER)
     for b, pkg in ((KAMAILIO, "kamailio"), (SIPP, "sip-tester"), (KAMCMD, "kamailio")):
-        if not shutil.which(b) and not os.path.isfile(b):
+        if (kam or b == SIPP) and not shutil.which(b) and not os.path.isfile(b):
             sys.exit(f"bench: {b} not found (Debian package {pkg}; make bench installs it)")
-    if not os.path.isfile(PR_MODULE):
+    if kam and not os.path.isfile(PR_MODULE):
         sys.exit(f"bench: {PR_MODULE} not found: make build")
+    if ops and not (os.path.isfile(OS_PR_MODULE) and os.path.isfile(OPENSIPS)):
+        sys.exit(f"bench: {OS_PR_MODULE} or {OPENSIPS} not found: make opensips")
     os.makedirs(OUT, exist_ok=True)
     base = tempfile.mkdtemp(prefix="push_redirect-bench-")
     # a private copy: a rebuild of build/ during the bench cannot swap the
     # module under a running Kamailio
     global MODULE_COPY
     MODULE_COPY = os.path.join(base, "push_redirect.so")
-    shutil.copy2(PR_MODULE, MODULE_COPY)
+    if kam:
+        shutil.copy2(PR_MODULE, MODULE_COPY)
+    if ops:
+        global OS_MODULE_COPY
+        os.makedirs(os.path.join(base, "opensips"), exist_ok=True)
+        OS_MODULE_COPY = os.path.join(base, "opensips", "push_redirect.so")
+        shutil.copy2(OS_PR_MODULE, OS_MODULE_COPY)
     if BASELINE:
         if not os.path.isfile(BASELINE):
             sys.exit(f"bench: BENCH_BASELINE {BASELINE} not found")
@@ -1063,7 +1133,7 @@ def main():
         os.makedirs(os.path.join(base, "baseline"), exist_ok=True)
         BASELINE_COPY = os.path.join(base, "baseline", "push_redirect.so")
         shutil.copy2(BASELINE, BASELINE_COPY)
-    with open(MODULE_COPY, "rb") as f:
+    with open(MODULE_COPY if kam else OS_MODULE_COPY, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
     log(f"bench: {REPS} reps x {len(ORDER)} configs ({', '.join(ORDER)}), {COUNT} MESSAGEs at {RATE}/s each"
         f" ({'side by side' if SIDE_BY_SIDE else 'one after another'}),"

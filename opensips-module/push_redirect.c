@@ -56,27 +56,6 @@ static const param_export_t params[] = {
 	{0, 0, 0}
 };
 
-/* the RPC commands of the Kamailio module, as MI commands; positional
- * arguments are matched to a recipe by their number */
-#define PRM_MI_END {EMPTY_MI_RECIPE}
-static const mi_export_t mi_cmds[] = {
-	{"push_redirect_list", "[aor]: the stored forwardings", 0, 0,
-		{{prm_mi_list, {0}}, {prm_mi_list, {"aor", 0}}, PRM_MI_END}},
-	{"push_redirect_get", "aor: the forwardings of one AOR", 0, 0,
-		{{prm_mi_get, {"aor", 0}}, PRM_MI_END}},
-	{"push_redirect_set", "aor target [service] [ttl_seconds]", 0, 0,
-		{{prm_mi_set, {"aor", "target", 0}},
-		 {prm_mi_set, {"aor", "target", "service", 0}},
-		 {prm_mi_set, {"aor", "target", "service", "ttl_seconds", 0}},
-		 PRM_MI_END}},
-	{"push_redirect_remove", "aor [service]: remove forwardings", 0, 0,
-		{{prm_mi_remove, {"aor", 0}}, {prm_mi_remove, {"aor", "service", 0}},
-		 PRM_MI_END}},
-	{"push_redirect_stats", "the counters and the store's state", 0, 0,
-		{{prm_mi_stats, {0}}, PRM_MI_END}},
-	{EMPTY_MI_EXPORT}
-};
-
 /* the node's store subscriber (a Redis store): .no set in mod_init() */
 static proc_export_t procs[] = {
 	{"push_redirect store subscriber", 0, 0, prm_subscriber_proc, 0, 0},
@@ -98,7 +77,7 @@ struct module_exports exports = {
 	0,         /* load function */
 	&deps, cmds,
 	0,         /* async functions */
-	params, mod_stats, mi_cmds,
+	params, mod_stats, prm_mi_cmds,
 	0, 0,      /* pseudo-variables, transformations */
 	procs,
 	0,         /* pre-init */
@@ -247,14 +226,21 @@ static bool prm_is_self(void *ud, const uint8_t *host, size_t len,
 	return host != NULL && len > 0 && check_self(&h, port, 0) == 1;
 }
 
-/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level */
+/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level and
+ * with the module's prefix */
 static void prm_log(void *ud, pr_log_level lv, const uint8_t *msg, size_t len)
 {
-	static const int lm[] = {L_DBG, L_ERR, L_WARN, L_INFO, L_DBG};
 	int n = (msg == NULL) ? 0 : (len > 4096) ? 4096 : (int)len;
+	const char *m = (const char *)msg;
 
-	LM_GEN1(lm[lv <= PR_LOG_LEVEL_DEBUG ? lv : 0], "%.*s\n", n,
-			(const char *)msg);
+	if(lv == PR_LOG_LEVEL_ERROR)
+		LM_ERR("%.*s\n", n, m);
+	else if(lv == PR_LOG_LEVEL_WARN)
+		LM_WARN("%.*s\n", n, m);
+	else if(lv == PR_LOG_LEVEL_INFO)
+		LM_INFO("%.*s\n", n, m);
+	else
+		LM_DBG("%.*s\n", n, m);
 }
 
 static void prm_engine_forget(void)

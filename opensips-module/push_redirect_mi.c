@@ -12,6 +12,8 @@
 
 #include "push_redirect_mod.h"
 
+#define PRM_MI_CMD(_f) \
+	static mi_response_t *_f(const mi_params_t *params, struct mi_handler *h)
 #define PRM_MI_ERR(_c, _m) init_mi_error((_c), (_m), (int)strlen(_m))
 /* this process' engine, or an MI error */
 #define PRM_MI_ENGINE(_e)                        \
@@ -202,3 +204,26 @@ PRM_MI_CMD(prm_mi_stats)
 	}
 	return resp;
 }
+
+/* clang-format off */
+/* the RPC commands of the Kamailio module, as MI commands; positional
+ * arguments are matched to a recipe by their number */
+#define PRM_MI_END {EMPTY_MI_RECIPE}
+const mi_export_t prm_mi_cmds[] = {
+	{"push_redirect_list", "[aor]: the stored forwardings", 0, 0,
+		{{prm_mi_list, {0}}, {prm_mi_list, {"aor", 0}}, PRM_MI_END}},
+	{"push_redirect_get", "aor: the forwardings of one AOR", 0, 0,
+		{{prm_mi_get, {"aor", 0}}, PRM_MI_END}},
+	{"push_redirect_set", "aor target [service] [ttl_seconds]", 0, 0,
+		{{prm_mi_set, {"aor", "target", 0}},
+		 {prm_mi_set, {"aor", "target", "service", 0}},
+		 {prm_mi_set, {"aor", "target", "service", "ttl_seconds", 0}},
+		 PRM_MI_END}},
+	{"push_redirect_remove", "aor [service]: remove forwardings", 0, 0,
+		{{prm_mi_remove, {"aor", 0}}, {prm_mi_remove, {"aor", "service", 0}},
+		 PRM_MI_END}},
+	{"push_redirect_stats", "the counters and the store's state", 0, 0,
+		{{prm_mi_stats, {0}}, PRM_MI_END}},
+	{EMPTY_MI_EXPORT}
+};
+/* clang-format on */

@@ -46,13 +46,7 @@ int w_push_lookup(struct sip_msg *msg, str *mode);
 int w_push_redirect(struct sip_msg *msg, str *mode);
 
 /* the MI commands (push_redirect_mi.c) */
-#define PRM_MI_CMD(_f) \
-	mi_response_t *_f(const mi_params_t *params, struct mi_handler *h)
-PRM_MI_CMD(prm_mi_list);
-PRM_MI_CMD(prm_mi_get);
-PRM_MI_CMD(prm_mi_set);
-PRM_MI_CMD(prm_mi_remove);
-PRM_MI_CMD(prm_mi_stats);
+extern const mi_export_t prm_mi_cmds[];
 
 /* a str as a pr_bytes (borrowed) */
 #define PRM_BYTES(_b, _s)                                           \
