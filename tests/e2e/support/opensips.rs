@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 /// The OpenSIPS source tree the binary and modules come from:
-/// `OPENSIPS_TREE`, else the folder of `OPENSIPS`, else the one tree
-/// `scripts/opensips-build.sh` built under `.cache/opensips/` (the last
-/// line it prints), else a panic that says how to get one.
+/// `OPENSIPS_TREE`, else the folder of `OPENSIPS`, else the tree the last
+/// `make opensips` built the module against (`build/opensips/tree`), else
+/// the one tree `scripts/opensips-build.sh` built under `.cache/opensips/`
+/// (the last line it prints), else a panic that says how to get one.
 pub fn opensips_tree() -> PathBuf {
     if let Some(t) = std::env::var_os("OPENSIPS_TREE") {
         return PathBuf::from(t);
@@ -32,8 +33,15 @@ pub fn opensips_tree() -> PathBuf {
             return d.to_path_buf();
         }
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Ok(t) = fs::read_to_string(root.join("build/opensips/tree")) {
+        let t = PathBuf::from(t.trim());
+        if t.join("opensips").is_file() {
+            return t;
+        }
+    }
     // scripts/opensips-build.sh: .cache/opensips/<name>/<name>/opensips
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/opensips");
+    let cache = root.join(".cache/opensips");
     let mut trees: Vec<PathBuf> = fs::read_dir(&cache)
         .map(|rd| {
             rd.flatten()
