@@ -21,7 +21,8 @@
 #   deb    build + kamailio (the package is built for the installed one),
 #          dpkg-dev (dpkg-shlibdeps), binutils (strip) and lintian
 #   opensips  what building OpenSIPS from its source needs (gcc, make,
-#          bison, flex, xz-utils) and sipp for its end-to-end tests
+#          bison, flex, xz-utils, libssl-dev: the core's main.c includes
+#          openssl/opensslv.h) and sipp for its end-to-end tests
 #   bench  python3 (bench/bench.py) and gnuplot-nox (its PNG chart);
 #          bench-core: python3 only
 #
@@ -35,7 +36,7 @@ bench) PKGS="python3 gnuplot-nox redis-server" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
-opensips) PKGS="gcc make libc6-dev pkg-config bison flex xz-utils sip-tester python3" ;;
+opensips) PKGS="gcc make libc6-dev pkg-config bison flex xz-utils libssl-dev sip-tester python3" ;;
 deb) PKGS="gcc make libc6-dev pkg-config kamailio dpkg-dev binutils lintian" ;;
 test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules openssl python3 redis-server redis-sentinel" ;;
 *)
