@@ -344,9 +344,7 @@ impl Host for EngineBox {
     fn now(&self) -> i64 {
         match self.now.get() {
             0 => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = crate::clock::unix_seconds();
                 self.now.set(now);
                 now
             }
