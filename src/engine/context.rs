@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::candidates::{copy_branch, path_hop, take_branch, Candidates, Key, Tried};
-use super::decision::{Branch, BranchOut, Decision, Reason, Verdict};
+use super::decision::{Branch, BranchOut, Decision, Reason, Verdict, BR_URI};
 use super::host::{Host, Registration};
 use super::memo::{Memo, MAX_PENDING};
 use super::policy::{lossy, Target, Via};
@@ -30,7 +30,7 @@ pub(super) struct Excluded {
 fn bad_path(aor: &str, r: &Registration) -> String {
     format!(
         "registered contact {} of {aor} skipped: its Path does not parse",
-        lossy(&r.uri)
+        lossy(r.uri())
     )
 }
 
@@ -184,13 +184,9 @@ impl<'e, 'r> Ctx<'e, 'r> {
                         self.skip_for_methods(self.aor_key, r, d);
                         continue;
                     }
-                    match self.branch_of(self.host.buffer_with(t.uri), r, t.q.or(r.q)) {
-                        Ok(b) => out.push_unique(b, Key::Uri(t.parsed)),
-                        Err(uri) => {
-                            d.warn(|| bad_path(self.aor_key, r));
-                            self.host
-                                .recycle_branches(&mut vec![BranchOut::direct(uri, None)]);
-                        }
+                    match self.branch_of(t.uri, r, t.q.or(r.q)) {
+                        Some(b) => out.push_unique(b, Key::Uri(t.parsed)),
+                        None => d.warn(|| bad_path(self.aor_key, r)),
                     }
                 }
                 Via::LocalAor => {
@@ -239,18 +235,18 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 let later = regs.get(k + 1..).unwrap_or_default();
                 if !later
                     .iter()
-                    .any(|l| uri::parse(&l.uri).is_ok_and(|lu| self.is_tried(&lu)))
+                    .any(|l| uri::parse(l.uri()).is_ok_and(|lu| self.is_tried(&lu)))
                 {
                     self.skip_for_methods(aor, r, d);
                     excluded.counted += 1;
                 }
                 continue;
             }
-            let Ok(u) = uri::parse(&r.uri) else {
+            let Ok(u) = uri::parse(r.uri()) else {
                 d.warn(|| {
                     format!(
                         "registered contact {} of {aor} skipped: not a SIP URI",
-                        lossy(&r.uri)
+                        lossy(r.uri())
                     )
                 });
                 continue;
@@ -268,13 +264,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             let key = unique.then(|| Key::Owned(u.key()));
             // The same contact registered twice (registrar matches by
             // Call-ID) is one target.
-            if key.is_none() && out.out.iter().any(|b| b.uri == r.uri) {
+            if key.is_none() && out.out.iter().any(|b| b.uri() == r.uri()) {
                 continue;
             }
             // The registration's buffers move into the branch (`regs` is
             // not read again).
             let Some(r) = regs.get_mut(k) else { break };
-            let b = take_branch(r, hop, self.host);
+            let b = take_branch(r, hop);
             match key {
                 Some(key) => out.push_unique(b, key),
                 None => out.push(b, Key::Unkeyed),
@@ -300,7 +296,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 pr_log_level::Debug,
                 &format!(
                     "contact {} of {aor} skipped: its methods (0x{:x}) exclude the request's (0x{:x})",
-                    lossy(&r.uri),
+                    lossy(r.uri()),
                     r.methods,
                     self.method_bit
                 ),
@@ -355,9 +351,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
         }
         let redirects = old.redirects.saturating_add(count_u32(redirects_now));
         let all_sent = match sent {
-            Some(sent) => fresh
-                .iter()
-                .all(|t| sent.iter().any(|b| b.uri.as_slice() == t.uri)),
+            Some(sent) => fresh.iter().all(|t| sent.iter().any(|b| b.uri() == t.uri)),
             None => fresh.is_empty(),
         };
         if earlier.is_empty() && all_sent && redirects == count_u32(all_3xx) {
@@ -415,7 +409,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             // A target named by its instance failed if its registration did.
             if self
                 .registration_of(t)
-                .is_some_and(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+                .is_some_and(|r| uri::parse(r.uri()).is_ok_and(|ru| hit(&ru)))
             {
                 return true;
             }
@@ -428,27 +422,28 @@ impl<'e, 'r> Ctx<'e, 'r> {
             self.host.is_self(u.host, u.port)
                 && self.host.lookup(&u.aor()).is_ok_and(|regs| {
                     regs.iter()
-                        .any(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+                        .any(|r| uri::parse(r.uri()).is_ok_and(|ru| hit(&ru)))
                 })
         })
     }
 
     /// A branch to `uri` built from registration `r` as `lookup()`
-    /// builds it (see [`take_branch`]); its bytes in buffers of the
-    /// host's. `Err(uri)`: `r`'s Path does not parse.
+    /// builds it (see [`take_branch`]); its bytes in a buffer of the
+    /// host's. `None`: `r`'s Path does not parse.
     pub(super) fn branch_of(
         &self,
-        uri: Vec<u8>,
+        uri: &[u8],
         r: &Registration,
         q: Option<u16>,
-    ) -> Result<BranchOut, Vec<u8>> {
-        let Ok(hop) = path_hop(r, self.cfg().path_check_local, self.host) else {
-            return Err(uri);
-        };
+    ) -> Option<BranchOut> {
+        let hop = path_hop(r, self.cfg().path_check_local, self.host).ok()?;
         let mut b = copy_branch(r, hop.as_ref(), self.host);
-        b.uri = uri;
+        // Usually the same bytes: the registration's URI is in the buffer.
+        if uri != r.uri() {
+            b.parts.push(BR_URI, uri);
+        }
         b.q = q;
-        Ok(b)
+        Some(b)
     }
 
     /// How many branches a round may add: one in serial mode, up to

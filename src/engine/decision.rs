@@ -2,6 +2,7 @@
 //! the engine's answer (verdict, reason, branches, store action, counters,
 //! memo, warnings).
 
+use super::packed::Packed;
 use crate::config::ForkMode;
 use crate::forwarding::Learned;
 use crate::stats::Counters;
@@ -159,20 +160,13 @@ impl Reason {
     }
 }
 
-/// One new branch.
+/// One new branch. Its byte strings (URI, next hop, Path, instance, ruid,
+/// user agent) are kept in one buffer: read them with [`BranchOut::uri`]
+/// and the like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BranchOut {
-    /// The Request-URI of the branch.
-    pub uri: Vec<u8>,
-    /// Next hop, as `lookup()` picks it: the first Path hop (past a local
-    /// one with registrar's `path_check_local`), else the registration's
-    /// received address; if any.
-    pub dst_uri: Option<Vec<u8>>,
-    /// The registration's Path, to become the branch's Route set; only
-    /// when its next hop is a Path hop (as `lookup()`).
-    pub path: Option<Vec<u8>>,
-    /// `+sip.instance` of the registration, if any.
-    pub instance: Option<Vec<u8>>,
+    /// The strings, indexed by the `BR_*` constants.
+    pub(super) parts: Packed<6>,
     /// The registration's socket cookie (0: none).
     pub socket: usize,
     /// q in thousandths, if known.
@@ -183,31 +177,69 @@ pub struct BranchOut {
     pub flags: u32,
     /// RFC 5626 `reg-id`; 0 unless the branch has an instance.
     pub reg_id: u32,
-    /// usrloc's record-unique id of the registration, if any.
-    pub ruid: Option<Vec<u8>>,
-    /// The User-Agent the registration came with, if any.
-    pub user_agent: Option<Vec<u8>>,
     /// The registration's TCP/TLS connection id (0: none).
     pub conn_id: i32,
 }
 
+/// Where each string of a [`BranchOut`] is in its buffer.
+pub(super) const BR_URI: usize = 0;
+pub(super) const BR_DST: usize = 1;
+pub(super) const BR_PATH: usize = 2;
+pub(super) const BR_INSTANCE: usize = 3;
+pub(super) const BR_RUID: usize = 4;
+pub(super) const BR_USER_AGENT: usize = 5;
+
 impl BranchOut {
-    /// A branch to a target that is not a registration: its URI and q, no
-    /// next hop, Path, socket or flags.
+    /// A branch to a target that is not a registration: its URI (the
+    /// whole of `uri`, a buffer of the host's) and q, no next hop, Path,
+    /// socket or flags.
     pub(crate) fn direct(uri: Vec<u8>, q: Option<u16>) -> Self {
         BranchOut {
-            uri,
-            dst_uri: None,
-            path: None,
-            instance: None,
+            parts: Packed::whole(uri, BR_URI),
             socket: 0,
             q,
             flags: 0,
             reg_id: 0,
-            ruid: None,
-            user_agent: None,
             conn_id: 0,
         }
+    }
+
+    /// The buffer of its strings, for a host to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.parts.into_buffer()
+    }
+
+    /// The Request-URI of the branch.
+    pub fn uri(&self) -> &[u8] {
+        self.parts.get(BR_URI)
+    }
+
+    /// Next hop, as `lookup()` picks it: the first Path hop (past a local
+    /// one with registrar's `path_check_local`), else the registration's
+    /// received address; if any.
+    pub fn dst_uri(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_DST)
+    }
+
+    /// The registration's Path, to become the branch's Route set; only
+    /// when its next hop is a Path hop (as `lookup()`).
+    pub fn path(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_PATH)
+    }
+
+    /// `+sip.instance` of the registration, if any.
+    pub fn instance(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_INSTANCE)
+    }
+
+    /// usrloc's record-unique id of the registration, if any.
+    pub fn ruid(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_RUID)
+    }
+
+    /// The User-Agent the registration came with, if any.
+    pub fn user_agent(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_USER_AGENT)
     }
 }
 

@@ -28,6 +28,7 @@ mod context;
 pub mod decision;
 pub mod host;
 pub mod memo;
+mod packed;
 mod policy;
 mod rounds;
 mod service;

@@ -405,7 +405,7 @@ fn learn(
                         Via::Own(i) => ctx
                             .registrations()
                             .get(i)
-                            .and_then(|r| r.instance.as_deref())
+                            .and_then(|r| r.instance())
                             .filter(|i| instance_ok(i))
                             .map(|i| TargetInstance {
                                 aor: ctx.aor_key.to_string(),

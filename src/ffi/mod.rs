@@ -234,8 +234,8 @@ impl pr_bytes {
         }
     }
 
-    pub(crate) fn of_opt(v: Option<&Vec<u8>>) -> pr_bytes {
-        v.map_or(Self::EMPTY, |v| Self::of(v))
+    pub(crate) fn of_opt(v: Option<&[u8]>) -> pr_bytes {
+        v.map_or(Self::EMPTY, Self::of)
     }
 
     /// The bytes; `Err` for NULL with a non-zero length.
