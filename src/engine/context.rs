@@ -62,6 +62,8 @@ pub(super) struct Ctx<'e, 'r> {
     /// The stored forwarding for (AOR, service), read when first needed:
     /// a redirect that is simply followed costs no store read.
     stored: OnceCell<Option<Arc<Forwarding>>>,
+    /// Whether the AOR's host is this proxy, asked once per call.
+    aor_local: OnceCell<bool>,
 }
 
 impl<'e, 'r> Ctx<'e, 'r> {
@@ -87,7 +89,15 @@ impl<'e, 'r> Ctx<'e, 'r> {
             regs,
             regs_parsed: OnceCell::new(),
             stored: OnceCell::new(),
+            aor_local: OnceCell::new(),
         }
+    }
+
+    /// Whether the AOR's host is this proxy (`Host::is_self`), asked once.
+    pub(super) fn aor_is_local(&self) -> bool {
+        *self
+            .aor_local
+            .get_or_init(|| self.host.is_self(self.aor.host, self.aor.port))
     }
 
     pub(super) fn cfg(&self) -> &Config {
@@ -114,7 +124,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// The AOR's registrations, read once when first needed.
     pub(super) fn registrations(&self) -> &'e [Registration] {
         self.regs.get_or_init(|| {
-            if !self.host.is_self(self.aor.host, self.aor.port) {
+            if !self.aor_is_local() {
                 return Vec::new();
             }
             self.host.lookup(self.aor_key).unwrap_or_default()

@@ -283,6 +283,11 @@ pub struct Decision {
     /// What `service` was made of, for the next call that fills this
     /// decision again (see [`ServiceOf`]).
     pub(super) service_of: ServiceOf,
+    /// The Request-URI `aor` was made of, for the next call that fills
+    /// this decision again: the same bytes make the same AOR (both calls
+    /// of a transaction have the same `$ou`). A cache, not part of the
+    /// answer, like `service_of`.
+    pub(super) aor_of: ServiceOf,
 }
 
 /// The method and media type (or event package) a decision's service key
@@ -303,6 +308,17 @@ impl ServiceOf {
                 // 0xFF: a byte no method (UTF-8) holds.
                 Some(d) => self.0.get(m) == Some(&0xFF) && self.0.get(m + 1..) == Some(d),
             }
+    }
+
+    /// Whether `b` is the input remembered (see [`ServiceOf::remember_raw`]).
+    pub(super) fn is_raw(&self, b: &[u8]) -> bool {
+        self.0 == b
+    }
+
+    /// Remembers one byte string as the input.
+    pub(super) fn remember_raw(&mut self, b: &[u8]) {
+        self.0.clear();
+        self.0.extend_from_slice(b);
     }
 
     pub(super) fn remember(&mut self, method: &str, detail: Option<&[u8]>) {
@@ -339,14 +355,16 @@ impl Decision {
             memo: Vec::new(),
             suppressed: 0,
             service_of: ServiceOf::default(),
+            aor_of: ServiceOf::default(),
         }
     }
 
     /// As [`Decision::new`], keeping the buffers: a decision of an earlier
     /// call can be filled again without allocating them anew. `aor` keeps
-    /// its buffer as an empty string, for the engine to take; `service`
-    /// keeps its key, which the engine keeps if the new request has the
-    /// same method and media type (see [`ServiceOf`]).
+    /// its AOR, which the engine keeps if the new request has the same
+    /// Request-URI (`aor_of`); `service` keeps its key, which the engine
+    /// keeps if the new request has the same method and media type (see
+    /// [`ServiceOf`]).
     pub(crate) fn reset(&mut self, mode: ForkMode) {
         // Every field, by name: a new field cannot be forgotten here.
         let Decision {
@@ -356,13 +374,15 @@ impl Decision {
             branches,
             store,
             counters,
-            aor,
+            // keeps its AOR for the next call (see `aor_of`)
+            aor: _,
             // keeps its key for the next call (see `ServiceOf`)
             service: _,
             warnings,
             memo,
             suppressed,
             service_of: _,
+            aor_of: _,
         } = self;
         *verdict = Verdict::Untouched;
         *reason = Reason::NotPushMethod;
@@ -370,9 +390,6 @@ impl Decision {
         branches.clear();
         *store = StoreAction::None;
         *counters = Counters::default();
-        if let Some(a) = aor {
-            a.clear();
-        }
         warnings.clear();
         memo.clear();
         *suppressed = 0;

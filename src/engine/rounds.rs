@@ -71,7 +71,7 @@ impl Engine {
     /// The body of [`Engine::push_lookup`] once the AOR is known: fills
     /// `d` and says how it ends.
     pub(super) fn lookup_round(&self, ctx: &Ctx<'_, '_>, d: &mut Decision) -> (Verdict, Reason) {
-        if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
+        if !ctx.aor_is_local() {
             return (Verdict::NothingLeft, Reason::NoTarget);
         }
         let live = ctx.stored().filter(|f| f.is_live(ctx.host.now()));
@@ -253,7 +253,7 @@ impl Engine {
         }
 
         // Tier 4: the AOR's registered terminals not tried yet.
-        if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
+        if !ctx.aor_is_local() {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
         let buf = std::mem::take(&mut d.branches);

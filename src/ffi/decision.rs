@@ -200,9 +200,13 @@ unsafe fn request<'a>(
 ) -> Result<(Request<'a>, Option<ForkMode>, &'a [u8]), pr_status> {
     // SAFETY: forwarded to the caller's promise.
     unsafe {
-        let mode = match req.mode.text()? {
-            "" => None,
-            m => Some(ForkMode::parse(m).ok_or(pr_status::InvalidArgument)?),
+        // Usually none given: nothing to check as UTF-8.
+        let mode = match req.mode.len {
+            0 => None,
+            _ => match req.mode.text()? {
+                "" => None,
+                m => Some(ForkMode::parse(m).ok_or(pr_status::InvalidArgument)?),
+            },
         };
         Ok((
             Request {
