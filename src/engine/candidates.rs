@@ -9,9 +9,10 @@ use super::packed::Packed;
 use crate::parser::{self, PathError};
 use crate::uri::{self, SipUri, TargetKey};
 
-/// The Request-URIs of a transaction's branches (Kamailio's default
-/// branch limit is 12).
-pub(super) type Tried<'a> = InlineVec<SipUri<'a>, 12>;
+/// The Request-URIs of a transaction's branches: four in place (a
+/// transaction of serial rounds or a small fork; Kamailio's default
+/// branch limit, 12, spills the rest), small enough to move cheaply.
+pub(super) type Tried<'a> = InlineVec<SipUri<'a>, 4>;
 
 /// Fully resolved next hops, best first: the branches and, beside them,
 /// their keys.

@@ -389,18 +389,20 @@ impl<'e, 'r> Ctx<'e, 'r> {
         buf: Vec<BranchOut>,
     ) -> Result<(Candidates<'static>, Excluded), ()> {
         let mut out = Candidates::with_buffer(buf);
-        let mut quiet = Decision::new(ForkMode::Serial);
+        // Its warnings are taken back (`contacts_of` adds nothing else
+        // than them and the failovers).
+        let (warnings, suppressed) = (d.warnings.len(), d.suppressed);
         let excluded = self.contacts_of(
             self.aor_key,
-            &mut quiet,
+            d,
             &mut out,
             false,
             // One even at the branch limit: `round_from` then says why none goes.
             self.room(d.mode).max(1),
-        )?;
-        d.counters
-            .add(Stat::Failovers, quiet.counters[Stat::Failovers]);
-        Ok((out, excluded))
+        );
+        d.warnings.truncate(warnings);
+        d.suppressed = suppressed;
+        Ok((out, excluded?))
     }
 
     /// Whether a branch of this round that failed was sent to a target of
