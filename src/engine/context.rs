@@ -378,31 +378,30 @@ impl<'e, 'r> Ctx<'e, 'r> {
         )
     }
 
-    /// The AOR's own registered terminals not tried yet.
-    /// `buf`: a buffer for the result (the decision's branch buffer).
+    /// The AOR's own registered terminals not tried yet, into `out`
+    /// (filled in place: the list is not moved around).
     /// `d` gets the failovers of contacts whose methods exclude the
     /// request's (its warnings stay unsaid: each round would say them
     /// again).
     pub(super) fn registered(
         &self,
         d: &mut Decision,
-        buf: Vec<BranchOut>,
-    ) -> Result<(Candidates<'static>, Excluded), ()> {
-        let mut out = Candidates::with_buffer(buf);
+        out: &mut Candidates<'_>,
+    ) -> Result<Excluded, ()> {
         // Its warnings are taken back (`contacts_of` adds nothing else
         // than them and the failovers).
         let (warnings, suppressed) = (d.warnings.len(), d.suppressed);
         let excluded = self.contacts_of(
             self.aor_key,
             d,
-            &mut out,
+            out,
             false,
             // One even at the branch limit: `round_from` then says why none goes.
             self.room(d.mode).max(1),
         );
         d.warnings.truncate(warnings);
         d.suppressed = suppressed;
-        Ok((out, excluded?))
+        excluded
     }
 
     /// Whether a branch of this round that failed was sent to a target of

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 
+use super::candidates::Candidates;
 use super::context::Ctx;
 use super::decision::{Branch, Decision, FailedRound, Reason, StoreAction, Verdict};
 use super::memo::Memo;
@@ -81,19 +82,19 @@ impl Engine {
                 return outcome;
             }
         }
-        let buf = std::mem::take(&mut d.branches);
-        match ctx.registered(d, buf) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match ctx.registered(d, &mut c) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok((c, _)) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            Ok(_) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
             // Terminals registered, none of them accepts the method: what
             // registrar's lookup() says then (its users answer 405).
-            Ok((c, excluded)) if excluded.seen > 0 => {
+            Ok(excluded) if excluded.seen > 0 => {
                 d.branches = c.into_buffer();
                 (Verdict::NotAccepted, Reason::MethodNotAccepted)
             }
             // No terminal registered: a provisioned forwarding stands in
             // for the subscriber (F5 otherwise waits for a 3xx).
-            Ok((c, _)) => {
+            Ok(_) => {
                 d.branches = c.into_buffer();
                 live.filter(|f| f.kind == ForwardingKind::Provisioned)
                     .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
@@ -256,14 +257,14 @@ impl Engine {
         if !ctx.aor_is_local() {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        let buf = std::mem::take(&mut d.branches);
-        match ctx.registered(d, buf) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match ctx.registered(d, &mut c) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok((c, _)) if c.is_empty() => {
+            Ok(_) if c.is_empty() => {
                 d.branches = c.into_buffer();
                 (Verdict::NothingLeft, Reason::Exhausted)
             }
-            Ok((c, _)) => {
+            Ok(_) => {
                 d.counters.bump(Stat::Failovers);
                 ctx.round_from(c, d, Reason::Failover)
             }
