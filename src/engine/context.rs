@@ -150,33 +150,34 @@ impl<'e, 'r> Ctx<'e, 'r> {
         reason: Reason,
     ) -> Option<(Verdict, Reason)> {
         let targets = self.forwarding_targets(f, d);
-        match self.resolve(targets.iter(), d) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match self.resolve(targets.iter(), d, &mut c) {
             Err(()) => Some((Verdict::Error, Reason::LookupFailed)),
-            Ok(c) if !c.is_empty() => {
+            Ok(()) if !c.is_empty() => {
                 d.counters.bump(Stat::ForwardingsApplied);
                 Some(self.round_from(c, d, reason))
             }
-            Ok(c) => {
+            Ok(()) => {
                 d.branches = c.into_buffer();
                 None
             }
         }
     }
 
-    /// Turns targets into next hops: a local AOR becomes its registered
+    /// Turns targets into next hops, added to `out` (filled in place: the
+    /// list is not moved around): a local AOR becomes its registered
     /// contacts (an AOR without contacts yields nothing: a failed target).
     pub(super) fn resolve<'c, 't>(
         &self,
         targets: impl IntoIterator<Item = &'t Target<'c>>,
         d: &mut Decision,
-    ) -> Result<Candidates<'c>, ()>
+        out: &mut Candidates<'c>,
+    ) -> Result<(), ()>
     where
         'e: 'c,
         'c: 't,
     {
         let limit = self.room(d.mode);
-        // The decision's own branch buffer (`round_from` hands it back).
-        let mut out = Candidates::with_buffer(std::mem::take(&mut d.branches));
         for t in targets {
             if out.len() >= limit {
                 break;
@@ -200,11 +201,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     }
                 }
                 Via::LocalAor => {
-                    self.contacts_of(&t.parsed.aor(), d, &mut out, true, limit)?;
+                    self.contacts_of(&t.parsed.aor(), d, out, true, limit)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Adds the contacts of a local AOR to `out`, best first, minus those

@@ -163,10 +163,12 @@ impl Engine {
         let redirects_now = initial_budget - budget;
 
         // Tier 1: this round's redirect targets.
-        let first = match ctx.resolve(&round.targets, d) {
-            Err(()) => return (Verdict::Error, Reason::LookupFailed),
-            Ok(c) => c,
-        };
+        // Filled in place, in the decision's own branch buffer
+        // (`round_from` hands it back).
+        let mut first = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        if ctx.resolve(&round.targets, d, &mut first).is_err() {
+            return (Verdict::Error, Reason::LookupFailed);
+        }
         if !first.is_empty() {
             let outcome = ctx.round_from(first, d, Reason::Redirect);
             ctx.next_memo(
@@ -235,10 +237,11 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        match ctx.resolve(&pending, &mut unlogged) {
+        let mut c = Candidates::with_buffer(Vec::new());
+        match ctx.resolve(&pending, &mut unlogged, &mut c) {
             Err(()) => return (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => return ctx.round_from(c, d, Reason::PendingRedirect),
-            Ok(_) => {}
+            Ok(()) if !c.is_empty() => return ctx.round_from(c, d, Reason::PendingRedirect),
+            Ok(()) => {}
         }
 
         // Tier 3: the provisioned forwarding after a 3xx without Contact.
