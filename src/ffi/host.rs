@@ -248,32 +248,37 @@ pub(crate) const SELF_MEMO: usize = 8;
 impl Host for EngineBox {
     fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
         let cb = self.lookup.ok_or(LookupError)?;
-        let mut guard = self.spare_regs.borrow_mut();
-        let RegBuffers {
-            list: spare_list,
-            bytes,
-            key,
-            key_of,
-            key_user_len,
-        } = &mut *guard;
-        if *key_user_len == 0 || key_of.as_slice() != aor.as_bytes() {
-            key_of.clear();
-            *key_user_len = 0;
-            let Some(n) = usrloc_key(aor, key) else {
-                return Ok(Vec::new());
-            };
-            key_of.extend_from_slice(aor.as_bytes());
-            *key_user_len = n;
-        }
-        let user_len = *key_user_len;
+        // What the callback needs is taken out of `spare_regs` for the call
+        // and put back after it: the callback may enter the engine again,
+        // so nothing of it stays borrowed meanwhile.
+        let (mut bytes, spare_list, key, key_of, user_len) = {
+            let mut guard = self.spare_regs.borrow_mut();
+            let s = &mut *guard;
+            if s.key_user_len == 0 || s.key_of.as_slice() != aor.as_bytes() {
+                s.key_of.clear();
+                s.key_user_len = 0;
+                let Some(n) = usrloc_key(aor, &mut s.key) else {
+                    return Ok(Vec::new());
+                };
+                s.key_of.extend_from_slice(aor.as_bytes());
+                s.key_user_len = n;
+            }
+            (
+                std::mem::take(&mut s.bytes),
+                std::mem::take(&mut s.list),
+                std::mem::take(&mut s.key),
+                std::mem::take(&mut s.key_of),
+                std::mem::take(&mut s.key_user_len),
+            )
+        };
         let mut list = ContactList {
-            regs: std::mem::take(spare_list),
+            regs: spare_list,
             overflow: false,
-            spare: bytes,
+            spare: &mut bytes,
         };
         let pa = pr_aor {
             uri: pr_bytes::of(aor.as_bytes()),
-            key: pr_bytes::of(key),
+            key: pr_bytes::of(&key),
             user_len,
         };
         let out = std::ptr::addr_of_mut!(list).cast::<pr_contacts>();
@@ -289,7 +294,13 @@ impl Host for EngineBox {
             );
         }
         let regs = list.regs;
-        drop(guard);
+        {
+            let mut s = self.spare_regs.borrow_mut();
+            s.bytes = bytes;
+            s.key = key;
+            s.key_of = key_of;
+            s.key_user_len = user_len;
+        }
         if rc == 0 {
             Ok(regs)
         } else {
