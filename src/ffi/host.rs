@@ -245,40 +245,27 @@ pub(crate) struct SelfAnswer {
 /// Most `is_self` answers remembered at once.
 pub(crate) const SELF_MEMO: usize = 8;
 
-impl Host for EngineBox {
-    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
-        let cb = self.lookup.ok_or(LookupError)?;
-        // What the callback needs is taken out of `spare_regs` for the call
-        // and put back after it: the callback may enter the engine again,
-        // so nothing of it stays borrowed meanwhile.
-        let (mut bytes, spare_list, key, key_of, user_len) = {
-            let mut guard = self.spare_regs.borrow_mut();
-            let s = &mut *guard;
-            if s.key_user_len == 0 || s.key_of.as_slice() != aor.as_bytes() {
-                s.key_of.clear();
-                s.key_user_len = 0;
-                let Some(n) = usrloc_key(aor, &mut s.key) else {
-                    return Ok(Vec::new());
-                };
-                s.key_of.extend_from_slice(aor.as_bytes());
-                s.key_user_len = n;
-            }
-            (
-                std::mem::take(&mut s.bytes),
-                std::mem::take(&mut s.list),
-                std::mem::take(&mut s.key),
-                std::mem::take(&mut s.key_of),
-                std::mem::take(&mut s.key_user_len),
-            )
-        };
+impl EngineBox {
+    /// Calls the host's lookup callback for `aor` (its usrloc `key`),
+    /// the contacts copied into `list` with buffers from `pool`; the
+    /// callback's return code and the list.
+    fn call_lookup(
+        &self,
+        cb: unsafe extern "C" fn(*mut c_void, *const pr_aor, *mut pr_contacts) -> i32,
+        aor: &str,
+        key: &[u8],
+        user_len: usize,
+        list: Vec<Registration>,
+        pool: &mut Vec<Vec<u8>>,
+    ) -> (i32, Vec<Registration>) {
         let mut list = ContactList {
-            regs: spare_list,
+            regs: list,
             overflow: false,
-            spare: &mut bytes,
+            spare: pool,
         };
         let pa = pr_aor {
             uri: pr_bytes::of(aor.as_bytes()),
-            key: pr_bytes::of(&key),
+            key: pr_bytes::of(key),
             user_len,
         };
         let out = std::ptr::addr_of_mut!(list).cast::<pr_contacts>();
@@ -293,14 +280,43 @@ impl Host for EngineBox {
                 &format!("{aor}: more than {PR_MAX_CONTACTS_PER_AOR} contacts, the rest ignored"),
             );
         }
-        let regs = list.regs;
-        {
-            let mut s = self.spare_regs.borrow_mut();
-            s.bytes = bytes;
-            s.key = key;
-            s.key_of = key_of;
-            s.key_user_len = user_len;
+        (rc, list.regs)
+    }
+}
+
+impl Host for EngineBox {
+    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
+        let cb = self.lookup.ok_or(LookupError)?;
+        // The spare buffers stay borrowed during the callback. A callback
+        // that enters the engine again finds them so: that inner lookup
+        // (and whatever else it asks of the host) makes do without them.
+        let Ok(mut guard) = self.spare_regs.try_borrow_mut() else {
+            let mut key = Vec::new();
+            let Some(user_len) = usrloc_key(aor, &mut key) else {
+                return Ok(Vec::new());
+            };
+            let (rc, regs) = self.call_lookup(cb, aor, &key, user_len, Vec::new(), &mut Vec::new());
+            return if rc == 0 { Ok(regs) } else { Err(LookupError) };
+        };
+        let RegBuffers {
+            list: spare_list,
+            bytes,
+            key,
+            key_of,
+            key_user_len,
+        } = &mut *guard;
+        if *key_user_len == 0 || key_of.as_slice() != aor.as_bytes() {
+            key_of.clear();
+            *key_user_len = 0;
+            let Some(n) = usrloc_key(aor, key) else {
+                return Ok(Vec::new());
+            };
+            key_of.extend_from_slice(aor.as_bytes());
+            *key_user_len = n;
         }
+        let list = std::mem::take(spare_list);
+        let (rc, regs) = self.call_lookup(cb, aor, key, *key_user_len, list, bytes);
+        drop(guard);
         if rc == 0 {
             Ok(regs)
         } else {
@@ -310,7 +326,10 @@ impl Host for EngineBox {
     }
 
     fn recycle(&self, mut regs: Vec<Registration>) {
-        let mut spare = self.spare_regs.borrow_mut();
+        // Borrowed by an outer lookup (see `lookup`): dropped.
+        let Ok(mut spare) = self.spare_regs.try_borrow_mut() else {
+            return;
+        };
         for r in regs.drain(..) {
             spare.keep(r.into_buffer());
         }
@@ -320,11 +339,19 @@ impl Host for EngineBox {
     }
 
     fn buffer_with(&self, b: &[u8]) -> Vec<u8> {
-        self.spare_regs.borrow_mut().copy(b)
+        match self.spare_regs.try_borrow_mut() {
+            Ok(mut spare) => spare.copy(b),
+            // Borrowed by an outer lookup (see `lookup`).
+            Err(_) => b.to_vec(),
+        }
     }
 
     fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
-        let mut spare = self.spare_regs.borrow_mut();
+        // Borrowed by an outer lookup (see `lookup`): dropped.
+        let Ok(mut spare) = self.spare_regs.try_borrow_mut() else {
+            branches.clear();
+            return;
+        };
         for b in branches.drain(..) {
             spare.keep(b.into_buffer());
         }
