@@ -474,13 +474,21 @@ def response_times(path):
         for line in f:
             if line.startswith("-----------------------------------------------"):
                 stamp = line.rstrip().rsplit(" ", 2)
+                direction = None
+                first = None
+                if len(stamp) < 3:
+                    # a separator without its time (sipp writes such for
+                    # a late reply to a call it ended: a retransmission's
+                    # 200 under load): the message after it is not timed
+                    t = None
+                    continue
                 day, clock = stamp[-2], stamp[-1]
                 if day not in base:
                     base[day] = time.mktime(time.strptime(day, "%Y-%m-%d"))
                 h, m, sec = clock.split(":")
                 t = base[day] + int(h) * 3600 + int(m) * 60 + float(sec)
-                direction = None
-                first = None
+            elif t is None:
+                continue
             elif direction is None and line.startswith("UDP message"):
                 direction = "sent" if "sent" in line else "recv"
             elif first is None and direction and line.strip():

@@ -68,15 +68,10 @@ fn bench(c: &mut Criterion) {
     let engine = Engine::new(cfg);
     let env = BenchHost {
         regs: (0..2)
-            .map(|k| Registration {
-                uri: format!("sip:u1t{k}@127.0.0.1:50{k}0").into_bytes(),
-                received: None,
-                path: None,
-                instance: None,
-                socket: 0,
-                q: None,
-                last_modified: k,
-                ..Registration::default()
+            .map(|k| {
+                let mut r = Registration::new(format!("sip:u1t{k}@127.0.0.1:50{k}0").as_bytes());
+                r.last_modified = k;
+                r
             })
             .collect(),
     };

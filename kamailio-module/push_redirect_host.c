@@ -75,7 +75,7 @@ int32_t prm_lookup(void *userdata, const pr_aor *aor, pr_contacts *out)
 	for(c = r->contacts; c != NULL; c = c->next) {
 		if(!VALID_CONTACT(c, now))
 			continue;
-		memset(&pc, 0, sizeof(pc));
+		/* every field of pc is set below (no memset per contact) */
 		PRM_BYTES(pc.uri, c->c);
 		PRM_BYTES(pc.received, c->received);
 		PRM_BYTES(pc.path, c->path);

@@ -31,6 +31,7 @@
 
 /// cbindgen:ignore
 pub mod chars;
+mod clock;
 /// cbindgen:ignore
 pub mod config;
 /// cbindgen:ignore

@@ -37,7 +37,7 @@ fn env3() -> FakeHost {
 fn uris(d: &Decision) -> Vec<String> {
     d.branches
         .iter()
-        .map(|b| String::from_utf8_lossy(&b.uri).into_owned())
+        .map(|b| String::from_utf8_lossy(b.uri()).into_owned())
         .collect()
 }
 
@@ -93,10 +93,7 @@ fn lookup_serial_takes_the_first_terminal_by_q_then_most_recent() {
     assert_branches(&d, &[T1], Reason::Registered);
     let b = &d.branches[0];
     // Its registration has a Path: the first Path hop, as lookup().
-    assert_eq!(
-        b.dst_uri.as_deref(),
-        Some(&b"sip:edge5071@127.0.0.1;lr"[..])
-    );
+    assert_eq!(b.dst_uri(), Some(&b"sip:edge5071@127.0.0.1;lr"[..]));
     assert_eq!(b.socket, 5071);
     assert_eq!(d.aor.as_deref(), Some(U1));
     assert_eq!(d.service.as_deref(), Some("MESSAGE:text/plain"));
@@ -166,11 +163,8 @@ fn f1_redirect_to_another_own_terminal_uses_its_registration() {
     );
     assert_branches(&d, &[T3], Reason::Redirect);
     let b = &d.branches[0];
-    assert_eq!(
-        b.dst_uri.as_deref(),
-        Some(&b"sip:edge5073@127.0.0.1;lr"[..])
-    );
-    assert_eq!(b.path.as_deref(), Some(&b"<sip:edge5073@127.0.0.1;lr>"[..]));
+    assert_eq!(b.dst_uri(), Some(&b"sip:edge5073@127.0.0.1;lr"[..]));
+    assert_eq!(b.path(), Some(&b"<sip:edge5073@127.0.0.1;lr>"[..]));
     assert_eq!(b.socket, 5073);
 }
 
@@ -183,7 +177,7 @@ fn f1_redirect_to_an_allowed_foreign_domain() {
         &[b(T1, "302 Moved", &["Contact: <sip:x@partner.example>"])],
     );
     assert_branches(&d, &["sip:x@partner.example"], Reason::Redirect);
-    assert_eq!(d.branches[0].dst_uri, None);
+    assert_eq!(d.branches[0].dst_uri(), None);
 }
 
 // ---------------------------------------------------------------- F2
@@ -930,11 +924,11 @@ fn rule_each_branch_carries_its_own_destination_path_and_socket() {
     for (b, port) in d.branches.iter().zip([5072u16, 5073]) {
         assert_eq!(b.socket, port as usize);
         assert_eq!(
-            b.dst_uri.as_deref(),
+            b.dst_uri(),
             Some(format!("sip:edge{port}@127.0.0.1;lr").as_bytes())
         );
         assert_eq!(
-            b.path.as_deref(),
+            b.path(),
             Some(format!("<sip:edge{port}@127.0.0.1;lr>").as_bytes())
         );
     }
@@ -1066,15 +1060,12 @@ fn a_contact_registered_twice_is_one_target() {
 /// `received` and what `f` sets.
 fn env_one(path: Option<&str>, received: Option<&str>, f: impl Fn(&mut Registration)) -> FakeHost {
     let mut env = FakeHost::default();
-    let mut r = Registration {
-        uri: T1.as_bytes().to_vec(),
-        received: received.map(|s| s.as_bytes().to_vec()),
-        path: path.map(|s| s.as_bytes().to_vec()),
-        socket: 7,
-        q: Some(1000),
-        last_modified: 300,
-        ..Registration::default()
-    };
+    let mut r = Registration::new(T1.as_bytes());
+    r.set_received(received.map(str::as_bytes));
+    r.set_path(path.map(str::as_bytes));
+    r.socket = 7;
+    r.q = Some(1000);
+    r.last_modified = 300;
     f(&mut r);
     env.location.insert(U1.to_string(), vec![r]);
     env
@@ -1172,16 +1163,8 @@ fn rule_branch_next_hop_and_route_set_are_lookups() {
         let check = |d: &Decision, what: &str| {
             assert_eq!(uris(d), [T1], "{row} ({what}): {d:#?}");
             let b = &d.branches[0];
-            assert_eq!(
-                b.dst_uri.as_deref(),
-                dst.map(str::as_bytes),
-                "{row} ({what})"
-            );
-            assert_eq!(
-                b.path.as_deref(),
-                route.map(str::as_bytes),
-                "{row} ({what})"
-            );
+            assert_eq!(b.dst_uri(), dst.map(str::as_bytes), "{row} ({what})");
+            assert_eq!(b.path(), route.map(str::as_bytes), "{row} ({what})");
             assert_eq!(b.socket, 7, "{row} ({what})");
         };
         check(&e.push_lookup(&env, &message(U1), None), "lookup");
@@ -1248,10 +1231,10 @@ fn rule_branch_carries_flags_instance_reg_id_ruid_user_agent() {
     ] {
         let env = env_one(None, Some("sip:192.0.2.7:1"), |r| {
             r.flags = flags;
-            r.instance = instance.map(|s| s.as_bytes().to_vec());
+            r.set_instance(instance.map(str::as_bytes));
             r.reg_id = reg_id;
-            r.ruid = Some(b"uloc-1".to_vec());
-            r.user_agent = Some(b"Phone/1".to_vec());
+            r.set_ruid(Some(b"uloc-1"));
+            r.set_user_agent(Some(b"Phone/1"));
             r.conn_id = 42;
         });
         for d in [engine().push_lookup(&env, &message(U1), None), {
@@ -1268,10 +1251,10 @@ fn rule_branch_carries_flags_instance_reg_id_ruid_user_agent() {
             assert_eq!(uris(&d), [T1], "{row}");
             let b = &d.branches[0];
             assert_eq!(b.flags, flags, "{row}");
-            assert_eq!(b.instance.as_deref(), instance.map(str::as_bytes), "{row}");
+            assert_eq!(b.instance(), instance.map(str::as_bytes), "{row}");
             assert_eq!(b.reg_id, want_reg_id, "{row}");
-            assert_eq!(b.ruid.as_deref(), Some(&b"uloc-1"[..]), "{row}");
-            assert_eq!(b.user_agent.as_deref(), Some(&b"Phone/1"[..]), "{row}");
+            assert_eq!(b.ruid(), Some(&b"uloc-1"[..]), "{row}");
+            assert_eq!(b.user_agent(), Some(&b"Phone/1"[..]), "{row}");
             assert_eq!(b.conn_id, 42, "{row}");
         }
     }
@@ -1294,10 +1277,10 @@ fn rule_branch_carries_flags_instance_reg_id_ruid_user_agent() {
             b.flags,
             b.reg_id,
             b.conn_id,
-            &b.ruid,
-            &b.user_agent,
-            &b.dst_uri,
-            &b.path
+            &b.ruid(),
+            &b.user_agent(),
+            &b.dst_uri(),
+            &b.path()
         ),
         (0, 0, 0, &None, &None, &None, &None)
     );
@@ -1311,7 +1294,7 @@ fn rule_a_service_the_terminal_does_not_accept_is_not_sent_to_it() {
     use common::{METHOD_MESSAGE, METHOD_NOTIFY};
     let notify_only = |env: &mut FakeHost, name: &str| {
         for r in env.location.get_mut(U1).unwrap() {
-            if r.uri.starts_with(format!("sip:{name}@").as_bytes()) {
+            if r.uri().starts_with(format!("sip:{name}@").as_bytes()) {
                 r.methods = METHOD_NOTIFY | 1;
             }
         }
@@ -1389,8 +1372,8 @@ const INST3: &str = "\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"";
 fn env3_instance() -> FakeHost {
     let mut env = env3();
     for r in env.location.get_mut(U1).unwrap() {
-        if r.uri == T3.as_bytes() {
-            r.instance = Some(INST3.as_bytes().to_vec());
+        if r.uri() == T3.as_bytes() {
+            r.set_instance(Some(INST3.as_bytes()));
         }
     }
     env
@@ -1456,7 +1439,7 @@ fn rule_a_301_to_a_registered_terminal_stores_its_instance() {
     // An instance that cannot be kept on a line: its URI only.
     let mut env = env3();
     for r in env.location.get_mut(U1).unwrap() {
-        r.instance = Some(b"<urn:uuid:a b>".to_vec());
+        r.set_instance(Some(b"<urn:uuid:a b>"));
     }
     let d = redirect(
         &engine(),
@@ -1493,19 +1476,19 @@ fn rule_a_learned_forwarding_follows_the_terminal_not_its_address() {
     env.location
         .get_mut(U1)
         .unwrap()
-        .retain(|r| r.uri != T3.as_bytes());
+        .retain(|r| r.uri() != T3.as_bytes());
     env.register(U1, "t3", 5083, Some(500), 500);
     for r in env.location.get_mut(U1).unwrap() {
-        if r.uri == moved.as_bytes() {
-            r.instance = Some(b"\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"".to_vec());
+        if r.uri() == moved.as_bytes() {
+            r.set_instance(Some(b"\"<urn:uuid:00000000-0000-1000-8000-000000000003>\""));
         }
     }
     // (the stored instance is written without quotes: no match)
     let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
     for r in env.location.get_mut(U1).unwrap() {
-        if r.uri == moved.as_bytes() {
-            r.instance = Some(b"<urn:uuid:00000000-0000-1000-8000-000000000003>".to_vec());
+        if r.uri() == moved.as_bytes() {
+            r.set_instance(Some(b"<urn:uuid:00000000-0000-1000-8000-000000000003>"));
         }
     }
     let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
@@ -1513,7 +1496,7 @@ fn rule_a_learned_forwarding_follows_the_terminal_not_its_address() {
     assert_eq!(d.branches[0].socket, 5083);
     assert_eq!(d.branches[0].q, Some(800));
     assert_eq!(
-        d.branches[0].dst_uri.as_deref(),
+        d.branches[0].dst_uri(),
         Some(&b"sip:edge5083@127.0.0.1;lr"[..])
     );
     assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
@@ -1533,7 +1516,7 @@ fn rule_a_learned_forwarding_follows_the_terminal_not_its_address() {
     env.location
         .get_mut(U1)
         .unwrap()
-        .retain(|r| r.uri != moved.as_bytes());
+        .retain(|r| r.uri() != moved.as_bytes());
     let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
     // Stored for another AOR: not resolved here (the stored URI).

@@ -156,7 +156,7 @@ proptest! {
         let mut spare = engine.push_redirect(&env, &req, &FailedRound { branches: &dirty, memo: b"pr1 1\n- sip:z@partner.example\n" }, Some(mode));
         engine.push_lookup_into(&env, &req, Some(mode), &mut spare);
         prop_assert_eq!(&first, &spare);
-        let mut sent: Vec<String> = first.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()).collect();
+        let mut sent: Vec<String> = first.branches.iter().map(|b| String::from_utf8_lossy(b.uri()).into_owned()).collect();
         let mut round_start = 0;
         let mut memo = Vec::new();
         let mut redirects = 0;
@@ -194,10 +194,10 @@ proptest! {
             let tried: Vec<_> = branches.iter().filter_map(|b| key(b.uri)).collect();
             let mut seen = Vec::new();
             for b in &d.branches {
-                let u = uri::parse(&b.uri);
-                prop_assert!(u.is_ok(), "only sip:/sips: targets: {:?}", String::from_utf8_lossy(&b.uri));
+                let u = uri::parse(b.uri());
+                prop_assert!(u.is_ok(), "only sip:/sips: targets: {:?}", String::from_utf8_lossy(b.uri()));
                 let u = u.unwrap();
-                prop_assert!(!tried.contains(&u.key()), "tried again: {:?}", String::from_utf8_lossy(&b.uri));
+                prop_assert!(!tried.contains(&u.key()), "tried again: {:?}", String::from_utf8_lossy(b.uri()));
                 prop_assert!(!seen.contains(&u.key()));
                 seen.push(u.key());
                 if sips { prop_assert_eq!(u.scheme, uri::Scheme::Sips); }
@@ -207,7 +207,7 @@ proptest! {
             }
             if d.reason == Reason::Redirect { prop_assert!(d.counters[Stat::RedirectsFollowed] > 0); }
             round_start = sent.len();
-            sent.extend(d.branches.iter().map(|b| String::from_utf8_lossy(&b.uri).into_owned()));
+            sent.extend(d.branches.iter().map(|b| String::from_utf8_lossy(b.uri()).into_owned()));
             memo = d.memo;
         }
     }

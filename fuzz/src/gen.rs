@@ -891,15 +891,13 @@ impl EngineInput {
                 k.regs.push(uri.as_bytes().to_vec());
                 location.push((
                     aor,
-                    Registration {
-                        uri: uri.as_bytes().to_vec(),
-                        received: None,
-                        path: Some(b"<sip:edge@127.0.0.1;lr>".to_vec()),
-                        instance: None,
-                        socket: 7,
-                        q: *q,
-                        last_modified: NOW - 10,
-                        ..Registration::default()
+                    {
+                        let mut r = Registration::new(uri.as_bytes());
+                        r.set_path(Some(b"<sip:edge@127.0.0.1;lr>"));
+                        r.socket = 7;
+                        r.q = *q;
+                        r.last_modified = NOW - 10;
+                        r
                     },
                 ));
             }
@@ -911,23 +909,19 @@ impl EngineInput {
             k.regs.push(uri.clone());
             location.push((
                 aor,
-                Registration {
-                    uri,
-                    received: r.received.map(|i| {
-                        pick(&["sip:127.0.0.1:5062;received", "", "sip:[::1]:5070"], i)
-                            .as_bytes()
-                            .to_vec()
-                    }),
-                    path: r.path.map(|i| {
-                        pick(&["<sip:edge@127.0.0.1;lr>", "", "<sip:a;lr>,<sip:b;lr>"], i)
-                            .as_bytes()
-                            .to_vec()
-                    }),
-                    instance: r.instance.as_ref().map(|s| s.clone().into_bytes()),
-                    socket: usize::from(r.socket),
-                    q: r.q.map(|q| q % 1001),
-                    last_modified: NOW - i64::from(r.age),
-                    ..Registration::default()
+                {
+                    let mut reg = Registration::new(&uri);
+                    reg.set_received(r.received.map(|i| {
+                        pick(&["sip:127.0.0.1:5062;received", "", "sip:[::1]:5070"], i).as_bytes()
+                    }));
+                    reg.set_path(r.path.map(|i| {
+                        pick(&["<sip:edge@127.0.0.1;lr>", "", "<sip:a;lr>,<sip:b;lr>"], i).as_bytes()
+                    }));
+                    reg.set_instance(r.instance.as_deref().map(str::as_bytes));
+                    reg.socket = usize::from(r.socket);
+                    reg.q = r.q.map(|q| q % 1001);
+                    reg.last_modified = NOW - i64::from(r.age);
+                    reg
                 },
             ));
         }

@@ -1,14 +1,18 @@
 //! Next hops being gathered for a round, their loop-defence keys, and the
 //! small inline list the engine's per-call lists use.
 
-use super::decision::BranchOut;
-use super::host::{Host, Registration};
+use super::decision::{BranchOut, BR_DST, BR_INSTANCE, BR_PATH, BR_RUID, BR_URI, BR_USER_AGENT};
+use super::host::{
+    Host, Registration, REG_INSTANCE, REG_PATH, REG_RECEIVED, REG_RUID, REG_URI, REG_USER_AGENT,
+};
+use super::packed::Packed;
 use crate::parser::{self, PathError};
 use crate::uri::{self, SipUri, TargetKey};
 
-/// The Request-URIs of a transaction's branches (Kamailio's default
-/// branch limit is 12).
-pub(super) type Tried<'a> = InlineVec<SipUri<'a>, 12>;
+/// The Request-URIs of a transaction's branches: four in place (a
+/// transaction of serial rounds or a small fork; Kamailio's default
+/// branch limit, 12, spills the rest), small enough to move cheaply.
+pub(super) type Tried<'a> = InlineVec<SipUri<'a>, 4>;
 
 /// Fully resolved next hops, best first: the branches and, beside them,
 /// their keys.
@@ -102,7 +106,7 @@ pub(super) fn path_hop(
     path_check_local: bool,
     host: &dyn Host,
 ) -> Result<Option<PathHop>, PathError> {
-    let Some(path) = r.path.as_deref().filter(|p| !p.is_empty()) else {
+    let Some(path) = r.path() else {
         return Ok(None);
     };
     let at = |part: &[u8]| {
@@ -130,83 +134,64 @@ pub(super) fn path_hop(
     }))
 }
 
-impl PathHop {
-    /// The next hop and the Route set, out of `path` (the registration's
-    /// Path the hop was found in).
-    fn parts<'p>(&self, path: &'p [u8]) -> (Option<&'p [u8]>, Option<&'p [u8]>) {
-        (path.get(self.dst.clone()), path.get(self.route.clone()))
-    }
-}
-
-/// As [`take_branch`], copying the registration's bytes into the host's
-/// buffers (the registration stays as it was); the URI is left empty,
-/// for the caller's.
-pub(super) fn copy_branch(r: &Registration, hop: Option<&PathHop>, host: &dyn Host) -> BranchOut {
-    let copy = |v: Option<&[u8]>| v.filter(|v| !v.is_empty()).map(|v| host.buffer_with(v));
-    let (dst_uri, path) = match hop {
-        None => (copy(r.received.as_deref()), None),
-        Some(h) => {
-            let (dst, route) = h.parts(r.path.as_deref().unwrap_or_default());
-            (copy(dst), copy(route))
+/// The strings of a branch to registration `r` (as spans of `r`'s
+/// buffer), as `lookup()` builds it: the registration's URI; its next
+/// hop, `hop` (see [`path_hop`]) or else its received address; its Path
+/// as the Route set only with a Path hop; its instance, ruid and user
+/// agent.
+fn branch_parts(r: &Registration, hop: Option<&PathHop>) -> Packed<6> {
+    let at = |range: &std::ops::Range<usize>| {
+        let (start, _) = r.parts.span(REG_PATH);
+        let s = start as usize;
+        match (u32::try_from(s + range.start), u32::try_from(s + range.end)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => (0, 0),
         }
     };
-    let instance = copy(r.instance.as_deref());
+    let (dst, route) = match hop {
+        None => (r.parts.span(REG_RECEIVED), (0, 0)),
+        Some(h) => (at(&h.dst), at(&h.route)),
+    };
+    let mut out = r.parts.copied_into(Vec::new());
+    out.set_span(BR_URI, r.parts.span(REG_URI));
+    out.set_span(BR_DST, dst);
+    out.set_span(BR_PATH, route);
+    out.set_span(BR_INSTANCE, r.parts.span(REG_INSTANCE));
+    out.set_span(BR_RUID, r.parts.span(REG_RUID));
+    out.set_span(BR_USER_AGENT, r.parts.span(REG_USER_AGENT));
+    out
+}
+
+/// A branch to registration `r`, its strings in `parts`.
+fn branch(r: &Registration, parts: Packed<6>) -> BranchOut {
+    let has_instance = parts.opt(BR_INSTANCE).is_some();
     BranchOut {
-        uri: Vec::new(),
-        dst_uri,
-        path,
-        reg_id: if instance.is_some() { r.reg_id } else { 0 },
-        instance,
+        parts,
+        reg_id: if has_instance { r.reg_id } else { 0 },
         socket: r.socket,
         q: r.q,
         flags: r.flags,
-        ruid: copy(r.ruid.as_deref()),
-        user_agent: copy(r.user_agent.as_deref()),
         conn_id: r.conn_id,
     }
+}
+
+/// As [`take_branch`], copying the registration's bytes into a buffer of
+/// the host's (the registration stays as it was).
+pub(super) fn copy_branch(r: &Registration, hop: Option<&PathHop>, host: &dyn Host) -> BranchOut {
+    let parts = branch_parts(r, hop).copied_into(host.buffer_with(r.parts.bytes()));
+    branch(r, parts)
 }
 
 /// A branch to a registration's URI built as `lookup()` builds it: its
 /// next hop (`hop`, see [`path_hop`], else its received address), its
 /// Path as the Route set only with a Path hop, its socket, q, flags,
 /// instance (reg-id only with one), ruid, user agent and connection. Its
-/// buffers are taken (it is left without them); parts of its Path are
-/// copied into the host's buffers.
-pub(super) fn take_branch(
-    r: &mut Registration,
-    hop: Option<PathHop>,
-    host: &dyn Host,
-) -> BranchOut {
-    let some = |v: Option<Vec<u8>>| v.filter(|v| !v.is_empty());
-    let (dst_uri, path) = match hop {
-        None => (some(r.received.take()), None),
-        Some(h) => {
-            let p = r.path.as_deref().unwrap_or_default();
-            let whole = h.route.start == 0 && h.route.end == p.len();
-            let (dst, route) = h.parts(p);
-            let dst = dst.map(|d| host.buffer_with(d));
-            let route = if whole {
-                r.path.take()
-            } else {
-                route.map(|d| host.buffer_with(d))
-            };
-            (dst, route)
-        }
-    };
-    let instance = some(r.instance.take());
-    BranchOut {
-        uri: std::mem::take(&mut r.uri),
-        dst_uri,
-        path,
-        reg_id: if instance.is_some() { r.reg_id } else { 0 },
-        instance,
-        socket: r.socket,
-        q: r.q,
-        flags: r.flags,
-        ruid: some(r.ruid.take()),
-        user_agent: some(r.user_agent.take()),
-        conn_id: r.conn_id,
-    }
+/// buffer is taken (it is left without strings): every string of the
+/// branch is in it already.
+pub(super) fn take_branch(r: &mut Registration, hop: Option<PathHop>) -> BranchOut {
+    let spans = branch_parts(r, hop.as_ref());
+    let parts = spans.copied_into(std::mem::take(&mut r.parts).into_buffer());
+    branch(r, parts)
 }
 
 /// A list that keeps its first `N` items in place (on the stack) and only

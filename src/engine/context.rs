@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::candidates::{copy_branch, path_hop, take_branch, Candidates, Key, Tried};
-use super::decision::{Branch, BranchOut, Decision, Reason, Verdict};
+use super::decision::{Branch, BranchOut, Decision, Reason, Verdict, BR_URI};
 use super::host::{Host, Registration};
 use super::memo::{Memo, MAX_PENDING};
 use super::policy::{lossy, Target, Via};
@@ -30,7 +30,7 @@ pub(super) struct Excluded {
 fn bad_path(aor: &str, r: &Registration) -> String {
     format!(
         "registered contact {} of {aor} skipped: its Path does not parse",
-        lossy(&r.uri)
+        lossy(r.uri())
     )
 }
 
@@ -62,6 +62,8 @@ pub(super) struct Ctx<'e, 'r> {
     /// The stored forwarding for (AOR, service), read when first needed:
     /// a redirect that is simply followed costs no store read.
     stored: OnceCell<Option<Arc<Forwarding>>>,
+    /// Whether the AOR's host is this proxy, asked once per call.
+    aor_local: OnceCell<bool>,
 }
 
 impl<'e, 'r> Ctx<'e, 'r> {
@@ -87,7 +89,15 @@ impl<'e, 'r> Ctx<'e, 'r> {
             regs,
             regs_parsed: OnceCell::new(),
             stored: OnceCell::new(),
+            aor_local: OnceCell::new(),
         }
+    }
+
+    /// Whether the AOR's host is this proxy (`Host::is_self`), asked once.
+    pub(super) fn aor_is_local(&self) -> bool {
+        *self
+            .aor_local
+            .get_or_init(|| self.host.is_self(self.aor.host, self.aor.port))
     }
 
     pub(super) fn cfg(&self) -> &Config {
@@ -114,7 +124,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
     /// The AOR's registrations, read once when first needed.
     pub(super) fn registrations(&self) -> &'e [Registration] {
         self.regs.get_or_init(|| {
-            if !self.host.is_self(self.aor.host, self.aor.port) {
+            if !self.aor_is_local() {
                 return Vec::new();
             }
             self.host.lookup(self.aor_key).unwrap_or_default()
@@ -140,33 +150,34 @@ impl<'e, 'r> Ctx<'e, 'r> {
         reason: Reason,
     ) -> Option<(Verdict, Reason)> {
         let targets = self.forwarding_targets(f, d);
-        match self.resolve(targets.iter(), d) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match self.resolve(targets.iter(), d, &mut c) {
             Err(()) => Some((Verdict::Error, Reason::LookupFailed)),
-            Ok(c) if !c.is_empty() => {
+            Ok(()) if !c.is_empty() => {
                 d.counters.bump(Stat::ForwardingsApplied);
                 Some(self.round_from(c, d, reason))
             }
-            Ok(c) => {
+            Ok(()) => {
                 d.branches = c.into_buffer();
                 None
             }
         }
     }
 
-    /// Turns targets into next hops: a local AOR becomes its registered
+    /// Turns targets into next hops, added to `out` (filled in place: the
+    /// list is not moved around): a local AOR becomes its registered
     /// contacts (an AOR without contacts yields nothing: a failed target).
     pub(super) fn resolve<'c, 't>(
         &self,
         targets: impl IntoIterator<Item = &'t Target<'c>>,
         d: &mut Decision,
-    ) -> Result<Candidates<'c>, ()>
+        out: &mut Candidates<'c>,
+    ) -> Result<(), ()>
     where
         'e: 'c,
         'c: 't,
     {
         let limit = self.room(d.mode);
-        // The decision's own branch buffer (`round_from` hands it back).
-        let mut out = Candidates::with_buffer(std::mem::take(&mut d.branches));
         for t in targets {
             if out.len() >= limit {
                 break;
@@ -184,21 +195,17 @@ impl<'e, 'r> Ctx<'e, 'r> {
                         self.skip_for_methods(self.aor_key, r, d);
                         continue;
                     }
-                    match self.branch_of(self.host.buffer_with(t.uri), r, t.q.or(r.q)) {
-                        Ok(b) => out.push_unique(b, Key::Uri(t.parsed)),
-                        Err(uri) => {
-                            d.warn(|| bad_path(self.aor_key, r));
-                            self.host
-                                .recycle_branches(&mut vec![BranchOut::direct(uri, None)]);
-                        }
+                    match self.branch_of(t.uri, r, t.q.or(r.q)) {
+                        Some(b) => out.push_unique(b, Key::Uri(t.parsed)),
+                        None => d.warn(|| bad_path(self.aor_key, r)),
                     }
                 }
                 Via::LocalAor => {
-                    self.contacts_of(&t.parsed.aor(), d, &mut out, true, limit)?;
+                    self.contacts_of(&t.parsed.aor(), d, out, true, limit)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Adds the contacts of a local AOR to `out`, best first, minus those
@@ -239,18 +246,18 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 let later = regs.get(k + 1..).unwrap_or_default();
                 if !later
                     .iter()
-                    .any(|l| uri::parse(&l.uri).is_ok_and(|lu| self.is_tried(&lu)))
+                    .any(|l| uri::parse(l.uri()).is_ok_and(|lu| self.is_tried(&lu)))
                 {
                     self.skip_for_methods(aor, r, d);
                     excluded.counted += 1;
                 }
                 continue;
             }
-            let Ok(u) = uri::parse(&r.uri) else {
+            let Ok(u) = uri::parse(r.uri()) else {
                 d.warn(|| {
                     format!(
                         "registered contact {} of {aor} skipped: not a SIP URI",
-                        lossy(&r.uri)
+                        lossy(r.uri())
                     )
                 });
                 continue;
@@ -268,13 +275,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             let key = unique.then(|| Key::Owned(u.key()));
             // The same contact registered twice (registrar matches by
             // Call-ID) is one target.
-            if key.is_none() && out.out.iter().any(|b| b.uri == r.uri) {
+            if key.is_none() && out.out.iter().any(|b| b.uri() == r.uri()) {
                 continue;
             }
             // The registration's buffers move into the branch (`regs` is
             // not read again).
             let Some(r) = regs.get_mut(k) else { break };
-            let b = take_branch(r, hop, self.host);
+            let b = take_branch(r, hop);
             match key {
                 Some(key) => out.push_unique(b, key),
                 None => out.push(b, Key::Unkeyed),
@@ -300,7 +307,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 pr_log_level::Debug,
                 &format!(
                     "contact {} of {aor} skipped: its methods (0x{:x}) exclude the request's (0x{:x})",
-                    lossy(&r.uri),
+                    lossy(r.uri()),
                     r.methods,
                     self.method_bit
                 ),
@@ -355,9 +362,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
         }
         let redirects = old.redirects.saturating_add(count_u32(redirects_now));
         let all_sent = match sent {
-            Some(sent) => fresh
-                .iter()
-                .all(|t| sent.iter().any(|b| b.uri.as_slice() == t.uri)),
+            Some(sent) => fresh.iter().all(|t| sent.iter().any(|b| b.uri() == t.uri)),
             None => fresh.is_empty(),
         };
         if earlier.is_empty() && all_sent && redirects == count_u32(all_3xx) {
@@ -374,29 +379,30 @@ impl<'e, 'r> Ctx<'e, 'r> {
         )
     }
 
-    /// The AOR's own registered terminals not tried yet.
-    /// `buf`: a buffer for the result (the decision's branch buffer).
+    /// The AOR's own registered terminals not tried yet, into `out`
+    /// (filled in place: the list is not moved around).
     /// `d` gets the failovers of contacts whose methods exclude the
     /// request's (its warnings stay unsaid: each round would say them
     /// again).
     pub(super) fn registered(
         &self,
         d: &mut Decision,
-        buf: Vec<BranchOut>,
-    ) -> Result<(Candidates<'static>, Excluded), ()> {
-        let mut out = Candidates::with_buffer(buf);
-        let mut quiet = Decision::new(ForkMode::Serial);
+        out: &mut Candidates<'_>,
+    ) -> Result<Excluded, ()> {
+        // Its warnings are taken back (`contacts_of` adds nothing else
+        // than them and the failovers).
+        let (warnings, suppressed) = (d.warnings.len(), d.suppressed);
         let excluded = self.contacts_of(
             self.aor_key,
-            &mut quiet,
-            &mut out,
+            d,
+            out,
             false,
             // One even at the branch limit: `round_from` then says why none goes.
             self.room(d.mode).max(1),
-        )?;
-        d.counters
-            .add(Stat::Failovers, quiet.counters[Stat::Failovers]);
-        Ok((out, excluded))
+        );
+        d.warnings.truncate(warnings);
+        d.suppressed = suppressed;
+        excluded
     }
 
     /// Whether a branch of this round that failed was sent to a target of
@@ -415,7 +421,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             // A target named by its instance failed if its registration did.
             if self
                 .registration_of(t)
-                .is_some_and(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+                .is_some_and(|r| uri::parse(r.uri()).is_ok_and(|ru| hit(&ru)))
             {
                 return true;
             }
@@ -428,27 +434,28 @@ impl<'e, 'r> Ctx<'e, 'r> {
             self.host.is_self(u.host, u.port)
                 && self.host.lookup(&u.aor()).is_ok_and(|regs| {
                     regs.iter()
-                        .any(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+                        .any(|r| uri::parse(r.uri()).is_ok_and(|ru| hit(&ru)))
                 })
         })
     }
 
     /// A branch to `uri` built from registration `r` as `lookup()`
-    /// builds it (see [`take_branch`]); its bytes in buffers of the
-    /// host's. `Err(uri)`: `r`'s Path does not parse.
+    /// builds it (see [`take_branch`]); its bytes in a buffer of the
+    /// host's. `None`: `r`'s Path does not parse.
     pub(super) fn branch_of(
         &self,
-        uri: Vec<u8>,
+        uri: &[u8],
         r: &Registration,
         q: Option<u16>,
-    ) -> Result<BranchOut, Vec<u8>> {
-        let Ok(hop) = path_hop(r, self.cfg().path_check_local, self.host) else {
-            return Err(uri);
-        };
+    ) -> Option<BranchOut> {
+        let hop = path_hop(r, self.cfg().path_check_local, self.host).ok()?;
         let mut b = copy_branch(r, hop.as_ref(), self.host);
-        b.uri = uri;
+        // Usually the same bytes: the registration's URI is in the buffer.
+        if uri != r.uri() {
+            b.parts.push(BR_URI, uri);
+        }
         b.q = q;
-        Ok(b)
+        Some(b)
     }
 
     /// How many branches a round may add: one in serial mode, up to

@@ -2,6 +2,7 @@
 //! the engine's answer (verdict, reason, branches, store action, counters,
 //! memo, warnings).
 
+use super::packed::Packed;
 use crate::config::ForkMode;
 use crate::forwarding::Learned;
 use crate::stats::Counters;
@@ -159,20 +160,13 @@ impl Reason {
     }
 }
 
-/// One new branch.
+/// One new branch. Its byte strings (URI, next hop, Path, instance, ruid,
+/// user agent) are kept in one buffer: read them with [`BranchOut::uri`]
+/// and the like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BranchOut {
-    /// The Request-URI of the branch.
-    pub uri: Vec<u8>,
-    /// Next hop, as `lookup()` picks it: the first Path hop (past a local
-    /// one with registrar's `path_check_local`), else the registration's
-    /// received address; if any.
-    pub dst_uri: Option<Vec<u8>>,
-    /// The registration's Path, to become the branch's Route set; only
-    /// when its next hop is a Path hop (as `lookup()`).
-    pub path: Option<Vec<u8>>,
-    /// `+sip.instance` of the registration, if any.
-    pub instance: Option<Vec<u8>>,
+    /// The strings, indexed by the `BR_*` constants.
+    pub(super) parts: Packed<6>,
     /// The registration's socket cookie (0: none).
     pub socket: usize,
     /// q in thousandths, if known.
@@ -183,31 +177,69 @@ pub struct BranchOut {
     pub flags: u32,
     /// RFC 5626 `reg-id`; 0 unless the branch has an instance.
     pub reg_id: u32,
-    /// usrloc's record-unique id of the registration, if any.
-    pub ruid: Option<Vec<u8>>,
-    /// The User-Agent the registration came with, if any.
-    pub user_agent: Option<Vec<u8>>,
     /// The registration's TCP/TLS connection id (0: none).
     pub conn_id: i32,
 }
 
+/// Where each string of a [`BranchOut`] is in its buffer.
+pub(super) const BR_URI: usize = 0;
+pub(super) const BR_DST: usize = 1;
+pub(super) const BR_PATH: usize = 2;
+pub(super) const BR_INSTANCE: usize = 3;
+pub(super) const BR_RUID: usize = 4;
+pub(super) const BR_USER_AGENT: usize = 5;
+
 impl BranchOut {
-    /// A branch to a target that is not a registration: its URI and q, no
-    /// next hop, Path, socket or flags.
+    /// A branch to a target that is not a registration: its URI (the
+    /// whole of `uri`, a buffer of the host's) and q, no next hop, Path,
+    /// socket or flags.
     pub(crate) fn direct(uri: Vec<u8>, q: Option<u16>) -> Self {
         BranchOut {
-            uri,
-            dst_uri: None,
-            path: None,
-            instance: None,
+            parts: Packed::whole(uri, BR_URI),
             socket: 0,
             q,
             flags: 0,
             reg_id: 0,
-            ruid: None,
-            user_agent: None,
             conn_id: 0,
         }
+    }
+
+    /// The buffer of its strings, for a host to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.parts.into_buffer()
+    }
+
+    /// The Request-URI of the branch.
+    pub fn uri(&self) -> &[u8] {
+        self.parts.get(BR_URI)
+    }
+
+    /// Next hop, as `lookup()` picks it: the first Path hop (past a local
+    /// one with registrar's `path_check_local`), else the registration's
+    /// received address; if any.
+    pub fn dst_uri(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_DST)
+    }
+
+    /// The registration's Path, to become the branch's Route set; only
+    /// when its next hop is a Path hop (as `lookup()`).
+    pub fn path(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_PATH)
+    }
+
+    /// `+sip.instance` of the registration, if any.
+    pub fn instance(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_INSTANCE)
+    }
+
+    /// usrloc's record-unique id of the registration, if any.
+    pub fn ruid(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_RUID)
+    }
+
+    /// The User-Agent the registration came with, if any.
+    pub fn user_agent(&self) -> Option<&[u8]> {
+        self.parts.opt(BR_USER_AGENT)
     }
 }
 
@@ -251,6 +283,11 @@ pub struct Decision {
     /// What `service` was made of, for the next call that fills this
     /// decision again (see [`ServiceOf`]).
     pub(super) service_of: ServiceOf,
+    /// The Request-URI `aor` was made of, for the next call that fills
+    /// this decision again: the same bytes make the same AOR (both calls
+    /// of a transaction have the same `$ou`). A cache, not part of the
+    /// answer, like `service_of`.
+    pub(super) aor_of: ServiceOf,
 }
 
 /// The method and media type (or event package) a decision's service key
@@ -271,6 +308,17 @@ impl ServiceOf {
                 // 0xFF: a byte no method (UTF-8) holds.
                 Some(d) => self.0.get(m) == Some(&0xFF) && self.0.get(m + 1..) == Some(d),
             }
+    }
+
+    /// Whether `b` is the input remembered (see [`ServiceOf::remember_raw`]).
+    pub(super) fn is_raw(&self, b: &[u8]) -> bool {
+        self.0 == b
+    }
+
+    /// Remembers one byte string as the input.
+    pub(super) fn remember_raw(&mut self, b: &[u8]) {
+        self.0.clear();
+        self.0.extend_from_slice(b);
     }
 
     pub(super) fn remember(&mut self, method: &str, detail: Option<&[u8]>) {
@@ -307,14 +355,16 @@ impl Decision {
             memo: Vec::new(),
             suppressed: 0,
             service_of: ServiceOf::default(),
+            aor_of: ServiceOf::default(),
         }
     }
 
     /// As [`Decision::new`], keeping the buffers: a decision of an earlier
     /// call can be filled again without allocating them anew. `aor` keeps
-    /// its buffer as an empty string, for the engine to take; `service`
-    /// keeps its key, which the engine keeps if the new request has the
-    /// same method and media type (see [`ServiceOf`]).
+    /// its AOR, which the engine keeps if the new request has the same
+    /// Request-URI (`aor_of`); `service` keeps its key, which the engine
+    /// keeps if the new request has the same method and media type (see
+    /// [`ServiceOf`]).
     pub(crate) fn reset(&mut self, mode: ForkMode) {
         // Every field, by name: a new field cannot be forgotten here.
         let Decision {
@@ -324,13 +374,15 @@ impl Decision {
             branches,
             store,
             counters,
-            aor,
+            // keeps its AOR for the next call (see `aor_of`)
+            aor: _,
             // keeps its key for the next call (see `ServiceOf`)
             service: _,
             warnings,
             memo,
             suppressed,
             service_of: _,
+            aor_of: _,
         } = self;
         *verdict = Verdict::Untouched;
         *reason = Reason::NotPushMethod;
@@ -338,9 +390,6 @@ impl Decision {
         branches.clear();
         *store = StoreAction::None;
         *counters = Counters::default();
-        if let Some(a) = aor {
-            a.clear();
-        }
         warnings.clear();
         memo.clear();
         *suppressed = 0;

@@ -6,19 +6,17 @@
 use std::sync::Arc;
 
 use super::decision::BranchOut;
+use super::packed::Packed;
 use crate::forwarding::Forwarding;
 
-/// One registered contact of an AOR (a usrloc record).
+/// One registered contact of an AOR (a usrloc record). Its byte strings
+/// (URI, received address, Path, instance, ruid, user agent) are kept in
+/// one buffer: read them with [`Registration::uri`] and the like, set them
+/// with [`Registration::set_received`] and the like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
-    /// The contact URI.
-    pub uri: Vec<u8>,
-    /// Where the registration came from (becomes the branch's dst_uri).
-    pub received: Option<Vec<u8>>,
-    /// The Path vector of the registration.
-    pub path: Option<Vec<u8>>,
-    /// `+sip.instance`.
-    pub instance: Option<Vec<u8>>,
+    /// The strings, indexed by the `REG_*` constants.
+    pub(super) parts: Packed<6>,
     /// The listening socket the registration arrived on: an opaque cookie of
     /// the caller's, handed back untouched (0: none).
     pub socket: usize,
@@ -36,14 +34,18 @@ pub struct Registration {
     pub methods: u32,
     /// RFC 5626 `reg-id` (0: none).
     pub reg_id: u32,
-    /// usrloc's record-unique id.
-    pub ruid: Option<Vec<u8>>,
-    /// The User-Agent of the REGISTER.
-    pub user_agent: Option<Vec<u8>>,
     /// The TCP/TLS connection the registration came over (usrloc's
     /// `tcpconn_id`; -1 or 0: none), for the branch's `otcpid`.
     pub conn_id: i32,
 }
+
+/// Where each string of a [`Registration`] is in its buffer.
+pub(super) const REG_URI: usize = 0;
+pub(super) const REG_RECEIVED: usize = 1;
+pub(super) const REG_PATH: usize = 2;
+pub(super) const REG_INSTANCE: usize = 3;
+pub(super) const REG_RUID: usize = 4;
+pub(super) const REG_USER_AGENT: usize = 5;
 
 /// usrloc's `methods` of a contact that named none: every method.
 pub const ALL_METHODS: u32 = u32::MAX;
@@ -52,20 +54,100 @@ impl Default for Registration {
     /// An empty registration that accepts every method.
     fn default() -> Self {
         Registration {
-            uri: Vec::new(),
-            received: None,
-            path: None,
-            instance: None,
+            parts: Packed::default(),
             socket: 0,
             q: None,
             last_modified: 0,
             flags: 0,
             methods: ALL_METHODS,
             reg_id: 0,
-            ruid: None,
-            user_agent: None,
             conn_id: 0,
         }
+    }
+}
+
+impl Registration {
+    /// A registration of `uri` that accepts every method, with nothing else
+    /// set.
+    pub fn new(uri: &[u8]) -> Self {
+        let mut r = Registration::default();
+        r.parts.push(REG_URI, uri);
+        r
+    }
+
+    /// A registration whose strings are copied into `buf` (emptied first;
+    /// its capacity is reused), all of them at once: `[uri, received,
+    /// path, instance, ruid, user_agent]` (empty: none).
+    pub fn with_buffer(buf: Vec<u8>, strings: [&[u8]; 6]) -> Self {
+        Registration {
+            parts: Packed::from_strings(buf, strings),
+            ..Registration::default()
+        }
+    }
+
+    /// The buffer of its strings, for a host to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.parts.into_buffer()
+    }
+
+    /// The contact URI.
+    pub fn uri(&self) -> &[u8] {
+        self.parts.get(REG_URI)
+    }
+
+    /// Where the registration came from (becomes the branch's dst_uri).
+    pub fn received(&self) -> Option<&[u8]> {
+        self.parts.opt(REG_RECEIVED)
+    }
+
+    /// The Path vector of the registration.
+    pub fn path(&self) -> Option<&[u8]> {
+        self.parts.opt(REG_PATH)
+    }
+
+    /// `+sip.instance`.
+    pub fn instance(&self) -> Option<&[u8]> {
+        self.parts.opt(REG_INSTANCE)
+    }
+
+    /// usrloc's record-unique id.
+    pub fn ruid(&self) -> Option<&[u8]> {
+        self.parts.opt(REG_RUID)
+    }
+
+    /// The User-Agent of the REGISTER.
+    pub fn user_agent(&self) -> Option<&[u8]> {
+        self.parts.opt(REG_USER_AGENT)
+    }
+
+    /// Sets the contact URI.
+    pub fn set_uri(&mut self, uri: &[u8]) {
+        self.parts.push(REG_URI, uri);
+    }
+
+    /// Sets (or, `None`, clears) the received address.
+    pub fn set_received(&mut self, v: Option<&[u8]>) {
+        self.parts.push(REG_RECEIVED, v.unwrap_or_default());
+    }
+
+    /// Sets (or clears) the Path.
+    pub fn set_path(&mut self, v: Option<&[u8]>) {
+        self.parts.push(REG_PATH, v.unwrap_or_default());
+    }
+
+    /// Sets (or clears) the instance.
+    pub fn set_instance(&mut self, v: Option<&[u8]>) {
+        self.parts.push(REG_INSTANCE, v.unwrap_or_default());
+    }
+
+    /// Sets (or clears) the ruid.
+    pub fn set_ruid(&mut self, v: Option<&[u8]>) {
+        self.parts.push(REG_RUID, v.unwrap_or_default());
+    }
+
+    /// Sets (or clears) the user agent.
+    pub fn set_user_agent(&mut self, v: Option<&[u8]>) {
+        self.parts.push(REG_USER_AGENT, v.unwrap_or_default());
     }
 }
 

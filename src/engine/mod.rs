@@ -28,6 +28,7 @@ mod context;
 pub mod decision;
 pub mod host;
 pub mod memo;
+mod packed;
 mod policy;
 mod rounds;
 mod service;
@@ -200,7 +201,11 @@ impl Engine {
             service_key_of(req.method, detail, service);
             d.service_of.remember(req.method, detail);
         }
-        aor.aor_into(aor_key);
+        // An empty AOR: none from the previous call (it ended before this).
+        if aor_key.is_empty() || !d.aor_of.is_raw(req.ruri) {
+            aor.aor_into(aor_key);
+            d.aor_of.remember_raw(req.ruri);
+        }
         Ok(aor)
     }
 }
@@ -208,6 +213,34 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_filled_again_has_the_aor_of_its_own_request() {
+        let engine = Engine::new(Config::default());
+        let mut d = Decision::new(ForkMode::Serial);
+        for (ruri, has_to_tag) in [
+            (&b"sip:u1@example.com"[..], false),
+            (b"sip:u1@example.com", false),
+            (b"sip:U1@Example.com;transport=tcp", false),
+            (b"sip:u2@example.com", true),
+            (b"sip:u2@example.com", false),
+            (b"tel:+1234", false),
+            (b"sip:u2@example.com", false),
+            (b"sips:u2@example.com", false),
+        ] {
+            let req = Request {
+                method: "MESSAGE",
+                ruri,
+                has_to_tag,
+                event: None,
+                content_type: Some(b"text/plain"),
+                method_bit: 0,
+            };
+            engine.push_lookup_into(&NoHost, &req, None, &mut d);
+            let fresh = engine.push_lookup(&NoHost, &req, None);
+            assert_eq!(d.aor, fresh.aor, "{}", String::from_utf8_lossy(ruri));
+        }
+    }
 
     struct NoHost;
     impl Host for NoHost {

@@ -122,13 +122,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
         let regs = self.registrations();
         // The same bytes are the same target, and the usual case (a
         // terminal names another's registered Contact): nothing to parse.
-        if let Some(i) = regs.iter().position(|r| r.uri == raw) {
+        if let Some(i) = regs.iter().position(|r| r.uri() == raw) {
             return Some(i);
         }
         // Else compare as targets; the registrations are parsed once per
         // call, however many targets ask.
         self.regs_parsed
-            .get_or_init(|| regs.iter().map(|r| uri::parse(&r.uri).ok()).collect())
+            .get_or_init(|| regs.iter().map(|r| uri::parse(r.uri()).ok()).collect())
             .iter()
             .position(|k| k.is_some_and(|k| k.same_target(u)))
     }
@@ -259,7 +259,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             // wherever it registered from since the forwarding was
             // learned; else (no longer registered) the stored URI.
             let raw = match self.registration_of(ft) {
-                Some(r) => r.uri.as_slice(),
+                Some(r) => r.uri(),
                 None => ft.uri.as_bytes(),
             };
             if let Ok(Some(mut t)) = self.admit(raw, d) {
@@ -283,8 +283,7 @@ impl<'e> Ctx<'e, '_> {
             return None;
         }
         self.registrations().iter().find(|r| {
-            r.instance
-                .as_deref()
+            r.instance()
                 .is_some_and(|i| same_instance(i, ti.instance.as_bytes()))
         })
     }

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 
+use super::candidates::Candidates;
 use super::context::Ctx;
 use super::decision::{Branch, Decision, FailedRound, Reason, StoreAction, Verdict};
 use super::memo::Memo;
@@ -71,7 +72,7 @@ impl Engine {
     /// The body of [`Engine::push_lookup`] once the AOR is known: fills
     /// `d` and says how it ends.
     pub(super) fn lookup_round(&self, ctx: &Ctx<'_, '_>, d: &mut Decision) -> (Verdict, Reason) {
-        if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
+        if !ctx.aor_is_local() {
             return (Verdict::NothingLeft, Reason::NoTarget);
         }
         let live = ctx.stored().filter(|f| f.is_live(ctx.host.now()));
@@ -81,19 +82,19 @@ impl Engine {
                 return outcome;
             }
         }
-        let buf = std::mem::take(&mut d.branches);
-        match ctx.registered(d, buf) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match ctx.registered(d, &mut c) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok((c, _)) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            Ok(_) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
             // Terminals registered, none of them accepts the method: what
             // registrar's lookup() says then (its users answer 405).
-            Ok((c, excluded)) if excluded.seen > 0 => {
+            Ok(excluded) if excluded.seen > 0 => {
                 d.branches = c.into_buffer();
                 (Verdict::NotAccepted, Reason::MethodNotAccepted)
             }
             // No terminal registered: a provisioned forwarding stands in
             // for the subscriber (F5 otherwise waits for a 3xx).
-            Ok((c, _)) => {
+            Ok(_) => {
                 d.branches = c.into_buffer();
                 live.filter(|f| f.kind == ForwardingKind::Provisioned)
                     .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
@@ -162,10 +163,12 @@ impl Engine {
         let redirects_now = initial_budget - budget;
 
         // Tier 1: this round's redirect targets.
-        let first = match ctx.resolve(&round.targets, d) {
-            Err(()) => return (Verdict::Error, Reason::LookupFailed),
-            Ok(c) => c,
-        };
+        // Filled in place, in the decision's own branch buffer
+        // (`round_from` hands it back).
+        let mut first = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        if ctx.resolve(&round.targets, d, &mut first).is_err() {
+            return (Verdict::Error, Reason::LookupFailed);
+        }
         if !first.is_empty() {
             let outcome = ctx.round_from(first, d, Reason::Redirect);
             ctx.next_memo(
@@ -234,10 +237,11 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        match ctx.resolve(&pending, &mut unlogged) {
+        let mut c = Candidates::with_buffer(Vec::new());
+        match ctx.resolve(&pending, &mut unlogged, &mut c) {
             Err(()) => return (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => return ctx.round_from(c, d, Reason::PendingRedirect),
-            Ok(_) => {}
+            Ok(()) if !c.is_empty() => return ctx.round_from(c, d, Reason::PendingRedirect),
+            Ok(()) => {}
         }
 
         // Tier 3: the provisioned forwarding after a 3xx without Contact.
@@ -253,17 +257,17 @@ impl Engine {
         }
 
         // Tier 4: the AOR's registered terminals not tried yet.
-        if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
+        if !ctx.aor_is_local() {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        let buf = std::mem::take(&mut d.branches);
-        match ctx.registered(d, buf) {
+        let mut c = Candidates::with_buffer(std::mem::take(&mut d.branches));
+        match ctx.registered(d, &mut c) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok((c, _)) if c.is_empty() => {
+            Ok(_) if c.is_empty() => {
                 d.branches = c.into_buffer();
                 (Verdict::NothingLeft, Reason::Exhausted)
             }
-            Ok((c, _)) => {
+            Ok(_) => {
                 d.counters.bump(Stat::Failovers);
                 ctx.round_from(c, d, Reason::Failover)
             }
@@ -405,7 +409,7 @@ fn learn(
                         Via::Own(i) => ctx
                             .registrations()
                             .get(i)
-                            .and_then(|r| r.instance.as_deref())
+                            .and_then(|r| r.instance())
                             .filter(|i| instance_ok(i))
                             .map(|i| TargetInstance {
                                 aor: ctx.aor_key.to_string(),

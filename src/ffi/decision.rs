@@ -165,16 +165,16 @@ impl DecisionBox {
         self.view_branches.clear();
         self.view_branches
             .extend(d.branches.iter().map(|b| pr_branch_out {
-                uri: pr_bytes::of(&b.uri),
-                dst_uri: pr_bytes::of_opt(b.dst_uri.as_ref()),
-                path: pr_bytes::of_opt(b.path.as_ref()),
-                instance: pr_bytes::of_opt(b.instance.as_ref()),
+                uri: pr_bytes::of(b.uri()),
+                dst_uri: pr_bytes::of_opt(b.dst_uri()),
+                path: pr_bytes::of_opt(b.path()),
+                instance: pr_bytes::of_opt(b.instance()),
                 socket: b.socket as *const c_void,
                 q: b.q.map_or(-1, i32::from),
                 flags: b.flags,
                 reg_id: b.reg_id,
-                ruid: pr_bytes::of_opt(b.ruid.as_ref()),
-                user_agent: pr_bytes::of_opt(b.user_agent.as_ref()),
+                ruid: pr_bytes::of_opt(b.ruid()),
+                user_agent: pr_bytes::of_opt(b.user_agent()),
                 conn_id: b.conn_id,
             }));
         pr_decision_view {
@@ -200,9 +200,13 @@ unsafe fn request<'a>(
 ) -> Result<(Request<'a>, Option<ForkMode>, &'a [u8]), pr_status> {
     // SAFETY: forwarded to the caller's promise.
     unsafe {
-        let mode = match req.mode.text()? {
-            "" => None,
-            m => Some(ForkMode::parse(m).ok_or(pr_status::InvalidArgument)?),
+        // Usually none given: nothing to check as UTF-8.
+        let mode = match req.mode.len {
+            0 => None,
+            _ => match req.mode.text()? {
+                "" => None,
+                m => Some(ForkMode::parse(m).ok_or(pr_status::InvalidArgument)?),
+            },
         };
         Ok((
             Request {

@@ -89,11 +89,11 @@ pub type pr_is_self_fn = Option<
 pub const PR_MAX_CONTACTS_PER_AOR: usize = 1024;
 
 /// What a `pr_contacts` points to during a lookup.
-struct ContactList {
+struct ContactList<'a> {
     regs: Vec<Registration>,
     overflow: bool,
-    /// Where the copies' buffers come from.
-    spare: RegBuffers,
+    /// Where the copies' buffers come from (`RegBuffers::bytes`).
+    spare: &'a mut Vec<Vec<u8>>,
 }
 
 /// Adds one contact to a lookup's result (inside a `pr_lookup_fn` only).
@@ -102,7 +102,7 @@ struct ContactList {
 #[no_mangle]
 pub extern "C" fn pr_contacts_add(out: *mut pr_contacts, c: *const pr_contact) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
-        let list = try_mut!(out.cast::<ContactList>(), pr_status::NullParameter);
+        let list = try_mut!(out.cast::<ContactList<'_>>(), pr_status::NullParameter);
         let c = try_ref!(c, pr_status::NullParameter);
         // SAFETY: the callback passes (ptr, len) pairs per the contract.
         let fields = unsafe {
@@ -129,25 +129,30 @@ pub extern "C" fn pr_contacts_add(out: *mut pr_contacts, c: *const pr_contact) -
             list.overflow = true;
             return pr_status::Ok;
         }
-        let spare = &mut list.spare;
-        let reg = Registration {
-            uri: spare.copy(uri),
-            received: received.map(|b| spare.copy(b)),
-            path: path.map(|b| spare.copy(b)),
-            instance: instance.map(|b| spare.copy(b)),
-            socket: c.socket as usize,
-            q: u16::try_from(c.q).ok(),
-            last_modified: c.last_modified,
-            flags: c.flags,
-            methods: match c.methods {
-                0 => crate::engine::host::ALL_METHODS,
-                m => m,
-            },
-            reg_id: c.reg_id,
-            ruid: ruid.map(|b| spare.copy(b)),
-            user_agent: user_agent.map(|b| spare.copy(b)),
-            conn_id: c.conn_id.max(0),
+        let strings = [
+            uri,
+            received.unwrap_or_default(),
+            path.unwrap_or_default(),
+            instance.unwrap_or_default(),
+            ruid.unwrap_or_default(),
+            user_agent.unwrap_or_default(),
+        ];
+        // Kept as 32-bit spans of one buffer.
+        if strings.iter().map(|s| s.len()).sum::<usize>() > u32::MAX as usize {
+            return pr_status::InvalidArgument;
+        }
+        // One spare buffer for all the contact's strings.
+        let mut reg = Registration::with_buffer(take(list.spare), strings);
+        reg.socket = c.socket as usize;
+        reg.q = u16::try_from(c.q).ok();
+        reg.last_modified = c.last_modified;
+        reg.flags = c.flags;
+        reg.methods = match c.methods {
+            0 => crate::engine::host::ALL_METHODS,
+            m => m,
         };
+        reg.reg_id = c.reg_id;
+        reg.conn_id = c.conn_id.max(0);
         list.regs.push(reg);
         pr_status::Ok
     })
@@ -162,35 +167,39 @@ pub(crate) struct RegBuffers {
     bytes: Vec<Vec<u8>>,
     /// The last usrloc key made (see [`usrloc_key`]), its buffer reused.
     key: Vec<u8>,
+    /// The AOR `key` was made of, and the length of its user part (0: no
+    /// key kept): the same AOR (both calls of a transaction) is not made
+    /// into a key again.
+    key_of: Vec<u8>,
+    key_user_len: usize,
 }
 
-/// Most spare byte buffers kept (six per registration of a few
-/// registrations; a lookup of more allocates the rest).
+/// A spare buffer of `pool` (empty), or a new one.
+fn take(pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
+    let mut v = pool.pop().unwrap_or_default();
+    v.clear();
+    v
+}
+
+/// Most spare byte buffers kept (one per registration or branch of a
+/// few; a lookup of more allocates the rest).
 const SPARE_BYTES: usize = 48;
 
+/// Largest buffer kept: a registration's strings (URI, received, Path,
+/// instance, ruid, user agent) of usual sizes.
+const SPARE_BYTES_MAX: usize = 4 * uri::MAX_URI_LEN;
+
 impl RegBuffers {
-    /// `b` in a spare buffer (an empty one: no buffer).
+    /// `b` in a spare buffer.
     fn copy(&mut self, b: &[u8]) -> Vec<u8> {
-        if b.is_empty() {
-            return Vec::new();
-        }
-        let mut v = self.bytes.pop().unwrap_or_default();
-        v.clear();
+        let mut v = take(&mut self.bytes);
         v.extend_from_slice(b);
         v
     }
 
-    /// Keeps the buffers of a registration or a branch (its URI and its
-    /// optional parts).
-    fn keep_all<const N: usize>(&mut self, uri: Vec<u8>, parts: [Option<Vec<u8>>; N]) {
-        self.keep(uri);
-        for v in parts.into_iter().flatten() {
-            self.keep(v);
-        }
-    }
-
+    /// Keeps the buffer of a registration or a branch (all its strings).
     fn keep(&mut self, v: Vec<u8>) {
-        if v.capacity() > 0 && v.capacity() <= uri::MAX_URI_LEN && self.bytes.len() < SPARE_BYTES {
+        if v.capacity() > 0 && v.capacity() <= SPARE_BYTES_MAX && self.bytes.len() < SPARE_BYTES {
             self.bytes.push(v);
         }
     }
@@ -236,24 +245,27 @@ pub(crate) struct SelfAnswer {
 /// Most `is_self` answers remembered at once.
 pub(crate) const SELF_MEMO: usize = 8;
 
-impl Host for EngineBox {
-    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
-        let cb = self.lookup.ok_or(LookupError)?;
-        let mut spare = std::mem::take(&mut *self.spare_regs.borrow_mut());
-        let mut key = std::mem::take(&mut spare.key);
-        let Some(user_len) = usrloc_key(aor, &mut key) else {
-            spare.key = key;
-            *self.spare_regs.borrow_mut() = spare;
-            return Ok(Vec::new());
-        };
+impl EngineBox {
+    /// Calls the host's lookup callback for `aor` (its usrloc `key`),
+    /// the contacts copied into `list` with buffers from `pool`; the
+    /// callback's return code and the list.
+    fn call_lookup(
+        &self,
+        cb: unsafe extern "C" fn(*mut c_void, *const pr_aor, *mut pr_contacts) -> i32,
+        aor: &str,
+        key: &[u8],
+        user_len: usize,
+        list: Vec<Registration>,
+        pool: &mut Vec<Vec<u8>>,
+    ) -> (i32, Vec<Registration>) {
         let mut list = ContactList {
-            regs: std::mem::take(&mut spare.list),
+            regs: list,
             overflow: false,
-            spare,
+            spare: pool,
         };
         let pa = pr_aor {
             uri: pr_bytes::of(aor.as_bytes()),
-            key: pr_bytes::of(&key),
+            key: pr_bytes::of(key),
             user_len,
         };
         let out = std::ptr::addr_of_mut!(list).cast::<pr_contacts>();
@@ -268,23 +280,58 @@ impl Host for EngineBox {
                 &format!("{aor}: more than {PR_MAX_CONTACTS_PER_AOR} contacts, the rest ignored"),
             );
         }
-        list.spare.key = key;
-        *self.spare_regs.borrow_mut() = list.spare;
+        (rc, list.regs)
+    }
+}
+
+impl Host for EngineBox {
+    fn lookup(&self, aor: &str) -> Result<Vec<Registration>, LookupError> {
+        let cb = self.lookup.ok_or(LookupError)?;
+        // The spare buffers stay borrowed during the callback. A callback
+        // that enters the engine again finds them so: that inner lookup
+        // (and whatever else it asks of the host) makes do without them.
+        let Ok(mut guard) = self.spare_regs.try_borrow_mut() else {
+            let mut key = Vec::new();
+            let Some(user_len) = usrloc_key(aor, &mut key) else {
+                return Ok(Vec::new());
+            };
+            let (rc, regs) = self.call_lookup(cb, aor, &key, user_len, Vec::new(), &mut Vec::new());
+            return if rc == 0 { Ok(regs) } else { Err(LookupError) };
+        };
+        let RegBuffers {
+            list: spare_list,
+            bytes,
+            key,
+            key_of,
+            key_user_len,
+        } = &mut *guard;
+        if *key_user_len == 0 || key_of.as_slice() != aor.as_bytes() {
+            key_of.clear();
+            *key_user_len = 0;
+            let Some(n) = usrloc_key(aor, key) else {
+                return Ok(Vec::new());
+            };
+            key_of.extend_from_slice(aor.as_bytes());
+            *key_user_len = n;
+        }
+        let list = std::mem::take(spare_list);
+        let (rc, regs) = self.call_lookup(cb, aor, key, *key_user_len, list, bytes);
+        drop(guard);
         if rc == 0 {
-            Ok(list.regs)
+            Ok(regs)
         } else {
-            self.recycle(list.regs);
+            self.recycle(regs);
             Err(LookupError)
         }
     }
 
     fn recycle(&self, mut regs: Vec<Registration>) {
-        let mut spare = self.spare_regs.borrow_mut();
+        // Borrowed by an outer lookup (see `lookup`): dropped.
+        let Ok(mut spare) = self.spare_regs.try_borrow_mut() else {
+            return;
+        };
         for r in regs.drain(..) {
-            spare.keep_all(
-                r.uri,
-                [r.received, r.path, r.instance, r.ruid, r.user_agent],
-            );
+            spare.keep(r.into_buffer());
         }
         if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
             spare.list = regs;
@@ -292,13 +339,21 @@ impl Host for EngineBox {
     }
 
     fn buffer_with(&self, b: &[u8]) -> Vec<u8> {
-        self.spare_regs.borrow_mut().copy(b)
+        match self.spare_regs.try_borrow_mut() {
+            Ok(mut spare) => spare.copy(b),
+            // Borrowed by an outer lookup (see `lookup`).
+            Err(_) => b.to_vec(),
+        }
     }
 
     fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
-        let mut spare = self.spare_regs.borrow_mut();
+        // Borrowed by an outer lookup (see `lookup`): dropped.
+        let Ok(mut spare) = self.spare_regs.try_borrow_mut() else {
+            branches.clear();
+            return;
+        };
         for b in branches.drain(..) {
-            spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance, b.ruid, b.user_agent]);
+            spare.keep(b.into_buffer());
         }
     }
 
@@ -344,9 +399,7 @@ impl Host for EngineBox {
     fn now(&self) -> i64 {
         match self.now.get() {
             0 => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = crate::clock::unix_seconds();
                 self.now.set(now);
                 now
             }

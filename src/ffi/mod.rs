@@ -234,8 +234,8 @@ impl pr_bytes {
         }
     }
 
-    pub(crate) fn of_opt(v: Option<&Vec<u8>>) -> pr_bytes {
-        v.map_or(Self::EMPTY, |v| Self::of(v))
+    pub(crate) fn of_opt(v: Option<&[u8]>) -> pr_bytes {
+        v.map_or(Self::EMPTY, Self::of)
     }
 
     /// The bytes; `Err` for NULL with a non-zero length.
@@ -284,6 +284,12 @@ pub(crate) unsafe fn slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], p
 pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize) -> Result<&'a str, pr_status> {
     // SAFETY: forwarded to the caller's promise.
     let b = unsafe { slice(ptr, len) }?;
+    // A method or a mode is short ASCII: checked as such first (cheaper
+    // than the UTF-8 decoder's set-up).
+    if b.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+    }
     std::str::from_utf8(b).map_err(|_| pr_status::InvalidUtf8)
 }
 

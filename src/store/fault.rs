@@ -41,7 +41,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{Entry, Store, StoreError};
 use crate::log::{self, pr_log_level};
@@ -177,6 +177,10 @@ pub struct Resilient {
     checked_at: AtomicI64,
     /// Moves when the backend is replaced (the read cache starts over).
     epoch: AtomicU64,
+    /// Whether `State::counts` may hold something: set after each count,
+    /// so that `take_counts` after a call that counted nothing (every
+    /// request while the store works) takes no lock.
+    counted: AtomicBool,
 }
 
 struct State {
@@ -205,9 +209,7 @@ fn is_fault(e: &StoreError) -> bool {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::clock::unix_seconds()
 }
 
 impl Resilient {
@@ -243,6 +245,7 @@ impl Resilient {
                 timeout,
             }),
             pending: AtomicBool::new(false),
+            counted: AtomicBool::new(false),
             checked_at: AtomicI64::new(unix_now()),
             epoch: AtomicU64::new(0),
         }
@@ -254,7 +257,18 @@ impl Resilient {
 
     /// Takes the counts gathered since the last call.
     pub fn take_counts(&self) -> FaultCounts {
+        // Cleared before the counts are taken: a count made meanwhile sets
+        // it again and is taken by the next call.
+        if !self.counted.swap(false, Ordering::AcqRel) {
+            return FaultCounts::default();
+        }
         std::mem::take(&mut self.state().counts)
+    }
+
+    /// Adds one to a count of `State::counts` (the state is locked).
+    fn tally(&self, c: &mut u32) {
+        *c = c.saturating_add(1);
+        self.counted.store(true, Ordering::Release);
     }
 
     /// How many writes wait in the queue.
@@ -311,7 +325,7 @@ impl Resilient {
                 Err(e) => self.failed(&mut s, "write", &e, false, true),
             }
         } else {
-            s.counts.errors = s.counts.errors.saturating_add(1);
+            self.tally(&mut s.counts.errors);
         }
         self.enqueue(&mut s, w);
         Written::Queued
@@ -323,7 +337,7 @@ impl Resilient {
             .retain(|q| !q.superseded_by(&aor, service.as_deref()));
         if s.queue.len() >= MAX_QUEUED {
             s.queue.pop_front();
-            s.counts.dropped = s.counts.dropped.saturating_add(1);
+            self.tally(&mut s.counts.dropped);
         }
         s.queue.push_back(w);
         self.pending.store(true, Ordering::Release);
@@ -335,7 +349,7 @@ impl Resilient {
     /// a retry, a reopening or a check).
     fn failed(&self, s: &mut State, op: &str, e: &StoreError, read: bool, counted: bool) {
         if counted {
-            s.counts.errors = s.counts.errors.saturating_add(1);
+            self.tally(&mut s.counts.errors);
         }
         let now = Instant::now();
         s.retry_at = Some(now + s.backoff);
@@ -465,14 +479,14 @@ impl Resilient {
                 }
                 Ok(true) => {
                     if w.learned() {
-                        s.counts.learned = s.counts.learned.saturating_add(1);
+                        self.tally(&mut s.counts.learned);
                     }
                     s.landed = s.landed.saturating_add(1);
                     s.queue.pop_front();
                 }
                 Err(StoreError::TooBig { .. } | StoreError::Invalid(_)) => {
                     s.queue.pop_front();
-                    s.counts.dropped = s.counts.dropped.saturating_add(1);
+                    self.tally(&mut s.counts.dropped);
                 }
                 // A store of another process (after a fork): left alone.
                 Err(StoreError::WrongProcess { .. }) => return,
@@ -546,7 +560,7 @@ impl Resilient {
         match &r {
             Ok(_) => self.healed(&mut s, true),
             Err(StoreError::Unavailable) => {
-                s.counts.errors = s.counts.errors.saturating_add(1);
+                self.tally(&mut s.counts.errors);
             }
             Err(e) if is_fault(e) => self.failed(&mut s, op, e, true, true),
             Err(_) => {}
@@ -575,7 +589,7 @@ impl Resilient {
         match &r {
             Ok(_) => self.healed(&mut s, false),
             Err(StoreError::Unavailable) => {
-                s.counts.errors = s.counts.errors.saturating_add(1);
+                self.tally(&mut s.counts.errors);
             }
             Err(e) if is_fault(e) => self.failed(&mut s, op, e, false, true),
             Err(_) => {}

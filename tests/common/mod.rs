@@ -53,19 +53,15 @@ impl FakeHost {
         q: Option<u16>,
         at: i64,
     ) -> &mut Self {
-        self.location
-            .entry(aor.to_string())
-            .or_default()
-            .push(Registration {
-                uri: format!("sip:{name}@127.0.0.1:{port}").into_bytes(),
-                received: Some(format!("sip:127.0.0.1:{port};received").into_bytes()),
-                path: Some(format!("<sip:edge{port}@127.0.0.1;lr>").into_bytes()),
-                instance: None,
-                socket: port as usize,
-                q,
-                last_modified: at,
-                ..Registration::default()
-            });
+        self.location.entry(aor.to_string()).or_default().push({
+            let mut r = Registration::new(format!("sip:{name}@127.0.0.1:{port}").as_bytes());
+            r.set_received(Some(format!("sip:127.0.0.1:{port};received").as_bytes()));
+            r.set_path(Some(format!("<sip:edge{port}@127.0.0.1;lr>").as_bytes()));
+            r.socket = port as usize;
+            r.q = q;
+            r.last_modified = at;
+            r
+        });
         self
     }
 }

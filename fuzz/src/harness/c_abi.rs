@@ -370,16 +370,13 @@ impl Callbacks<'_> {
                     return (pr_status::Ok, None);
                 }
                 n += 1;
-                let reg = Registration {
-                    uri: uri.to_vec(),
-                    received: received.map(<[u8]>::to_vec),
-                    path: path.map(<[u8]>::to_vec),
-                    instance: instance.map(<[u8]>::to_vec),
-                    socket: c.socket,
-                    q: u16::try_from(c.q).ok(),
-                    last_modified: c.last_modified,
-                    ..Registration::default()
-                };
+                let mut reg = Registration::new(uri);
+                reg.set_received(received);
+                reg.set_path(path);
+                reg.set_instance(instance);
+                reg.socket = c.socket;
+                reg.q = u16::try_from(c.q).ok();
+                reg.last_modified = c.last_modified;
                 (pr_status::Ok, Some(reg))
             })
             .collect()
@@ -971,11 +968,26 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
         // SAFETY: the view promises `n_branches` branches at `branches`,
         // borrowed from the decision, not freed yet.
         let out = unsafe { &*v.branches.add(i) };
-        assert_eq!(bytes_of(out.uri), w.uri, "branch {i}: {}", ctx());
+        assert_eq!(bytes_of(out.uri), w.uri(), "branch {i}: {}", ctx());
         let opt = |b: pr_bytes| Some(bytes_of(b)).filter(|v| !v.is_empty());
-        assert_eq!(opt(out.dst_uri), w.dst_uri, "branch {i}: {}", ctx());
-        assert_eq!(opt(out.path), w.path, "branch {i}: {}", ctx());
-        assert_eq!(opt(out.instance), w.instance, "branch {i}: {}", ctx());
+        assert_eq!(
+            opt(out.dst_uri),
+            w.dst_uri().map(<[u8]>::to_vec),
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
+            opt(out.path),
+            w.path().map(<[u8]>::to_vec),
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
+            opt(out.instance),
+            w.instance().map(<[u8]>::to_vec),
+            "branch {i}: {}",
+            ctx()
+        );
         assert_eq!(out.socket as usize, w.socket, "branch {i}: {}", ctx());
         assert_eq!(out.q, w.q.map_or(-1, i32::from), "branch {i}: {}", ctx());
         assert_eq!(
@@ -984,8 +996,18 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
             "branch {i}: {}",
             ctx()
         );
-        assert_eq!(opt(out.ruid), w.ruid, "branch {i}: {}", ctx());
-        assert_eq!(opt(out.user_agent), w.user_agent, "branch {i}: {}", ctx());
+        assert_eq!(
+            opt(out.ruid),
+            w.ruid().map(<[u8]>::to_vec),
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
+            opt(out.user_agent),
+            w.user_agent().map(<[u8]>::to_vec),
+            "branch {i}: {}",
+            ctx()
+        );
     }
     assert_eq!(bytes_of(v.memo), want.memo, "{}", ctx());
     assert_eq!(v.counters, want.counters.0, "{}", ctx());

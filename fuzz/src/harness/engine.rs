@@ -212,7 +212,7 @@ pub fn run(case: &Case) {
             let (status, reply) = &case.followups[k % case.followups.len()];
             k += 1;
             all.push(BranchCase {
-                uri: out.uri.clone(),
+                uri: out.uri().to_vec(),
                 status: *status,
                 reply: reply.clone(),
                 current: true,
@@ -373,15 +373,15 @@ pub fn check(
     let regs: Vec<SipUri<'_>> = case
         .location
         .iter()
-        .filter_map(|(_, r)| uri::parse(&r.uri).ok())
+        .filter_map(|(_, r)| uri::parse(&r.uri()).ok())
         .collect();
     let mut out: Vec<SipUri<'_>> = Vec::new();
     for b in &d.branches {
-        let u = match uri::parse(&b.uri) {
+        let u = match uri::parse(&b.uri()) {
             Ok(u) => u,
             Err(e) => panic!(
                 "branch to {:?}, not a sip:/sips: URI ({}): {}",
-                lossy(&b.uri),
+                lossy(&b.uri()),
                 e.message(),
                 ctx()
             ),
@@ -397,14 +397,14 @@ pub fn check(
         assert!(
             !tried.iter().any(|t| t.same_target(&u)),
             "branch to {:?}, already tried: {}",
-            lossy(&b.uri),
+            lossy(&b.uri()),
             ctx()
         );
         let registered = regs.iter().any(|r| r.same_target(&u));
         assert!(
             registered || cfg.domain_allowed_bytes(u.host),
             "branch to {:?}: neither a registered contact nor an allowed domain: {}",
-            lossy(&b.uri),
+            lossy(&b.uri()),
             ctx()
         );
         if !matches!(d.reason, Reason::Registered | Reason::Failover) {
@@ -413,7 +413,7 @@ pub fn check(
             assert!(
                 !out.iter().any(|o| o.same_target(&u)),
                 "two branches to {:?}: {}",
-                lossy(&b.uri),
+                lossy(&b.uri()),
                 ctx()
             );
         }
@@ -424,13 +424,16 @@ pub fn check(
                 && (matches!(d.reason, Reason::Registered | Reason::Failover)
                     || !out.iter().any(|o| rfc_key(o) == key)),
             "branch to {:?} is a target tried or taken already: {}",
-            lossy(&b.uri),
+            lossy(&b.uri()),
             ctx()
         );
         if let Some(q) = b.q {
             assert!(q <= 1000);
         }
-        for v in [&b.dst_uri, &b.path, &b.instance].into_iter().flatten() {
+        for v in [&b.dst_uri(), &b.path(), &b.instance()]
+            .into_iter()
+            .flatten()
+        {
             assert!(!v.is_empty(), "an empty dst_uri/path/instance: {}", ctx());
         }
         out.push(u);
@@ -650,10 +653,10 @@ impl Case {
                 s,
                 "reg {} {} {} {} {} {} {} {}",
                 bytes(aor.as_bytes()),
-                bytes(&r.uri),
-                opt_bytes(r.received.as_deref()),
-                opt_bytes(r.path.as_deref()),
-                opt_bytes(r.instance.as_deref()),
+                bytes(&r.uri()),
+                opt_bytes(r.received()),
+                opt_bytes(r.path()),
+                opt_bytes(r.instance()),
                 r.socket,
                 opt_num(r.q),
                 r.last_modified
@@ -735,19 +738,16 @@ impl Case {
                     "self" => c.own.push((get_bytes(g(0)?)?, get_opt_num(g(1)?)?)),
                     "now" => c.now = get_num(g(0)?)?,
                     "lookup_fails" => c.lookup_fails = get_flag(g(0)?)?,
-                    "reg" => c.location.push((
-                        get_string(g(0)?)?,
-                        Registration {
-                            uri: get_bytes(g(1)?)?,
-                            received: get_opt_bytes(g(2)?)?,
-                            path: get_opt_bytes(g(3)?)?,
-                            instance: get_opt_bytes(g(4)?)?,
-                            socket: get_num(g(5)?)?,
-                            q: get_opt_num(g(6)?)?,
-                            last_modified: get_num(g(7)?)?,
-                            ..Registration::default()
-                        },
-                    )),
+                    "reg" => c.location.push((get_string(g(0)?)?, {
+                        let mut r = Registration::new(&get_bytes(g(1)?)?);
+                        r.set_received(get_opt_bytes(g(2)?)?.as_deref());
+                        r.set_path(get_opt_bytes(g(3)?)?.as_deref());
+                        r.set_instance(get_opt_bytes(g(4)?)?.as_deref());
+                        r.socket = get_num(g(5)?)?;
+                        r.q = get_opt_num(g(6)?)?;
+                        r.last_modified = get_num(g(7)?)?;
+                        r
+                    })),
                     "request" => {
                         c.method = get_string(g(0)?)?;
                         c.ruri = get_bytes(g(1)?)?;
