@@ -1452,6 +1452,45 @@ fn rule_a_301_to_a_registered_terminal_stores_its_instance() {
     assert_eq!(l.targets[0].instance, None);
 }
 
+/// SPEC §3: a registrar that keeps the terminal's old contact beside the
+/// one it registered from since (OpenSIPS's matches contacts by URI) has
+/// two registrations of one instance: the stored forwarding goes to the
+/// one registered last, wherever it is in the record; in the same second,
+/// the later in the record (usrloc appends a newer contact after the
+/// older ones of its q).
+#[test]
+fn rule_a_learned_forwarding_follows_the_newest_registration_of_its_instance() {
+    let inst = "<urn:uuid:00000000-0000-1000-8000-000000000003>";
+    let f = Forwarding {
+        kind: ForwardingKind::Permanent,
+        targets: vec![ForwardTarget {
+            uri: T3.into(),
+            q: None,
+            instance: Some(TargetInstance {
+                aor: U1.into(),
+                instance: inst.into(),
+            }),
+        }],
+        expires_at: None,
+    };
+    let moved = "sip:t3@127.0.0.1:5083";
+    for (old_at, new_at, want) in [(100, 200, moved), (200, 100, T3), (100, 100, moved)] {
+        let mut env = env3();
+        env.register(U1, "t3", 5083, Some(500), 500);
+        for r in env.location.get_mut(U1).unwrap() {
+            if r.uri() == T3.as_bytes() {
+                r.set_instance(Some(inst.as_bytes()));
+                r.last_modified = old_at;
+            } else if r.uri() == moved.as_bytes() {
+                r.set_instance(Some(inst.as_bytes()));
+                r.last_modified = new_at;
+            }
+        }
+        let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+        assert_branches(&d, &[want], Reason::StoredForwarding);
+    }
+}
+
 /// SPEC §3: the stored forwarding reaches the terminal at the contact it
 /// registered from since (another port), with that registration's next
 /// hop and socket; without the instance registered any more, the stored

@@ -276,16 +276,30 @@ impl<'e, 'r> Ctx<'e, 'r> {
 impl<'e> Ctx<'e, '_> {
     /// The subscriber's registration that is the terminal a forwarding
     /// target names by its instance, if it is registered (under the AOR of
-    /// this call, the one the forwarding is stored for).
+    /// this call, the one the forwarding is stored for). A registrar that
+    /// keeps a terminal's old contact beside the new one (OpenSIPS's
+    /// matches contacts by URI, Kamailio's replaces by instance) leaves
+    /// several: the one registered last is where the terminal is now (in
+    /// the same second, the later in the record: usrloc puts a new contact
+    /// after the older ones of its q).
     pub(super) fn registration_of(&self, ft: &ForwardTarget) -> Option<&'e Registration> {
         let ti = ft.instance.as_ref()?;
         if ti.aor != self.aor_key {
             return None;
         }
-        self.registrations().iter().find(|r| {
-            r.instance()
-                .is_some_and(|i| same_instance(i, ti.instance.as_bytes()))
-        })
+        self.registrations()
+            .iter()
+            .filter(|r| {
+                r.instance()
+                    .is_some_and(|i| same_instance(i, ti.instance.as_bytes()))
+            })
+            .reduce(|a, b| {
+                if b.last_modified >= a.last_modified {
+                    b
+                } else {
+                    a
+                }
+            })
     }
 }
 
