@@ -166,39 +166,19 @@ fn id_of(flag: &str, name: &str) -> Option<u32> {
 /// The non-zombie processes of process group `pgid`, with their real and
 /// effective uid.
 fn group_members(pgid: i32) -> Vec<(i32, u32, u32)> {
-    let mut v = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return v;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() < 3 || f[2] != pgid.to_string() || f[0] == "Z" {
-            continue;
-        }
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let uids: Vec<u32> = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .map(|l| {
-                l.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if uids.len() >= 2 {
-            v.push((pid, uids[0], uids[1]));
-        }
-    }
-    v
+    group_pids(pgid)
+        .into_iter()
+        .filter_map(|pid| {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uids: Vec<u32> = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (uids.len() >= 2).then(|| (pid, uids[0], uids[1]))
+        })
+        .collect()
 }
 
 /// The process group of `pid`.

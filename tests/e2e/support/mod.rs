@@ -63,7 +63,7 @@ pub use case::*;
 pub use mi::*;
 pub use net::*;
 pub use opensips::*;
-pub use process::{run_bounded, write_file};
+pub use process::{group_pids, run_bounded, write_file};
 pub use proxy::*;
 pub use register::*;
 pub use sender::*;

@@ -89,7 +89,7 @@ pub(super) fn kill_child(child: &mut Child) {
 }
 
 /// The non-zombie processes of process group `pgid`.
-pub(super) fn group_pids(pgid: i32) -> Vec<i32> {
+pub fn group_pids(pgid: i32) -> Vec<i32> {
     let mut v = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
