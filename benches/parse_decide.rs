@@ -85,6 +85,8 @@ fn bench(c: &mut Criterion) {
         has_to_tag: false,
         event: None,
         content_type: Some(b"text/plain"),
+        history_info: &[],
+        privacy: None,
     };
     let mut group = c.benchmark_group("parse_decide");
     for (name, code, n) in [

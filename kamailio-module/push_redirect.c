@@ -54,6 +54,7 @@ PRM_PARAM_FUNC(prm_param_allowed_domains, "allowed_domains")
 PRM_PARAM_FUNC(prm_param_location_table, "location_table")
 PRM_PARAM_FUNC(prm_param_branch_timeout, "branch_timeout")
 PRM_PARAM_FUNC(prm_param_history_info, "history_info")
+PRM_PARAM_FUNC(prm_param_diversion, "diversion")
 
 /* clang-format off */
 static cmd_export_t cmds[] = {
@@ -89,6 +90,8 @@ static param_export_t params[] = {
 		(void *)prm_param_branch_timeout},
 	{"history_info",    PARAM_INT    | PARAM_USE_FUNC,
 		(void *)prm_param_history_info},
+	{"diversion",       PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_diversion},
 	{0, 0, 0}
 };
 

@@ -74,6 +74,8 @@ pub struct Config {
     pub branch_timeout_ms: u32,
     /// `history_info`.
     pub history_info: bool,
+    /// `diversion`.
+    pub diversion: bool,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             location_table: "location".into(),
             branch_timeout_ms: 5000,
             history_info: true,
+            diversion: false,
         }
     }
 }
@@ -179,6 +182,7 @@ impl Config {
             }
             "branch_timeout" => self.branch_timeout_ms = int(value, 100, 600_000).map_err(err)?,
             "history_info" => self.history_info = int(value, 0, 1).map_err(err)? == 1,
+            "diversion" => self.diversion = int(value, 0, 1).map_err(err)? == 1,
             _ => return Err(err("unknown parameter".into())),
         }
         Ok(())
@@ -260,6 +264,7 @@ mod tests {
             ("location_table", "location_push"),
             ("branch_timeout", "2000"),
             ("history_info", "0"),
+            ("diversion", "1"),
             ("store", "/tmp/x.sqlite"),
         ] {
             c.set(n, v).unwrap_or_else(|e| panic!("{e}"));
@@ -273,6 +278,7 @@ mod tests {
         assert!(!c.domain_allowed("eviltrusted.example"));
         assert!(!c.domain_allowed("partner.example.evil"));
         assert!(!c.history_info);
+        assert!(c.diversion);
     }
 
     #[test]
@@ -294,6 +300,7 @@ mod tests {
             ("location_table", "loc;drop"),
             ("branch_timeout", "10"),
             ("history_info", "yes"),
+            ("diversion", "2"),
             ("store", ""),
             ("no_such_param", "1"),
         ];

@@ -141,6 +141,9 @@ fn message() -> pr_request {
         content_type: bytes(b"text/plain"),
         call_id: bytes(b"alloc-test"),
         mode: bytes(b""),
+        history_info: std::ptr::null(),
+        n_history_info: 0,
+        privacy: bytes(b""),
     }
 }
 

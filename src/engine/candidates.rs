@@ -1,7 +1,7 @@
 //! Next hops being gathered for a round, their loop-defence keys, and the
 //! small inline list the engine's per-call lists use.
 
-use super::decision::BranchOut;
+use super::decision::{BranchOut, Origin};
 use super::host::Registration;
 use crate::uri::{SipUri, TargetKey};
 
@@ -92,6 +92,9 @@ pub(super) fn take_branch(r: &mut Registration) -> BranchOut {
         instance: some(r.instance.take()),
         socket: r.socket,
         q: r.q,
+        origin: Origin::Registered,
+        history_info: Vec::new(),
+        diversion: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::candidates::{take_branch, Candidates, Key, Tried};
-use super::decision::{Branch, BranchOut, Decision, Reason, Verdict};
+use super::decision::{Branch, BranchOut, Decision, Origin, Reason, Verdict};
 use super::host::{Host, Registration};
 use super::memo::{Memo, MAX_PENDING};
 use super::policy::{lossy, Target, Via};
@@ -160,6 +160,9 @@ impl<'e, 'r> Ctx<'e, 'r> {
                         instance: None,
                         socket: 0,
                         q: t.q,
+                        origin: Origin::Target,
+                        history_info: Vec::new(),
+                        diversion: Vec::new(),
                     },
                     Key::Uri(t.parsed),
                 ),
@@ -172,7 +175,16 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     }
                 }
                 Via::LocalAor => {
-                    self.contacts_of(&t.parsed.aor(), d, &mut out, true, limit)?;
+                    let aor = t.parsed.aor();
+                    let before = out.len();
+                    self.contacts_of(&aor, d, &mut out, true, limit)?;
+                    // Contacts of another AOR than the request's: History-Info
+                    // gives that AOR an entry of its own.
+                    if aor != self.aor_key && self.history() {
+                        for b in out.out.iter_mut().skip(before) {
+                            b.origin = Origin::AorOf(self.host.buffer_with(t.uri));
+                        }
+                    }
                 }
             }
         }
@@ -362,7 +374,15 @@ impl<'e, 'r> Ctx<'e, 'r> {
             instance: copy(&r.instance),
             socket: r.socket,
             q,
+            origin: Origin::Registered,
+            history_info: Vec::new(),
+            diversion: Vec::new(),
         }
+    }
+
+    /// Whether branches get History-Info or Diversion.
+    pub(super) fn history(&self) -> bool {
+        self.cfg().history_info || self.cfg().diversion
     }
 
     /// How many branches a round may add: one in serial mode, up to

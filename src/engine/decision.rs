@@ -20,6 +20,12 @@ pub struct Request<'a> {
     pub event: Option<&'a [u8]>,
     /// The body of the `Content-Type` header, if any.
     pub content_type: Option<&'a [u8]>,
+    /// The bodies of the request's `History-Info` header rows, in order
+    /// (read for History-Info only, never for a decision; see
+    /// [`super::history`]).
+    pub history_info: &'a [&'a [u8]],
+    /// The body of the `Privacy` header, if any.
+    pub privacy: Option<&'a [u8]>,
 }
 
 /// One branch of the transaction (Kamailio's `t->uac[i]`).
@@ -161,6 +167,27 @@ pub struct BranchOut {
     pub socket: usize,
     /// q in thousandths, if known.
     pub q: Option<u16>,
+    /// What the branch's target is to the request's AOR (for
+    /// History-Info's `rc` / `mp`).
+    pub origin: Origin,
+    /// The History-Info header value the branch carries (empty: none).
+    pub history_info: Vec<u8>,
+    /// The Diversion header value the branch carries (empty: none).
+    pub diversion: Vec<u8>,
+}
+
+/// What a branch's target is to the request's AOR.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A registered contact of the request's own AOR (History-Info `rc`).
+    #[default]
+    Registered,
+    /// A target sent as it is, another AOR (History-Info `mp`).
+    Target,
+    /// A registered contact of another local AOR, whose target URI (as
+    /// the 3xx or the forwarding named it) is here: the AOR gets an entry
+    /// of its own (`mp`), the contact one below it (`rc`).
+    AorOf(Vec<u8>),
 }
 
 /// What the store should do after this decision.

@@ -30,6 +30,17 @@ pub struct Memo {
 
 const MAGIC: &str = "pr1";
 
+/// The first line of a memo that only carries History-Info lines (see
+/// [`super::history`]): the engine's own part is derived from the
+/// transaction, as with an empty memo.
+pub(crate) const DERIVED: &[u8] = b"pr1 -\n";
+
+/// Whether the engine's part of `memo` is to be derived from the
+/// transaction (an empty memo, or one that starts with [`DERIVED`]).
+pub(crate) fn is_derived(memo: &[u8]) -> bool {
+    memo.is_empty() || memo.starts_with(DERIVED)
+}
+
 impl Memo {
     /// Reads a memo; empty or unreadable input gives an empty memo, and bad
     /// lines are skipped.
@@ -126,7 +137,7 @@ impl Memo {
 }
 
 /// Appends `v` in decimal (no formatting machinery on this path).
-fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
     let mut digits = [0u8; 10];
     let mut n = 0;
     loop {

@@ -26,6 +26,7 @@
 mod candidates;
 mod context;
 pub mod decision;
+pub mod history;
 pub mod host;
 pub mod memo;
 mod policy;
@@ -35,7 +36,8 @@ mod service;
 pub use crate::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
 pub use crate::stats::{Counters, Stat};
 pub use decision::{
-    Branch, BranchOut, Decision, FailedRound, Reason, Request, StoreAction, Verdict, MAX_WARNINGS,
+    Branch, BranchOut, Decision, FailedRound, Origin, Reason, Request, StoreAction, Verdict,
+    MAX_WARNINGS,
 };
 pub use host::{Host, LookupError, Registration};
 pub use policy::{check_target, Place, Refused};
@@ -93,7 +95,13 @@ impl Engine {
         mode: Option<ForkMode>,
         d: &mut Decision,
     ) {
-        self.decide(host, req, &[], mode, d, |ctx, d| self.lookup_round(ctx, d));
+        let none = FailedRound {
+            branches: &[],
+            memo: b"",
+        };
+        self.decide(host, req, &none, mode, d, |ctx, d| {
+            self.lookup_round(ctx, d)
+        });
     }
 
     /// `push_redirect()`: the next branch set after a round of branches
@@ -122,7 +130,7 @@ impl Engine {
         mode: Option<ForkMode>,
         d: &mut Decision,
     ) {
-        self.decide(host, req, failed.branches, mode, d, |ctx, d| {
+        self.decide(host, req, failed, mode, d, |ctx, d| {
             self.redirect_round(ctx, failed, d)
         });
     }
@@ -136,7 +144,7 @@ impl Engine {
         &self,
         host: &dyn Host,
         req: &Request<'_>,
-        branches: &[Branch<'_>],
+        failed: &FailedRound<'_>,
         mode: Option<ForkMode>,
         d: &mut Decision,
         round: impl FnOnce(&Ctx<'_, '_>, &mut Decision) -> (Verdict, Reason),
@@ -149,8 +157,29 @@ impl Engine {
             Ok(aor) => {
                 let regs = OnceCell::new();
                 let outcome = {
+                    let branches = failed.branches;
                     let ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
-                    round(&ctx, d)
+                    let outcome = round(&ctx, d);
+                    if outcome.0 == Verdict::Branches && ctx.history() {
+                        let stored = match outcome.1 {
+                            Reason::StoredForwarding | Reason::Provisioned => {
+                                ctx.stored().map(|f| f.kind)
+                            }
+                            _ => None,
+                        };
+                        let inputs = history::Inputs {
+                            cfg: &self.config,
+                            host,
+                            ruri: req.ruri,
+                            incoming: req.history_info,
+                            privacy: req.privacy,
+                            branches,
+                            memo: failed.memo,
+                            stored,
+                        };
+                        history::annotate(&inputs, outcome.1, d);
+                    }
+                    outcome
                 };
                 if let Some(regs) = regs.into_inner() {
                     host.recycle(regs);
@@ -257,6 +286,8 @@ mod tests {
                 has_to_tag,
                 event,
                 content_type,
+                history_info: &[],
+                privacy: None,
             };
             engine.push_lookup_into(&NoHost, &req, None, &mut d);
             let fresh = engine.push_lookup(&NoHost, &req, None);

@@ -1008,6 +1008,8 @@ fn request_and_mode<'a>(
         has_to_tag,
         event,
         content_type,
+        history_info: &[],
+        privacy: None,
     };
     Ok((r, m))
 }
@@ -1176,6 +1178,12 @@ pub fn run(case: &Case) {
             content_type: r[4].raw(),
             call_id: r[5].raw(),
             mode: mode.raw(),
+            history_info: null(),
+            n_history_info: 0,
+            privacy: pr_bytes {
+                ptr: null(),
+                len: 0,
+            },
         };
         let req_ptr: *const pr_request = if case.null_request { null() } else { &req };
         let parsed = if case.null_request {

@@ -171,6 +171,8 @@ pub fn run(case: &Case) {
         has_to_tag: case.has_to_tag,
         event: case.event.as_deref(),
         content_type: case.content_type.as_deref(),
+        history_info: &[],
+        privacy: None,
     };
 
     let d = engine.push_lookup(&host, &req, case.mode);
