@@ -8,6 +8,7 @@
 //! count is exact) and are the baseline push_redirect is compared with.
 
 mod crash;
+mod history;
 mod hostile;
 mod push;
 mod store;
