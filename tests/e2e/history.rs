@@ -2,7 +2,8 @@
 //! through a real Kamailio: the terminal that finally answers checks the
 //! exact header it received, for F1, F2 (no answer: cause 408), F4
 //! parallel (each branch its own entries), F6 (a stored 301), and with
-//! `history_info` = 0 (none) and `diversion` = 1.
+//! `history_info` = 0 (none) and `diversion` = 1; a hostile incoming
+//! History-Info (1,000 entries, 60 KB, malformed) is passed on, not read.
 
 use crate::push::proxy;
 use crate::support::*;
@@ -218,4 +219,52 @@ fn history_diversion_1_and_incoming_entries_kept() {
             ]
         );
     }
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn history_hostile_incoming_is_passed_on_but_not_read() {
+    let case = Case::new("history_hostile_incoming");
+    let p = proxy(&case).start();
+    let t1 = case.terminal("t1", Answer::Code(480));
+    let t2 = case.terminal("t2", Answer::Ok);
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    let thousand: String = (0..1000)
+        .map(|k| format!("<sip:x{k}@h.example>;index=1.{k}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let huge = format!("<sip:{}@h.example>;index=1", "a".repeat(60_000));
+    let (u1, u2) = (t1.uri(), t2.uri());
+    let ours = format!(
+        "{}, <{u1}?Reason=SIP%3Bcause%3D480>;index=1.1;rc=1, <{u2};cause=480>;index=1.2;rc=1",
+        root()
+    );
+    let mut sent = 0;
+    for row in [
+        thousand.as_str(),
+        huge.as_str(),
+        "<sip:u1@example.com;index=1",
+        "garbage;;;,,,<<<>>>",
+    ] {
+        let r = case.send(
+            &p,
+            Send::message(AOR)
+                .count(5)
+                .header(&format!("History-Info: {row}")),
+        );
+        case.report(&r, &[&t1, &t2]);
+        // The same routing as without it; this proxy's entries start at 1.
+        r.assert_all(200);
+        sent += 5;
+        assert_eq!(t2.wait_received(sent), sent);
+        let reqs = t2.requests();
+        for q in reqs.iter().skip(sent - 5) {
+            assert_eq!(q.headers_named("History-Info"), vec![row, ours.as_str()]);
+        }
+    }
+    assert!(
+        p.log_count("History-Info") >= 1,
+        "the proxy says why it did not read them"
+    );
 }
