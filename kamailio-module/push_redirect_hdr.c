@@ -6,15 +6,19 @@
  * The core writes, for each new branch, the History-Info (RFC 7044) and
  * Diversion (RFC 5806) values that branch carries: each branch its own
  * path's entries.  A header lump added in a request or failure route
- * would go to every branch t_relay() creates, so the values are kept with
- * the transaction (an XAVP per branch: its R-URI and its values, shared
- * memory, moved into the transaction when t_relay() creates it), and a
- * TMCB_REQUEST_FWDED callback of the transaction adds them: tm runs it in
- * prepare_new_uac() once per new branch, with the branch's R-URI in the
- * message and the lump lists duplicated for that branch alone (they are
- * freed once its buffer is built).  The operator needs no branch_route,
- * and one registered callback serves push_lookup()'s branches and every
- * failure round's.  Nothing here decides: the core made the values.
+ * would go to every branch t_relay() creates, so a TMCB_REQUEST_FWDED
+ * callback of the transaction adds them: tm runs it in prepare_new_uac()
+ * once per new branch, with the branch's R-URI in the message and the lump
+ * lists duplicated for that branch alone (they are freed once its buffer
+ * is built).  The operator needs no branch_route, and one registered
+ * callback serves push_lookup()'s branches and every failure round's.
+ *
+ * Between push_lookup()/push_redirect() and the t_relay() that builds the
+ * branches, the values wait in this process (t_relay() follows in the same
+ * route, in the same process): a buffer of the process, reused, labelled
+ * with the message's id (a faked request in a failure route carries the
+ * id of the request it was made from), and read by the branch's R-URI.
+ * Nothing here decides: the core made the values.
  */
 
 #include <string.h>
@@ -26,21 +30,28 @@
 #include "core/parser/parse_hname2.h"
 #include "core/strutils.h"
 #include "core/ut.h"
-#include "core/xavp.h"
 #include "modules/tm/t_hooks.h"
 
 #include "push_redirect_hdr.h"
 
-/* one XAVP per branch with values: u (its R-URI), h (History-Info
- * value), d (Diversion value) */
-static str prm_hdr_name = str_init("push_redirect_hdr");
-static str prm_hdr_u = str_init("u");
-static str prm_hdr_h = str_init("h");
-static str prm_hdr_d = str_init("d");
-/* set once the transaction's callback is registered */
-static str prm_hdr_cb_name = str_init("push_redirect_hdrcb");
-
 static str prm_hi_hname = str_init("History-Info");
+
+/* the values of the last decision of this process: for each branch with
+ * values, three lengths (int) then its R-URI, History-Info and Diversion
+ * values */
+static struct
+{
+	unsigned int msg_id; /* the message they are for */
+	int valid;
+	char *buf; /* pkg memory, grown as needed, kept */
+	int size;
+	int len;
+} prm_stash;
+
+/* the message a callback was registered for in a request route (tm keeps
+ * it on its early list until t_relay() creates the transaction) */
+static unsigned int prm_cb_msg_id;
+static int prm_cb_msg_set;
 
 int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows)
 {
@@ -97,110 +108,148 @@ static int prm_hdr_insert(
 	return 0;
 }
 
-/* TMCB_REQUEST_FWDED: the values kept for this branch's R-URI, as
- * headers of this branch alone */
+/* the stashed values for R-URI `ruri` of message `id`: 0 found, -1 none */
+static int prm_stash_find(unsigned int id, str *ruri, str *hi, str *div)
+{
+	int lens[3];
+	char *p;
+	char *end;
+
+	if(!prm_stash.valid || prm_stash.msg_id != id)
+		return -1;
+	p = prm_stash.buf;
+	end = prm_stash.buf + prm_stash.len;
+	while(p + (int)sizeof(lens) <= end) {
+		memcpy(lens, p, sizeof(lens));
+		p += sizeof(lens);
+		if(lens[0] == ruri->len && memcmp(p, ruri->s, ruri->len) == 0) {
+			hi->s = p + lens[0];
+			hi->len = lens[1];
+			div->s = hi->s + lens[1];
+			div->len = lens[2];
+			return 0;
+		}
+		p += lens[0] + lens[1] + lens[2];
+	}
+	return -1;
+}
+
+/* TMCB_REQUEST_FWDED: the values of this branch's R-URI, as headers of
+ * this branch alone */
 static void prm_hdr_cb(struct cell *t, int type, struct tmcb_params *ps)
 {
 	struct sip_msg *msg;
-	sr_xavp_t *x;
-	sr_xavp_t *u;
-	sr_xavp_t *v;
 	struct lump *end;
 	struct lump *at;
 	str *ruri;
+	str hi;
+	str div;
 
 	msg = ps->req;
 	if(msg == NULL)
 		return;
 	ruri = GET_RURI(msg);
-	for(x = xavp_get(&prm_hdr_name, NULL); x != NULL; x = xavp_get_next(x)) {
-		if(x->val.type != SR_XTYPE_XAVP)
-			continue;
-		u = xavp_get(&prm_hdr_u, x->val.v.xavp);
-		if(u == NULL || u->val.type != SR_XTYPE_STR
-				|| u->val.v.s.len != ruri->len
-				|| memcmp(u->val.v.s.s, ruri->s, ruri->len) != 0)
-			continue;
-		if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
-			LM_ERR("cannot parse the branch's headers\n");
-			return;
-		}
-		end = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
-		if(end == NULL) {
-			LM_ERR("cannot add headers to branch [%.*s]\n", ruri->len,
-					ruri->s);
-			return;
-		}
-		/* a new History-Info row after the request's own (their entries
-		 * come first) */
-		v = xavp_get(&prm_hdr_h, x->val.v.xavp);
-		if(v != NULL && v->val.type == SR_XTYPE_STR && v->val.v.s.len > 0
-				&& prm_hdr_insert(end, "History-Info", 12, &v->val.v.s)
-						   < 0)
-			LM_ERR("cannot add History-Info to branch [%.*s]\n",
-					ruri->len, ruri->s);
-		/* the most recent diversion first (RFC 5806): before the
-		 * request's own Diversion headers */
-		v = xavp_get(&prm_hdr_d, x->val.v.xavp);
-		if(v != NULL && v->val.type == SR_XTYPE_STR && v->val.v.s.len > 0) {
-			at = end;
-			if(msg->diversion != NULL)
-				at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
-			if(at == NULL
-					|| prm_hdr_insert(at, "Diversion", 9, &v->val.v.s) < 0)
-				LM_ERR("cannot add Diversion to branch [%.*s]\n", ruri->len,
-						ruri->s);
-		}
+	if(prm_stash_find(msg->id, ruri, &hi, &div) < 0)
 		return;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
+		LM_ERR("cannot parse the branch's headers\n");
+		return;
+	}
+	end = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
+	if(end == NULL) {
+		LM_ERR("cannot add headers to branch [%.*s]\n", ruri->len, ruri->s);
+		return;
+	}
+	/* a new History-Info row after the request's own (their entries come
+	 * first) */
+	if(hi.len > 0 && prm_hdr_insert(end, "History-Info", 12, &hi) < 0)
+		LM_ERR("cannot add History-Info to branch [%.*s]\n", ruri->len,
+				ruri->s);
+	/* the most recent diversion first (RFC 5806): before the request's own
+	 * Diversion headers */
+	if(div.len > 0) {
+		at = end;
+		if(msg->diversion != NULL)
+			at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
+		if(at == NULL || prm_hdr_insert(at, "Diversion", 9, &div) < 0)
+			LM_ERR("cannot add Diversion to branch [%.*s]\n", ruri->len,
+					ruri->s);
 	}
 }
 
-/* a string field of a branch's XAVP (empty: none) */
-static int prm_hdr_field(str *name, pr_bytes b, sr_xavp_t **row)
+/* whether transaction t has the callback already */
+static int prm_hdr_has_cb(struct cell *t)
 {
-	sr_xval_t val;
+	struct tm_callback *cb;
 
-	if(b.len == 0)
-		return 0;
-	memset(&val, 0, sizeof(val));
-	val.type = SR_XTYPE_STR;
-	val.v.s.s = (char *)b.ptr;
-	val.v.s.len = (int)b.len;
-	return (xavp_add_value(name, &val, row) == NULL) ? -1 : 0;
+	for(cb = (struct tm_callback *)t->tmcb_hl.first; cb != NULL;
+			cb = cb->next)
+		if(cb->callback == prm_hdr_cb)
+			return 1;
+	return 0;
 }
 
 int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid)
 {
-	sr_xval_t val;
-	sr_xavp_t *row;
+	const pr_branch_out *b;
+	int lens[3];
+	int need;
+	char *nbuf;
+	char *p;
 	size_t i;
-	int any;
 
-	/* the previous round's branches are all sent */
-	if(xavp_get(&prm_hdr_name, NULL) != NULL)
-		xavp_rm_by_name(&prm_hdr_name, 1, NULL);
-	any = 0;
+	prm_stash.valid = 0;
+	need = 0;
 	for(i = 0; i < v->n_branches; i++) {
-		const pr_branch_out *b = &v->branches[i];
+		b = &v->branches[i];
+		if(b->history_info.len > 0 || b->diversion.len > 0)
+			need += (int)(sizeof(lens) + b->uri.len + b->history_info.len
+						  + b->diversion.len);
+	}
+	if(need == 0)
+		return 0;
+	if(need > prm_stash.size) {
+		nbuf = (char *)pkg_realloc(prm_stash.buf, need);
+		if(nbuf == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
+		prm_stash.buf = nbuf;
+		prm_stash.size = need;
+	}
+	p = prm_stash.buf;
+	for(i = 0; i < v->n_branches; i++) {
+		b = &v->branches[i];
 		if(b->history_info.len == 0 && b->diversion.len == 0)
 			continue;
-		row = NULL;
-		if(prm_hdr_field(&prm_hdr_u, b->uri, &row) < 0
-				|| prm_hdr_field(&prm_hdr_h, b->history_info, &row) < 0
-				|| prm_hdr_field(&prm_hdr_d, b->diversion, &row) < 0)
-			goto error;
-		memset(&val, 0, sizeof(val));
-		val.type = SR_XTYPE_XAVP;
-		val.v.xavp = row;
-		if(xavp_add_value(&prm_hdr_name, &val, NULL) == NULL)
-			goto error;
-		any = 1;
+		lens[0] = (int)b->uri.len;
+		lens[1] = (int)b->history_info.len;
+		lens[2] = (int)b->diversion.len;
+		memcpy(p, lens, sizeof(lens));
+		p += sizeof(lens);
+		memcpy(p, b->uri.ptr, lens[0]);
+		p += lens[0];
+		if(lens[1] > 0)
+			memcpy(p, b->history_info.ptr, lens[1]);
+		p += lens[1];
+		if(lens[2] > 0)
+			memcpy(p, b->diversion.ptr, lens[2]);
+		p += lens[2];
 	}
-	if(!any || xavp_get(&prm_hdr_cb_name, NULL) != NULL)
+	prm_stash.len = need;
+	prm_stash.msg_id = msg->id;
+	prm_stash.valid = 1;
+
+	/* one callback per transaction: in a failure route the transaction's
+	 * list tells; in a request route (t NULL) tm keeps it on its early
+	 * list for the transaction t_relay() creates */
+	if(t != NULL) {
+		if(prm_hdr_has_cb(t))
+			return 0;
+	} else if(prm_cb_msg_set && prm_cb_msg_id == msg->id) {
 		return 0;
-	/* t NULL (request route): tm keeps the callback for the transaction
-	 * t_relay() creates */
+	}
 	if(prm_tmb.register_tmcb(
 			   msg, t, TMCB_REQUEST_FWDED, prm_hdr_cb, NULL, NULL)
 			<= 0) {
@@ -209,21 +258,9 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 				callid->len, ZSW(callid->s));
 		return -1;
 	}
-	memset(&val, 0, sizeof(val));
-	val.type = SR_XTYPE_INT;
-	val.v.i = 1;
-	if(xavp_add_value(&prm_hdr_cb_name, &val, NULL) == NULL) {
-		LM_ERR("cannot mark the transaction (Call-ID %.*s)\n", callid->len,
-				ZSW(callid->s));
-		return -1;
+	if(t == NULL) {
+		prm_cb_msg_id = msg->id;
+		prm_cb_msg_set = 1;
 	}
 	return 0;
-
-error:
-	if(row != NULL)
-		xavp_destroy_list(&row);
-	LM_ERR("cannot keep the branch headers with the transaction (Call-ID "
-		   "%.*s)\n",
-			callid->len, ZSW(callid->s));
-	return -1;
 }

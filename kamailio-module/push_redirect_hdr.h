@@ -17,9 +17,10 @@
  * 0 or -1 */
 int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows);
 
-/* a decision's per-branch History-Info and Diversion values, kept with
- * the transaction (t; NULL in a request route) for the callback that
- * adds them to each branch as tm creates it; 0 or -1 */
+/* a decision's per-branch History-Info and Diversion values, kept in
+ * this process for the callback of transaction t (NULL in a request
+ * route: the one t_relay() creates) that adds them to each branch as tm
+ * builds it; 0 or -1 */
 int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid);
 

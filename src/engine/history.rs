@@ -570,8 +570,9 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
     };
 
     read_memo(inp.memo, entries, origins);
-    // Branches sent without an entry (not by push_lookup): the AOR's
-    // contacts, in order.
+    // A transaction without entries: its branches went to the AOR's
+    // contacts, in order (push_lookup's registered terminals keep no memo;
+    // or branches not made by push_lookup).
     if entries.is_empty() {
         for k in 0..inp.branches.len().min(MAX_ENTRIES) {
             if let Some(index) = root.child(u16::try_from(k + 1).unwrap_or(u16::MAX)) {
@@ -627,10 +628,7 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
                 None => (root, Some(480)),
             },
             Reason::Redirect => {
-                let src = current(inp.branches)
-                    .filter(|s| followable_3xx(s.status))
-                    .find(|s| names_contact(s, target))
-                    .or(first_3xx);
+                let src = source_3xx(inp.branches, target).or(first_3xx);
                 match src {
                     Some(s) => (entry_of(d, entries, s.uri).unwrap_or(root), Some(s.status)),
                     None => (root, None),
@@ -770,11 +768,17 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
         }
     }
 
+    // The AOR's registered terminals at lookup are what the next round
+    // makes of a transaction without entries (see above): no memo.
+    if inp.branches.is_empty() && reason == Reason::Registered {
+        return;
+    }
     // The memo: the engine's part (or "derived"), then ours.
     let mut memo = std::mem::take(&mut d.memo);
     if memo.is_empty() {
         memo.extend_from_slice(DERIVED);
     }
+    let engine_part = memo.len();
     for e in entries.iter().take(MAX_ENTRIES) {
         let uri = inp.bytes(d, e.uri);
         if !memo_safe(uri) {
@@ -797,41 +801,69 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
         memo.push(b'\n');
     }
     let mut n_origins = 0;
-    let mut origin_line = |memo: &mut Vec<u8>, parent: &Index, cause: u16, uri: &[u8]| {
+    for o in origins.iter() {
+        let uri = inp.bytes(d, o.uri);
         if n_origins >= MAX_ORIGINS || !memo_safe(uri) {
-            return;
+            continue;
         }
         n_origins += 1;
         memo.extend_from_slice(b"p ");
-        parent.write(memo);
+        o.parent.write(&mut memo);
         memo.push(b' ');
-        push_decimal(memo, u32::from(cause));
+        push_decimal(&mut memo, u32::from(o.cause));
         memo.push(b' ');
         memo.extend_from_slice(uri);
         memo.push(b'\n');
-    };
-    for o in origins.iter() {
-        origin_line(&mut memo, &o.parent, o.cause, inp.bytes(d, o.uri));
     }
-    // This round's 3xx Contacts that are not sent now: a later round may
-    // take them (tier 2) and must know where they came from.
+    // This round's 3xx Contacts kept for later (the engine's pending
+    // lines, `q uri`, after its first line): a later round may take them
+    // (tier 2) and must know where they came from. A followed 302 leaves
+    // none: nothing is read.
     if reason == Reason::Redirect {
-        for s in current(inp.branches).filter(|s| followable_3xx(s.status)) {
+        let first = memo
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(engine_part, |n| n + 1);
+        let mut at = first.min(engine_part);
+        while at < engine_part {
+            let end = memo
+                .get(at..engine_part)
+                .and_then(|r| r.iter().position(|&c| c == b'\n'))
+                .map_or(engine_part, |n| at + n);
+            let line = (at, end);
+            at = end + 1;
+            let Some(sp) = memo
+                .get(line.0..line.1)
+                .and_then(|l| l.iter().position(|&c| c == b' '))
+            else {
+                continue;
+            };
+            let uri = (line.0 + sp + 1, line.1);
+            let known = {
+                let u = memo.get(uri.0..uri.1).unwrap_or(&[]);
+                origins.iter().any(|o| inp.bytes(d, o.uri) == u)
+            };
+            if known || n_origins >= MAX_ORIGINS {
+                continue;
+            }
+            let src = {
+                let u = memo.get(uri.0..uri.1).unwrap_or(&[]);
+                source_3xx(inp.branches, u)
+            };
+            let Some(s) = src else {
+                continue;
+            };
             let Some(parent) = entry_of(d, entries, s.uri) else {
                 continue;
             };
-            let Some(resp) = s.reply.and_then(|r| parser::parse_response(r).ok()) else {
-                continue;
-            };
-            for c in resp.contacts().flatten().take(MAX_ORIGINS) {
-                let sent = d.branches.iter().any(|b| match &b.origin {
-                    Origin::AorOf(u) => u.as_slice() == c.uri,
-                    _ => b.uri.as_slice() == c.uri,
-                });
-                if !sent {
-                    origin_line(&mut memo, &parent, s.status, c.uri);
-                }
-            }
+            n_origins += 1;
+            memo.extend_from_slice(b"p ");
+            parent.write(&mut memo);
+            memo.push(b' ');
+            push_decimal(&mut memo, u32::from(s.status));
+            memo.push(b' ');
+            memo.extend_from_within(uri.0..uri.1);
+            memo.push(b'\n');
         }
     }
     d.memo = memo;
@@ -858,6 +890,20 @@ fn next_child(entries: &[Entry], root: &Index, parent: Index) -> Option<Index> {
 
 fn parse_uri(u: &[u8]) -> Option<crate::uri::SipUri<'_>> {
     crate::uri::parse(u).ok()
+}
+
+/// The branch of the current round whose 3xx named `target`: the one
+/// 3xx of the round (the usual case: no reply is parsed again), else the
+/// first whose Contacts name it.
+fn source_3xx<'b>(branches: &'b [Branch<'b>], target: &[u8]) -> Option<&'b Branch<'b>> {
+    let mut redirects = current(branches).filter(|s| followable_3xx(s.status));
+    let first = redirects.next()?;
+    if redirects.next().is_none() {
+        return Some(first);
+    }
+    current(branches)
+        .filter(|s| followable_3xx(s.status))
+        .find(|s| names_contact(s, target))
 }
 
 /// Whether the 3xx of branch `s` names `target` as a Contact.

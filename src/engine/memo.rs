@@ -12,6 +12,12 @@
 //! transaction XAVP (shared memory, seen by whichever process runs the next
 //! failure round) and hands it back. It is a few short text lines, read
 //! leniently and bounded: a damaged memo only costs the pending Contacts.
+//!
+//! With History-Info or Diversion on, the memo also carries their entries
+//! (`h` and `p` lines after these, written and read by [`super::history`];
+//! this reader skips them). Such a memo is never empty; when the engine's
+//! own part could be derived it starts with [`DERIVED`] (`pr1 -`), which
+//! the next round reads as an empty memo.
 
 use crate::forwarding::ForwardTarget;
 use crate::uri::MAX_URI_LEN;
