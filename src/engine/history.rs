@@ -49,9 +49,10 @@ pub const MAX_INCOMING_ENTRIES: usize = 64;
 /// Most bytes of a request's History-Info (all rows) that are read.
 pub const MAX_INCOMING_BYTES: usize = 8192;
 /// Deepest index of a request's History-Info that is read.
-pub const MAX_INCOMING_DEPTH: usize = 16;
-/// Deepest index this proxy writes (incoming depth plus its own rounds).
-pub const MAX_DEPTH: usize = 32;
+pub const MAX_INCOMING_DEPTH: usize = 8;
+/// Deepest index this proxy writes (incoming depth plus its own rounds;
+/// a target that would be deeper gets no History-Info).
+pub const MAX_DEPTH: usize = 16;
 /// Most entries of this proxy a transaction's memo keeps.
 pub const MAX_ENTRIES: usize = 64;
 /// Most pending-Contact origins a transaction's memo keeps.
@@ -138,11 +139,16 @@ impl Index {
 
     /// Appends it as text.
     pub fn write(&self, out: &mut Vec<u8>) {
-        for (k, p) in self.parts().iter().enumerate() {
+        out.reserve(2 * usize::from(self.len));
+        for (k, &p) in self.parts().iter().enumerate() {
             if k > 0 {
                 out.push(b'.');
             }
-            push_decimal(out, u32::from(*p));
+            // Almost every number is one digit.
+            match u8::try_from(p) {
+                Ok(d @ 0..=9) => out.push(b'0' + d),
+                _ => push_decimal(out, u32::from(p)),
+            }
         }
     }
 }
@@ -543,7 +549,43 @@ pub(super) fn annotate(inp: &Inputs<'_>, reason: Reason, d: &mut Decision) {
     let _ = SCRATCH.try_with(|x| *x.borrow_mut() = s);
 }
 
+/// push_lookup's registered terminals, for a request without
+/// History-Info or Privacy (the usual first round): `<ruri>;index=1,
+/// <contact>;index=1.k;rc=1`, written directly. `false`: not that case.
+fn registered_at_lookup(
+    inp: &Inputs<'_>,
+    reason: Reason,
+    d: &mut Decision,
+    out: &mut Vec<u8>,
+) -> bool {
+    if !(inp.branches.is_empty()
+        && reason == Reason::Registered
+        && inp.incoming.is_empty()
+        && inp.privacy.is_none()
+        && inp.cfg.history_info)
+    {
+        return false;
+    }
+    for (k, b) in d.branches.iter_mut().enumerate() {
+        out.clear();
+        out.push(b'<');
+        out.extend_from_slice(inp.ruri);
+        out.extend_from_slice(b">;index=1, <");
+        out.extend_from_slice(&b.uri);
+        out.extend_from_slice(b">;index=1.");
+        push_decimal(out, u32::try_from(k + 1).unwrap_or(u32::MAX));
+        out.extend_from_slice(b";rc=1");
+        b.history_info = inp.host.buffer_with(out);
+    }
+    // (no diversion: nothing was diverted; no memo: the next round
+    // derives these entries)
+    true
+}
+
 fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scratch) {
+    if registered_at_lookup(inp, reason, d, &mut s.out) {
+        return;
+    }
     let Scratch {
         entries,
         origins,

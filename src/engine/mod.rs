@@ -21,7 +21,8 @@
 //! and the answer), `service` (service keys), `policy` (which targets are
 //! admitted), `context` (one call's context; targets into branches),
 //! `candidates` (next hops and their loop keys), `rounds` (the tiers),
-//! [`memo`] (what a transaction carries between failure rounds).
+//! [`memo`] (what a transaction carries between failure rounds),
+//! [`history`] (each branch's History-Info and Diversion values).
 
 mod candidates;
 mod context;

@@ -964,6 +964,18 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
         assert_eq!(opt(out.instance), w.instance, "branch {i}: {}", ctx());
         assert_eq!(out.socket as usize, w.socket, "branch {i}: {}", ctx());
         assert_eq!(out.q, w.q.map_or(-1, i32::from), "branch {i}: {}", ctx());
+        assert_eq!(
+            bytes_of(out.history_info),
+            w.history_info,
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
+            bytes_of(out.diversion),
+            w.diversion,
+            "branch {i}: {}",
+            ctx()
+        );
     }
     assert_eq!(bytes_of(v.memo), want.memo, "{}", ctx());
     assert_eq!(v.counters, want.counters.0, "{}", ctx());
