@@ -17,7 +17,8 @@
  * branches, the values wait in this process (t_relay() follows in the same
  * route, in the same process): a buffer of the process, reused, labelled
  * with the message's id (a faked request in a failure route carries the
- * id of the request it was made from), and read by the branch's R-URI.
+ * id of the request it was made from) and Call-ID, and read by the
+ * branch's R-URI.
  * Nothing here decides: the core made the values.
  */
 
@@ -42,6 +43,7 @@ static str prm_hi_hname = str_init("History-Info");
 static struct
 {
 	unsigned int msg_id; /* the message they are for */
+	int callid_len;		 /* and its Call-ID (the first bytes of buf) */
 	int valid;
 	char *buf; /* pkg memory, grown as needed, kept */
 	int size;
@@ -108,16 +110,20 @@ static int prm_hdr_insert(
 	return 0;
 }
 
-/* the stashed values for R-URI `ruri` of message `id`: 0 found, -1 none */
-static int prm_stash_find(unsigned int id, str *ruri, str *hi, str *div)
+/* the stashed values for R-URI `ruri` of message `id` with Call-ID
+ * `callid`: 0 found, -1 none */
+static int prm_stash_find(
+		unsigned int id, str *callid, str *ruri, str *hi, str *div)
 {
 	int lens[3];
 	char *p;
 	char *end;
 
-	if(!prm_stash.valid || prm_stash.msg_id != id)
+	if(!prm_stash.valid || prm_stash.msg_id != id
+			|| prm_stash.callid_len != callid->len
+			|| memcmp(prm_stash.buf, callid->s, callid->len) != 0)
 		return -1;
-	p = prm_stash.buf;
+	p = prm_stash.buf + prm_stash.callid_len;
 	end = prm_stash.buf + prm_stash.len;
 	while(p + (int)sizeof(lens) <= end) {
 		memcpy(lens, p, sizeof(lens));
@@ -146,10 +152,10 @@ static void prm_hdr_cb(struct cell *t, int type, struct tmcb_params *ps)
 	str div;
 
 	msg = ps->req;
-	if(msg == NULL)
+	if(msg == NULL || msg->callid == NULL)
 		return;
 	ruri = GET_RURI(msg);
-	if(prm_stash_find(msg->id, ruri, &hi, &div) < 0)
+	if(prm_stash_find(msg->id, &msg->callid->body, ruri, &hi, &div) < 0)
 		return;
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
 		LM_ERR("cannot parse the branch's headers\n");
@@ -200,14 +206,14 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	size_t i;
 
 	prm_stash.valid = 0;
-	need = 0;
+	need = callid->len;
 	for(i = 0; i < v->n_branches; i++) {
 		b = &v->branches[i];
 		if(b->history_info.len > 0 || b->diversion.len > 0)
 			need += (int)(sizeof(lens) + b->uri.len + b->history_info.len
 						  + b->diversion.len);
 	}
-	if(need == 0)
+	if(need == callid->len)
 		return 0;
 	if(need > prm_stash.size) {
 		nbuf = (char *)pkg_realloc(prm_stash.buf, need);
@@ -219,6 +225,9 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		prm_stash.size = need;
 	}
 	p = prm_stash.buf;
+	if(callid->len > 0)
+		memcpy(p, callid->s, callid->len);
+	p += callid->len;
 	for(i = 0; i < v->n_branches; i++) {
 		b = &v->branches[i];
 		if(b->history_info.len == 0 && b->diversion.len == 0)
@@ -238,6 +247,7 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		p += lens[2];
 	}
 	prm_stash.len = need;
+	prm_stash.callid_len = callid->len;
 	prm_stash.msg_id = msg->id;
 	prm_stash.valid = 1;
 

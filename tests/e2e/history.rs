@@ -268,3 +268,48 @@ fn history_hostile_incoming_is_passed_on_but_not_read() {
         "the proxy says why it did not read them"
     );
 }
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn history_f4_serial_the_next_contact_remembers_its_300() {
+    // Three rounds, the entries carried by the transaction's memo: t1's
+    // 300, tb (q=0.9) answers 480, then ta (q=0.5) answers 200.
+    let case = Case::new("history_f4_serial");
+    let p = proxy(&case)
+        .define_str("ALLOWED_DOMAINS", "127.0.0.1")
+        .start();
+    let ta = case.terminal("ta", Answer::Ok);
+    let tb = case.terminal("tb", Answer::Code(480));
+    let tc = case.terminal("tc", Answer::Ok);
+    let t1 = case.terminal(
+        "t1",
+        Answer::Multiple300([
+            (ta.uri(), "0.5".into()),
+            (tb.uri(), "0.9".into()),
+            (tc.uri(), "0.1".into()),
+        ]),
+    );
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    let r = case.send(&p, Send::message(AOR).count(N as u32));
+    case.report(&r, &[&t1, &ta, &tb, &tc]);
+    r.assert_all(200);
+    let head = format!(
+        "{}, <{}?Reason=SIP%3Bcause%3D300>;index=1.1;rc=1",
+        root(),
+        t1.uri()
+    );
+    assert_history(
+        &tb,
+        N,
+        &format!("{head}, <{};cause=300>;index=1.1.1;mp=1.1", tb.uri()),
+    );
+    assert_history(
+        &ta,
+        N,
+        &format!(
+            "{head}, <{};cause=300?Reason=SIP%3Bcause%3D480>;index=1.1.1;mp=1.1, <{};cause=300>;index=1.1.2;mp=1.1",
+            tb.uri(),
+            ta.uri()
+        ),
+    );
+}
