@@ -7,7 +7,11 @@
 #   make test-versions  the end-to-end tests against every other supported
 #                    Kamailio (scripts/kamailio-versions)
 #   make crash-loop  the crash and shutdown loop (hundreds of runs)
-#   make install     build/push_redirect.so into Kamailio's module directory
+#   make install     build/push_redirect.so into Kamailio's module directory,
+#                    and /var/lib/kamailio (the default store's folder)
+#                    for the kamailio user (scripts/install-store-dir.sh)
+#   make deb         a Debian package of the module for the installed
+#                    Kamailio (build/deb/), and its lintian report
 #   make header      regenerate include/push_redirect.h (commit it)
 #   make fuzz        fuzz the parser, the engine and the C ABI (fuzz/README.md)
 #   make clean
@@ -18,7 +22,7 @@ KAMAILIO ?= kamailio
 KAM_MODULES ?= /usr/lib/x86_64-linux-gnu/kamailio/modules
 RUN_CFG ?= cfg-examples/push-redirect.cfg
 
-.PHONY: all build core module run test test-rust test-c test-e2e test-versions e2e-valgrind crash-loop load-hostile install header clean fuzz
+.PHONY: all build core module run test test-rust test-c test-e2e test-versions e2e-valgrind crash-loop load-hostile install header clean fuzz deb
 
 all: build
 
@@ -45,6 +49,16 @@ run:
 
 install: build
 	scripts/build-module.sh install
+
+# scripts/build-deb.sh (README, "Debian package"); lintian's report
+# follows, and an error of it fails the target
+deb:
+	scripts/install-deps.sh deb
+	$(MAKE) build
+	@deb=$$(scripts/build-deb.sh | tail -n 1) && \
+		echo "push_redirect: package $$deb" && \
+		echo "lintian --pedantic --display-info --show-overrides:" && \
+		lintian --pedantic --display-info --show-overrides "$$deb"
 
 test:
 	scripts/install-deps.sh test

@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
                 socket: 0,
                 q: None,
                 last_modified: k,
+                ..Registration::default()
             })
             .collect(),
     };
@@ -87,6 +88,7 @@ fn bench(c: &mut Criterion) {
         content_type: Some(b"text/plain"),
         history_info: &[],
         privacy: None,
+        method_bit: 256,
     };
     let mut group = c.benchmark_group("parse_decide");
     for (name, code, n) in [

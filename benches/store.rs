@@ -36,10 +36,12 @@ fn entry(i: usize, service: &str) -> Entry {
             ForwardTarget {
                 uri: format!("sip:fwd{i}@partner.example"),
                 q: Some(1000),
+                instance: None,
             },
             ForwardTarget {
                 uri: format!("sip:fwd{i}@backup.example;transport=tcp"),
                 q: Some(500),
+                instance: None,
             },
         ],
         expires_at: (i % 2 == 0).then_some(NOW + 3600),

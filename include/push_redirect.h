@@ -243,7 +243,9 @@ typedef struct pr_entry {
    */
   struct pr_bytes kind;
   /*
-   The targets, best first: `uri;q=0.5, uri2` (q only when set).
+   The targets, best first: `uri;q=0.5, uri2` (q only when set); a
+   target that names a registered terminal by its instance adds
+   ` (instance VALUE)`: it is that terminal's current contact.
    */
   struct pr_bytes targets;
   /*
@@ -303,6 +305,12 @@ typedef struct pr_request {
    */
   struct pr_bytes mode;
   /*
+   The method as Kamailio's `METHOD_*` bit (`msg->REQ_METHOD`): a
+   registered contact whose `methods` lack it is not a target (0:
+   unknown, no contact is skipped for its methods).
+   */
+  uint32_t method_bit;
+  /*
    The bodies of the request's `History-Info` header rows, in order
    (`n_history_info` of them; NULL only when that is 0). More than
    `PR_MAX_HISTORY_INFO_ROWS` rows: only the count is read, and the
@@ -348,6 +356,29 @@ typedef struct pr_branch_out {
    */
   int32_t q;
   /*
+   Branch flags to OR into the branch's (the registration's contact
+   flags, e.g. nathelper's NAT flag; 0 for a target that is not a
+   registration).
+   */
+  uint32_t flags;
+  /*
+   RFC 5626 reg-id (0 unless `instance` is set).
+   */
+  uint32_t reg_id;
+  /*
+   The registration's usrloc ruid.
+   */
+  struct pr_bytes ruid;
+  /*
+   The User-Agent of the registration.
+   */
+  struct pr_bytes user_agent;
+  /*
+   The registration's TCP/TLS connection id, for the branch's `otcpid`
+   (0: none).
+   */
+  int32_t conn_id;
+  /*
    The value of the `History-Info` header row to add to this branch
    (RFC 7044; empty: none). The request's own rows stay.
    */
@@ -366,7 +397,8 @@ typedef struct pr_branch_out {
 typedef struct pr_decision_view {
   /*
    What the script function returns: 1 (branches set), -1 (nothing to
-   do or nothing left), -2 (error or every target refused).
+   do or nothing left), -2 (error or every target refused), -3
+   (`push_lookup`: registered terminals, none accepts the method).
    */
   int32_t script_rc;
   /*
@@ -508,6 +540,32 @@ typedef struct pr_contact {
    Time of the last registration or refresh (Unix seconds).
    */
   int64_t last_modified;
+  /*
+   usrloc's `cflags`: the branch flags the REGISTER had.
+   */
+  uint32_t flags;
+  /*
+   usrloc's `methods`: Kamailio's `METHOD_*` bits the contact accepts
+   (`0xffffffff`: all; 0 is read as all too, so that a zeroed
+   `pr_contact` excludes nothing).
+   */
+  uint32_t methods;
+  /*
+   RFC 5626 reg-id (0: none).
+   */
+  uint32_t reg_id;
+  /*
+   usrloc's record-unique id.
+   */
+  struct pr_bytes ruid;
+  /*
+   The REGISTER's User-Agent.
+   */
+  struct pr_bytes user_agent;
+  /*
+   usrloc's `tcpconn_id` (-1 or 0: none).
+   */
+  int32_t conn_id;
 } pr_contact;
 
 #ifdef __cplusplus

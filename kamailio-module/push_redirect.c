@@ -11,15 +11,22 @@
  * process life cycle (push_redirect_mod.h lists the other files).
  */
 
+#include <errno.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/cfg/cfg_struct.h"
 #include "core/sr_module.h"
 #include "core/dprint.h"
 #include "core/globals.h"
+#include "core/kemi.h"
 #include "core/mem/mem.h"
 #include "core/mod_fix.h"
 #include "core/route.h"
@@ -311,6 +318,99 @@ static void prm_engine_destroy(void)
 	prm_engine_pid = 0;
 }
 
+/* the store check of mod_init() in a child process that first takes the
+ * identity Kamailio's processes will have (as do_suid() gives it): 0 when
+ * the store is usable by them */
+static int prm_check_store_as(int to_uid, int to_gid)
+{
+	struct sigaction dfl, old;
+	struct passwd *pw;
+	pid_t pid, w;
+	int status;
+
+	/* no SIGCHLD for Kamailio's handler: it would take this child's exit
+	 * for a dead worker's and hold back the next signal (SIGTERM) */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	if(sigaction(SIGCHLD, &dfl, &old) < 0) {
+		LM_ERR("cannot set SIGCHLD: %s\n", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if(pid == 0) {
+		if(to_gid != 0 && setgid((gid_t)to_gid) < 0) {
+			LM_ERR("cannot change to gid %d: %s\n", to_gid, strerror(errno));
+			_exit(2);
+		}
+		if(to_uid != 0) {
+			pw = getpwuid((uid_t)to_uid);
+			if(pw == NULL || initgroups(pw->pw_name, pw->pw_gid) < 0
+					|| setuid((uid_t)to_uid) < 0) {
+				LM_ERR("cannot change to uid %d: %s\n", to_uid,
+						strerror(errno));
+				_exit(2);
+			}
+		}
+		_exit(pr_config_check_store(prm_cfg) == PR_STATUS_OK ? 0 : 1);
+	}
+	status = -1;
+	if(pid < 0) {
+		LM_ERR("cannot fork to check the store as uid %d: %s\n", to_uid,
+				strerror(errno));
+	} else {
+		do {
+			w = waitpid(pid, &status, 0);
+		} while(w < 0 && errno == EINTR);
+		if(w != pid)
+			status = -1;
+	}
+	sigaction(SIGCHLD, &old, NULL);
+	return (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+				   ? 0
+				   : -1;
+}
+
+/* the store must be usable before any worker starts: created (with its
+ * folder), migrated, writable; closed again before the fork.  Kamailio
+ * runs mod_init() before it drops root for -u/-g (Debian's init script
+ * starts it so), so the check runs as that user: files made here as root
+ * would be root's, and no worker could write them */
+static int prm_check_store(void)
+{
+	if(geteuid() == 0 && (uid != 0 || gid != 0))
+		return prm_check_store_as(uid, gid);
+	return pr_config_check_store(prm_cfg) == PR_STATUS_OK ? 0 : -1;
+}
+
+/* registrar's own parameters that shape lookup()'s branches, for the core
+ * to build them the same way: path_check_local (registrar not loaded, or
+ * the parameter not found: 0, registrar's default) */
+static int prm_registrar_params(void)
+{
+	struct sr_module *reg;
+	modparam_t type;
+	int *v;
+	const char *val;
+
+	reg = find_module_by_name("registrar");
+	if(reg == NULL)
+		return 0;
+	type = 0;
+	v = (int *)find_param_export(reg, "path_check_local", PARAM_INT, &type);
+	if(v == NULL)
+		return 0;
+	val = (*v > 0) ? "1" : "0";
+	if(pr_config_set(prm_cfg, (const uint8_t *)"registrar.path_check_local",
+			   sizeof("registrar.path_check_local") - 1,
+			   (const uint8_t *)val, 1)
+			!= PR_STATUS_OK) {
+		LM_ERR("cannot take registrar's path_check_local\n");
+		return -1;
+	}
+	return 0;
+}
+
 static int mod_init(void)
 {
 	bind_usrloc_t bind_usrloc;
@@ -339,6 +439,9 @@ static int mod_init(void)
 		return -1;
 	}
 
+	if(prm_registrar_params() < 0)
+		return -1;
+
 	if(prm_location_table.s == NULL) {
 		prm_location_table.s = pkg_malloc(sizeof("location"));
 		if(prm_location_table.s == NULL) {
@@ -360,7 +463,7 @@ static int mod_init(void)
 
 	/* the store must be usable before any worker starts: created (with
 	 * its folder), migrated, writable; closed again before the fork */
-	if(pr_config_check_store(prm_cfg) != PR_STATUS_OK) {
+	if(prm_check_store() < 0) {
 		LM_ERR("cannot use the forwarding store (modparam \"store\"): see"
 			   " the error above\n");
 		return -1;
@@ -416,4 +519,42 @@ static void mod_destroy(void)
 		prm_location_table.s = NULL;
 		prm_location_table.len = 0;
 	}
+}
+
+/* clang-format off */
+/* the KEMI exports: KSR.push_redirect.<name>() in Lua, Python, JavaScript
+ * routing scripts; the same return values as the script functions (the
+ * struct is the same in Kamailio 5.6, 6.0 and 6.1) */
+static sr_kemi_t sr_kemi_push_redirect_exports[] = {
+	{ str_init("push_redirect"), str_init("push_lookup"),
+		SR_KEMIP_INT, ki_push_lookup,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_lookup_mode"),
+		SR_KEMIP_INT, ki_push_lookup_mode,
+		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_redirect"),
+		SR_KEMIP_INT, ki_push_redirect,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("push_redirect"), str_init("push_redirect_mode"),
+		SR_KEMIP_INT, ki_push_redirect_mode,
+		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+
+	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }
+};
+/* clang-format on */
+
+/* Kamailio's loader calls it when the module is loaded, before the cfg's
+ * modparams: the KEMI table is registered here, as in Kamailio's modules */
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	sr_kemi_modules_add(sr_kemi_push_redirect_exports);
+	return 0;
 }

@@ -158,3 +158,26 @@ int w_push_redirect(struct sip_msg *msg, char *mode, char *p2)
 		return -2;
 	return prm_push_redirect(msg, &m);
 }
+
+/* the KEMI wrappers (KSR.push_redirect.*, registered in mod_register()):
+ * the same glue and return values as the script functions; KEMI hands the
+ * mode over as a str */
+int ki_push_lookup(struct sip_msg *msg)
+{
+	return prm_push_lookup(msg, NULL);
+}
+
+int ki_push_lookup_mode(struct sip_msg *msg, str *mode)
+{
+	return prm_push_lookup(msg, mode);
+}
+
+int ki_push_redirect(struct sip_msg *msg)
+{
+	return prm_push_redirect(msg, NULL);
+}
+
+int ki_push_redirect_mode(struct sip_msg *msg, str *mode)
+{
+	return prm_push_redirect(msg, mode);
+}

@@ -20,4 +20,11 @@ int prm_push_redirect(struct sip_msg *msg, str *mode);
 int w_push_lookup(struct sip_msg *msg, char *mode, char *p2);
 int w_push_redirect(struct sip_msg *msg, char *mode, char *p2);
 
+/* the KEMI wrappers: KSR.push_redirect.push_lookup(),
+ * push_lookup_mode(mode), push_redirect(), push_redirect_mode(mode) */
+int ki_push_lookup(struct sip_msg *msg);
+int ki_push_lookup_mode(struct sip_msg *msg, str *mode);
+int ki_push_redirect(struct sip_msg *msg);
+int ki_push_redirect_mode(struct sip_msg *msg, str *mode);
+
 #endif

@@ -83,6 +83,12 @@ int32_t prm_lookup(void *userdata, const pr_aor *aor, pr_contacts *out)
 		pc.socket = (const void *)c->sock;
 		pc.q = (int32_t)c->q;
 		pc.last_modified = (int64_t)c->last_modified;
+		pc.flags = c->cflags;
+		pc.methods = c->methods;
+		pc.reg_id = c->reg_id;
+		PRM_BYTES(pc.ruid, c->ruid);
+		PRM_BYTES(pc.user_agent, c->user_agent);
+		pc.conn_id = c->tcpconn_id;
 		st = pr_contacts_add(out, &pc);
 		if(st != PR_STATUS_OK) {
 			LM_ERR("cannot hand contact [%.*s] of AOR [%.*s] to the core:"
@@ -158,6 +164,7 @@ int prm_read_request(
 		return -1;
 	}
 	PRM_BYTES(req->method, msg->first_line.u.request.method);
+	req->method_bit = (uint32_t)msg->REQ_METHOD;
 	PRM_BYTES(req->ruri, *ruri);
 	if(msg->callid != NULL)
 		PRM_BYTES(req->call_id, msg->callid->body);
@@ -290,34 +297,47 @@ static int prm_set_branch_timeout(
 	return 0;
 }
 
-/* a branch appended to the destination set, with its own destination,
- * Path, q, socket and instance */
+/* a branch appended to the destination set as registrar's lookup()
+ * appends one (ksr_push_branch()): its own destination, Route set (Path),
+ * q, branch flags, socket, instance, reg-id, ruid, user agent and TCP
+ * connection; the core decided each of them */
 static int prm_append(struct sip_msg *msg, const pr_branch_out *b)
 {
-	str uri, dst, path, inst;
+	str uri, dst, path, inst, ruid, ua;
+	branch_t *br;
 
 	PRM_STR(uri, b->uri);
 	PRM_STR(dst, b->dst_uri);
 	PRM_STR(path, b->path);
 	PRM_STR(inst, b->instance);
-	if(append_branch(msg, &uri, &dst, &path, (qvalue_t)b->q, 0,
-			   (struct socket_info *)b->socket, &inst, 0, NULL, NULL)
-			< 0) {
+	PRM_STR(ruid, b->ruid);
+	PRM_STR(ua, b->user_agent);
+	br = ksr_push_branch(msg, &uri, &dst, path.len > 0 ? &path : NULL,
+			(qvalue_t)b->q, (flag_t)b->flags,
+			(struct socket_info *)b->socket, inst.len > 0 ? &inst : NULL,
+			b->reg_id, &ruid, &ua);
+	if(br == NULL) {
 		LM_ERR("cannot append branch [%.*s]\n", uri.len, uri.s);
 		return -1;
 	}
+	br->otcpid = b->conn_id;
 	return 0;
 }
 
-/* a branch into the R-URI with its own destination, Path, socket and q */
+/* a branch into the R-URI as registrar's lookup() sets it: its own
+ * destination, Route set (Path), socket, q, instance, reg-id, ruid, user
+ * agent, TCP connection, and its flags ORed into branch 0's */
 static int prm_set_ruri(struct sip_msg *msg, const pr_branch_out *b)
 {
-	str uri, dst, path, inst;
+	str uri, dst, path, inst, ruid, ua;
+	flag_t old_bflags;
 
 	PRM_STR(uri, b->uri);
 	PRM_STR(dst, b->dst_uri);
 	PRM_STR(path, b->path);
 	PRM_STR(inst, b->instance);
+	PRM_STR(ruid, b->ruid);
+	PRM_STR(ua, b->user_agent);
 	if(rewrite_uri(msg, &uri) < 0) {
 		LM_ERR("cannot set the R-URI [%.*s]\n", uri.len, uri.s);
 		return -1;
@@ -346,6 +366,27 @@ static int prm_set_ruri(struct sip_msg *msg, const pr_branch_out *b)
 	} else {
 		reset_instance(msg);
 	}
+	msg->reg_id = b->reg_id;
+	if(ruid.len > 0) {
+		if(set_ruid(msg, &ruid) < 0) {
+			LM_ERR("cannot set the ruid\n");
+			return -1;
+		}
+	} else {
+		reset_ruid(msg);
+	}
+	if(ua.len > 0) {
+		if(set_ua(msg, &ua) < 0) {
+			LM_ERR("cannot set the location user agent\n");
+			return -1;
+		}
+	} else {
+		reset_ua(msg);
+	}
+	msg->otcpid = b->conn_id;
+	old_bflags = 0;
+	getbflagsval(0, &old_bflags);
+	setbflagsval(0, old_bflags | (flag_t)b->flags);
 	/* a pointer usrloc gave the core, handed back untouched */
 	set_force_socket(msg, (struct socket_info *)b->socket);
 	set_ruri_q((qvalue_t)b->q);

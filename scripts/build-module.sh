@@ -8,7 +8,9 @@
 # kamailio-module/ against it with the Rust core's staticlib linked in,
 # and copies the result to build/push_redirect.so.  With "install", also
 # installs it into Kamailio's module directory
-# (/usr/lib/<multiarch>/kamailio/modules/ for Debian's kamailio).
+# (/usr/lib/<multiarch>/kamailio/modules/ for Debian's kamailio) and makes
+# the default store's folder, /var/lib/kamailio, the kamailio user's
+# (scripts/install-store-dir.sh), printing what it did.
 #
 # The Rust core must be built first (cargo build --release); override its
 # location with PR_LIB=<path to libpush_redirect.a>.  KAMAILIO_SRC=<dir>
@@ -82,5 +84,11 @@ if [ "${1:-}" = install ]; then
 	make -s -C "$SRCDIR" COREPATH="$COREPATH" \
 		PR_LIB="$PR_LIB" PR_INCLUDE="$PR_INCLUDE" install ||
 		die "installing push_redirect.so failed"
+	moddir=$(make -s -C "$SRCDIR" COREPATH="$COREPATH" PR_LIB="$PR_LIB" \
+		PR_INCLUDE="$PR_INCLUDE" print-modules-dir 2>/dev/null || true)
+	moddir=$(echo "$moddir" | sed 's#//*#/#g')
+	echo "push_redirect: installed push_redirect.so in ${moddir:-Kamailio's module folder}" >&2
+	"$ROOT/scripts/install-store-dir.sh" >&2 ||
+		die "making the store folder failed"
 fi
 echo "$PR_OUT"

@@ -26,8 +26,11 @@ WANT=${1:-}
 	echo "usage: $0 VERSION (a series of scripts/kamailio-versions)" >&2
 	exit 2
 }
-# modules not loaded by today's cfgs that the next cases will load
-EXTRA_MODULES=${EXTRA_MODULES:-tls nathelper path htable uac_redirect app_lua app_python3}
+# modules not loaded by today's cfgs that the next cases will load, and
+# those the stock etc/kamailio.cfg loads unconditionally (tests/e2e/
+# stock_cfg.rs runs it)
+EXTRA_MODULES=${EXTRA_MODULES:-tls nathelper path htable uac_redirect app_lua app_python3
+jsonrpcs corex textopsx sanity cfg_rpc acc counters}
 # Debian packages the core, kamcmd and those modules build with
 BUILD_PKGS="gcc make libc6-dev bison flex pkg-config dpkg-dev xz-utils curl
 libssl-dev libreadline-dev liblua5.4-dev python3-dev"

@@ -7,8 +7,9 @@
 # Makes (once) .cache/roots/SUITE: debootstrap's minbase of SUITE from the
 # host's Debian mirror, with kamailio, sip-tester and what building the
 # module and the Rust crate needs.  A stamp (.cache/roots/SUITE.stamp) holds
-# what it was made from; the root is made again when that changes, and its
-# packages are upgraded when the stamp is a week old.
+# what it was made from; the root is made again when the suite or mirror
+# changes, the packages installed when only their list changes, and
+# upgraded when the stamp is a week old.
 #
 # Then runs COMMAND (bash -c) as root in it, in a mount namespace of its
 # own: /proc, /sys (read-only), /dev, /dev/pts, a fresh /dev/shm, the Rust
@@ -31,10 +32,13 @@ CMD=${2:-}
 DIR="$ROOT/.cache/roots/$SUITE"
 STAMP="$DIR.stamp"
 LOG="$DIR.log"
-# packages of the root: kamailio and sipp for the tests, a C toolchain and
-# what scripts/kamailio-src.sh needs for the module, curl and certificates
-# for cargo, gdb for the crash loop's backtraces
-PKGS="kamailio sip-tester gcc make libc6-dev binutils bison flex pkg-config
+# packages of the root: kamailio (with app_lua, app_python3 for the KEMI
+# cases; the tls module, openssl and python3 for the e2e TLS terminals) and
+# sipp for the tests, a C toolchain and what scripts/kamailio-src.sh needs
+# for the module, curl and certificates for cargo, gdb for the crash loop's
+# backtraces
+PKGS="kamailio kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules
+sip-tester openssl python3 gcc make libc6-dev binutils bison flex pkg-config
 dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb"
 
 say() { printf 'kamailio-root: %s\n' "$*" >&2; }
@@ -119,11 +123,21 @@ make_root() {
 	inputs >"$STAMP"
 }
 
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(inputs)" ] ||
+if [ ! -f "$STAMP" ] || [ "$(head -n 1 "$STAMP")" != "$(inputs | head -n 1)" ] ||
 	[ ! -x "$DIR/usr/sbin/kamailio" ]; then
 	start=$(date +%s)
 	make_root
 	say "root $SUITE made in $(($(date +%s) - start)) s: $(in_root dpkg-query -W -f='kamailio ${Version}' kamailio)"
+elif [ "$(cat "$STAMP")" != "$(inputs)" ]; then
+	# the same suite, another package list: install it, no new root
+	say "packages changed: apt-get install them in $SUITE"
+	cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
+	# shellcheck disable=SC2086
+	{ in_root apt-get -q update &&
+		in_root apt-get -q install -y --no-install-recommends $PKGS &&
+		in_root apt-get clean; } >>"$LOG" 2>&1 ||
+		die "apt-get install in $SUITE failed"
+	inputs >"$STAMP"
 elif [ -n "$(find "$STAMP" -mtime +7)" ]; then
 	say "root $SUITE is a week old: apt-get upgrade"
 	cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
@@ -164,7 +178,15 @@ for v in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE http_proxy https_proxy \
 	[ -z "${!v:-}" ] || PASS_ENV="$PASS_ENV $v=${!v}"
 done
 
-export DIR PASS_ENV ROOT RUSTUP_HOME CARGO_BIN CMD SUITE
+# a .cache that is a link out of the tree (a git worktree sharing another
+# checkout's) is mounted at its own path too, so it resolves in the root
+CACHE_REAL=
+if [ -L "$ROOT/.cache" ]; then
+	CACHE_REAL=$(readlink -f "$ROOT/.cache")
+	case "$CACHE_REAL" in "$ROOT"/*) CACHE_REAL= ;; esac
+fi
+
+export DIR PASS_ENV ROOT RUSTUP_HOME CARGO_BIN CMD SUITE CACHE_REAL
 # the mounts live in a namespace of this run only; the trap unmounts them
 # (deepest first) and is there for a clean exit, the namespace for the rest
 unshare --mount --propagation private bash -c '
@@ -194,6 +216,7 @@ unshare --mount --propagation private bash -c '
 	bindm "$RUSTUP_HOME" "$DIR$RUSTUP_HOME" ro
 	bindm "$CARGO_BIN" "$DIR$CARGO_BIN" ro
 	bindm "$ROOT" "$DIR$ROOT"
+	if [ -n "$CACHE_REAL" ]; then bindm "$CACHE_REAL" "$DIR$CACHE_REAL"; fi
 	chmod 1777 "$DIR/tmp"
 	mkdir -p "$DIR/var/cache/cargo-home"
 	chroot "$DIR" /usr/bin/env -i \

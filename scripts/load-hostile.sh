@@ -79,7 +79,7 @@ term() {
 	PIDS+=($!)
 }
 reg() { # aor contact q
-	sipp -sf "$S/register.xml" -i 127.0.0.1 -p 0 -m 1 -nostdin -key extra "" \
+	sipp -sf "$S/register.xml" -i 127.0.0.1 -p 0 -m 1 -nostdin -key extra "" -key cparams "" \
 		-key aor "$1" -key contact "$2" -key q "$3" -key expires 3600 \
 		-timeout 10s "127.0.0.1:$PORT" >/dev/null 2>&1 || { say "REGISTER $1 $2 failed"; exit 1; }
 }

@@ -74,6 +74,10 @@ pub struct Config {
     pub branch_timeout_ms: u32,
     /// `history_info`.
     pub history_info: bool,
+    /// Registrar's `path_check_local` (not a parameter of this module:
+    /// the module reads registrar's own, key `registrar.path_check_local`):
+    /// a first Path hop that is this proxy is skipped, as `lookup()` does.
+    pub path_check_local: bool,
     /// `diversion`.
     pub diversion: bool,
 }
@@ -91,6 +95,7 @@ impl Default for Config {
             location_table: "location".into(),
             branch_timeout_ms: 5000,
             history_info: true,
+            path_check_local: false,
             diversion: false,
         }
     }
@@ -182,6 +187,9 @@ impl Config {
             }
             "branch_timeout" => self.branch_timeout_ms = int(value, 100, 600_000).map_err(err)?,
             "history_info" => self.history_info = int(value, 0, 1).map_err(err)? == 1,
+            "registrar.path_check_local" => {
+                self.path_check_local = int(value, 0, u32::MAX).map_err(err)? > 0;
+            }
             "diversion" => self.diversion = int(value, 0, 1).map_err(err)? == 1,
             _ => return Err(err("unknown parameter".into())),
         }

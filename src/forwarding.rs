@@ -44,6 +44,49 @@ pub struct ForwardTarget {
     pub uri: String,
     /// q in thousandths, if given.
     pub q: Option<u16>,
+    /// The terminal the target is, when it was a registered contact of the
+    /// subscriber with a `+sip.instance` (SPEC §3: a learned forwarding
+    /// follows the terminal): applied, it is that terminal's current
+    /// registration, wherever it registered from since; `uri` only when
+    /// none of the AOR's registrations has the instance any more.
+    pub instance: Option<TargetInstance>,
+}
+
+/// A registered terminal, as a forwarding names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInstance {
+    /// The AOR it is registered under (`sip:user@host`, as the module keys
+    /// AORs).
+    pub aor: String,
+    /// Its `+sip.instance`, as usrloc holds it.
+    pub instance: String,
+}
+
+/// Longest `+sip.instance` a forwarding keeps (a longer one is not kept:
+/// the target is then its URI).
+pub const MAX_INSTANCE_LEN: usize = 256;
+
+/// Whether an instance may be kept: 1 to [`MAX_INSTANCE_LEN`] bytes,
+/// printable ASCII without spaces (the store keeps it on a line).
+pub fn instance_ok(i: &[u8]) -> bool {
+    !i.is_empty() && i.len() <= MAX_INSTANCE_LEN && i.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// Whether two `+sip.instance` values name the same terminal, as
+/// registrar's `reg_cmp_instances()` compares them: each without one pair
+/// of enclosing `<>` (when longer than 2), byte for byte; an empty one
+/// matches nothing.
+pub fn same_instance(a: &[u8], b: &[u8]) -> bool {
+    fn bare(i: &[u8]) -> &[u8] {
+        match i {
+            [b'<', inner @ .., b'>'] if i.len() > 2 => inner,
+            _ => i,
+        }
+    }
+    !a.is_empty() && !b.is_empty() && {
+        let (a, b) = (bare(a), bare(b));
+        !a.is_empty() && a == b
+    }
 }
 
 /// A forwarding for (AOR, service), as the engine applies it.

@@ -61,7 +61,12 @@ const T2: &[u8] = b"sip:u1t2@127.0.0.1:5072";
 /// Where t2 registered from (behind NAT): its branches go there.
 const NAT: &[u8] = b"sip:192.0.2.7:40000";
 
-/// usrloc of the test: u1 has t1 (q=1.0) and t2 (q=0.5, behind NAT).
+/// t1 registered through an edge proxy: its branches go to the edge.
+const EDGE_PATH: &[u8] = b"<sip:edge.example:5070;lr;received=sip:192.0.2.8:5060>";
+const EDGE_HOP: &[u8] = b"sip:edge.example:5070;lr;received=sip:192.0.2.8:5060";
+
+/// usrloc of the test: u1 has t1 (q=1.0, through an edge proxy with a
+/// Path) and t2 (q=0.5, behind NAT).
 unsafe extern "C" fn lookup(
     _userdata: *mut c_void,
     aor: *const pr_aor,
@@ -73,15 +78,23 @@ unsafe extern "C" fn lookup(
     if key != b"u1@example.com" {
         return 0;
     }
-    for (uri, received, q) in [(T1, &b""[..], 1000), (T2, NAT, 500)] {
+    for (uri, received, path, q) in [(T1, &b""[..], EDGE_PATH, 1000), (T2, NAT, &b""[..], 500)] {
         let c = pr_contact {
             uri: bytes(uri),
             received: bytes(received),
-            path: bytes(b""),
+            path: bytes(path),
             instance: bytes(b""),
             socket: ptr::null(),
             q,
             last_modified: 1,
+            // As usrloc has them: a ruid and a User-Agent per contact,
+            // the NAT flag on the NATed one, every method.
+            flags: if received.is_empty() { 0 } else { 1 << 6 },
+            methods: u32::MAX,
+            reg_id: 0,
+            ruid: bytes(b"uloc-5f3a-1b2c-1"),
+            user_agent: bytes(b"PushPhone/1.0"),
+            conn_id: 0,
         };
         assert_eq!(pr_contacts_add(out, &c), pr_status::Ok);
     }
@@ -145,6 +158,7 @@ fn message() -> pr_request {
         history_info: std::ptr::null(),
         n_history_info: 0,
         privacy: bytes(b""),
+        method_bit: 256,
     }
 }
 
@@ -250,7 +264,7 @@ fn steady(mut call: impl FnMut()) -> u64 {
 fn transaction_allocations(name: &str, reply: &[u8]) -> u64 {
     let e = engine(name);
     steady(|| {
-        expect_branch(lookup_once(&e), T1, b"");
+        expect_branch(lookup_once(&e), T1, EDGE_HOP);
         expect_branch(redirect_once(&e, reply), T2, NAT);
     })
 }

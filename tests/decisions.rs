@@ -7,7 +7,7 @@ use common::{b, branches, message, timeout, FakeHost, B};
 use push_redirect::config::{Config, ForkMode};
 use push_redirect::engine::{
     service_key, Decision, Engine, FailedRound, ForwardTarget, Forwarding, ForwardingKind, Learned,
-    Reason, Request, Stat, StoreAction, Verdict,
+    Reason, Registration, Request, Stat, StoreAction, TargetInstance, Verdict,
 };
 
 const U1: &str = "sip:u1@example.com";
@@ -92,9 +92,10 @@ fn lookup_serial_takes_the_first_terminal_by_q_then_most_recent() {
     let d = engine().push_lookup(&env3(), &message(U1), None);
     assert_branches(&d, &[T1], Reason::Registered);
     let b = &d.branches[0];
+    // Its registration has a Path: the first Path hop, as lookup().
     assert_eq!(
         b.dst_uri.as_deref(),
-        Some(&b"sip:127.0.0.1:5071;received"[..])
+        Some(&b"sip:edge5071@127.0.0.1;lr"[..])
     );
     assert_eq!(b.socket, 5071);
     assert_eq!(d.aor.as_deref(), Some(U1));
@@ -167,7 +168,7 @@ fn f1_redirect_to_another_own_terminal_uses_its_registration() {
     let b = &d.branches[0];
     assert_eq!(
         b.dst_uri.as_deref(),
-        Some(&b"sip:127.0.0.1:5073;received"[..])
+        Some(&b"sip:edge5073@127.0.0.1;lr"[..])
     );
     assert_eq!(b.path.as_deref(), Some(&b"<sip:edge5073@127.0.0.1;lr>"[..]));
     assert_eq!(b.socket, 5073);
@@ -406,6 +407,7 @@ fn provisioned(target: &str) -> Forwarding {
         targets: vec![ForwardTarget {
             uri: target.into(),
             q: None,
+            instance: None,
         }],
         expires_at: None,
     }
@@ -471,7 +473,8 @@ fn f6_301_learns_a_permanent_forwarding() {
             ttl: None,
             targets: vec![ForwardTarget {
                 uri: T3.into(),
-                q: Some(800)
+                q: Some(800),
+                instance: None,
             }],
             learned_from: T1.into(),
             status: 301,
@@ -507,6 +510,7 @@ fn stored(kind: ForwardingKind, target: &str, expires_at: Option<i64>) -> Forwar
         targets: vec![ForwardTarget {
             uri: target.into(),
             q: None,
+            instance: None,
         }],
         expires_at,
     }
@@ -651,6 +655,7 @@ fn rule_untouched_in_dialog_request() {
         content_type: None,
         history_info: &[],
         privacy: None,
+        method_bit: 128,
     };
     let d = engine().push_lookup(&env3(), &req, None);
     assert_nothing(&d, Verdict::Untouched, Reason::InDialog);
@@ -936,7 +941,7 @@ fn rule_each_branch_carries_its_own_destination_path_and_socket() {
         assert_eq!(b.socket, port as usize);
         assert_eq!(
             b.dst_uri.as_deref(),
-            Some(format!("sip:127.0.0.1:{port};received").as_bytes())
+            Some(format!("sip:edge{port}@127.0.0.1;lr").as_bytes())
         );
         assert_eq!(
             b.path.as_deref(),
@@ -1063,4 +1068,488 @@ fn a_contact_registered_twice_is_one_target() {
     env.register(U1, "t1", 5071, Some(900), 50);
     let d = engine().push_lookup(&env, &message(U1), Some(ForkMode::Parallel));
     assert_branches(&d, &[T1, T2, T3], Reason::Registered);
+}
+
+// ------------------------------------------- branches as lookup() builds them
+
+/// One registration of u1 at `sip:t1@127.0.0.1:5071`, with `path`,
+/// `received` and what `f` sets.
+fn env_one(path: Option<&str>, received: Option<&str>, f: impl Fn(&mut Registration)) -> FakeHost {
+    let mut env = FakeHost::default();
+    let mut r = Registration {
+        uri: T1.as_bytes().to_vec(),
+        received: received.map(|s| s.as_bytes().to_vec()),
+        path: path.map(|s| s.as_bytes().to_vec()),
+        socket: 7,
+        q: Some(1000),
+        last_modified: 300,
+        ..Registration::default()
+    };
+    f(&mut r);
+    env.location.insert(U1.to_string(), vec![r]);
+    env
+}
+
+/// (row, path_check_local, path, received, want dst, want path)
+type HopRow = (
+    &'static str,
+    bool,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// SPEC §3: the next hop and Route set of a branch are lookup()'s
+/// (registrar's lookup_helper): the first Path hop when there is a Path
+/// (past a local first hop with path_check_local), the Path as the Route
+/// set only then, else the received address.
+#[test]
+fn rule_branch_next_hop_and_route_set_are_lookups() {
+    const RCV: &str = "sip:192.0.2.7:40000";
+    // (row, path_check_local, path, received, want dst, want path)
+    let rows: &[HopRow] = &[
+        ("no path: received", false, None, Some(RCV), Some(RCV), None),
+        ("no path, no received: none", false, None, None, None, None),
+        (
+            "path and received: the first Path hop",
+            false,
+            Some("<sip:edge.example:5070;lr;received=sip:192.0.2.7:40000>"),
+            Some(RCV),
+            Some("sip:edge.example:5070;lr;received=sip:192.0.2.7:40000"),
+            Some("<sip:edge.example:5070;lr;received=sip:192.0.2.7:40000>"),
+        ),
+        (
+            "two hops: the first, the whole Path",
+            false,
+            Some("<sip:e1.example;lr>,<sip:e2.example;lr>"),
+            None,
+            Some("sip:e1.example;lr"),
+            Some("<sip:e1.example;lr>,<sip:e2.example;lr>"),
+        ),
+        (
+            "display names, params and spaces",
+            false,
+            Some(" \"Edge\" <sip:e1.example;lr> ;x=\"a,b\" , <sip:e2.example;lr>"),
+            None,
+            Some("sip:e1.example;lr"),
+            Some(" \"Edge\" <sip:e1.example;lr> ;x=\"a,b\" , <sip:e2.example;lr>"),
+        ),
+        (
+            "path_check_local off: a local first hop is the next hop",
+            false,
+            Some("<sip:example.com;lr>,<sip:e2.example;lr>"),
+            Some(RCV),
+            Some("sip:example.com;lr"),
+            Some("<sip:example.com;lr>,<sip:e2.example;lr>"),
+        ),
+        (
+            "path_check_local: past a local first hop",
+            true,
+            Some("<sip:example.com;lr>,<sip:e2.example;lr>"),
+            Some(RCV),
+            Some("sip:e2.example;lr"),
+            Some("<sip:e2.example;lr>"),
+        ),
+        (
+            "path_check_local: only a local hop: received, no Route set",
+            true,
+            Some("<sip:example.com:5060;lr>"),
+            Some(RCV),
+            Some(RCV),
+            None,
+        ),
+        (
+            "path_check_local: a foreign first hop is kept",
+            true,
+            Some("<sip:e1.example;lr>"),
+            Some(RCV),
+            Some("sip:e1.example;lr"),
+            Some("<sip:e1.example;lr>"),
+        ),
+        (
+            "an empty Path is none",
+            false,
+            Some(""),
+            Some(RCV),
+            Some(RCV),
+            None,
+        ),
+    ];
+    for &(row, local, path, received, dst, route) in rows {
+        let e = engine_with("registrar.path_check_local", if local { "1" } else { "0" });
+        let env = env_one(path, received, |_| {});
+        let check = |d: &Decision, what: &str| {
+            assert_eq!(uris(d), [T1], "{row} ({what}): {d:#?}");
+            let b = &d.branches[0];
+            assert_eq!(
+                b.dst_uri.as_deref(),
+                dst.map(str::as_bytes),
+                "{row} ({what})"
+            );
+            assert_eq!(
+                b.path.as_deref(),
+                route.map(str::as_bytes),
+                "{row} ({what})"
+            );
+            assert_eq!(b.socket, 7, "{row} ({what})");
+        };
+        check(&e.push_lookup(&env, &message(U1), None), "lookup");
+        // The same in a failover round, and for a redirect to the contact.
+        let mut env2 = env.clone();
+        env2.register(U1, "t0", 5070, Some(1000), 900);
+        let d = failure_round(&e, &env2, &[timeout("sip:t0@127.0.0.1:5070")], b"", None);
+        check(&d, "failover");
+        let d = failure_round(
+            &e,
+            &env2,
+            &[b(
+                "sip:t0@127.0.0.1:5070",
+                "302 Moved",
+                &[&format!("Contact: <{T1}>")],
+            )],
+            b"",
+            None,
+        );
+        check(&d, "redirect to an own contact");
+    }
+}
+
+/// A registration whose Path does not parse is skipped (registrar's
+/// lookup() skips it too); the others are used. (Like a registered
+/// contact that is not a SIP URI, it is skipped without a warning per
+/// round: the registration is the registrar's to refuse.)
+#[test]
+fn rule_a_registration_with_a_malformed_path_is_skipped() {
+    for bad in [
+        "sip:no-angles;lr",
+        "<sip:a;lr",
+        "<sip:a;lr>,",
+        "<sip:a;lr> junk",
+        "<>",
+    ] {
+        let mut env = env_one(Some(bad), Some("sip:192.0.2.7:1"), |_| {});
+        env.register(U1, "t2", 5072, Some(500), 10);
+        let d = engine().push_lookup(&env, &message(U1), None);
+        assert_branches(&d, &[T2], Reason::Registered);
+    }
+    let huge = format!("<sip:{}.example;lr>", "a".repeat(10_000));
+    let env = env_one(Some(&huge), None, |_| {});
+    let d = engine().push_lookup(&env, &message(U1), None);
+    assert_nothing(&d, Verdict::NothingLeft, Reason::NoTarget);
+}
+
+/// SPEC §3: the registration's branch flags, instance, reg-id (only with
+/// an instance), ruid, user agent and connection go with the branch.
+#[test]
+fn rule_branch_carries_flags_instance_reg_id_ruid_user_agent() {
+    const INST: &str = "\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"";
+    // (row, flags, instance, reg_id, want reg_id)
+    for &(row, flags, instance, reg_id, want_reg_id) in &[
+        (
+            "NAT flag and an outbound flow",
+            1u32 << 6,
+            Some(INST),
+            2u32,
+            2u32,
+        ),
+        ("reg-id without instance is dropped", 3, None, 2, 0),
+        ("nothing", 0, None, 0, 0),
+    ] {
+        let env = env_one(None, Some("sip:192.0.2.7:1"), |r| {
+            r.flags = flags;
+            r.instance = instance.map(|s| s.as_bytes().to_vec());
+            r.reg_id = reg_id;
+            r.ruid = Some(b"uloc-1".to_vec());
+            r.user_agent = Some(b"Phone/1".to_vec());
+            r.conn_id = 42;
+        });
+        for d in [engine().push_lookup(&env, &message(U1), None), {
+            let mut env2 = env.clone();
+            env2.register(U1, "t0", 5070, Some(1000), 900);
+            failure_round(
+                &engine(),
+                &env2,
+                &[timeout("sip:t0@127.0.0.1:5070")],
+                b"",
+                None,
+            )
+        }] {
+            assert_eq!(uris(&d), [T1], "{row}");
+            let b = &d.branches[0];
+            assert_eq!(b.flags, flags, "{row}");
+            assert_eq!(b.instance.as_deref(), instance.map(str::as_bytes), "{row}");
+            assert_eq!(b.reg_id, want_reg_id, "{row}");
+            assert_eq!(b.ruid.as_deref(), Some(&b"uloc-1"[..]), "{row}");
+            assert_eq!(b.user_agent.as_deref(), Some(&b"Phone/1"[..]), "{row}");
+            assert_eq!(b.conn_id, 42, "{row}");
+        }
+    }
+    // A target that is not a registration has none of them.
+    let d = redirect(
+        &engine(),
+        &env3(),
+        &[b(T1, "302 Moved", &["Contact: <sip:u9@partner.example>"])],
+    );
+    let e = engine_with("allowed_domains", "partner.example");
+    let d2 = redirect(
+        &e,
+        &env3(),
+        &[b(T1, "302 Moved", &["Contact: <sip:u9@partner.example>"])],
+    );
+    assert!(d.branches.is_empty());
+    let b = &d2.branches[0];
+    assert_eq!(
+        (
+            b.flags,
+            b.reg_id,
+            b.conn_id,
+            &b.ruid,
+            &b.user_agent,
+            &b.dst_uri,
+            &b.path
+        ),
+        (0, 0, 0, &None, &None, &None, &None)
+    );
+}
+
+/// SPEC §3: a contact whose registered methods exclude the request's is
+/// not a target; it counts as a failover (once per transaction); when no
+/// contact accepts the method, push_lookup says so (-3, registrar's -2).
+#[test]
+fn rule_a_service_the_terminal_does_not_accept_is_not_sent_to_it() {
+    use common::{METHOD_MESSAGE, METHOD_NOTIFY};
+    let notify_only = |env: &mut FakeHost, name: &str| {
+        for r in env.location.get_mut(U1).unwrap() {
+            if r.uri.starts_with(format!("sip:{name}@").as_bytes()) {
+                r.methods = METHOD_NOTIFY | 1;
+            }
+        }
+    };
+    // t1 (first by q/recency) takes NOTIFY only: MESSAGE goes to t2.
+    let mut env = env3();
+    notify_only(&mut env, "t1");
+    let d = engine().push_lookup(&env, &message(U1), None);
+    assert_branches(&d, &[T2], Reason::Registered);
+    assert_eq!(d.counters[Stat::Failovers], 1);
+    // In parallel: t2 and t3, t1 skipped.
+    let d = engine().push_lookup(&env, &message(U1), Some(ForkMode::Parallel));
+    assert_branches(&d, &[T2, T3], Reason::Registered);
+    assert_eq!(d.counters[Stat::Failovers], 1);
+    // The failover round after t2 goes to t3, and t1 is not counted again.
+    let d = redirect(&engine(), &env, &[timeout(T2)]);
+    assert_branches(&d, &[T3], Reason::Failover);
+    assert_eq!(d.counters[Stat::Failovers], 1, "the failover round itself");
+    // NOTIFY still reaches t1.
+    let notify = Request {
+        method: "NOTIFY",
+        event: Some(b"ua-profile"),
+        content_type: None,
+        method_bit: METHOD_NOTIFY,
+        ..message(U1)
+    };
+    let d = engine().push_lookup(&env, &notify, None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    assert_eq!(d.counters[Stat::Failovers], 0);
+    // An unknown method bit (0) filters nothing.
+    let d = engine().push_lookup(
+        &env,
+        &Request {
+            method_bit: 0,
+            ..message(U1)
+        },
+        None,
+    );
+    assert_branches(&d, &[T1], Reason::Registered);
+    // Every contact excludes MESSAGE: -3, nothing sent.
+    notify_only(&mut env, "t2");
+    notify_only(&mut env, "t3");
+    let d = engine().push_lookup(&env, &message(U1), Some(ForkMode::Parallel));
+    assert_nothing(&d, Verdict::NotAccepted, Reason::MethodNotAccepted);
+    assert_eq!(d.script_rc(), -3);
+    assert_eq!(d.counters[Stat::Failovers], 3);
+    // ... and in a failure round: nothing left (the sender gets the reply).
+    let d = redirect(&engine(), &env, &[b(T1, "480 Away", &[])]);
+    assert_nothing(&d, Verdict::NothingLeft, Reason::Exhausted);
+    // A redirect to a contact of the AOR that excludes MESSAGE: skipped.
+    let d = redirect(
+        &engine(),
+        &env,
+        &[b(
+            "sip:x@127.0.0.1:5099",
+            "302 Moved",
+            &[&format!("Contact: <{T2}>")],
+        )],
+    );
+    assert!(!uris(&d).contains(&T2.to_string()), "{d:#?}");
+    assert!(d.counters[Stat::Failovers] >= 1);
+    // Methods given as MESSAGE only: MESSAGE passes.
+    for r in env.location.get_mut(U1).unwrap() {
+        r.methods = METHOD_MESSAGE;
+    }
+    let d = engine().push_lookup(&env, &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+}
+
+// ------------------------------- a learned forwarding follows the terminal
+
+const INST3: &str = "\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"";
+
+/// env3 with t3 registered with an instance.
+fn env3_instance() -> FakeHost {
+    let mut env = env3();
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == T3.as_bytes() {
+            r.instance = Some(INST3.as_bytes().to_vec());
+        }
+    }
+    env
+}
+
+/// registrar's reg_cmp_instances(): one pair of <> stripped, then bytes.
+#[test]
+fn instances_compare_as_registrar_compares_them() {
+    use push_redirect::engine::same_instance;
+    for (a, b, same) in [
+        ("<urn:uuid:1>", "<urn:uuid:1>", true),
+        ("<urn:uuid:1>", "urn:uuid:1", true),
+        ("urn:uuid:1", "<urn:uuid:1>", true),
+        ("<urn:uuid:1>", "<urn:uuid:2>", false),
+        ("<urn:uuid:1>", "<URN:uuid:1>", false),
+        ("\"<urn:uuid:1>\"", "\"<urn:uuid:1>\"", true),
+        ("\"<urn:uuid:1>\"", "<urn:uuid:1>", false),
+        ("<>", "<>", true),
+        ("<>", "", false),
+        ("", "", false),
+        ("<<x>>", "<x>", false),
+        ("<<x>>", "<<x>>", true),
+    ] {
+        assert_eq!(same_instance(a.as_bytes(), b.as_bytes()), same, "{a} {b}");
+        assert_eq!(same_instance(b.as_bytes(), a.as_bytes()), same, "{b} {a}");
+    }
+}
+
+/// SPEC §3: a 301 to a registered terminal of the subscriber with a
+/// +sip.instance stores that instance (and the AOR).
+#[test]
+fn rule_a_301_to_a_registered_terminal_stores_its_instance() {
+    let d = redirect(
+        &engine(),
+        &env3_instance(),
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T3}>;q=0.8")])],
+    );
+    assert_branches(&d, &[T3], Reason::Redirect);
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(
+        l.targets,
+        [ForwardTarget {
+            uri: T3.into(),
+            q: Some(800),
+            instance: Some(TargetInstance {
+                aor: U1.into(),
+                instance: INST3.into(),
+            }),
+        }]
+    );
+    // A terminal without an instance, or a foreign target: its URI only.
+    let d = redirect(
+        &engine(),
+        &env3_instance(),
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T2}>")])],
+    );
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(l.targets[0].instance, None);
+    // An instance that cannot be kept on a line: its URI only.
+    let mut env = env3();
+    for r in env.location.get_mut(U1).unwrap() {
+        r.instance = Some(b"<urn:uuid:a b>".to_vec());
+    }
+    let d = redirect(
+        &engine(),
+        &env,
+        &[b(T1, "301 Moved", &[&format!("Contact: <{T3}>")])],
+    );
+    let StoreAction::Learn(l) = &d.store else {
+        panic!("{:?}", d.store)
+    };
+    assert_eq!(l.targets[0].instance, None);
+}
+
+/// SPEC §3: the stored forwarding reaches the terminal at the contact it
+/// registered from since (another port), with that registration's next
+/// hop and socket; without the instance registered any more, the stored
+/// URI as before (refused: a foreign address no longer registered).
+#[test]
+fn rule_a_learned_forwarding_follows_the_terminal_not_its_address() {
+    let f = Forwarding {
+        kind: ForwardingKind::Permanent,
+        targets: vec![ForwardTarget {
+            uri: T3.into(),
+            q: Some(800),
+            instance: Some(TargetInstance {
+                aor: U1.into(),
+                instance: "<urn:uuid:00000000-0000-1000-8000-000000000003>".into(),
+            }),
+        }],
+        expires_at: None,
+    };
+    // t3 re-registered from port 5083 (the old contact is gone).
+    let moved = "sip:t3@127.0.0.1:5083";
+    let mut env = env3();
+    env.location
+        .get_mut(U1)
+        .unwrap()
+        .retain(|r| r.uri != T3.as_bytes());
+    env.register(U1, "t3", 5083, Some(500), 500);
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == moved.as_bytes() {
+            r.instance = Some(b"\"<urn:uuid:00000000-0000-1000-8000-000000000003>\"".to_vec());
+        }
+    }
+    // (the stored instance is written without quotes: no match)
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    for r in env.location.get_mut(U1).unwrap() {
+        if r.uri == moved.as_bytes() {
+            r.instance = Some(b"<urn:uuid:00000000-0000-1000-8000-000000000003>".to_vec());
+        }
+    }
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[moved], Reason::StoredForwarding);
+    assert_eq!(d.branches[0].socket, 5083);
+    assert_eq!(d.branches[0].q, Some(800));
+    assert_eq!(
+        d.branches[0].dst_uri.as_deref(),
+        Some(&b"sip:edge5083@127.0.0.1;lr"[..])
+    );
+    assert_eq!(d.counters[Stat::ForwardingsApplied], 1);
+    // Already tried in this transaction: not again (failover to t1).
+    let d = redirect(&engine(), &env.storing(&f), &[timeout(moved)]);
+    assert!(!uris(&d).contains(&moved.to_string()), "{d:#?}");
+    // A temporary one whose terminal failed is forgotten.
+    let temp = Forwarding {
+        kind: ForwardingKind::Temporary,
+        expires_at: Some(2_000_000),
+        ..f.clone()
+    };
+    let d = redirect(&engine(), &env.storing(&temp), &[b(moved, "480 Away", &[])]);
+    assert_eq!(d.store, StoreAction::Forget, "{d:#?}");
+    // The instance no longer registered: the stored URI, refused as
+    // before (a foreign address), so the terminals.
+    env.location
+        .get_mut(U1)
+        .unwrap()
+        .retain(|r| r.uri != moved.as_bytes());
+    let d = engine().push_lookup(&env.storing(&f), &message(U1), None);
+    assert_branches(&d, &[T1], Reason::Registered);
+    // Stored for another AOR: not resolved here (the stored URI).
+    let mut other = f.clone();
+    other.targets[0].instance.as_mut().unwrap().aor = "sip:u9@example.com".into();
+    env.register(U1, "t3", 5073, Some(500), 400);
+    let d = engine().push_lookup(&env.storing(&other), &message(U1), None);
+    assert_branches(&d, &[T3], Reason::StoredForwarding);
 }

@@ -354,6 +354,7 @@ fn forwarding(kind: ForwardingKind, uri: &str) -> Forwarding {
         targets: vec![ForwardTarget {
             uri: uri.into(),
             q: None,
+            instance: None,
         }],
         expires_at: None,
     }

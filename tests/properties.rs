@@ -145,7 +145,7 @@ proptest! {
         let engine = Engine::new(cfg);
         let env = env();
         let ruri = if sips { "sips:u1@example.com" } else { AOR };
-        let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None, history_info: &[], privacy: None };
+        let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None, history_info: &[], privacy: None, method_bit: 0 };
         let mode = if parallel { ForkMode::Parallel } else { ForkMode::Serial };
 
         let first = engine.push_lookup(&env, &req, Some(mode));
@@ -358,5 +358,53 @@ proptest! {
         prop_assert_eq!(got, want);
         let expires = lines.iter().find_map(|(h, _)| h.strip_prefix("Expires: ")?.parse::<u32>().ok());
         prop_assert_eq!(r.expires(), expires);
+    }
+}
+
+proptest! {
+    /// The Path reader takes any bytes without panicking; what it finds
+    /// is the URI inside the first `<...>` and a suffix of the Path, and a
+    /// Path it built from hops reads back hop by hop.
+    #[test]
+    fn path_first_hop_never_panics_and_reads_what_was_written(
+        junk in proptest::collection::vec(any::<u8>(), 0..300),
+        hops in proptest::collection::vec("[a-z]{1,8}(\\.[a-z]{1,5})?(:[0-9]{1,4})?", 1..5),
+    ) {
+        if let Ok((first, rest)) = parser::path_first_hop(&junk) {
+            prop_assert!(junk.windows(first.len()).any(|w| w == first));
+            prop_assert!(junk.ends_with(rest));
+        }
+        let path = hops
+            .iter()
+            .map(|h| format!("<sip:{h};lr>"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cur = path.as_bytes();
+        for h in &hops {
+            let (first, rest) = parser::path_first_hop(cur).unwrap();
+            let want = format!("sip:{h};lr");
+            prop_assert_eq!(first, want.as_bytes());
+            cur = rest;
+        }
+        prop_assert!(cur.is_empty());
+    }
+}
+
+proptest! {
+    /// Instance comparison (registrar's reg_cmp_instances) takes any
+    /// bytes, is symmetric, and a non-empty instance matches itself and
+    /// its `<...>`-wrapped form.
+    #[test]
+    fn same_instance_is_symmetric_and_reflexive(
+        a in proptest::collection::vec(any::<u8>(), 0..80),
+        b in proptest::collection::vec(any::<u8>(), 0..80),
+    ) {
+        use push_redirect::engine::same_instance;
+        prop_assert_eq!(same_instance(&a, &b), same_instance(&b, &a));
+        prop_assert_eq!(same_instance(&a, &a), !a.is_empty());
+        if !a.is_empty() {
+            let wrapped = [&b"<"[..], &a, b">"].concat();
+            prop_assert!(same_instance(&a, &wrapped) || a.first() == Some(&b'<'));
+        }
     }
 }

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use push_redirect::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+use push_redirect::forwarding::{
+    ForwardTarget, Forwarding, ForwardingKind, Learned, TargetInstance,
+};
 use push_redirect::store::cache::CACHE_MAX_AGE;
-use push_redirect::store::sqlite::{SqliteStore, BUSY_TIMEOUT, SCHEMA_VERSION};
+use push_redirect::store::sqlite::{SqliteStore, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
 use push_redirect::store::{
     self, Cached, Entry, Store, StoreError, ANY_SERVICE, MAX_KEY_LEN, MAX_TARGETS, MAX_URI_LEN,
 };
@@ -50,7 +52,11 @@ impl Drop for TempDir {
 }
 
 fn target(uri: &str, q: Option<u16>) -> ForwardTarget {
-    ForwardTarget { uri: uri.into(), q }
+    ForwardTarget {
+        uri: uri.into(),
+        q,
+        instance: None,
+    }
 }
 
 fn entry(aor: &str, service: &str, kind: ForwardingKind, uri: &str, expires: Option<i64>) -> Entry {
@@ -1216,4 +1222,115 @@ fn the_read_cache_works_over_any_backend() {
         assert_eq!(c.get(U2, TEXT, NOW).unwrap().unwrap().aor, U2);
     }
     assert_eq!(fake.reads(), reads + 3);
+}
+
+/// A forwarding target that names a registered terminal by its instance.
+fn instance_target(uri: &str, instance: &str) -> ForwardTarget {
+    ForwardTarget {
+        uri: uri.into(),
+        q: Some(900),
+        instance: Some(TargetInstance {
+            aor: U1.into(),
+            instance: instance.into(),
+        }),
+    }
+}
+
+const INST: &str = "\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"";
+
+/// Schema v2 keeps the instances of targets (SPEC §3: a learned
+/// forwarding follows the terminal); a target without one stays a URI.
+#[test]
+fn targets_keep_their_instances() {
+    let dir = TempDir::new("instances");
+    let s = SqliteStore::open(dir.file("store.sqlite")).unwrap();
+    let mut e = permanent(U1, TEXT, "sip:plain@example.com");
+    e.targets
+        .insert(0, instance_target("sip:t2@127.0.0.1:5072", INST));
+    s.put(&e).unwrap();
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(e.clone()));
+    assert_eq!(s.list(Some(U1), NOW).unwrap(), [e.clone()]);
+    // Entry -> engine forwarding keeps them.
+    assert_eq!(e.forwarding().targets, e.targets);
+    // An entry without any instance stores NULL (as a v1 row).
+    s.put(&permanent(U2, TEXT, "sip:x@example.com")).unwrap();
+    let null: Option<String> = raw(&dir.file("store.sqlite"))
+        .query_row(
+            "SELECT instances FROM forwarding WHERE aor = ?1",
+            [U2],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(null, None);
+    // Bad instances are refused on write...
+    for bad in ["", "has space", "tab\there", &"x".repeat(300)] {
+        let mut e = permanent(U1, PROFILE, "sip:a@example.com");
+        e.targets[0].instance = Some(TargetInstance {
+            aor: U1.into(),
+            instance: bad.into(),
+        });
+        assert!(s.put(&e).is_err(), "{bad:?}");
+    }
+    // ... and skipped on read.
+    for (i, bad) in [
+        "-\n-\n-",
+        "sip:u1@example.com",
+        " x",
+        "sip:u1@example.com a b",
+        "sip:u1@example.com \u{1}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let aor = format!("sip:bad{i}@example.com");
+        s.put(&permanent(&aor, TEXT, "sip:a@example.com")).unwrap();
+        raw(&dir.file("store.sqlite"))
+            .execute(
+                "UPDATE forwarding SET instances = ?1 WHERE aor = ?2",
+                rusqlite::params![bad, aor],
+            )
+            .unwrap();
+        assert_eq!(s.get(&aor, TEXT, NOW).unwrap(), None, "{bad:?}");
+    }
+}
+
+/// A store written by the previous version (schema 1, no instances
+/// column) is migrated in place when opened: its rows read as before
+/// (targets without instances) and new rows keep instances.
+#[test]
+fn a_version_1_store_is_migrated_to_version_2() {
+    let dir = TempDir::new("migrate-v1");
+    let path = dir.file("store.sqlite");
+    {
+        let db = raw(&path);
+        db.execute_batch(MIGRATIONS[0]).unwrap();
+        db.execute_batch("PRAGMA user_version = 1;").unwrap();
+        db.execute(
+            "INSERT INTO forwarding (aor, service, kind, targets, expires_at, created_at, \
+             learned_from, learned_status) VALUES (?1, ?2, 'permanent', ?3, NULL, ?4, ?5, 301)",
+            rusqlite::params![
+                U1,
+                TEXT,
+                "800 sip:t2@127.0.0.1:5072",
+                NOW,
+                "sip:t1@127.0.0.1:5071"
+            ],
+        )
+        .unwrap();
+    }
+    assert_eq!(user_version(&path), 1);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(user_version(&path), 2);
+    assert_eq!(SCHEMA_VERSION, 2);
+    let old = s.get(U1, TEXT, NOW).unwrap().expect("the v1 row");
+    assert_eq!(old.targets, [target("sip:t2@127.0.0.1:5072", Some(800))]);
+    assert_eq!(old.learned_status, Some(301));
+    let mut e = permanent(U2, TEXT, "sip:t3@127.0.0.1:5073");
+    e.targets[0] = instance_target("sip:t3@127.0.0.1:5073", INST);
+    s.put(&e).unwrap();
+    drop(s);
+    // Opening again is a no-op and keeps both.
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get(U2, TEXT, NOW).unwrap(), Some(e));
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), Some(old));
 }

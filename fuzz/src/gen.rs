@@ -899,6 +899,7 @@ impl EngineInput {
                         socket: 7,
                         q: *q,
                         last_modified: NOW - 10,
+                        ..Registration::default()
                     },
                 ));
             }
@@ -926,6 +927,7 @@ impl EngineInput {
                     socket: usize::from(r.socket),
                     q: r.q.map(|q| q % 1001),
                     last_modified: NOW - i64::from(r.age),
+                    ..Registration::default()
                 },
             ));
         }
@@ -955,6 +957,7 @@ impl EngineInput {
                 .map(|(u, q)| ForwardTarget {
                     uri: String::from_utf8_lossy(&u.render(&k)).into_owned(),
                     q: q.map(|q| q % 1001),
+                    instance: None,
                 })
                 .collect(),
             expires_at: s.expires.map(|d| NOW + i64::from(d)),

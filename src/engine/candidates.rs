@@ -2,8 +2,9 @@
 //! small inline list the engine's per-call lists use.
 
 use super::decision::{BranchOut, Origin};
-use super::host::Registration;
-use crate::uri::{SipUri, TargetKey};
+use super::host::{Host, Registration};
+use crate::parser::{self, PathError};
+use crate::uri::{self, SipUri, TargetKey};
 
 /// The Request-URIs of a transaction's branches (Kamailio's default
 /// branch limit is 12).
@@ -81,17 +82,133 @@ impl Key<'_> {
     }
 }
 
-/// A branch to a registration's URI with its own destination, Path,
-/// socket and q, its buffers taken (it is left without them).
-pub(super) fn take_branch(r: &mut Registration) -> BranchOut {
-    let some = |v: Option<Vec<u8>>| v.filter(|v| !v.is_empty());
+/// Where a branch to a registration goes when it has a Path hop, as
+/// byte ranges of its Path: the next hop (the URI of the first Path hop,
+/// or of the second when the first is this proxy and registrar's
+/// `path_check_local` is on) and the Path from that hop on, the branch's
+/// Route set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PathHop {
+    dst: std::ops::Range<usize>,
+    route: std::ops::Range<usize>,
+}
+
+/// The next hop `lookup()` picks for registration `r` (registrar's
+/// `lookup_helper()`): `Ok(Some)` a Path hop; `Ok(None)` no Path, or
+/// only a local hop (the received address, if any, then); `Err` a Path
+/// that does not parse (registrar skips such a contact).
+pub(super) fn path_hop(
+    r: &Registration,
+    path_check_local: bool,
+    host: &dyn Host,
+) -> Result<Option<PathHop>, PathError> {
+    let Some(path) = r.path.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - path.as_ptr() as usize;
+        start..start + part.len()
+    };
+    let (first, rest) = parser::path_first_hop(path)?;
+    if path_check_local {
+        let u = uri::parse(first).map_err(|_| PathError)?;
+        // check_self(host, 0, 0): any port of ours.
+        if host.is_self(u.host, None) {
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            let (second, _) = parser::path_first_hop(rest)?;
+            return Ok(Some(PathHop {
+                dst: at(second),
+                route: at(rest),
+            }));
+        }
+    }
+    Ok(Some(PathHop {
+        dst: at(first),
+        route: 0..path.len(),
+    }))
+}
+
+impl PathHop {
+    /// The next hop and the Route set, out of `path` (the registration's
+    /// Path the hop was found in).
+    fn parts<'p>(&self, path: &'p [u8]) -> (Option<&'p [u8]>, Option<&'p [u8]>) {
+        (path.get(self.dst.clone()), path.get(self.route.clone()))
+    }
+}
+
+/// As [`take_branch`], copying the registration's bytes into the host's
+/// buffers (the registration stays as it was); the URI is left empty,
+/// for the caller's.
+pub(super) fn copy_branch(r: &Registration, hop: Option<&PathHop>, host: &dyn Host) -> BranchOut {
+    let copy = |v: Option<&[u8]>| v.filter(|v| !v.is_empty()).map(|v| host.buffer_with(v));
+    let (dst_uri, path) = match hop {
+        None => (copy(r.received.as_deref()), None),
+        Some(h) => {
+            let (dst, route) = h.parts(r.path.as_deref().unwrap_or_default());
+            (copy(dst), copy(route))
+        }
+    };
+    let instance = copy(r.instance.as_deref());
     BranchOut {
-        uri: std::mem::take(&mut r.uri),
-        dst_uri: some(r.received.take()),
-        path: some(r.path.take()),
-        instance: some(r.instance.take()),
+        uri: Vec::new(),
+        dst_uri,
+        path,
+        reg_id: if instance.is_some() { r.reg_id } else { 0 },
+        instance,
         socket: r.socket,
         q: r.q,
+        flags: r.flags,
+        ruid: copy(r.ruid.as_deref()),
+        user_agent: copy(r.user_agent.as_deref()),
+        conn_id: r.conn_id,
+        origin: Origin::Registered,
+        history_info: Vec::new(),
+        diversion: Vec::new(),
+    }
+}
+
+/// A branch to a registration's URI built as `lookup()` builds it: its
+/// next hop (`hop`, see [`path_hop`], else its received address), its
+/// Path as the Route set only with a Path hop, its socket, q, flags,
+/// instance (reg-id only with one), ruid, user agent and connection. Its
+/// buffers are taken (it is left without them); parts of its Path are
+/// copied into the host's buffers.
+pub(super) fn take_branch(
+    r: &mut Registration,
+    hop: Option<PathHop>,
+    host: &dyn Host,
+) -> BranchOut {
+    let some = |v: Option<Vec<u8>>| v.filter(|v| !v.is_empty());
+    let (dst_uri, path) = match hop {
+        None => (some(r.received.take()), None),
+        Some(h) => {
+            let p = r.path.as_deref().unwrap_or_default();
+            let whole = h.route.start == 0 && h.route.end == p.len();
+            let (dst, route) = h.parts(p);
+            let dst = dst.map(|d| host.buffer_with(d));
+            let route = if whole {
+                r.path.take()
+            } else {
+                route.map(|d| host.buffer_with(d))
+            };
+            (dst, route)
+        }
+    };
+    let instance = some(r.instance.take());
+    BranchOut {
+        uri: std::mem::take(&mut r.uri),
+        dst_uri,
+        path,
+        reg_id: if instance.is_some() { r.reg_id } else { 0 },
+        instance,
+        socket: r.socket,
+        q: r.q,
+        flags: r.flags,
+        ruid: some(r.ruid.take()),
+        user_agent: some(r.user_agent.take()),
+        conn_id: r.conn_id,
         origin: Origin::Registered,
         history_info: Vec::new(),
         diversion: Vec::new(),

@@ -5,7 +5,7 @@
 use std::cell::OnceCell;
 use std::sync::Arc;
 
-use super::candidates::{take_branch, Candidates, Key, Tried};
+use super::candidates::{copy_branch, path_hop, take_branch, Candidates, Key, Tried};
 use super::decision::{Branch, BranchOut, Decision, Origin, Reason, Verdict};
 use super::host::{Host, Registration};
 use super::memo::{Memo, MAX_PENDING};
@@ -14,8 +14,25 @@ use super::rounds::count_u32;
 use super::Engine;
 use crate::config::{Config, ForkMode};
 use crate::forwarding::Forwarding;
+use crate::log::{self, pr_log_level};
 use crate::stats::Stat;
 use crate::uri::{self, Scheme, SipUri};
+
+/// How many registrations of an AOR [`Ctx::contacts_of`] passed over for
+/// their methods: `seen` in all, `counted` as failovers of this round.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Excluded {
+    pub(super) seen: u32,
+    pub(super) counted: u32,
+}
+
+/// The warning for a registration whose Path does not parse.
+fn bad_path(aor: &str, r: &Registration) -> String {
+    format!(
+        "registered contact {} of {aor} skipped: its Path does not parse",
+        lossy(&r.uri)
+    )
+}
 
 /// Per-call context: configuration, host, the AOR, what the transaction
 /// has tried, and what the call reads at most once (the AOR's
@@ -28,6 +45,8 @@ pub(super) struct Ctx<'e, 'r> {
     pub(super) aor_key: &'e str,
     /// The request's service key.
     service: &'e str,
+    /// The request's method as Kamailio's `METHOD_*` bit (0: unknown).
+    pub(super) method_bit: u32,
     /// The transaction's branches (none for `push_lookup`).
     pub(super) branches: &'e [Branch<'e>],
     /// The Request-URIs of `branches` (those that parse), parsed when
@@ -61,6 +80,7 @@ impl<'e, 'r> Ctx<'e, 'r> {
             aor,
             aor_key,
             service,
+            method_bit: 0,
             branches,
             tried: OnceCell::new(),
             ruri_sips: aor.scheme == Scheme::Sips,
@@ -153,25 +173,24 @@ impl<'e, 'r> Ctx<'e, 'r> {
             }
             match t.via {
                 Via::Direct => out.push_unique(
-                    BranchOut {
-                        uri: self.host.buffer_with(t.uri),
-                        dst_uri: None,
-                        path: None,
-                        instance: None,
-                        socket: 0,
-                        q: t.q,
-                        origin: Origin::Target,
-                        history_info: Vec::new(),
-                        diversion: Vec::new(),
-                    },
+                    BranchOut::direct(self.host.buffer_with(t.uri), t.q),
                     Key::Uri(t.parsed),
                 ),
                 Via::Own(i) => {
-                    if let Some(r) = self.registrations().get(i) {
-                        out.push_unique(
-                            self.branch_of(self.host.buffer_with(t.uri), r, t.q.or(r.q)),
-                            Key::Uri(t.parsed),
-                        );
+                    let Some(r) = self.registrations().get(i) else {
+                        continue;
+                    };
+                    if !self.accepts(r) {
+                        self.skip_for_methods(self.aor_key, r, d);
+                        continue;
+                    }
+                    match self.branch_of(self.host.buffer_with(t.uri), r, t.q.or(r.q)) {
+                        Ok(b) => out.push_unique(b, Key::Uri(t.parsed)),
+                        Err(uri) => {
+                            d.warn(|| bad_path(self.aor_key, r));
+                            self.host
+                                .recycle_branches(&mut vec![BranchOut::direct(uri, None)]);
+                        }
                     }
                 }
                 Via::LocalAor => {
@@ -205,10 +224,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
         out: &mut Candidates<'_>,
         unique: bool,
         limit: usize,
-    ) -> Result<(), ()> {
+    ) -> Result<Excluded, ()> {
         let mut regs = self.host.lookup(aor).map_err(|_| {
             d.warn(|| format!("location lookup of {aor} failed"));
         })?;
+        let mut excluded = Excluded::default();
         // q high first (unset q ranks as 1.0), then the most recent.
         regs.sort_by(|a, b| {
             b.q.unwrap_or(1000)
@@ -216,9 +236,24 @@ impl<'e, 'r> Ctx<'e, 'r> {
                 .then(b.last_modified.cmp(&a.last_modified))
         });
         out.out.reserve(regs.len().min(limit));
-        for r in regs.iter_mut() {
+        for k in 0..regs.len() {
             if out.len() >= limit {
                 break;
+            }
+            let Some(r) = regs.get(k) else { break };
+            if !self.accepts(r) {
+                excluded.seen += 1;
+                // Passed over once per transaction: in the first round
+                // that reaches it (no contact after it tried yet).
+                let later = regs.get(k + 1..).unwrap_or_default();
+                if !later
+                    .iter()
+                    .any(|l| uri::parse(&l.uri).is_ok_and(|lu| self.is_tried(&lu)))
+                {
+                    self.skip_for_methods(aor, r, d);
+                    excluded.counted += 1;
+                }
+                continue;
             }
             let Ok(u) = uri::parse(&r.uri) else {
                 d.warn(|| {
@@ -232,19 +267,54 @@ impl<'e, 'r> Ctx<'e, 'r> {
             if (self.ruri_sips && u.scheme != Scheme::Sips) || self.is_tried(&u) {
                 continue;
             }
+            let hop = match path_hop(r, self.cfg().path_check_local, self.host) {
+                Ok(hop) => hop,
+                Err(_) => {
+                    d.warn(|| bad_path(aor, r));
+                    continue;
+                }
+            };
+            let key = unique.then(|| Key::Owned(u.key()));
+            // The same contact registered twice (registrar matches by
+            // Call-ID) is one target.
+            if key.is_none() && out.out.iter().any(|b| b.uri == r.uri) {
+                continue;
+            }
             // The registration's buffers move into the branch (`regs` is
             // not read again).
-            if unique {
-                let key = Key::Owned(u.key());
-                out.push_unique(take_branch(r), key);
-            } else if !out.out.iter().any(|b| b.uri == r.uri) {
-                // The same contact registered twice (registrar matches
-                // by Call-ID) is one target.
-                out.push(take_branch(r), Key::Unkeyed);
+            let Some(r) = regs.get_mut(k) else { break };
+            let b = take_branch(r, hop, self.host);
+            match key {
+                Some(key) => out.push_unique(b, key),
+                None => out.push(b, Key::Unkeyed),
             }
         }
         self.host.recycle(regs);
-        Ok(())
+        Ok(excluded)
+    }
+
+    /// Whether a registration accepts the request's method (registrar's
+    /// `allowed_method()`: its `methods` has the method's bit; an unknown
+    /// method, bit 0, is not filtered).
+    pub(super) fn accepts(&self, r: &Registration) -> bool {
+        self.method_bit == 0 || r.methods & self.method_bit != 0
+    }
+
+    /// A registration passed over because its methods exclude the
+    /// request's: a failover, not a branch (SPEC §3), logged at debug.
+    fn skip_for_methods(&self, aor: &str, r: &Registration, d: &mut Decision) {
+        d.counters.bump(Stat::Failovers);
+        if log::enabled(pr_log_level::Debug) {
+            log::emit(
+                pr_log_level::Debug,
+                &format!(
+                    "contact {} of {aor} skipped: its methods (0x{:x}) exclude the request's (0x{:x})",
+                    lossy(&r.uri),
+                    r.methods,
+                    self.method_bit
+                ),
+            );
+        }
     }
 
     /// The memo for the next round, into `out`: this round's redirect
@@ -315,21 +385,27 @@ impl<'e, 'r> Ctx<'e, 'r> {
 
     /// The AOR's own registered terminals not tried yet.
     /// `buf`: a buffer for the result (the decision's branch buffer).
+    /// `d` gets the failovers of contacts whose methods exclude the
+    /// request's (its warnings stay unsaid: each round would say them
+    /// again).
     pub(super) fn registered(
         &self,
-        mode: ForkMode,
+        d: &mut Decision,
         buf: Vec<BranchOut>,
-    ) -> Result<Candidates<'static>, ()> {
+    ) -> Result<(Candidates<'static>, Excluded), ()> {
         let mut out = Candidates::with_buffer(buf);
-        self.contacts_of(
+        let mut quiet = Decision::new(ForkMode::Serial);
+        let excluded = self.contacts_of(
             self.aor_key,
-            &mut Decision::new(ForkMode::Serial),
+            &mut quiet,
             &mut out,
             false,
             // One even at the branch limit: `round_from` then says why none goes.
-            self.room(mode).max(1),
+            self.room(d.mode).max(1),
         )?;
-        Ok(out)
+        d.counters
+            .add(Stat::Failovers, quiet.counters[Stat::Failovers]);
+        Ok((out, excluded))
     }
 
     /// Whether a branch of this round that failed was sent to a target of
@@ -345,6 +421,13 @@ impl<'e, 'r> Ctx<'e, 'r> {
             .collect();
         let hit = |u: &SipUri<'_>| failed.iter().any(|f| f.same_target(u));
         f.targets.iter().any(|t| {
+            // A target named by its instance failed if its registration did.
+            if self
+                .registration_of(t)
+                .is_some_and(|r| uri::parse(&r.uri).is_ok_and(|ru| hit(&ru)))
+            {
+                return true;
+            }
             let Ok(u) = uri::parse(t.uri.as_bytes()) else {
                 return false;
             };
@@ -359,25 +442,22 @@ impl<'e, 'r> Ctx<'e, 'r> {
         })
     }
 
-    /// A branch to `uri` with the registration's own destination, Path,
-    /// socket; its bytes in buffers of the host's.
-    pub(super) fn branch_of(&self, uri: Vec<u8>, r: &Registration, q: Option<u16>) -> BranchOut {
-        let copy = |v: &Option<Vec<u8>>| {
-            v.as_deref()
-                .filter(|v| !v.is_empty())
-                .map(|v| self.host.buffer_with(v))
+    /// A branch to `uri` built from registration `r` as `lookup()`
+    /// builds it (see [`take_branch`]); its bytes in buffers of the
+    /// host's. `Err(uri)`: `r`'s Path does not parse.
+    pub(super) fn branch_of(
+        &self,
+        uri: Vec<u8>,
+        r: &Registration,
+        q: Option<u16>,
+    ) -> Result<BranchOut, Vec<u8>> {
+        let Ok(hop) = path_hop(r, self.cfg().path_check_local, self.host) else {
+            return Err(uri);
         };
-        BranchOut {
-            uri,
-            dst_uri: copy(&r.received),
-            path: copy(&r.path),
-            instance: copy(&r.instance),
-            socket: r.socket,
-            q,
-            origin: Origin::Registered,
-            history_info: Vec::new(),
-            diversion: Vec::new(),
-        }
+        let mut b = copy_branch(r, hop.as_ref(), self.host);
+        b.uri = uri;
+        b.q = q;
+        Ok(b)
     }
 
     /// Whether branches get History-Info or Diversion.

@@ -20,6 +20,10 @@ pub struct Request<'a> {
     pub event: Option<&'a [u8]>,
     /// The body of the `Content-Type` header, if any.
     pub content_type: Option<&'a [u8]>,
+    /// The method as Kamailio's `METHOD_*` bit (`msg->REQ_METHOD`), to
+    /// compare with a contact's [`Registration::methods`](super::Registration::methods);
+    /// 0: unknown (no contact is skipped for its methods).
+    pub method_bit: u32,
     /// The bodies of the request's `History-Info` header rows, in order
     /// (read for History-Info only, never for a decision; see
     /// [`super::history`]).
@@ -64,6 +68,10 @@ pub enum Verdict {
     Refused,
     /// Bad input or a failed lookup: -2.
     Error,
+    /// The AOR has registered terminals, but none accepts the request's
+    /// method (registrar's `lookup()` returns -2 then, and its users answer
+    /// 405): -3.
+    NotAccepted,
 }
 
 impl Verdict {
@@ -73,6 +81,7 @@ impl Verdict {
             Verdict::Branches => 1,
             Verdict::Untouched | Verdict::NothingLeft => -1,
             Verdict::Refused | Verdict::Error => -2,
+            Verdict::NotAccepted => -3,
         }
     }
 }
@@ -112,6 +121,9 @@ pub enum Reason {
     Exhausted = 21,
     /// Kamailio's per-transaction branch limit is reached.
     BranchLimit = 22,
+    /// Lookup: the AOR's registered terminals all exclude the method
+    /// (their registered `methods`).
+    MethodNotAccepted = 23,
     /// Every Contact of the 3xx was refused by policy.
     AllTargetsRefused = 30,
     /// The Request-URI is not a SIP URI.
@@ -145,6 +157,7 @@ impl Reason {
             Reason::NoTarget => "no registered terminal",
             Reason::Exhausted => "every target has been tried",
             Reason::BranchLimit => "transaction branch limit reached",
+            Reason::MethodNotAccepted => "no registered terminal accepts the method",
             Reason::AllTargetsRefused => "every target refused by policy",
             Reason::BadRequestUri => "Request-URI is not a SIP URI",
             Reason::LookupFailed => "location lookup failed",
@@ -157,9 +170,12 @@ impl Reason {
 pub struct BranchOut {
     /// The Request-URI of the branch.
     pub uri: Vec<u8>,
-    /// Next hop (the registration's received address), if any.
+    /// Next hop, as `lookup()` picks it: the first Path hop (past a local
+    /// one with registrar's `path_check_local`), else the registration's
+    /// received address; if any.
     pub dst_uri: Option<Vec<u8>>,
-    /// Path vector of the registration, if any.
+    /// The registration's Path, to become the branch's Route set; only
+    /// when its next hop is a Path hop (as `lookup()`).
     pub path: Option<Vec<u8>>,
     /// `+sip.instance` of the registration, if any.
     pub instance: Option<Vec<u8>>,
@@ -167,6 +183,18 @@ pub struct BranchOut {
     pub socket: usize,
     /// q in thousandths, if known.
     pub q: Option<u16>,
+    /// Branch flags to OR into the branch's (the registration's
+    /// [`Registration::flags`](super::Registration::flags); 0 for a target
+    /// that is not a registration).
+    pub flags: u32,
+    /// RFC 5626 `reg-id`; 0 unless the branch has an instance.
+    pub reg_id: u32,
+    /// usrloc's record-unique id of the registration, if any.
+    pub ruid: Option<Vec<u8>>,
+    /// The User-Agent the registration came with, if any.
+    pub user_agent: Option<Vec<u8>>,
+    /// The registration's TCP/TLS connection id (0: none).
+    pub conn_id: i32,
     /// What the branch's target is to the request's AOR (for
     /// History-Info's `rc` / `mp`).
     pub origin: Origin,
@@ -174,6 +202,29 @@ pub struct BranchOut {
     pub history_info: Vec<u8>,
     /// The Diversion header value the branch carries (empty: none).
     pub diversion: Vec<u8>,
+}
+
+impl BranchOut {
+    /// A branch to a target that is not a registration: its URI and q, no
+    /// next hop, Path, socket or flags.
+    pub(crate) fn direct(uri: Vec<u8>, q: Option<u16>) -> Self {
+        BranchOut {
+            uri,
+            dst_uri: None,
+            path: None,
+            instance: None,
+            socket: 0,
+            q,
+            flags: 0,
+            reg_id: 0,
+            ruid: None,
+            user_agent: None,
+            conn_id: 0,
+            origin: Origin::Target,
+            history_info: Vec::new(),
+            diversion: Vec::new(),
+        }
+    }
 }
 
 /// What a branch's target is to the request's AOR.
@@ -334,7 +385,7 @@ impl Decision {
         }
     }
 
-    /// The value the script function returns (1, -1 or -2).
+    /// The value the script function returns (1, -1, -2 or -3).
     pub fn script_rc(&self) -> i32 {
         self.verdict.script_rc()
     }

@@ -26,6 +26,47 @@ pub struct Registration {
     pub q: Option<u16>,
     /// When it was registered or refreshed (Unix time).
     pub last_modified: i64,
+    /// The contact's flags (usrloc's `cflags`: the branch flags the
+    /// REGISTER had, e.g. nathelper's NAT flag); `lookup()` ORs them into
+    /// the branch's flags.
+    pub flags: u32,
+    /// The methods the contact accepts (usrloc's `methods`: Kamailio's
+    /// `METHOD_*` bits, from the contact's `methods` parameter or the
+    /// REGISTER's Allow header; [`ALL_METHODS`] when neither was given).
+    pub methods: u32,
+    /// RFC 5626 `reg-id` (0: none).
+    pub reg_id: u32,
+    /// usrloc's record-unique id.
+    pub ruid: Option<Vec<u8>>,
+    /// The User-Agent of the REGISTER.
+    pub user_agent: Option<Vec<u8>>,
+    /// The TCP/TLS connection the registration came over (usrloc's
+    /// `tcpconn_id`; -1 or 0: none), for the branch's `otcpid`.
+    pub conn_id: i32,
+}
+
+/// usrloc's `methods` of a contact that named none: every method.
+pub const ALL_METHODS: u32 = u32::MAX;
+
+impl Default for Registration {
+    /// An empty registration that accepts every method.
+    fn default() -> Self {
+        Registration {
+            uri: Vec::new(),
+            received: None,
+            path: None,
+            instance: None,
+            socket: 0,
+            q: None,
+            last_modified: 0,
+            flags: 0,
+            methods: ALL_METHODS,
+            reg_id: 0,
+            ruid: None,
+            user_agent: None,
+            conn_id: 0,
+        }
+    }
 }
 
 /// A failed AOR lookup (the location service could not be read).

@@ -70,6 +70,7 @@ impl Memo {
                     ForwardTarget {
                         uri: uri.to_string(),
                         q,
+                        instance: None,
                     }
                 })
             })
@@ -171,10 +172,12 @@ mod tests {
                 ForwardTarget {
                     uri: "sip:a@h;lr".into(),
                     q: Some(500),
+                    instance: None,
                 },
                 ForwardTarget {
                     uri: "sips:b@h".into(),
                     q: None,
+                    instance: None,
                 },
             ],
         };

@@ -34,7 +34,9 @@ mod policy;
 mod rounds;
 mod service;
 
-pub use crate::forwarding::{ForwardTarget, Forwarding, ForwardingKind, Learned};
+pub use crate::forwarding::{
+    same_instance, ForwardTarget, Forwarding, ForwardingKind, Learned, TargetInstance,
+};
 pub use crate::stats::{Counters, Stat};
 pub use decision::{
     Branch, BranchOut, Decision, FailedRound, Origin, Reason, Request, StoreAction, Verdict,
@@ -159,7 +161,8 @@ impl Engine {
                 let regs = OnceCell::new();
                 let outcome = {
                     let branches = failed.branches;
-                    let ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
+                    let mut ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
+                    ctx.method_bit = req.method_bit;
                     let outcome = round(&ctx, d);
                     if outcome.0 == Verdict::Branches && ctx.history() {
                         let stored = match outcome.1 {
@@ -289,6 +292,7 @@ mod tests {
                 content_type,
                 history_info: &[],
                 privacy: None,
+                method_bit: 0,
             };
             engine.push_lookup_into(&NoHost, &req, None, &mut d);
             let fresh = engine.push_lookup(&NoHost, &req, None);

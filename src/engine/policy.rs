@@ -8,8 +8,9 @@ use super::candidates::InlineVec;
 use super::context::Ctx;
 use super::decision::Decision;
 use super::host::Host;
+use super::host::Registration;
 use crate::config::Config;
-use crate::forwarding::Forwarding;
+use crate::forwarding::{same_instance, ForwardTarget, Forwarding};
 use crate::parser::{self, ContactError};
 use crate::stats::Stat;
 use crate::uri::{self, Scheme, SipUri, UriError};
@@ -248,10 +249,20 @@ impl<'e, 'r> Ctx<'e, 'r> {
         &self,
         f: &'a Forwarding,
         d: &mut Decision,
-    ) -> InlineVec<Target<'a>, 1> {
+    ) -> InlineVec<Target<'a>, 1>
+    where
+        'e: 'a,
+    {
         let mut out: InlineVec<Target<'a>, 1> = InlineVec::new();
         for ft in &f.targets {
-            if let Ok(Some(mut t)) = self.admit(ft.uri.as_bytes(), d) {
+            // A terminal named by its instance is its registration now,
+            // wherever it registered from since the forwarding was
+            // learned; else (no longer registered) the stored URI.
+            let raw = match self.registration_of(ft) {
+                Some(r) => r.uri.as_slice(),
+                None => ft.uri.as_bytes(),
+            };
+            if let Ok(Some(mut t)) = self.admit(raw, d) {
                 if !out.iter().any(|o| o.parsed.same_target(&t.parsed)) {
                     t.q = ft.q;
                     out.push(t);
@@ -259,6 +270,23 @@ impl<'e, 'r> Ctx<'e, 'r> {
             }
         }
         out
+    }
+}
+
+impl<'e> Ctx<'e, '_> {
+    /// The subscriber's registration that is the terminal a forwarding
+    /// target names by its instance, if it is registered (under the AOR of
+    /// this call, the one the forwarding is stored for).
+    pub(super) fn registration_of(&self, ft: &ForwardTarget) -> Option<&'e Registration> {
+        let ti = ft.instance.as_ref()?;
+        if ti.aor != self.aor_key {
+            return None;
+        }
+        self.registrations().iter().find(|r| {
+            r.instance
+                .as_deref()
+                .is_some_and(|i| same_instance(i, ti.instance.as_bytes()))
+        })
     }
 }
 

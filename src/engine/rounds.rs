@@ -7,9 +7,9 @@ use std::cell::Cell;
 use super::context::Ctx;
 use super::decision::{Branch, Decision, FailedRound, Reason, StoreAction, Verdict};
 use super::memo::Memo;
-use super::policy::{lossy, Target};
+use super::policy::{lossy, Target, Via};
 use super::Engine;
-use crate::forwarding::{ForwardTarget, ForwardingKind, Learned};
+use crate::forwarding::{instance_ok, ForwardTarget, ForwardingKind, Learned, TargetInstance};
 use crate::parser;
 use crate::stats::Stat;
 
@@ -81,15 +81,24 @@ impl Engine {
                 return outcome;
             }
         }
-        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
+        let buf = std::mem::take(&mut d.branches);
+        match ctx.registered(d, buf) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            Ok((c, _)) if !c.is_empty() => ctx.round_from(c, d, Reason::Registered),
+            // Terminals registered, none of them accepts the method: what
+            // registrar's lookup() says then (its users answer 405).
+            Ok((c, excluded)) if excluded.seen > 0 => {
+                d.branches = c.into_buffer();
+                (Verdict::NotAccepted, Reason::MethodNotAccepted)
+            }
             // No terminal registered: a provisioned forwarding stands in
             // for the subscriber (F5 otherwise waits for a 3xx).
-            Ok(_) => live
-                .filter(|f| f.kind == ForwardingKind::Provisioned)
-                .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
-                .unwrap_or((Verdict::NothingLeft, Reason::NoTarget)),
+            Ok((c, _)) => {
+                d.branches = c.into_buffer();
+                live.filter(|f| f.kind == ForwardingKind::Provisioned)
+                    .and_then(|f| ctx.apply_forwarding(f, d, Reason::Provisioned))
+                    .unwrap_or((Verdict::NothingLeft, Reason::NoTarget))
+            }
         }
     }
 
@@ -247,10 +256,14 @@ impl Engine {
         if !ctx.host.is_self(ctx.aor.host, ctx.aor.port) {
             return (Verdict::NothingLeft, Reason::Exhausted);
         }
-        match ctx.registered(d.mode, std::mem::take(&mut d.branches)) {
+        let buf = std::mem::take(&mut d.branches);
+        match ctx.registered(d, buf) {
             Err(()) => (Verdict::Error, Reason::LookupFailed),
-            Ok(c) if c.is_empty() => (Verdict::NothingLeft, Reason::Exhausted),
-            Ok(c) => {
+            Ok((c, _)) if c.is_empty() => {
+                d.branches = c.into_buffer();
+                (Verdict::NothingLeft, Reason::Exhausted)
+            }
+            Ok((c, _)) => {
                 d.counters.bump(Stat::Failovers);
                 ctx.round_from(c, d, Reason::Failover)
             }
@@ -312,7 +325,7 @@ impl Engine {
                 }
                 d.counters.bump(Stat::RedirectsFollowed);
                 if d.store == StoreAction::None {
-                    d.store = learn(b, resp, &sel);
+                    d.store = learn(ctx, b, resp, &sel);
                     if d.store != StoreAction::None {
                         d.counters.bump(Stat::ForwardingsLearned);
                     }
@@ -355,8 +368,15 @@ fn redirect_reply<'a>(b: &Branch<'a>) -> Option<parser::Response<'a>> {
     parser::parse_response(b.reply?).ok()
 }
 
-/// The store action a followed 3xx asks for (F6, F7).
-fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> StoreAction {
+/// The store action a followed 3xx asks for (F6, F7). A target that is
+/// one of the subscriber's registered terminals with a `+sip.instance` is
+/// stored with it (SPEC §3: the forwarding follows the terminal).
+fn learn(
+    ctx: &Ctx<'_, '_>,
+    b: &Branch<'_>,
+    resp: &parser::Response<'_>,
+    sel: &[Target<'_>],
+) -> StoreAction {
     let kind = match b.status {
         301 => ForwardingKind::Permanent,
         302 => ForwardingKind::Temporary,
@@ -381,6 +401,18 @@ fn learn(b: &Branch<'_>, resp: &parser::Response<'_>, sel: &[Target<'_>]) -> Sto
                 .map(|t| ForwardTarget {
                     uri: lossy(t.uri),
                     q: t.q,
+                    instance: match t.via {
+                        Via::Own(i) => ctx
+                            .registrations()
+                            .get(i)
+                            .and_then(|r| r.instance.as_deref())
+                            .filter(|i| instance_ok(i))
+                            .map(|i| TargetInstance {
+                                aor: ctx.aor_key.to_string(),
+                                instance: lossy(i),
+                            }),
+                        _ => None,
+                    },
                 })
                 .collect(),
             learned_from: lossy(b.uri),

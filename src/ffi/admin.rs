@@ -25,7 +25,9 @@ pub struct pr_entry {
     pub service: pr_bytes,
     /// `permanent`, `temporary` or `provisioned`.
     pub kind: pr_bytes,
-    /// The targets, best first: `uri;q=0.5, uri2` (q only when set).
+    /// The targets, best first: `uri;q=0.5, uri2` (q only when set); a
+    /// target that names a registered terminal by its instance adds
+    /// ` (instance VALUE)`: it is that terminal's current contact.
     pub targets: pr_bytes,
     /// The contact whose reply taught it (empty for provisioned ones).
     pub learned_from: pr_bytes,
@@ -65,9 +67,15 @@ impl EntryText {
         let targets = e
             .targets
             .iter()
-            .map(|t| match t.q {
-                Some(q) => format!("{};q={}.{:03}", t.uri, q / 1000, q % 1000),
-                None => t.uri.clone(),
+            .map(|t| {
+                let mut s = match t.q {
+                    Some(q) => format!("{};q={}.{:03}", t.uri, q / 1000, q % 1000),
+                    None => t.uri.clone(),
+                };
+                if let Some(i) = &t.instance {
+                    s.push_str(&format!(" (instance {})", i.instance));
+                }
+                s
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -310,6 +318,7 @@ pub extern "C" fn pr_rpc_set(
             targets: vec![ForwardTarget {
                 uri: target.to_string(),
                 q: None,
+                instance: None,
             }],
             expires_at: ttl.map(|t| now.saturating_add(i64::from(t))),
             created_at: now,

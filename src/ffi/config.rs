@@ -104,9 +104,16 @@ pub extern "C" fn pr_config_check_store(cfg: *const pr_config) -> pr_status {
                 pr_status::Ok
             }
             Err(e) => {
+                // who Kamailio runs as, and the command that lets it in
+                let hint = store::access::hint(&cfg.config.store)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
                 log::emit(
                     pr_log_level::Error,
-                    &format!("modparam \"store\": cannot use {}: {e}", cfg.config.store),
+                    &format!(
+                        "modparam \"store\": cannot use {}: {e}{hint}",
+                        cfg.config.store
+                    ),
                 );
                 pr_status::StoreError
             }

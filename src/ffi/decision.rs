@@ -34,6 +34,10 @@ pub struct pr_request {
     /// `serial` or `parallel` (UTF-8) to override `fork_mode`; empty: the
     /// configured one.
     pub mode: pr_bytes,
+    /// The method as Kamailio's `METHOD_*` bit (`msg->REQ_METHOD`): a
+    /// registered contact whose `methods` lack it is not a target (0:
+    /// unknown, no contact is skipped for its methods).
+    pub method_bit: u32,
     /// The bodies of the request's `History-Info` header rows, in order
     /// (`n_history_info` of them; NULL only when that is 0). More than
     /// `PR_MAX_HISTORY_INFO_ROWS` rows: only the count is read, and the
@@ -101,6 +105,19 @@ pub struct pr_branch_out {
     pub socket: *const c_void,
     /// q in thousandths, -1 when unset.
     pub q: i32,
+    /// Branch flags to OR into the branch's (the registration's contact
+    /// flags, e.g. nathelper's NAT flag; 0 for a target that is not a
+    /// registration).
+    pub flags: u32,
+    /// RFC 5626 reg-id (0 unless `instance` is set).
+    pub reg_id: u32,
+    /// The registration's usrloc ruid.
+    pub ruid: pr_bytes,
+    /// The User-Agent of the registration.
+    pub user_agent: pr_bytes,
+    /// The registration's TCP/TLS connection id, for the branch's `otcpid`
+    /// (0: none).
+    pub conn_id: i32,
     /// The value of the `History-Info` header row to add to this branch
     /// (RFC 7044; empty: none). The request's own rows stay.
     pub history_info: pr_bytes,
@@ -115,7 +132,8 @@ pub struct pr_branch_out {
 #[derive(Debug, Clone, Copy)]
 pub struct pr_decision_view {
     /// What the script function returns: 1 (branches set), -1 (nothing to
-    /// do or nothing left), -2 (error or every target refused).
+    /// do or nothing left), -2 (error or every target refused), -3
+    /// (`push_lookup`: registered terminals, none accepts the method).
     pub script_rc: i32,
     /// Why (the engine's `Reason` number, for tests and tools).
     pub reason: u32,
@@ -175,6 +193,11 @@ impl DecisionBox {
                 instance: pr_bytes::of_opt(b.instance.as_ref()),
                 socket: b.socket as *const c_void,
                 q: b.q.map_or(-1, i32::from),
+                flags: b.flags,
+                reg_id: b.reg_id,
+                ruid: pr_bytes::of_opt(b.ruid.as_ref()),
+                user_agent: pr_bytes::of_opt(b.user_agent.as_ref()),
+                conn_id: b.conn_id,
                 history_info: pr_bytes::of(&b.history_info),
                 diversion: pr_bytes::of(&b.diversion),
             }));
@@ -229,6 +252,7 @@ unsafe fn request<'a>(
                 has_to_tag: !req.to_tag.get()?.is_empty(),
                 event: req.event.get_opt()?,
                 content_type: req.content_type.get_opt()?,
+                method_bit: req.method_bit,
                 history_info,
                 privacy: req.privacy.get_opt()?,
             },

@@ -37,6 +37,20 @@ pub struct pr_contact {
     pub q: i32,
     /// Time of the last registration or refresh (Unix seconds).
     pub last_modified: i64,
+    /// usrloc's `cflags`: the branch flags the REGISTER had.
+    pub flags: u32,
+    /// usrloc's `methods`: Kamailio's `METHOD_*` bits the contact accepts
+    /// (`0xffffffff`: all; 0 is read as all too, so that a zeroed
+    /// `pr_contact` excludes nothing).
+    pub methods: u32,
+    /// RFC 5626 reg-id (0: none).
+    pub reg_id: u32,
+    /// usrloc's record-unique id.
+    pub ruid: pr_bytes,
+    /// The REGISTER's User-Agent.
+    pub user_agent: pr_bytes,
+    /// usrloc's `tcpconn_id` (-1 or 0: none).
+    pub conn_id: i32,
 }
 
 /// An AOR of this proxy, as the lookup callback gets it.
@@ -103,6 +117,11 @@ pub extern "C" fn pr_contacts_add(out: *mut pr_contacts, c: *const pr_contact) -
             (Ok(u), Ok(r), Ok(p), Ok(i)) => (u, r, p, i),
             (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
         };
+        // SAFETY: as above.
+        let (ruid, user_agent) = match unsafe { (c.ruid.get_opt(), c.user_agent.get_opt()) } {
+            (Ok(r), Ok(u)) => (r, u),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
         if uri.is_empty() || !(-1..=1000).contains(&c.q) {
             return pr_status::InvalidArgument;
         }
@@ -119,6 +138,15 @@ pub extern "C" fn pr_contacts_add(out: *mut pr_contacts, c: *const pr_contact) -
             socket: c.socket as usize,
             q: u16::try_from(c.q).ok(),
             last_modified: c.last_modified,
+            flags: c.flags,
+            methods: match c.methods {
+                0 => crate::engine::host::ALL_METHODS,
+                m => m,
+            },
+            reg_id: c.reg_id,
+            ruid: ruid.map(|b| spare.copy(b)),
+            user_agent: user_agent.map(|b| spare.copy(b)),
+            conn_id: c.conn_id.max(0),
         };
         list.regs.push(reg);
         pr_status::Ok
@@ -136,9 +164,9 @@ pub(crate) struct RegBuffers {
     key: Vec<u8>,
 }
 
-/// Most spare byte buffers kept (four per registration of a few
+/// Most spare byte buffers kept (six per registration of a few
 /// registrations; a lookup of more allocates the rest).
-const SPARE_BYTES: usize = 32;
+const SPARE_BYTES: usize = 48;
 
 impl RegBuffers {
     /// `b` in a spare buffer (an empty one: no buffer).
@@ -159,7 +187,7 @@ impl RegBuffers {
 
     /// Keeps the buffers of a registration or a branch (its URI and its
     /// optional parts).
-    fn keep_all(&mut self, uri: Vec<u8>, parts: [Option<Vec<u8>>; 3]) {
+    fn keep_all<const N: usize>(&mut self, uri: Vec<u8>, parts: [Option<Vec<u8>>; N]) {
         self.keep(uri);
         for v in parts.into_iter().flatten() {
             self.keep(v);
@@ -258,7 +286,10 @@ impl Host for EngineBox {
     fn recycle(&self, mut regs: Vec<Registration>) {
         let mut spare = self.spare_regs.borrow_mut();
         for r in regs.drain(..) {
-            spare.keep_all(r.uri, [r.received, r.path, r.instance]);
+            spare.keep_all(
+                r.uri,
+                [r.received, r.path, r.instance, r.ruid, r.user_agent],
+            );
         }
         if spare.list.capacity() == 0 && regs.capacity() <= PR_MAX_CONTACTS_PER_AOR {
             spare.list = regs;
@@ -272,7 +303,7 @@ impl Host for EngineBox {
     fn recycle_branches(&self, branches: &mut Vec<BranchOut>) {
         let mut spare = self.spare_regs.borrow_mut();
         for b in branches.drain(..) {
-            spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance]);
+            spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance, b.ruid, b.user_agent]);
             // History-Info and Diversion values (appended: issue 18).
             spare.keep(b.history_info);
             spare.keep(b.diversion);

@@ -85,6 +85,17 @@ fn contact_param(i: &[u8]) -> IResult<&[u8], Contact<'_>> {
     Ok((i, c))
 }
 
+/// `rec-route = name-addr *( SEMI rr-param )` (RFC 3261 §25.1; RFC 3327's
+/// `path-value` is the same rule): the URI of the name-addr.
+pub(super) fn rec_route(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    let (mut i, (_, uri)) = name_addr(i)?;
+    while let Ok((rest, _)) = semi(i) {
+        let (rest, _) = generic_param(rest)?;
+        i = rest;
+    }
+    Ok((i, uri))
+}
+
 /// `STAR = SWS "*" SWS`, alone in its value.
 fn star(i: &[u8]) -> IResult<&[u8], &[u8]> {
     let (rest, ()) = byte(i, b'*')?;

@@ -123,6 +123,48 @@ impl Contact<'_> {
     }
 }
 
+/// A Path that does not parse as `path-value *(COMMA path-value)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathError;
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed Path")
+    }
+}
+
+/// Largest Path read, in bytes (usrloc keeps a few hundred).
+pub const MAX_PATH_LEN: usize = 8192;
+
+/// The first hop of a registration's Path (RFC 3327: `path-value
+/// *(COMMA path-value)`, `path-value = name-addr *(SEMI rr-param)`), as
+/// Kamailio's `get_path_dst_uri()` reads it: the URI inside its first
+/// name-addr, and the Path values after it (empty: none). The whole Path
+/// must parse, as Kamailio's `parse_rr_body()` requires; longer than
+/// [`MAX_PATH_LEN`] is refused.
+pub fn path_first_hop(path: &[u8]) -> Result<(&[u8], &[u8]), PathError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError);
+    }
+    let (mut i, first) = contact::rec_route(skip_while(path, is_lws)).map_err(|_| PathError)?;
+    let mut rest: &[u8] = b"";
+    loop {
+        i = skip_while(i, is_lws);
+        match i.split_first() {
+            None => return Ok((first, rest)),
+            Some((b',', after)) => {
+                let after = skip_while(after, is_lws);
+                if rest.is_empty() {
+                    rest = after;
+                }
+                let (next, _) = contact::rec_route(after).map_err(|_| PathError)?;
+                i = next;
+            }
+            Some(_) => return Err(PathError),
+        }
+    }
+}
+
 /// Parses the status line and locates the headers. The body is ignored.
 pub fn parse_response(input: &[u8]) -> Result<Response<'_>, ParseError> {
     if input.len() > MAX_MESSAGE_LEN {

@@ -252,6 +252,7 @@ mod tests {
             targets: vec![ForwardTarget {
                 uri: "sip:t2@127.0.0.1:5072".into(),
                 q: None,
+                instance: None,
             }],
             expires_at,
             created_at: 1,

@@ -27,6 +27,7 @@
 //! [`sqlite`]: crate::store::sqlite
 //! [`generation`]: crate::store::generation
 
+pub mod access;
 pub mod cache;
 pub mod generation;
 pub mod sqlite;
@@ -281,6 +282,16 @@ impl Entry {
             check_uri("uri", &t.uri)?;
             if t.q.is_some_and(|q| q > 1000) {
                 return Err(StoreError::Invalid("target q above 1000"));
+            }
+            if let Some(i) = &t.instance {
+                check_key("aor", &i.aor)?;
+                if !crate::forwarding::instance_ok(i.instance.as_bytes())
+                    || i.aor.bytes().any(|c| !c.is_ascii_graphic())
+                {
+                    return Err(StoreError::Invalid(
+                        "target instance empty, too long or not printable",
+                    ));
+                }
             }
         }
         if let Some(from) = &self.learned_from {

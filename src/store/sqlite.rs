@@ -56,9 +56,19 @@
 //!     WHERE expires_at IS NOT NULL;
 //! ```
 //!
+//! Version 2 adds the terminals that targets name by their instance:
+//!
+//! ```sql
+//! ALTER TABLE forwarding ADD COLUMN instances TEXT; -- NULL: none
+//! ```
+//!
 //! `targets` holds one line per target, best first: `q` in thousandths or
 //! `-` when the Contact gave none, a space, the URI (which holds no
-//! whitespace). Every row is validated when read: a row that does not
+//! whitespace). `instances`, when not NULL, holds one line per target, in
+//! the same order: `-`, or the AOR the terminal is registered under, a
+//! space, its `+sip.instance` (neither holds whitespace). A version 1 file
+//! is migrated in place; its rows have no instances (their targets are
+//! URIs, as before). Every row is validated when read: a row that does not
 //! decode, or breaks a cap, is skipped with an error in the log (naming the
 //! AOR and service) and counted in [`SqliteStore::skipped_rows`]; it never
 //! fails the whole query, and never panics.
@@ -73,7 +83,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
 use super::generation::Generation;
 use super::{check_key, check_uri, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
-use crate::forwarding::{ForwardTarget, ForwardingKind};
+use crate::forwarding::{instance_ok, ForwardTarget, ForwardingKind, TargetInstance};
 use crate::log::{self, pr_log_level};
 
 /// How long SQLite waits for another process's lock before `SQLITE_BUSY`.
@@ -98,6 +108,8 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX forwarding_expires ON forwarding (expires_at)
         WHERE expires_at IS NOT NULL;",
+    // v1 -> v2: the instances of targets that are registered terminals.
+    "ALTER TABLE forwarding ADD COLUMN instances TEXT;",
 ];
 
 /// Attempts of one statement on `SQLITE_BUSY`/`SQLITE_LOCKED` (after
@@ -108,7 +120,8 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The columns, in the order `decode` reads them.
 macro_rules! columns {
     () => {
-        "aor, service, kind, targets, expires_at, created_at, learned_from, learned_status"
+        "aor, service, kind, targets, expires_at, created_at, learned_from, learned_status, \
+         instances"
     };
 }
 
@@ -133,7 +146,7 @@ const SQL_GET: &str = concat!(
 const SQL_PUT: &str = concat!(
     "INSERT OR REPLACE INTO forwarding (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
 );
 const SQL_REMOVE_ONE: &str = "DELETE FROM forwarding WHERE aor = ?1 AND service = ?2";
 const SQL_REMOVE_ALL: &str = "DELETE FROM forwarding WHERE aor = ?1";
@@ -363,7 +376,7 @@ impl Store for SqliteStore {
             // At most three rows: (aor, service), (aor, method), (aor, "*").
             let mut best: Option<(i64, Entry)> = None;
             while let Some(row) = rows.next()? {
-                let rank = row.get::<_, i64>(8).unwrap_or(i64::MAX);
+                let rank = row.get::<_, i64>(9).unwrap_or(i64::MAX);
                 if best.as_ref().is_some_and(|(r, _)| *r <= rank) {
                     continue;
                 }
@@ -378,6 +391,7 @@ impl Store for SqliteStore {
     fn put(&self, entry: &Entry) -> Result<(), StoreError> {
         entry.validate()?;
         let targets = encode_targets(&entry.targets);
+        let instances = encode_instances(&entry.targets);
         self.with_conn("put", |conn| {
             conn.prepare_cached(SQL_PUT)?
                 .execute(params![
@@ -389,6 +403,7 @@ impl Store for SqliteStore {
                     entry.created_at,
                     entry.learned_from,
                     entry.learned_status,
+                    instances,
                 ])
                 .map(drop)
         })?;
@@ -548,6 +563,47 @@ fn encode_targets(targets: &[ForwardTarget]) -> String {
     out
 }
 
+/// The `instances` column of `targets`: NULL when none has one.
+fn encode_instances(targets: &[ForwardTarget]) -> Option<String> {
+    if targets.iter().all(|t| t.instance.is_none()) {
+        return None;
+    }
+    let lines: Vec<String> = targets
+        .iter()
+        .map(|t| match &t.instance {
+            Some(i) => format!("{} {}", i.aor, i.instance),
+            None => "-".to_string(),
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
+/// Reads the `instances` column into `targets` (decoded before it).
+fn decode_instances(text: &str, targets: &mut [ForwardTarget]) -> Result<(), &'static str> {
+    let mut lines = text.split('\n');
+    for t in targets.iter_mut() {
+        let line = lines.next().ok_or("fewer instances than targets")?;
+        if line == "-" {
+            continue;
+        }
+        let (aor, instance) = line
+            .split_once(' ')
+            .ok_or("instance line without a space")?;
+        check_key("aor", aor).map_err(|_| "instance AOR empty or too long")?;
+        if !instance_ok(instance.as_bytes()) || aor.bytes().any(|c| !c.is_ascii_graphic()) {
+            return Err("instance empty, too long or not printable");
+        }
+        t.instance = Some(TargetInstance {
+            aor: aor.to_string(),
+            instance: instance.to_string(),
+        });
+    }
+    if lines.next().is_some() {
+        return Err("more instances than targets");
+    }
+    Ok(())
+}
+
 fn decode_targets(text: &str) -> Result<Vec<ForwardTarget>, &'static str> {
     let mut out = Vec::new();
     for line in text.split('\n') {
@@ -568,6 +624,7 @@ fn decode_targets(text: &str) -> Result<Vec<ForwardTarget>, &'static str> {
         out.push(ForwardTarget {
             uri: uri.to_string(),
             q,
+            instance: None,
         });
     }
     Ok(out)
@@ -601,7 +658,10 @@ fn decode(row: &Row<'_>) -> Result<Entry, &'static str> {
     let service = text(row, 1, "service is not text")?;
     let kind =
         ForwardingKind::from_name(&text(row, 2, "kind is not text")?).ok_or("unknown kind")?;
-    let targets = decode_targets(&text(row, 3, "targets is not text")?)?;
+    let mut targets = decode_targets(&text(row, 3, "targets is not text")?)?;
+    if let Some(i) = opt_text(row, 8, "instances is not text")? {
+        decode_instances(&i, &mut targets)?;
+    }
     let expires_at = opt_int(row, 4, "expires_at is not an integer")?;
     let created_at =
         opt_int(row, 5, "created_at is not an integer")?.ok_or("created_at is missing")?;
@@ -671,10 +731,12 @@ mod tests {
             ForwardTarget {
                 uri: "sip:a@example.com".into(),
                 q: Some(1000),
+                instance: None,
             },
             ForwardTarget {
                 uri: "sip:b@example.com;transport=tcp".into(),
                 q: None,
+                instance: None,
             },
         ];
         assert_eq!(decode_targets(&encode_targets(&t)).unwrap(), t);
@@ -698,6 +760,6 @@ mod tests {
 
     #[test]
     fn schema_version_is_number_of_steps() {
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
     }
 }

@@ -172,6 +172,10 @@ static pr_branch branch(const char *uri, uint32_t status, const buf_t *reply, bo
     return b;
 }
 
+/* Kamailio's METHOD_NOTIFY and METHOD_MESSAGE bits. */
+#define KM_METHOD_NOTIFY 128u
+#define KM_METHOD_MESSAGE 256u
+
 static pr_request message_req(const char *ruri, const char *call_id) {
     pr_request r;
     memset(&r, 0, sizeof r);
@@ -179,6 +183,7 @@ static pr_request message_req(const char *ruri, const char *call_id) {
     r.ruri = B(ruri);
     r.content_type = B("text/plain; charset=utf-8");
     r.call_id = B(call_id);
+    r.method_bit = KM_METHOD_MESSAGE;
     return r;
 }
 
@@ -217,23 +222,37 @@ typedef struct {
     const void *socket;
     int32_t q;
     int64_t last_modified;
+    /* usrloc's cflags, methods (0: every method, as pr_contact reads it),
+       reg_id, ruid, user agent and tcpconn_id */
+    uint32_t flags, methods, reg_id;
+    const char *ruid, *ua;
+    int32_t conn_id;
 } fake_reg;
 
 /* u1 has t1 (q=1.0, newest), t2 (q=1.0, older) and t3 (q=0.5); u2 has u2t. */
 static const fake_reg LOCATION[] = {
     {"u1@example.com", T1, "sip:127.0.0.1:5071;received", "<sip:edge5071@127.0.0.1;lr>",
-     "<urn:uuid:00000000-0000-0000-0000-000000000001>", &g_sockets[1], 1000, 300},
+     "<urn:uuid:00000000-0000-0000-0000-000000000001>", &g_sockets[1], 1000, 300,
+     1u << 6, 0, 1, "uloc-t1", "Phone/1.0", 17},
     {"u1@example.com", T2, "sip:127.0.0.1:5072;received", "<sip:edge5072@127.0.0.1;lr>", NULL,
-     &g_sockets[2], 1000, 200},
+     &g_sockets[2], 1000, 200, 0, 0, 0, NULL, NULL, 0},
     {"u1@example.com", T3, "sip:127.0.0.1:5073;received", "<sip:edge5073@127.0.0.1;lr>", NULL,
-     &g_sockets[3], 500, 400},
-    {"u2@example.com", U2T, "sip:127.0.0.1:5082;received", NULL, NULL, &g_sockets[5], -1, 1},
+     &g_sockets[3], 500, 400, 0, 0, 0, NULL, NULL, 0},
+    {"u2@example.com", U2T, "sip:127.0.0.1:5082;received", NULL, NULL, &g_sockets[5], -1, 1, 0, 0, 0, NULL, NULL, 0},
     /* A registration whose URI is not even UTF-8: skipped with a warning. */
-    {"junk@example.com", "\xff\xfe not a uri", NULL, NULL, NULL, &g_sockets[6], -1, 1},
+    {"junk@example.com", "\xff\xfe not a uri", NULL, NULL, NULL, &g_sockets[6], -1, 1, 0, 0, 0, NULL, NULL, 0},
     /* The same contact registered twice (usrloc keeps both when it matches
        contacts by Call-ID as well, registrar's matching_mode 1). */
-    {"dup@example.com", "sip:dup@127.0.0.1:5091", NULL, NULL, NULL, &g_sockets[6], -1, 2},
-    {"dup@example.com", "sip:dup@127.0.0.1:5091", NULL, NULL, NULL, &g_sockets[6], -1, 1},
+    {"dup@example.com", "sip:dup@127.0.0.1:5091", NULL, NULL, NULL, &g_sockets[6], -1, 2, 0, 0, 0, NULL, NULL, 0},
+    {"dup@example.com", "sip:dup@127.0.0.1:5091", NULL, NULL, NULL, &g_sockets[6], -1, 1, 0, 0, 0, NULL, NULL, 0},
+    /* nomsg takes NOTIFY only (;methods="NOTIFY"); mixed has one of those
+       (first by q) and one that takes everything. */
+    {"nomsg@example.com", "sip:nomsg@127.0.0.1:5093", NULL, NULL, NULL, &g_sockets[6], -1, 1,
+     0, KM_METHOD_NOTIFY, 0, NULL, NULL, 0},
+    {"mixed@example.com", "sip:mixed1@127.0.0.1:5094", NULL, NULL, NULL, &g_sockets[6], 1000, 1,
+     0, KM_METHOD_NOTIFY, 0, NULL, NULL, 0},
+    {"mixed@example.com", "sip:mixed2@127.0.0.1:5095", "sip:192.0.2.9:4000", NULL, NULL,
+     &g_sockets[6], 500, 1, 0, 0, 7, "uloc-m2", NULL, 0},
 };
 
 #define N_PROBES 13
@@ -300,6 +319,12 @@ static pr_contact contact_of(const fake_reg *r) {
     c.socket = r->socket;
     c.q = r->q;
     c.last_modified = r->last_modified;
+    c.flags = r->flags;
+    c.methods = r->methods;
+    c.reg_id = r->reg_id;
+    c.ruid = r->ruid ? B(r->ruid) : NONE;
+    c.user_agent = r->ua ? B(r->ua) : NONE;
+    c.conn_id = r->conn_id;
     return c;
 }
 
@@ -530,6 +555,7 @@ enum {
     R_NO_TARGET = 20,
     R_EXHAUSTED = 21,
     R_BRANCH_LIMIT = 22,
+    R_METHOD_NOT_ACCEPTED = 23,
     R_ALL_TARGETS_REFUSED = 30,
     R_BAD_REQUEST_URI = 40,
     R_LOOKUP_FAILED = 41,
@@ -553,6 +579,7 @@ static const char *reason_name(uint32_t r) {
     case R_NO_TARGET: return "NoTarget";
     case R_EXHAUSTED: return "Exhausted";
     case R_BRANCH_LIMIT: return "BranchLimit";
+    case R_METHOD_NOT_ACCEPTED: return "MethodNotAccepted";
     case R_ALL_TARGETS_REFUSED: return "AllTargetsRefused";
     case R_BAD_REQUEST_URI: return "BadRequestUri";
     case R_LOOKUP_FAILED: return "LookupFailed";
@@ -578,7 +605,8 @@ static bool bytes_ok(pr_bytes b) { return b.len == 0 || b.ptr != NULL; }
    byte strings that are readable, a known reason, and the fork mode asked
    for (`mode`: NULL or empty when the configured one applies). */
 static void check_view(const pr_decision_view *v, const char *mode) {
-    assert_true(v->script_rc == 1 || v->script_rc == -1 || v->script_rc == -2);
+    assert_true(v->script_rc == 1 || v->script_rc == -1 || v->script_rc == -2
+                || v->script_rc == -3);
     assert_true((v->script_rc == 1) == (v->n_branches > 0));
     if (reason_name(v->reason) == NULL) {
         print_error("unknown reason %u\n", v->reason);
@@ -1657,11 +1685,18 @@ static void test_lookup_serial_and_parallel(void **state) {
     assert_false(d.v.parallel);
     pr_branch_out b = branch_at(&d, 0);
     assert_bytes(b.uri, T1);
-    assert_bytes(b.dst_uri, "sip:127.0.0.1:5071;received");
+    assert_bytes(b.dst_uri, "sip:edge5071@127.0.0.1;lr"); /* the first Path hop */
     assert_bytes(b.path, "<sip:edge5071@127.0.0.1;lr>");
     assert_bytes(b.instance, "<urn:uuid:00000000-0000-0000-0000-000000000001>");
     assert_ptr_equal(b.socket, &g_sockets[1]);
     assert_int_equal(b.q, 1000);
+    /* as registrar's lookup(): the contact's flags, reg-id (it has an
+       instance), ruid, user agent and connection */
+    assert_int_equal(b.flags, 1u << 6);
+    assert_int_equal(b.reg_id, 1);
+    assert_bytes(b.ruid, "uloc-t1");
+    assert_bytes(b.user_agent, "Phone/1.0");
+    assert_int_equal(b.conn_id, 17);
     for (int i = 0; i < PR_STAT_COUNT; i++) {
         assert_int_equal(d.v.counters[i], 0);
     }
@@ -1830,6 +1865,53 @@ static void test_contacts_add_probes(void **state) {
     pr_engine_free(e);
 }
 
+/* SPEC §3: a contact whose registered methods exclude the request's is not
+ * a target (a failover); when none of the AOR's accepts it, push_lookup
+ * returns -3 (registrar's lookup() -2: the cfg answers 405). The fields of
+ * the branch that is built come from its contact. */
+static void test_lookup_contact_methods(void **state) {
+    (void)state;
+    fake_env env = {0};
+    pr_engine *e = make_engine(&env, NULL);
+
+    pr_request req = message_req("sip:nomsg@example.com", "cid-nomsg");
+    dec_t d = lookup_ok(e, &req, NULL);
+    assert_decision(&d, -3, R_METHOD_NOT_ACCEPTED, 0);
+    assert_int_equal(STAT(d, FAILOVERS), 1);
+    dec_free(&d);
+    /* NOTIFY is accepted. */
+    req.method = B("NOTIFY");
+    req.method_bit = KM_METHOD_NOTIFY;
+    req.event = B("ua-profile");
+    d = lookup_ok(e, &req, NULL);
+    assert_decision(&d, 1, R_REGISTERED, 1);
+    assert_int_equal(STAT(d, FAILOVERS), 0);
+    dec_free(&d);
+    /* An unknown method bit filters nothing. */
+    req = message_req("sip:nomsg@example.com", "cid-nomsg0");
+    req.method_bit = 0;
+    d = lookup_ok(e, &req, NULL);
+    assert_decision(&d, 1, R_REGISTERED, 1);
+    dec_free(&d);
+
+    /* mixed: the first by q takes NOTIFY only; MESSAGE goes to the other,
+       with its received address, ruid and no reg-id (no instance). */
+    req = message_req("sip:mixed@example.com", "cid-mixed");
+    d = lookup_ok(e, &req, NULL);
+    assert_decision(&d, 1, R_REGISTERED, 1);
+    pr_branch_out b = branch_at(&d, 0);
+    assert_bytes(b.uri, "sip:mixed2@127.0.0.1:5095");
+    assert_bytes(b.dst_uri, "sip:192.0.2.9:4000");
+    assert_empty(b.path);
+    assert_bytes(b.ruid, "uloc-m2");
+    assert_empty(b.user_agent);
+    assert_int_equal(b.reg_id, 0);
+    assert_int_equal(b.flags, 0);
+    assert_int_equal(STAT(d, FAILOVERS), 1);
+    dec_free(&d);
+    pr_engine_free(e);
+}
+
 /* Never a target twice in one round: one contact registered twice is one
  * branch, in parallel mode too. */
 static void test_lookup_duplicate_registration(void **state) {
@@ -1927,7 +2009,7 @@ static void test_lookup_applies_stored_forwarding(void **state) {
     assert_decision(&d, 1, R_STORED_FORWARDING, 1);
     pr_branch_out b = branch_at(&d, 0);
     assert_bytes(b.uri, T3);
-    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_bytes(b.dst_uri, "sip:edge5073@127.0.0.1;lr"); /* the first Path hop */
     assert_bytes(b.path, "<sip:edge5073@127.0.0.1;lr>");
     assert_ptr_equal(b.socket, &g_sockets[3]);
     assert_int_equal(b.q, 700);
@@ -2087,7 +2169,7 @@ static void test_f1_redirect_to_another_registered_terminal(void **state) {
     pr_branch_out b = branch_at(&d, 0);
     /* uri, dst_uri, path, socket come back from t3's registration. */
     assert_bytes(b.uri, T3);
-    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_bytes(b.dst_uri, "sip:edge5073@127.0.0.1;lr"); /* the first Path hop */
     assert_bytes(b.path, "<sip:edge5073@127.0.0.1;lr>");
     assert_empty(b.instance);
     assert_ptr_equal(b.socket, &g_sockets[3]);
@@ -2137,7 +2219,7 @@ static void test_f2_failover_to_the_next_terminal(void **state) {
     assert_decision(&d, 1, R_FAILOVER, 1);
     pr_branch_out b = branch_at(&d, 0);
     assert_bytes(b.uri, T2);
-    assert_bytes(b.dst_uri, "sip:127.0.0.1:5072;received");
+    assert_bytes(b.dst_uri, "sip:edge5072@127.0.0.1;lr"); /* the first Path hop */
     assert_bytes(b.path, "<sip:edge5072@127.0.0.1;lr>");
     assert_ptr_equal(b.socket, &g_sockets[2]);
     assert_int_equal(STAT(d, FAILOVERS), 1);
@@ -3066,7 +3148,7 @@ static void test_store_e2e_301_learned_then_applied(void **state) {
     assert_int_equal(R_STORED_FORWARDING, 11);
     pr_branch_out b = branch_at(&d, 0);
     assert_bytes(b.uri, T3);
-    assert_bytes(b.dst_uri, "sip:127.0.0.1:5073;received");
+    assert_bytes(b.dst_uri, "sip:edge5073@127.0.0.1;lr"); /* the first Path hop */
     assert_ptr_equal(b.socket, &g_sockets[3]);
     assert_int_equal(b.q, 800);
     assert_int_equal(STAT(d, FORWARDINGS_APPLIED), 1);
@@ -4317,6 +4399,7 @@ int main(void) {
         cmocka_unit_test(test_lookup_callback_reenters_the_engine),
         cmocka_unit_test(test_contacts_add_probes),
         cmocka_unit_test(test_lookup_duplicate_registration),
+        cmocka_unit_test(test_lookup_contact_methods),
         cmocka_unit_test(test_lookup_usrloc_key),
         cmocka_unit_test(test_lookup_more_than_1024_contacts),
         cmocka_unit_test_setup_teardown(test_lookup_applies_stored_forwarding, store_setup,

@@ -64,6 +64,7 @@ impl FakeHost {
                 socket: port as usize,
                 q,
                 last_modified: at,
+                ..Registration::default()
             });
         self
     }
@@ -106,8 +107,13 @@ pub fn message(ruri: &str) -> Request<'_> {
         content_type: Some(b"text/plain"),
         history_info: &[],
         privacy: None,
+        method_bit: METHOD_MESSAGE,
     }
 }
+
+/// Kamailio's `METHOD_MESSAGE` and `METHOD_NOTIFY` bits.
+pub const METHOD_MESSAGE: u32 = 256;
+pub const METHOD_NOTIFY: u32 = 128;
 
 /// A reply with the given status line and header lines.
 pub fn reply(status: &str, headers: &[&str]) -> Vec<u8> {

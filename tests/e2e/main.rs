@@ -1,7 +1,7 @@
 //! End-to-end tests: a real Kamailio + sipp terminals on 127.0.0.1.
 //!
 //! Run: cargo test --test e2e -- --ignored --test-threads=1 --nocapture
-//! (needs kamailio, kamailio-extra-modules and sip-tester; `make test` installs them).
+//! (needs kamailio, kamailio-tls-modules, sip-tester, openssl and python3; `make test` installs them).
 //!
 //! The `stock_*` cases run Kamailio's own modules only (cfg/stock-uac-redirect.cfg:
 //! usrloc + registrar + tm + uac_redirect). They prove the harness itself (every
@@ -10,7 +10,11 @@
 mod crash;
 mod history;
 mod hostile;
+mod kemi;
+mod lookup;
 mod push;
+mod service;
+mod stock_cfg;
 mod store;
 mod support;
 

@@ -378,6 +378,7 @@ impl Callbacks<'_> {
                     socket: c.socket,
                     q: u16::try_from(c.q).ok(),
                     last_modified: c.last_modified,
+                    ..Registration::default()
                 };
                 (pr_status::Ok, Some(reg))
             })
@@ -465,6 +466,12 @@ unsafe extern "C" fn lookup_cb(ud: *mut c_void, aor: *const pr_aor, out: *mut pr
         socket: null(),
         q: -1,
         last_modified: 0,
+        flags: 0,
+        methods: u32::MAX,
+        reg_id: 0,
+        ruid: Slice::Null(0).raw(),
+        user_agent: Slice::Null(0).raw(),
+        conn_id: 0,
     };
     if pr_contacts_add(out, null()) != pr_status::NullParameter
         || pr_contacts_add(null_mut(), &empty) != pr_status::NullParameter
@@ -482,6 +489,12 @@ unsafe extern "C" fn lookup_cb(ud: *mut c_void, aor: *const pr_aor, out: *mut pr
             socket: c.socket as *const c_void,
             q: c.q,
             last_modified: c.last_modified,
+            flags: 0,
+            methods: u32::MAX,
+            reg_id: 0,
+            ruid: Slice::Null(0).raw(),
+            user_agent: Slice::Null(0).raw(),
+            conn_id: 0,
         };
         let got = pr_contacts_add(out, &raw);
         if got != want {
@@ -656,6 +669,7 @@ fn forwarding_of(s: &StoredC) -> Option<Forwarding> {
             Some(ForwardTarget {
                 uri: uri.to_string(),
                 q: u16::try_from(*q).ok(),
+                instance: None,
             })
         })
         .collect();
@@ -976,6 +990,14 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
             "branch {i}: {}",
             ctx()
         );
+        assert_eq!(
+            (out.flags, out.reg_id, out.conn_id),
+            (w.flags, w.reg_id, w.conn_id),
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(opt(out.ruid), w.ruid, "branch {i}: {}", ctx());
+        assert_eq!(opt(out.user_agent), w.user_agent, "branch {i}: {}", ctx());
     }
     assert_eq!(bytes_of(v.memo), want.memo, "{}", ctx());
     assert_eq!(v.counters, want.counters.0, "{}", ctx());
@@ -1022,6 +1044,7 @@ fn request_and_mode<'a>(
         content_type,
         history_info: &[],
         privacy: None,
+        method_bit: 0,
     };
     Ok((r, m))
 }
@@ -1196,6 +1219,7 @@ pub fn run(case: &Case) {
                 ptr: null(),
                 len: 0,
             },
+            method_bit: 0,
         };
         let req_ptr: *const pr_request = if case.null_request { null() } else { &req };
         let parsed = if case.null_request {

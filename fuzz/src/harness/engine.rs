@@ -173,6 +173,7 @@ pub fn run(case: &Case) {
         content_type: case.content_type.as_deref(),
         history_info: &[],
         privacy: None,
+        method_bit: 0,
     };
 
     let d = engine.push_lookup(&host, &req, case.mode);
@@ -767,6 +768,7 @@ impl Case {
                             socket: get_num(g(5)?)?,
                             q: get_opt_num(g(6)?)?,
                             last_modified: get_num(g(7)?)?,
+                            ..Registration::default()
                         },
                     )),
                     "request" => {
@@ -809,6 +811,7 @@ impl Case {
                         .push(ForwardTarget {
                             uri: get_string(g(0)?)?,
                             q: get_opt_num(g(1)?)?,
+                            instance: None,
                         }),
                     "followup" => c.followups.push((get_num(g(0)?)?, get_opt_bytes(g(1)?)?)),
                     _ => return Err(format!("unknown record {tag:?}")),

@@ -31,6 +31,7 @@ impl Host for TwoTerminals {
                 socket: 0,
                 q: Some(q),
                 last_modified: 1,
+                ..Registration::default()
             })
             .collect())
     }
@@ -114,6 +115,7 @@ pub fn run(data: &[u8]) {
         content_type: Some(b"text/plain"),
         history_info: &rows,
         privacy,
+        method_bit: 0,
     };
     let plain = Request {
         history_info: &[],

@@ -1,7 +1,8 @@
 //! `reply_parser`: raw bytes through `parse_response`, every Contact, the
 //! Expires header and `uri::parse` of every Contact URI, with the parser's
 //! own promises checked (zero-copy results inside the input, bounded work,
-//! q in 0..=1000, URIs that the engine can key and store).
+//! q in 0..=1000, URIs that the engine can key and store); and the same
+//! bytes as a registration's Path and as two `+sip.instance` values.
 
 use push_redirect::parser::{self, ParseError, MAX_MESSAGE_LEN};
 use push_redirect::uri::{self, Scheme, SipUri, MAX_URI_LEN};
@@ -14,6 +15,7 @@ fn within(whole: &[u8], part: &[u8]) -> bool {
 
 /// Runs one input; panics on a broken promise.
 pub fn run(data: &[u8]) {
+    path(data);
     let r = match parser::parse_response(data) {
         Ok(r) => r,
         Err(e) => {
@@ -144,4 +146,39 @@ pub fn keys_agree(a: &SipUri<'_>, b: &SipUri<'_>) -> bool {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The same bytes as a registration's Path (`parser::path_first_hop`, the
+/// next hop of a branch as registrar's lookup() picks it): no panic; the
+/// hop and the rest are inside the input, the rest a strict suffix, so
+/// reading hop after hop ends; past the cap, refused. And as two
+/// `+sip.instance` values (`engine::same_instance`): symmetric.
+fn path(data: &[u8]) {
+    let mut cur = data;
+    let mut hops = 0usize;
+    while let Ok((hop, rest)) = parser::path_first_hop(cur) {
+        assert!(
+            data.len() <= parser::MAX_PATH_LEN,
+            "a Path over the cap read"
+        );
+        assert!(
+            within(data, hop) && !hop.is_empty(),
+            "hop outside the input"
+        );
+        assert!(
+            cur.ends_with(rest) && rest.len() < cur.len(),
+            "rest not a strict suffix"
+        );
+        hops += 1;
+        if rest.is_empty() {
+            break;
+        }
+        cur = rest;
+    }
+    assert!(hops <= data.len(), "more hops than bytes");
+    let (a, b) = data.split_at(data.len() / 2);
+    assert_eq!(
+        push_redirect::engine::same_instance(a, b),
+        push_redirect::engine::same_instance(b, a)
+    );
 }

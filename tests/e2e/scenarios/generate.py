@@ -169,6 +169,7 @@ def senders():
     body = HEAD + """<scenario name="register">
   <!-- REGISTER one contact for an AOR. keys: aor (sip:u1@example.com), contact
        (sip:t1@127.0.0.1:PORT, the terminal's own address), q (1.0), expires (3600; 0 removes),
+       cparams (more Contact parameters, e.g. ;+sip.instance="<urn:uuid:...>", or ""),
        extra. Run with -m 1 (or -m N to re-register). -->
   <send retrans="500">
     <![CDATA[
@@ -179,7 +180,7 @@ def senders():
       To: <[aor]>
       Call-ID: [call_id]
       CSeq: [cseq] REGISTER
-      Contact: <[contact]>;q=[q];expires=[expires]
+      Contact: <[contact]>;q=[q];expires=[expires][cparams]
       Expires: [expires]
       Max-Forwards: 70[extra]
       Content-Length: 0

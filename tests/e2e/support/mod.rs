@@ -206,6 +206,9 @@ fn socket_on(table: &str, port: u16, state: Option<&str>) -> bool {
 pub enum Transport {
     Udp,
     Tcp,
+    /// A terminal on TLS is `support/tls_terminal.py` (Debian's sipp has
+    /// no TLS), with the certificates of `Case::tls_files`.
+    Tls,
 }
 
 impl Transport {
@@ -214,6 +217,7 @@ impl Transport {
         match self {
             Transport::Udp => "u1",
             Transport::Tcp => "t1",
+            Transport::Tls => "l1",
         }
     }
     /// The contact URI parameter, "" for UDP (the default).
@@ -221,13 +225,32 @@ impl Transport {
         match self {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         }
     }
     fn bound(self, port: u16) -> bool {
         match self {
             Transport::Udp => udp_port_bound(port),
-            Transport::Tcp => tcp_port_listening(port),
+            Transport::Tcp | Transport::Tls => tcp_port_listening(port),
         }
+    }
+    /// As `bound`, on ::1 (or ::).
+    fn bound_v6(self, port: u16) -> bool {
+        let (table, state) = match self {
+            Transport::Udp => ("/proc/net/udp6", None),
+            Transport::Tcp | Transport::Tls => ("/proc/net/tcp6", Some("0A")),
+        };
+        let Ok(text) = fs::read_to_string(table) else {
+            return false;
+        };
+        let want = [
+            format!("00000000000000000000000001000000:{port:04X}"),
+            format!("00000000000000000000000000000000:{port:04X}"),
+        ];
+        text.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && want.iter().any(|w| w == f[1]) && state.is_none_or(|st| f[3] == st)
+        })
     }
 }
 
@@ -343,6 +366,12 @@ impl Case {
 
     /// A Kamailio with `cfg` (a name under tests/e2e/cfg/ or a path).
     pub fn proxy(&self, cfg: &str) -> ProxyBuilder {
+        self.proxy_in(cfg, "kamailio")
+    }
+
+    /// As `proxy`, in the case's folder `dir` (a second Kamailio of the
+    /// case, e.g. an edge proxy, needs its own).
+    pub fn proxy_in(&self, cfg: &str, dir: &str) -> ProxyBuilder {
         let p = Path::new(cfg);
         let cfg = if p.is_absolute() || p.exists() {
             p.to_path_buf()
@@ -350,7 +379,7 @@ impl Case {
             e2e_dir().join("cfg").join(cfg)
         };
         ProxyBuilder {
-            dir: self.subdir("kamailio"),
+            dir: self.subdir(dir),
             case: self.name.clone(),
             cfg,
             port: None,
@@ -451,9 +480,47 @@ impl Case {
         q: f32,
         expires: u32,
     ) -> Option<u16> {
+        self.try_register_at(&proxy.addr(), aor, contact, q, expires)
+    }
+
+    /// As `try_register`, to any address ("127.0.0.1:PORT"), e.g. a Kamailio
+    /// the harness did not start.
+    pub fn try_register_at(
+        &self,
+        addr: &str,
+        aor: &str,
+        contact: &str,
+        q: f32,
+        expires: u32,
+    ) -> Option<u16> {
+        let reg = Register {
+            aor,
+            contact,
+            q,
+            expires,
+            from: ("127.0.0.1", free_udp_port()),
+            extra: &[],
+            cparams: "",
+        };
+        self.try_register_from(addr, &reg)
+    }
+
+    /// A REGISTER as `reg` says (its source address, extra headers such as
+    /// `Allow: NOTIFY`), to `addr` (`127.0.0.1:PORT` or `[::1]:PORT`);
+    /// its final response code (None: none within 5 s).
+    pub fn try_register_from(&self, addr: &str, reg: &Register<'_>) -> Option<u16> {
+        let Register {
+            aor,
+            contact,
+            q,
+            expires,
+            from: (ip, port),
+            extra,
+            cparams,
+        } = *reg;
+        let extra: String = extra.iter().map(|h| format!("\r\n{h}")).collect();
         let n = CASE_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = self.subdir(&format!("register-{n}"));
-        let port = free_udp_port();
         let log = dir.join("actions.log");
         let mut cmd = Command::new(sipp_bin());
         cmd.current_dir(&dir)
@@ -469,10 +536,13 @@ impl Case {
                 &expires.to_string(),
                 "-key",
                 "extra",
-                "",
+                &extra,
+                "-key",
+                "cparams",
+                cparams,
             ])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .arg(proxy.addr())
+            .args(["-i", ip, "-p", &port.to_string()])
+            .arg(addr)
             .args([
                 "-m",
                 "1",
@@ -499,6 +569,27 @@ impl Case {
             );
         }
         code
+    }
+
+    /// As `terminal_on`, listening on `ip` (127.0.0.1 or ::1) at `port`
+    /// (from `free_udp_port()`): e.g. the port a REGISTER came from, for a
+    /// terminal behind a NAT (`try_register_from`).
+    pub fn terminal_on_at(
+        &self,
+        transport: Transport,
+        (ip, port): (&str, u16),
+        name: &str,
+        answer: Answer,
+    ) -> Terminal {
+        Terminal::start_on(
+            self,
+            name,
+            (ip, port, transport),
+            answer,
+            &[],
+            Duration::ZERO,
+            Duration::from_secs(300),
+        )
     }
 
     /// Runs a sender to the end (bounded) and returns what it got.
@@ -530,6 +621,177 @@ impl Case {
         ));
         println!("{line}");
     }
+}
+
+/// The test CA and certificates of a case (made once per case with the
+/// openssl command, under `<case>/tls/`), and Kamailio's tls.cfg for them:
+/// the proxy presents `proxy.crt`; as a client it requires and verifies
+/// the terminals' certificates (`terminal.crt`, for 127.0.0.1 and ::1)
+/// against `ca.crt`. `rogue.crt` is self-signed: a terminal named
+/// `rogue*` presents it, and the proxy must refuse the connection.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub tls_cfg: PathBuf,
+}
+
+impl Case {
+    pub fn tls_files(&self) -> TlsFiles {
+        let dir = self.subdir("tls");
+        let f = |n: &str| dir.join(n);
+        let files = TlsFiles {
+            dir: dir.clone(),
+            ca: f("ca.crt"),
+            tls_cfg: f("tls.cfg"),
+        };
+        if files.tls_cfg.is_file() {
+            return files;
+        }
+        let openssl = |args: &[&str]| {
+            let mut cmd = Command::new("openssl");
+            cmd.current_dir(&dir).args(args);
+            let (st, _, err) = run_bounded(cmd, &dir, "openssl", Duration::from_secs(30));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "openssl {args:?}: {st:?} {err}"
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=push_redirect e2e CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        // a terminal certificate of no CA the proxy trusts
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rogue",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "rogue.key",
+            "-out",
+            "rogue.crt",
+        ]);
+        write_file(
+            &f("san.ext"),
+            "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n",
+        );
+        for who in ["proxy", "terminal"] {
+            let (key, csr, crt) = (
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.crt"),
+            );
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &crt,
+            ]);
+        }
+        let p = |n: &str| f(n).display().to_string();
+        write_file(
+            &files.tls_cfg,
+            &format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                 require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                 [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n\
+                 require_certificate = yes\nca_list = {}\n",
+                p("proxy.key"),
+                p("proxy.crt"),
+                p("ca.crt")
+            ),
+        );
+        files
+    }
+}
+
+/// The command of a TLS terminal (`support/tls_terminal.py`) in `dir`,
+/// with the case's certificate `who` (`terminal`: of the test CA; `rogue`:
+/// self-signed); logs as a sipp terminal does.
+fn tls_terminal_cmd(
+    case: &Case,
+    dir: &Path,
+    (ip, port, who): (&str, u16, &str),
+    answer: &Answer,
+    lifetime: Duration,
+) -> Command {
+    let tls = case.tls_files();
+    let code = match answer {
+        Answer::Ok => "200".to_string(),
+        Answer::Code(c) => c.to_string(),
+        Answer::NoAnswer => "0".to_string(),
+        other => panic!("a TLS terminal answers 200, a code or nothing, not {other:?}"),
+    };
+    let mut cmd = Command::new("python3");
+    cmd.current_dir(dir)
+        .arg(e2e_dir().join("support").join("tls_terminal.py"))
+        .args(["--ip", ip, "--port", &port.to_string(), "--code", &code])
+        .arg("--cert")
+        .arg(tls.dir.join(format!("{who}.crt")))
+        .arg("--key")
+        .arg(tls.dir.join(format!("{who}.key")))
+        .arg("--log")
+        .arg(dir.join("messages.log"))
+        .arg("--actions")
+        .arg(dir.join("actions.log"))
+        .args(["--lifetime", &lifetime.as_secs().to_string()]);
+    cmd
+}
+
+/// A REGISTER for `try_register_from`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Register<'a> {
+    pub aor: &'a str,
+    pub contact: &'a str,
+    pub q: f32,
+    pub expires: u32,
+    /// The address and port it is sent from.
+    pub from: (&'a str, u16),
+    /// Extra header lines (e.g. "Allow: NOTIFY").
+    pub extra: &'a [&'a str],
+    /// More Contact parameters, e.g. `;+sip.instance="<urn:uuid:...>"`.
+    pub cparams: &'a str,
 }
 
 impl Drop for Case {
@@ -1243,6 +1505,8 @@ pub struct Terminal {
     pub answer: Answer,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// The address its sipp listens on: 127.0.0.1, or ::1 (`terminal_on_ip`).
+    pub ip: String,
 }
 
 impl Terminal {
@@ -1250,6 +1514,26 @@ impl Terminal {
         case: &Case,
         name: &str,
         (port, transport): (u16, Transport),
+        answer: Answer,
+        extra_headers: &[&str],
+        delay: Duration,
+        lifetime: Duration,
+    ) -> Terminal {
+        Terminal::start_on(
+            case,
+            name,
+            ("127.0.0.1", port, transport),
+            answer,
+            extra_headers,
+            delay,
+            lifetime,
+        )
+    }
+
+    fn start_on(
+        case: &Case,
+        name: &str,
+        (ip, port, transport): (&str, u16, Transport),
         answer: Answer,
         extra_headers: &[&str],
         delay: Duration,
@@ -1270,29 +1554,40 @@ impl Terminal {
         );
         let extra: String = extra_headers.iter().map(|h| format!("\r\n{h}")).collect();
         let mut cmd = Command::new(sipp_bin());
-        cmd.current_dir(&dir).arg("-sf").arg(&sf);
-        for (k, v) in &keys {
-            cmd.args(["-key", k, v]);
+        if transport == Transport::Tls {
+            // a terminal named rogue* presents a certificate of no CA the
+            // proxy trusts
+            let who = if name.starts_with("rogue") {
+                "rogue"
+            } else {
+                "terminal"
+            };
+            cmd = tls_terminal_cmd(case, &dir, (ip, port, who), &answer, lifetime);
+        } else {
+            cmd.current_dir(&dir).arg("-sf").arg(&sf);
+            for (k, v) in &keys {
+                cmd.args(["-key", k, v]);
+            }
+            cmd.args(["-key", "extra", &extra])
+                .args(["-i", ip, "-p", &port.to_string()])
+                .args(["-t", transport.sipp_mode()])
+                .args(["-d", &delay.as_millis().to_string()])
+                .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
+                .arg("-trace_logs")
+                .arg("-log_file")
+                .arg(dir.join("actions.log"))
+                .arg("-trace_msg")
+                .arg("-message_file")
+                .arg(dir.join("messages.log"))
+                .arg("-trace_err")
+                .arg("-error_file")
+                .arg(dir.join("errors.log"))
+                .arg("-trace_stat")
+                .arg("-stf")
+                .arg(dir.join("stats.csv"))
+                .args(["-fd", "1"]);
         }
-        cmd.args(["-key", "extra", &extra])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-t", transport.sipp_mode()])
-            .args(["-d", &delay.as_millis().to_string()])
-            .args(["-nostdin", "-timeout", &format!("{}s", lifetime.as_secs())])
-            .arg("-trace_logs")
-            .arg("-log_file")
-            .arg(dir.join("actions.log"))
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(dir.join("messages.log"))
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(dir.join("errors.log"))
-            .arg("-trace_stat")
-            .arg("-stf")
-            .arg(dir.join("stats.csv"))
-            .args(["-fd", "1"])
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("sipp.stdout")).unwrap())
             .stderr(fs::File::create(dir.join("sipp.stderr")).unwrap())
             .process_group(0);
@@ -1306,11 +1601,19 @@ impl Terminal {
             answer,
             dir,
             child: Some(child),
+            ip: ip.to_string(),
+        };
+        let on = |port| {
+            if ip == "::1" {
+                transport.bound_v6(port)
+            } else {
+                transport.bound(port)
+            }
         };
         let bound = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-            transport.bound(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
+            on(port) || matches!(t.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
         });
-        if !bound || !transport.bound(port) {
+        if !bound || !on(port) {
             let err = fs::read_to_string(t.dir.join("sipp.stderr")).unwrap_or_default();
             panic!(
                 "[e2e {}] terminal {name} (sipp on {port}) did not start: {}",
@@ -1323,11 +1626,12 @@ impl Terminal {
 
     /// sip:NAME@127.0.0.1:PORT
     pub fn uri(&self) -> String {
-        format!(
-            "{}{}",
-            terminal_uri(&self.name, self.port),
-            self.transport.uri_param()
-        )
+        let base = if self.ip == "::1" {
+            format!("sip:{}@[::1]:{}", self.name, self.port)
+        } else {
+            terminal_uri(&self.name, self.port)
+        };
+        format!("{base}{}", self.transport.uri_param())
     }
 
     /// Every request received, retransmissions included, in order.
