@@ -26,6 +26,7 @@
 
 #include "core/data_lump.h"
 #include "core/dprint.h"
+#include "core/dset.h"
 #include "core/mem/mem.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_hname2.h"
@@ -195,6 +196,77 @@ static int prm_hdr_has_cb(struct cell *t)
 	return 0;
 }
 
+/* "Name: value\r\n" before `anchor`, behind a condition that is true
+ * until prm_hdr_retire() makes it false */
+static int prm_hdr_insert_cond(
+		struct lump *anchor, const char *name, int nlen, str *val)
+{
+	struct lump *c;
+
+	c = insert_cond_lump_before(anchor, COND_TRUE, 0);
+	if(c == NULL)
+		return -1;
+	return prm_hdr_insert(c, name, nlen, val);
+}
+
+/* whether lump l is the content of one of our conditional headers */
+static int prm_hdr_is_ours(struct lump *l)
+{
+	if(l == NULL || l->op != LUMP_ADD || l->u.value == NULL)
+		return 0;
+	return (l->len > 14 && memcmp(l->u.value, "History-Info: ", 14) == 0)
+		   || (l->len > 11 && memcmp(l->u.value, "Diversion: ", 11) == 0);
+}
+
+/* The headers of a request route's single branch are conditional lumps of
+ * the request, which tm clones into the transaction's request, so into
+ * every later branch: switched off here, in the next round's request (the
+ * faked request of a failure route shares the transaction's lumps), they
+ * stay that first branch's alone. */
+static void prm_hdr_retire(struct sip_msg *msg)
+{
+	struct lump *l;
+	struct lump *r;
+
+	for(l = msg->add_rm; l != NULL; l = l->next)
+		for(r = l->before; r != NULL; r = r->before)
+			if(r->op == LUMP_ADD_OPT && r->u.cond == COND_TRUE
+					&& prm_hdr_is_ours(r->before))
+				r->u.cond = COND_FALSE;
+}
+
+/* the headers of the one branch a round creates, as lumps of the request
+ * t_relay() relays: 0 added, -1 error */
+static int prm_hdr_lumps(struct sip_msg *msg, const pr_branch_out *b)
+{
+	struct lump *end;
+	struct lump *at;
+	str hi;
+	str div;
+
+	hi.s = (char *)b->history_info.ptr;
+	hi.len = (int)b->history_info.len;
+	div.s = (char *)b->diversion.ptr;
+	div.len = (int)b->diversion.len;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
+		LM_ERR("cannot parse the request's headers\n");
+		return -1;
+	}
+	end = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
+	if(end == NULL)
+		return -1;
+	if(hi.len > 0 && prm_hdr_insert_cond(end, "History-Info", 12, &hi) < 0)
+		return -1;
+	if(div.len > 0) {
+		at = end;
+		if(msg->diversion != NULL)
+			at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
+		if(at == NULL || prm_hdr_insert_cond(at, "Diversion", 9, &div) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid)
 {
@@ -206,6 +278,24 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	size_t i;
 
 	prm_stash.valid = 0;
+	/* an earlier round's single branch keeps its headers to itself */
+	prm_hdr_retire(msg);
+	/* a round that creates one branch (the R-URI if new, plus the
+	 * branches set) carries its headers in the request itself: no
+	 * callback, so tm's cheaper path for every branch of the transaction */
+	if(v->n_branches == 1
+			&& nr_branches + (ruri_get_forking_state() ? 1 : 0) == 1) {
+		b = &v->branches[0];
+		if(b->history_info.len == 0 && b->diversion.len == 0)
+			return 0;
+		if(prm_hdr_lumps(msg, b) < 0) {
+			LM_ERR("cannot add History-Info/Diversion to the request (Call-ID "
+				   "%.*s)\n",
+					callid->len, ZSW(callid->s));
+			return -1;
+		}
+		return 0;
+	}
 	need = callid->len;
 	for(i = 0; i < v->n_branches; i++) {
 		b = &v->branches[i];
