@@ -196,20 +196,7 @@ static int prm_hdr_has_cb(struct cell *t)
 	return 0;
 }
 
-/* "Name: value\r\n" before `anchor`, behind a condition that is true
- * until prm_hdr_retire() makes it false */
-static int prm_hdr_insert_cond(
-		struct lump *anchor, const char *name, int nlen, str *val)
-{
-	struct lump *c;
-
-	c = insert_cond_lump_before(anchor, COND_TRUE, 0);
-	if(c == NULL)
-		return -1;
-	return prm_hdr_insert(c, name, nlen, val);
-}
-
-/* whether lump l is the content of one of our conditional headers */
+/* whether lump l is the content of one of our headers */
 static int prm_hdr_is_ours(struct lump *l)
 {
 	if(l == NULL || l->op != LUMP_ADD || l->u.value == NULL)
@@ -218,21 +205,20 @@ static int prm_hdr_is_ours(struct lump *l)
 		   || (l->len > 11 && memcmp(l->u.value, "Diversion: ", 11) == 0);
 }
 
-/* The headers of a request route's single branch are conditional lumps of
- * the request, which tm clones into the transaction's request, so into
- * every later branch: switched off here, in the next round's request (the
- * faked request of a failure route shares the transaction's lumps), they
- * stay that first branch's alone. */
+/* The headers of a request route's single branch are lumps of the request,
+ * which tm clones into the transaction's request (shared memory, one
+ * block), so into every later branch: unhooked here from their anchors in
+ * the next round's request (a failure route's faked request shares the
+ * transaction's lumps), they stay that first branch's alone.  The block is
+ * freed whole with the transaction, so nothing leaks. */
 static void prm_hdr_retire(struct sip_msg *msg)
 {
 	struct lump *l;
-	struct lump *r;
 
 	for(l = msg->add_rm; l != NULL; l = l->next)
-		for(r = l->before; r != NULL; r = r->before)
-			if(r->op == LUMP_ADD_OPT && r->u.cond == COND_TRUE
-					&& prm_hdr_is_ours(r->before))
-				r->u.cond = COND_FALSE;
+		while((l->flags & LUMPFLAG_SHMEM) && l->op == LUMP_NOP
+				&& prm_hdr_is_ours(l->before))
+			l->before = l->before->before;
 }
 
 /* the headers of the one branch a round creates, as lumps of the request
@@ -255,13 +241,13 @@ static int prm_hdr_lumps(struct sip_msg *msg, const pr_branch_out *b)
 	end = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
 	if(end == NULL)
 		return -1;
-	if(hi.len > 0 && prm_hdr_insert_cond(end, "History-Info", 12, &hi) < 0)
+	if(hi.len > 0 && prm_hdr_insert(end, "History-Info", 12, &hi) < 0)
 		return -1;
 	if(div.len > 0) {
 		at = end;
 		if(msg->diversion != NULL)
 			at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
-		if(at == NULL || prm_hdr_insert_cond(at, "Diversion", 9, &div) < 0)
+		if(at == NULL || prm_hdr_insert(at, "Diversion", 9, &div) < 0)
 			return -1;
 	}
 	return 0;
