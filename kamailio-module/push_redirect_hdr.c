@@ -30,6 +30,7 @@
 #include "core/mem/mem.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_hname2.h"
+#include "core/route.h"
 #include "core/strutils.h"
 #include "core/ut.h"
 #include "modules/tm/t_hooks.h"
@@ -55,6 +56,10 @@ static struct
  * it on its early list until t_relay() creates the transaction) */
 static unsigned int prm_cb_msg_id;
 static int prm_cb_msg_set;
+
+/* the same for the callback that retires a request route's lumps */
+static unsigned int prm_retire_msg_id;
+static int prm_retire_msg_set;
 
 int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows)
 {
@@ -207,10 +212,11 @@ static int prm_hdr_is_ours(struct lump *l)
 
 /* The headers of a request route's single branch are lumps of the request,
  * which tm clones into the transaction's request (shared memory, one
- * block), so into every later branch: unhooked here from their anchors in
- * the next round's request (a failure route's faked request shares the
- * transaction's lumps), they stay that first branch's alone.  The block is
- * freed whole with the transaction, so nothing leaks. */
+ * block), so into every later branch: unhooked from their anchors when the
+ * transaction's first failure round starts (a failure route's faked
+ * request shares the transaction's lumps), they stay that first branch's
+ * alone.  The block is freed whole with the transaction, so nothing
+ * leaks. */
 static void prm_hdr_retire(struct sip_msg *msg)
 {
 	struct lump *l;
@@ -219,6 +225,15 @@ static void prm_hdr_retire(struct sip_msg *msg)
 		while((l->flags & LUMPFLAG_SHMEM) && l->op == LUMP_NOP
 				&& prm_hdr_is_ours(l->before))
 			l->before = l->before->before;
+}
+
+/* TMCB_ON_FAILURE: before any failure route, ours or the operator's (tm
+ * runs it with the faked request); unlike TMCB_REQUEST_FWDED it leaves
+ * tm's per-branch path alone */
+static void prm_hdr_retire_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	if(ps->req != NULL)
+		prm_hdr_retire(ps->req);
 }
 
 /* the headers of the one branch a round creates, as lumps of the request
@@ -264,8 +279,6 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	size_t i;
 
 	prm_stash.valid = 0;
-	/* an earlier round's single branch keeps its headers to itself */
-	prm_hdr_retire(msg);
 	/* a round that creates one branch (the R-URI if new, plus the
 	 * branches set) carries its headers in the request itself: no
 	 * callback, so tm's cheaper path for every branch of the transaction */
@@ -280,6 +293,21 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 					callid->len, ZSW(callid->s));
 			return -1;
 		}
+		/* a failure route's lumps are its own round's (tm deletes them
+		 * after it); a request route's go into the transaction */
+		if(!is_route_type(REQUEST_ROUTE)
+				|| (prm_retire_msg_set && prm_retire_msg_id == msg->id))
+			return 0;
+		if(prm_tmb.register_tmcb(
+				   msg, t, TMCB_ON_FAILURE, prm_hdr_retire_cb, NULL, NULL)
+				<= 0) {
+			LM_ERR("cannot register the header retiring callback (Call-ID "
+				   "%.*s)\n",
+					callid->len, ZSW(callid->s));
+			return -1;
+		}
+		prm_retire_msg_id = msg->id;
+		prm_retire_msg_set = 1;
 		return 0;
 	}
 	need = callid->len;
