@@ -26,11 +26,9 @@
 
 #include "core/data_lump.h"
 #include "core/dprint.h"
-#include "core/dset.h"
 #include "core/mem/mem.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_hname2.h"
-#include "core/route.h"
 #include "core/strutils.h"
 #include "core/ut.h"
 #include "modules/tm/t_hooks.h"
@@ -56,10 +54,6 @@ static struct
  * it on its early list until t_relay() creates the transaction) */
 static unsigned int prm_cb_msg_id;
 static int prm_cb_msg_set;
-
-/* the same for the callback that retires a request route's lumps */
-static unsigned int prm_retire_msg_id;
-static int prm_retire_msg_set;
 
 int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows)
 {
@@ -201,73 +195,6 @@ static int prm_hdr_has_cb(struct cell *t)
 	return 0;
 }
 
-/* whether lump l is the content of one of our headers */
-static int prm_hdr_is_ours(struct lump *l)
-{
-	if(l == NULL || l->op != LUMP_ADD || l->u.value == NULL)
-		return 0;
-	return (l->len > 14 && memcmp(l->u.value, "History-Info: ", 14) == 0)
-		   || (l->len > 11 && memcmp(l->u.value, "Diversion: ", 11) == 0);
-}
-
-/* The headers of a request route's single branch are lumps of the request,
- * which tm clones into the transaction's request (shared memory, one
- * block), so into every later branch: unhooked from their anchors when the
- * transaction's first failure round starts (a failure route's faked
- * request shares the transaction's lumps), they stay that first branch's
- * alone.  The block is freed whole with the transaction, so nothing
- * leaks. */
-static void prm_hdr_retire(struct sip_msg *msg)
-{
-	struct lump *l;
-
-	for(l = msg->add_rm; l != NULL; l = l->next)
-		while((l->flags & LUMPFLAG_SHMEM) && l->op == LUMP_NOP
-				&& prm_hdr_is_ours(l->before))
-			l->before = l->before->before;
-}
-
-/* TMCB_ON_FAILURE: before any failure route, ours or the operator's (tm
- * runs it with the faked request); unlike TMCB_REQUEST_FWDED it leaves
- * tm's per-branch path alone */
-static void prm_hdr_retire_cb(struct cell *t, int type, struct tmcb_params *ps)
-{
-	if(ps->req != NULL)
-		prm_hdr_retire(ps->req);
-}
-
-/* the headers of the one branch a round creates, as lumps of the request
- * t_relay() relays: 0 added, -1 error */
-static int prm_hdr_lumps(struct sip_msg *msg, const pr_branch_out *b)
-{
-	struct lump *end;
-	struct lump *at;
-	str hi;
-	str div;
-
-	hi.s = (char *)b->history_info.ptr;
-	hi.len = (int)b->history_info.len;
-	div.s = (char *)b->diversion.ptr;
-	div.len = (int)b->diversion.len;
-	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
-		LM_ERR("cannot parse the request's headers\n");
-		return -1;
-	}
-	end = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
-	if(end == NULL)
-		return -1;
-	if(hi.len > 0 && prm_hdr_insert(end, "History-Info", 12, &hi) < 0)
-		return -1;
-	if(div.len > 0) {
-		at = end;
-		if(msg->diversion != NULL)
-			at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
-		if(at == NULL || prm_hdr_insert(at, "Diversion", 9, &div) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid)
 {
@@ -279,37 +206,6 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	size_t i;
 
 	prm_stash.valid = 0;
-	/* a round that creates one branch (the R-URI if new, plus the
-	 * branches set) carries its headers in the request itself: no
-	 * callback, so tm's cheaper path for every branch of the transaction */
-	if(v->n_branches == 1
-			&& nr_branches + (ruri_get_forking_state() ? 1 : 0) == 1) {
-		b = &v->branches[0];
-		if(b->history_info.len == 0 && b->diversion.len == 0)
-			return 0;
-		if(prm_hdr_lumps(msg, b) < 0) {
-			LM_ERR("cannot add History-Info/Diversion to the request (Call-ID "
-				   "%.*s)\n",
-					callid->len, ZSW(callid->s));
-			return -1;
-		}
-		/* a failure route's lumps are its own round's (tm deletes them
-		 * after it); a request route's go into the transaction */
-		if(!is_route_type(REQUEST_ROUTE)
-				|| (prm_retire_msg_set && prm_retire_msg_id == msg->id))
-			return 0;
-		if(prm_tmb.register_tmcb(
-				   msg, t, TMCB_ON_FAILURE, prm_hdr_retire_cb, NULL, NULL)
-				<= 0) {
-			LM_ERR("cannot register the header retiring callback (Call-ID "
-				   "%.*s)\n",
-					callid->len, ZSW(callid->s));
-			return -1;
-		}
-		prm_retire_msg_id = msg->id;
-		prm_retire_msg_set = 1;
-		return 0;
-	}
 	need = callid->len;
 	for(i = 0; i < v->n_branches; i++) {
 		b = &v->branches[i];
