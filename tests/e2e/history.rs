@@ -11,7 +11,8 @@ use crate::support::*;
 const N: usize = 20;
 
 /// Every request `t` received carries exactly these History-Info rows
-/// (and `n` of them arrived).
+/// (and `n` of them arrived): one History-Info header, so a later round's
+/// branch that also carried an earlier round's header fails here.
 fn assert_history(t: &Terminal, n: usize, want: &str) {
     assert_eq!(t.wait_received(n), n);
     let reqs = t.requests();
