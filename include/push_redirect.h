@@ -40,7 +40,7 @@
 /*
  Number of statistics (`pr_stat` values are 0 to `PR_STAT_COUNT` - 1).
  */
-#define PR_STAT_COUNT 7
+#define PR_STAT_COUNT 9
 
 /*
  Result of a fallible call. The numbers are fixed and never reused.
@@ -170,6 +170,16 @@ enum pr_stat
    Acceptable Contacts beyond `max_branches`.
    */
   PR_STAT_CONTACTS_DROPPED = 6,
+  /*
+   Store operations that did not succeed (a lookup that could not read
+   the store, a write that was queued or failed).
+   */
+  PR_STAT_STORE_ERRORS = 7,
+  /*
+   Queued writes dropped: the per-process queue of writes made while
+   the store failed was full (`store::fault::MAX_QUEUED`).
+   */
+  PR_STAT_STORE_WRITES_DROPPED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -508,6 +518,31 @@ typedef int32_t (*pr_lookup_fn)(void *userdata, const struct pr_aor *aor, struct
 typedef bool (*pr_is_self_fn)(void *userdata, const uint8_t *host, size_t host_len, uint16_t port);
 
 /*
+ The forwarding store as this process sees it, for `push_redirect.stats`
+ (`pr_engine_store_state`). The byte strings are static.
+ */
+typedef struct pr_store_state {
+  /*
+   The kind of store: `sqlite`; `none` without a store.
+   */
+  struct pr_bytes backend;
+  /*
+   `ok`; `failing` (an outage: this process's, or one another process
+   of the host logged); `closed` (this process could not open it
+   again yet).
+   */
+  struct pr_bytes state;
+  /*
+   Unix time the host's current outage began; 0: none.
+   */
+  int64_t failing_since;
+  /*
+   Writes this process keeps queued until the store works again.
+   */
+  size_t queued;
+} pr_store_state;
+
+/*
  One registered contact, as the lookup callback reports it. All byte
  strings are copied by `pr_contacts_add`.
  */
@@ -697,6 +732,23 @@ pr_status pr_config_last_error(const struct pr_config *cfg,
 pr_status pr_config_check_store(const struct pr_config *cfg);
 
 /*
+ Whether the `store` of `cfg` needs a subscriber process per node (a
+ Redis store: the cross-node invalidation of the read caches). false
+ for NULL. Ask it in `mod_init`, to register the process.
+ */
+bool pr_config_store_subscriber(const struct pr_config *cfg);
+
+/*
+ The node's subscriber process (`pr_config_store_subscriber`): in the
+ process the module forks for it from Kamailio's main process (after
+ the store was checked in `mod_init`, so that the node's shared page
+ exists). Runs until the parent process is gone; returns
+ `PR_STATUS_INVALID_ARGUMENT` at once for a store that needs none,
+ `PR_STATUS_STORE_ERROR` (logged) when it cannot run.
+ */
+pr_status pr_config_run_subscriber(const struct pr_config *cfg);
+
+/*
  Frees a configuration. NULL is ignored.
  */
 void pr_config_free(struct pr_config *cfg);
@@ -780,6 +832,21 @@ pr_status pr_engine_last_error(const struct pr_engine *engine,
                                uint8_t *buf,
                                size_t len,
                                size_t *out_n);
+
+/*
+ Adds to `counters` (`n` numbers, indexed by `pr_stat`; `n` must be
+ `PR_STAT_COUNT`) what this process' store counted outside a decision
+ since the last call (`store_errors` of the RPC commands, queued writes
+ that landed or were dropped), and resets those counts. For the RPC
+ process, which makes no decisions: a decision's view already carries
+ them.
+ */
+pr_status pr_engine_take_counters(const struct pr_engine *engine, uint32_t *counters, size_t n);
+
+/*
+ Describes this process' store into `*out`.
+ */
+pr_status pr_engine_store_state(const struct pr_engine *engine, struct pr_store_state *out);
 
 /*
  Frees an engine. NULL is ignored.

@@ -17,6 +17,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -30,6 +31,7 @@
 #include "core/mem/mem.h"
 #include "core/mod_fix.h"
 #include "core/route.h"
+#include "core/pt.h"
 
 #include "push_redirect_funcs.h"
 #include "push_redirect_host.h"
@@ -62,6 +64,7 @@ PRM_PARAM_FUNC(prm_param_location_table, "location_table")
 PRM_PARAM_FUNC(prm_param_branch_timeout, "branch_timeout")
 PRM_PARAM_FUNC(prm_param_history_info, "history_info")
 PRM_PARAM_FUNC(prm_param_diversion, "diversion")
+PRM_PARAM_FUNC(prm_param_store_timeout, "store_timeout")
 
 /* clang-format off */
 static cmd_export_t cmds[] = {
@@ -99,6 +102,8 @@ static param_export_t params[] = {
 		(void *)prm_param_history_info},
 	{"diversion",       PARAM_INT    | PARAM_USE_FUNC,
 		(void *)prm_param_diversion},
+	{"store_timeout",   PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_store_timeout},
 	{0, 0, 0}
 };
 
@@ -134,6 +139,8 @@ static pid_t prm_cfg_pid = 0;
 /* the process that made prm_engine (an engine inherited through fork()
  * is never used nor freed by the child) */
 static pid_t prm_engine_pid = 0;
+/* whether the store needs the node's subscriber process (Redis) */
+static int prm_subscriber = 0;
 
 const char *prm_status_str(pr_status st)
 {
@@ -468,6 +475,35 @@ static int mod_init(void)
 			   " the error above\n");
 		return -1;
 	}
+
+	/* a store shared by several nodes (Redis): one process per node keeps
+	 * the workers' read caches in step with every node's writes */
+	if(pr_config_store_subscriber(prm_cfg)) {
+		register_procs(1);
+		cfg_register_child(1);
+		prm_subscriber = 1;
+	}
+	return 0;
+}
+
+/* the node's store subscriber: forked from the main process; runs until
+ * the main process is gone */
+static int prm_subscriber_fork(void)
+{
+	int pid;
+
+	pid = fork_process(PROC_NOCHLDINIT, "push_redirect store subscriber", 1);
+	if(pid < 0) {
+		LM_ERR("cannot fork the store subscriber\n");
+		return -1;
+	}
+	if(pid == 0) {
+		if(cfg_child_init())
+			exit(-1);
+		pr_set_logger(prm_log_bridge, NULL, PR_LOG_LEVEL_INFO);
+		pr_config_run_subscriber(prm_cfg);
+		exit(0);
+	}
 	return 0;
 }
 
@@ -484,6 +520,8 @@ static int child_init(int rank)
 		}
 		return 0;
 	}
+	if(rank == PROC_MAIN && prm_subscriber && prm_subscriber_fork() < 0)
+		return -1;
 	if(rank == PROC_POSTCHILDINIT || (rank == PROC_MAIN && !dont_fork))
 		return 0;
 	/* A child takes its own reference to the shared cfg block now, not

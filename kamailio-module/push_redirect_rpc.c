@@ -34,6 +34,21 @@ static const char *prm_rpc_why(pr_engine *e, pr_status st)
 	return buf;
 }
 
+/* what the store counted in this process outside a decision (a failed
+ * RPC write, queued writes that landed): into the statistics */
+static void prm_rpc_count(pr_engine *e)
+{
+	uint32_t c[PR_STAT_COUNT];
+	int i;
+
+	memset(c, 0, sizeof(c));
+	if(e == NULL || pr_engine_take_counters(e, c, PR_STAT_COUNT) != PR_STATUS_OK)
+		return;
+	for(i = 0; i < PR_STAT_COUNT; i++)
+		if(c[i] != 0 && prm_stats[i] != NULL)
+			update_stat(prm_stats[i], c[i]);
+}
+
 static void prm_rpc_fault(rpc_t *rpc, void *ctx, pr_engine *e, pr_status st)
 {
 	rpc->fault(ctx, (st == PR_STATUS_INVALID_ARGUMENT) ? 400 : 500, "%s",
@@ -80,6 +95,7 @@ static void prm_rpc_entries(rpc_t *rpc, void *ctx, pr_engine *e, str *aor)
 
 	l = NULL;
 	st = pr_rpc_list(e, (const uint8_t *)aor->s, (size_t)aor->len, &l);
+	prm_rpc_count(e);
 	if(st != PR_STATUS_OK) {
 		prm_rpc_fault(rpc, ctx, e, st);
 		return;
@@ -173,6 +189,7 @@ static void prm_rpc_set(rpc_t *rpc, void *ctx)
 			(const uint8_t *)target.s, (size_t)target.len,
 			(const uint8_t *)service.s, (size_t)service.len,
 			(const uint8_t *)ttl.s, (size_t)ttl.len);
+	prm_rpc_count(e);
 	if(st != PR_STATUS_OK) {
 		prm_rpc_fault(rpc, ctx, e, st);
 		return;
@@ -205,6 +222,7 @@ static void prm_rpc_remove(rpc_t *rpc, void *ctx)
 	n = 0;
 	st = pr_rpc_remove(e, (const uint8_t *)aor.s, (size_t)aor.len,
 			(const uint8_t *)service.s, (size_t)service.len, &n);
+	prm_rpc_count(e);
 	if(st != PR_STATUS_OK) {
 		prm_rpc_fault(rpc, ctx, e, st);
 		return;
@@ -221,12 +239,15 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 	void *th;
 	size_t entries;
 	int i;
+	pr_store_state ss;
+	str backend, state;
 
 	if((e = prm_rpc_engine(rpc, ctx)) == NULL)
 		return;
 	entries = 0;
 	if(pr_engine_store_count(e, &entries) != PR_STATUS_OK)
 		entries = 0;
+	prm_rpc_count(e);
 	if(rpc->add(ctx, "{", &th) < 0) {
 		rpc->fault(ctx, 500, "cannot build the reply");
 		return;
@@ -235,6 +256,17 @@ static void prm_rpc_stats(rpc_t *rpc, void *ctx)
 		rpc->struct_add(th, "u", pr_stat_name((uint32_t)i),
 				(unsigned)get_stat_val(prm_stats[i]));
 	rpc->struct_add(th, "u", "stored_forwardings", (unsigned)entries);
+	/* the store as this (RPC) process sees it */
+	memset(&ss, 0, sizeof(ss));
+	if(pr_engine_store_state(e, &ss) == PR_STATUS_OK) {
+		backend.s = (char *)ss.backend.ptr;
+		backend.len = (int)ss.backend.len;
+		state.s = (char *)ss.state.ptr;
+		state.len = (int)ss.state.len;
+		rpc->struct_add(th, "SSdu", "store", &backend, "store_state", &state,
+				"store_failing_since", (int)ss.failing_since, "store_queued",
+				(unsigned)ss.queued);
+	}
 }
 
 /* clang-format off */

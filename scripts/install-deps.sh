@@ -29,12 +29,12 @@
 set -eu
 
 case "${1:-}" in
-bench) PKGS="python3 gnuplot-nox" ;;
+bench) PKGS="python3 gnuplot-nox redis-server" ;;
 bench-core) PKGS="python3" ;;
 build) PKGS="gcc make libc6-dev pkg-config" ;;
 run) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester" ;;
 deb) PKGS="gcc make libc6-dev pkg-config kamailio dpkg-dev binutils lintian" ;;
-test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules openssl python3" ;;
+test) PKGS="gcc make libc6-dev pkg-config kamailio sip-tester libcmocka-dev valgrind gdb clang kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules openssl python3 redis-server redis-sentinel" ;;
 *)
 	echo "usage: $0 build|test|run|deb|bench|bench-core" >&2
 	exit 2

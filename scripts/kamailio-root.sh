@@ -36,10 +36,12 @@ LOG="$DIR.log"
 # cases; the tls module, openssl and python3 for the e2e TLS terminals) and
 # sipp for the tests, a C toolchain and what scripts/kamailio-src.sh needs
 # for the module, curl and certificates for cargo, gdb for the crash loop's
-# backtraces
+# backtraces, redis-server and redis-sentinel for the shared store's cases
+# (tests/e2e/shared_store.rs)
 PKGS="kamailio kamailio-lua-modules kamailio-python3-modules kamailio-tls-modules
 sip-tester openssl python3 gcc make libc6-dev binutils bison flex pkg-config
-dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb"
+dpkg-dev xz-utils ca-certificates curl procps iproute2 gdb redis-server
+redis-sentinel"
 
 say() { printf 'kamailio-root: %s\n' "$*" >&2; }
 die() {

@@ -74,6 +74,9 @@ pub struct Config {
     pub branch_timeout_ms: u32,
     /// `history_info`.
     pub history_info: bool,
+    /// `store_timeout` in milliseconds: the longest one store operation
+    /// may wait (SQLite: its busy timeout).
+    pub store_timeout_ms: u32,
     /// Registrar's `path_check_local` (not a parameter of this module:
     /// the module reads registrar's own, key `registrar.path_check_local`):
     /// a first Path hop that is this proxy is skipped, as `lookup()` does.
@@ -95,6 +98,7 @@ impl Default for Config {
             location_table: "location".into(),
             branch_timeout_ms: 5000,
             history_info: true,
+            store_timeout_ms: 200,
             path_check_local: false,
             diversion: false,
         }
@@ -187,6 +191,7 @@ impl Config {
             }
             "branch_timeout" => self.branch_timeout_ms = int(value, 100, 600_000).map_err(err)?,
             "history_info" => self.history_info = int(value, 0, 1).map_err(err)? == 1,
+            "store_timeout" => self.store_timeout_ms = int(value, 10, 60_000).map_err(err)?,
             "registrar.path_check_local" => {
                 self.path_check_local = int(value, 0, u32::MAX).map_err(err)? > 0;
             }
@@ -257,6 +262,7 @@ mod tests {
         assert_eq!(c.fork_mode, ForkMode::Serial);
         assert!(c.is_push_method("message") && c.is_push_method("NOTIFY"));
         assert!(!c.is_push_method("OPTIONS"));
+        assert_eq!(c.store_timeout_ms, 200);
     }
 
     #[test]
@@ -274,6 +280,7 @@ mod tests {
             ("history_info", "0"),
             ("diversion", "1"),
             ("store", "/tmp/x.sqlite"),
+            ("store_timeout", "50"),
         ] {
             c.set(n, v).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -287,6 +294,7 @@ mod tests {
         assert!(!c.domain_allowed("partner.example.evil"));
         assert!(!c.history_info);
         assert!(c.diversion);
+        assert_eq!(c.store_timeout_ms, 50);
     }
 
     #[test]
@@ -310,6 +318,10 @@ mod tests {
             ("history_info", "yes"),
             ("diversion", "2"),
             ("store", ""),
+            ("store_timeout", "0"),
+            ("store_timeout", "9"),
+            ("store_timeout", "60001"),
+            ("store_timeout", "soon"),
             ("no_such_param", "1"),
         ];
         for (name, value) in rows {

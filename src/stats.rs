@@ -9,7 +9,7 @@ use std::ffi::CStr;
 use crate::enums::numbered;
 
 /// Number of statistics (`pr_stat` values are 0 to `PR_STAT_COUNT` - 1).
-pub const PR_STAT_COUNT: usize = 7;
+pub const PR_STAT_COUNT: usize = 9;
 
 /// One statistic. The numbers index the counters handed to C; they are
 /// dense, from 0, and never reused.
@@ -30,6 +30,12 @@ pub enum Stat {
     LoopsPrevented = 5,
     /// Acceptable Contacts beyond `max_branches`.
     ContactsDropped = 6,
+    /// Store operations that did not succeed (a lookup that could not read
+    /// the store, a write that was queued or failed).
+    StoreErrors = 7,
+    /// Queued writes dropped: the per-process queue of writes made while
+    /// the store failed was full (`store::fault::MAX_QUEUED`).
+    StoreWritesDropped = 8,
 }
 
 numbered!(Stat {
@@ -40,6 +46,8 @@ numbered!(Stat {
     TargetsRefused,
     LoopsPrevented,
     ContactsDropped,
+    StoreErrors,
+    StoreWritesDropped,
 });
 
 impl Stat {
@@ -53,6 +61,8 @@ impl Stat {
             Stat::TargetsRefused => c"targets_refused",
             Stat::LoopsPrevented => c"loops_prevented",
             Stat::ContactsDropped => c"contacts_dropped",
+            Stat::StoreErrors => c"store_errors",
+            Stat::StoreWritesDropped => c"store_writes_dropped",
         }
     }
 
@@ -77,6 +87,13 @@ impl Counters {
     /// Adds one to `stat`.
     pub fn bump(&mut self, stat: Stat) {
         self.add(stat, 1);
+    }
+
+    /// Takes `n` from `stat` (not below 0).
+    pub fn sub(&mut self, stat: Stat, n: u32) {
+        if let Some(c) = self.0.get_mut(stat as usize) {
+            *c = c.saturating_sub(n);
+        }
     }
 }
 
@@ -113,7 +130,9 @@ mod tests {
                 "forwardings_applied",
                 "targets_refused",
                 "loops_prevented",
-                "contacts_dropped"
+                "contacts_dropped",
+                "store_errors",
+                "store_writes_dropped"
             ]
         );
     }

@@ -999,30 +999,32 @@ fn two_processes_write_and_read_at_once() {
 }
 
 #[test]
-fn open_refuses_urls() {
-    // Redis (SPEC §6) is not supported yet: said so, without the password.
+fn open_takes_redis_urls_and_refuses_others() {
+    // redis:// opens without connecting (Kamailio starts with Redis down);
+    // the store says what it is.
     for url in [
         "redis://127.0.0.1/0",
         "REDIS://127.0.0.1:6379",
-        "redis://user:s3cret@127.0.0.1:6379/2",
-        "redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/mymaster/0",
+        "redis://user:s3cret@127.0.0.1:6379/2?prefix=pr",
     ] {
-        let e = store::open(url).unwrap_err();
-        let StoreError::Unsupported { location, .. } = &e else {
-            panic!("{url}: {e:?}");
-        };
-        let text = e.to_string();
-        assert!(text.contains("not supported yet"), "{text}");
-        assert!(text.contains("Redis URL"), "{text}");
-        assert!(text.starts_with("unsupported forwarding store"), "{text}");
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(!location.contains("s3cret"), "{location}");
-        if url.contains('@') {
-            assert!(text.contains("://***@"), "{text}");
-        } else {
-            assert!(text.contains(url), "{text}");
-        }
+        let s = store::open(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(s.faults().status().kind, "redis");
+        assert!(!format!("{s:?}").contains("s3cret"));
     }
+    // A bad Redis URL is refused at once, without the password.
+    let e = store::open("redis://user:s3cret@127.0.0.1:6379/2?prefix=a*b").unwrap_err();
+    assert!(e.to_string().contains("prefix"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    // Through sentinels too (SPEC §6); a bad sentinel URL is refused
+    // without the password.
+    let s =
+        store::open("redis+sentinel://:s3cret@127.0.0.1:26379,127.0.0.1:26380/mymaster/0").unwrap();
+    assert_eq!(s.faults().status().kind, "redis");
+    let e = store::open("redis+sentinel://:s3cret@10.0.0.1:26379/").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("master"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("://***@"), "{text}");
     // Another URL is no file path either.
     let e = store::open("mysql://root:s3cret@db/push").unwrap_err();
     let text = e.to_string();
@@ -1222,6 +1224,154 @@ fn the_read_cache_works_over_any_backend() {
         assert_eq!(c.get(U2, TEXT, NOW).unwrap().unwrap().aor, U2);
     }
     assert_eq!(fake.reads(), reads + 3);
+}
+
+// --- Faults (store::fault): what a process does while its store fails. ---
+
+use push_redirect::store::fault::{Write, Written};
+
+fn learned_entry(aor: &str, uri: &str) -> Entry {
+    permanent(aor, TEXT, uri)
+}
+
+/// Waits past the fault handling's first back-off.
+fn past_backoff() {
+    std::thread::sleep(push_redirect::store::fault::RETRY_FIRST + Duration::from_millis(50));
+}
+
+#[test]
+fn a_lock_held_past_store_timeout_queues_the_write_and_it_lands_later() {
+    let dir = TempDir::new("fault-lock");
+    let path = dir.file("store.sqlite");
+    let timeout = Duration::from_millis(100);
+    let s = store::open_with(path.to_str().unwrap(), timeout).unwrap();
+    let other = raw(&path);
+    other
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM forwarding;")
+        .unwrap();
+    let t = Instant::now();
+    let w = s.write_or_queue(Write::Put(learned_entry(U1, "sip:a@example.com")));
+    let first = t.elapsed();
+    assert_eq!(w, Written::Queued);
+    // Further writes in the back-off do not wait at all; none waits much
+    // past store_timeout (not the 2 s default).
+    let t = Instant::now();
+    for i in 0..20 {
+        let w = s.write_or_queue(Write::Put(learned_entry(
+            U2,
+            &format!("sip:b{i}@example.com"),
+        )));
+        assert_eq!(w, Written::Queued);
+    }
+    let rest = t.elapsed();
+    println!("first write waited {first:?}, 20 more {rest:?}");
+    assert!(first >= timeout && first < BUSY_TIMEOUT, "{first:?}");
+    assert!(rest < timeout, "{rest:?}");
+    // Reads go on (WAL).
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    let c = s.take_counts();
+    assert_eq!((c.errors, c.learned), (21, 0));
+    assert_eq!(s.faults().queued(), 2, "one per key");
+    other.execute_batch("COMMIT").unwrap();
+    past_backoff();
+    // The next use of the store writes the queue; the read sees it.
+    assert_eq!(
+        s.get(U1, TEXT, NOW).unwrap().unwrap().targets[0].uri,
+        "sip:a@example.com"
+    );
+    assert_eq!(
+        s.get(U2, TEXT, NOW).unwrap().unwrap().targets[0].uri,
+        "sip:b19@example.com",
+        "the last write of a key wins"
+    );
+    let c = s.take_counts();
+    assert_eq!((c.errors, c.learned, c.dropped), (0, 2, 0));
+    assert!(!s.faults().in_outage());
+    assert_eq!(s.faults().queued(), 0);
+}
+
+#[test]
+fn a_removed_store_file_is_opened_again_and_nothing_is_written_into_the_old_one() {
+    let dir = TempDir::new("fault-removed");
+    let path = dir.file("store.sqlite");
+    let s = store::open_with(path.to_str().unwrap(), Duration::from_millis(100)).unwrap();
+    s.put(&learned_entry(U1, "sip:a@example.com")).unwrap();
+    // `rm store.sqlite*`: the file, its -wal, -shm and -gen.
+    for f in std::fs::read_dir(&dir.0).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let w = s.write_or_queue(Write::Put(learned_entry(U2, "sip:b@example.com")));
+    assert_eq!(w, Written::Stored, "into a new file at the same path");
+    assert!(path.exists());
+    // Another program sees it there (the old entry went with the old file).
+    let n: i64 = raw(&path)
+        .query_row(
+            "SELECT count(*) FROM forwarding WHERE aor = ?1",
+            [U2],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(s.get(U1, TEXT, NOW).unwrap(), None);
+    assert!(
+        s.take_counts().is_empty(),
+        "opened again at once: nothing failed"
+    );
+    assert!(!s.faults().in_outage());
+}
+
+#[test]
+fn a_removed_store_folder_is_made_again() {
+    let dir = TempDir::new("fault-folder");
+    let path = dir.file("sub/store.sqlite");
+    let s = store::open_with(path.to_str().unwrap(), Duration::from_millis(100)).unwrap();
+    s.put(&learned_entry(U1, "sip:a@example.com")).unwrap();
+    assert!(s.get(U1, TEXT, NOW).unwrap().is_some());
+    std::fs::remove_dir_all(dir.file("sub")).unwrap();
+    // A lookup notices within a second (the read cache answers meanwhile).
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        s.get(U1, TEXT, NOW).unwrap(),
+        None,
+        "the new store is empty"
+    );
+    assert!(path.exists());
+    let w = s.write_or_queue(Write::Put(learned_entry(U2, "sip:b@example.com")));
+    assert_eq!(w, Written::Stored);
+    assert!(s.get(U2, TEXT, NOW).unwrap().is_some());
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_again_queues_until_it_can() {
+    let dir = TempDir::new("fault-unopenable");
+    let path = dir.file("sub/store.sqlite");
+    let s = store::open_with(path.to_str().unwrap(), Duration::from_millis(100)).unwrap();
+    // The folder replaced by a file: nothing can be created there.
+    std::fs::remove_dir_all(dir.file("sub")).unwrap();
+    std::fs::write(dir.file("sub"), b"not a folder").unwrap();
+    for i in 0..10 {
+        let w = s.write_or_queue(Write::Put(learned_entry(
+            U1,
+            &format!("sip:a{i}@example.com"),
+        )));
+        assert_eq!(w, Written::Queued);
+        assert!(s.get(U2, TEXT, NOW).is_err(), "no store to read");
+    }
+    assert!(s.faults().in_outage());
+    assert_eq!(s.faults().queued(), 1);
+    let c = s.take_counts();
+    assert!(c.errors >= 20, "{c:?}");
+    assert_eq!(c.learned, 0);
+    // Fixed: after the back-off, the store is opened again and the queue
+    // lands.
+    std::fs::remove_file(dir.file("sub")).unwrap();
+    std::thread::sleep(push_redirect::store::fault::RETRY_MAX);
+    assert_eq!(
+        s.get(U1, TEXT, NOW).unwrap().unwrap().targets[0].uri,
+        "sip:a9@example.com"
+    );
+    assert_eq!(s.take_counts().learned, 1);
+    assert!(!s.faults().in_outage());
 }
 
 /// A forwarding target that names a registered terminal by its instance.

@@ -121,6 +121,52 @@ pub extern "C" fn pr_config_check_store(cfg: *const pr_config) -> pr_status {
     })
 }
 
+/// Whether the `store` of `cfg` needs a subscriber process per node (a
+/// Redis store: the cross-node invalidation of the read caches). false
+/// for NULL. Ask it in `mod_init`, to register the process.
+#[no_mangle]
+pub extern "C" fn pr_config_store_subscriber(cfg: *const pr_config) -> bool {
+    ffi_boundary!(false, {
+        let cfg = try_handle!(cfg, false);
+        wants_subscriber(&cfg.config.store)
+    })
+}
+
+fn wants_subscriber(store: &str) -> bool {
+    store.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("redis+sentinel")
+    })
+}
+
+/// The node's subscriber process (`pr_config_store_subscriber`): in the
+/// process the module forks for it from Kamailio's main process (after
+/// the store was checked in `mod_init`, so that the node's shared page
+/// exists). Runs until the parent process is gone; returns
+/// `PR_STATUS_INVALID_ARGUMENT` at once for a store that needs none,
+/// `PR_STATUS_STORE_ERROR` (logged) when it cannot run.
+#[no_mangle]
+pub extern "C" fn pr_config_run_subscriber(cfg: *const pr_config) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let cfg = try_handle!(cfg, pr_status::NullParameter);
+        if !wants_subscriber(&cfg.config.store) {
+            return pr_status::InvalidArgument;
+        }
+        let parent = std::os::unix::process::parent_id();
+        let timeout = std::time::Duration::from_millis(u64::from(cfg.config.store_timeout_ms));
+        let stop = || std::os::unix::process::parent_id() != parent;
+        match store::redis::run_subscriber(&cfg.config.store, timeout, &stop) {
+            Ok(()) => pr_status::Ok,
+            Err(e) => {
+                log::emit(
+                    pr_log_level::Error,
+                    &format!("forwarding store subscriber cannot run: {e}"),
+                );
+                pr_status::StoreError
+            }
+        }
+    })
+}
+
 /// Frees a configuration. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn pr_config_free(cfg: *mut pr_config) {

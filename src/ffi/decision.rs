@@ -326,7 +326,7 @@ fn decide(
         keep_spare(b);
         return st;
     }
-    e.apply_store_action(&b.decision);
+    e.apply_store_action(&mut b.decision);
     log_decision(&b.decision, call_id);
     let v = b.view();
     // SAFETY: checked non-NULL by `pointers`; writable by contract.

@@ -5,14 +5,17 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::host::{RegBuffers, SelfAnswer, SELF_MEMO};
 use super::{
-    clip, ffi_boundary, free_handle, pr_config, pr_is_self_fn, pr_lookup_fn, pr_status, to_handle,
-    try_handle, try_handle_mut, write_text, Castable,
+    clip, ffi_boundary, free_handle, pr_bytes, pr_config, pr_is_self_fn, pr_lookup_fn, pr_status,
+    to_handle, try_handle, try_handle_mut, try_mut, write_text, Castable,
 };
 use crate::engine::{Decision, Engine, Host, StoreAction};
 use crate::log::{self, pr_log_level};
+use crate::stats::{Counters, Stat};
+use crate::store::fault::{Write, Written};
 use crate::store::{self, Cached, Entry, SharedEntry, Store, StoreError};
 
 /// Opaque: a configured engine with the host's callbacks.
@@ -100,56 +103,120 @@ impl EngineBox {
             return None;
         }
         let now = self.now();
+        // A failure is logged once per outage by the store's fault
+        // handling (`store::fault`), and counted (`store_errors`).
         if now - self.last_sweep.get() >= SWEEP_EVERY {
             self.last_sweep.set(now);
             if let Err(e) = store.sweep(now) {
-                self.store_failed("sweep", &e);
+                self.store_unusable("sweep", &e);
             }
         }
         match store.get_shared(aor, service, now) {
             Ok(entry) => entry,
             Err(e) => {
-                self.store_failed("get", &e);
+                self.store_unusable("get", &e);
                 None
+            }
+        }
+    }
+
+    /// Records a store failure that the store's fault handling logs once
+    /// per outage (an input error, or a store of another process, is
+    /// logged here).
+    fn store_unusable(&self, op: &str, e: &StoreError) {
+        match e {
+            StoreError::TooBig { .. }
+            | StoreError::Invalid(_)
+            | StoreError::WrongProcess { .. } => {
+                self.store_failed(op, e);
+            }
+            _ => {
+                self.fail(
+                    pr_status::StoreError,
+                    format!("forwarding store ({op}): {e}"),
+                );
             }
         }
     }
 
     /// Commits a decision's store action before its branches go to tm:
     /// the one path from a decision to the store. A forgotten entry is the
-    /// one the decision read (`read`: it may be the `*` one).
-    pub(crate) fn apply_store_action(&self, d: &Decision) {
+    /// one the decision read (`read`: it may be the `*` one). While the
+    /// store fails the write is queued ([`store::fault`]); the decision's
+    /// counters then say what the store did: `forwardings_learned` only
+    /// for what was stored (now, or from the queue), `store_errors`,
+    /// `store_writes_dropped`.
+    pub(crate) fn apply_store_action(&self, d: &mut Decision) {
         let applied = self.read.take();
+        let Some(store) = self.store.as_ref() else {
+            if matches!(d.store, StoreAction::Learn(_)) {
+                // No store in this process: nothing was learned.
+                d.counters.sub(Stat::ForwardingsLearned, 1);
+            }
+            return;
+        };
+        if let (Some(aor), Some(service)) = (d.aor.as_deref(), d.service.as_deref()) {
+            let (write, learn) = match &d.store {
+                StoreAction::None => (None, false),
+                StoreAction::Learn(learned) => (
+                    Some(Write::Put(Entry::learned(
+                        aor,
+                        service,
+                        learned,
+                        self.now(),
+                    ))),
+                    true,
+                ),
+                StoreAction::Forget => (
+                    Some(Write::Remove {
+                        aor: aor.to_string(),
+                        service: Some(
+                            applied
+                                .as_deref()
+                                .map_or(service, |e| e.service.as_str())
+                                .to_string(),
+                        ),
+                    }),
+                    false,
+                ),
+            };
+            let written = write.map(|w| store.write_or_queue(w));
+            if learn && written != Some(Written::Stored) {
+                // Counted when it lands, if it does.
+                d.counters.sub(Stat::ForwardingsLearned, 1);
+            }
+            match written {
+                // Input from a terminal that does not fit: not learned,
+                // and no store failure.
+                Some(Written::Refused(
+                    e @ (StoreError::TooBig { .. } | StoreError::Invalid(_)),
+                )) => log::emit(
+                    pr_log_level::Warn,
+                    &format!(
+                        "forwarding of {} not {}: {e}",
+                        clip(aor),
+                        if learn { "learned" } else { "forgotten" }
+                    ),
+                ),
+                Some(Written::Refused(e)) => self.store_unusable("write", &e),
+                _ => {}
+            }
+        }
+        self.count_store_faults(&mut d.counters);
+    }
+
+    /// Adds what the store's fault handling counted since the last call.
+    pub(crate) fn count_store_faults(&self, c: &mut Counters) {
         let Some(store) = self.store.as_ref() else {
             return;
         };
-        let (Some(aor), Some(service)) = (d.aor.as_deref(), d.service.as_deref()) else {
+        let f = store.take_counts();
+        if f.is_empty() {
             return;
-        };
-        match &d.store {
-            StoreAction::None => {}
-            StoreAction::Learn(learned) => {
-                let entry = Entry::learned(aor, service, learned, self.now());
-                match store.put(&entry) {
-                    Ok(()) => {}
-                    // Input from a terminal that does not fit: not
-                    // learned, and no store failure.
-                    Err(e @ (StoreError::TooBig { .. } | StoreError::Invalid(_))) => log::emit(
-                        pr_log_level::Warn,
-                        &format!("forwarding of {} not learned: {e}", clip(aor)),
-                    ),
-                    Err(e) => {
-                        self.store_failed("learn", &e);
-                    }
-                }
-            }
-            StoreAction::Forget => {
-                let service = applied.as_deref().map_or(service, |e| e.service.as_str());
-                if let Err(e) = store.remove(aor, Some(service)) {
-                    self.store_failed("forget", &e);
-                }
-            }
         }
+        c.add(Stat::StoreErrors, f.errors);
+        c.add(Stat::ForwardingsLearned, f.learned);
+        c.add(Stat::StoreWritesDropped, f.dropped);
     }
 }
 
@@ -225,9 +292,15 @@ pub extern "C" fn pr_engine_branch_timeout_ms(engine: *const pr_engine) -> u32 {
 pub extern "C" fn pr_engine_open_store(engine: *mut pr_engine) -> pr_status {
     ffi_boundary!(pr_status::Panic, {
         let e = try_handle_mut!(engine, pr_status::NullParameter);
-        match store::open(&e.engine.config.store) {
+        let timeout = Duration::from_millis(u64::from(e.engine.config.store_timeout_ms));
+        match store::open_with(&e.engine.config.store, timeout) {
             Ok(s) => {
                 e.store = Some(s);
+                // The first sweep a minute from now, not in the first
+                // request: a store that fails at start is not written to
+                // by a request that learned nothing.
+                e.begin_call();
+                e.last_sweep.set(e.now());
                 pr_status::Ok
             }
             Err(err) => e.store_failed("open", &err),
@@ -248,6 +321,80 @@ pub extern "C" fn pr_engine_last_error(
         let e = try_handle!(engine, pr_status::NullParameter);
         let text = e.last_error.borrow();
         write_text(&text, buf, len, out_n)
+    })
+}
+
+/// Adds to `counters` (`n` numbers, indexed by `pr_stat`; `n` must be
+/// `PR_STAT_COUNT`) what this process' store counted outside a decision
+/// since the last call (`store_errors` of the RPC commands, queued writes
+/// that landed or were dropped), and resets those counts. For the RPC
+/// process, which makes no decisions: a decision's view already carries
+/// them.
+#[no_mangle]
+pub extern "C" fn pr_engine_take_counters(
+    engine: *const pr_engine,
+    counters: *mut u32,
+    n: usize,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        if counters.is_null() {
+            return pr_status::NullParameter;
+        }
+        if n != crate::stats::PR_STAT_COUNT {
+            return pr_status::InvalidArgument;
+        }
+        let mut c = Counters::default();
+        e.count_store_faults(&mut c);
+        // SAFETY: non-NULL, and the caller promises `n` writable numbers.
+        let out = unsafe { std::slice::from_raw_parts_mut(counters, n) };
+        for (o, v) in out.iter_mut().zip(c.0) {
+            *o = o.saturating_add(v);
+        }
+        pr_status::Ok
+    })
+}
+
+/// The forwarding store as this process sees it, for `push_redirect.stats`
+/// (`pr_engine_store_state`). The byte strings are static.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pr_store_state {
+    /// The kind of store: `sqlite`; `none` without a store.
+    pub backend: pr_bytes,
+    /// `ok`; `failing` (an outage: this process's, or one another process
+    /// of the host logged); `closed` (this process could not open it
+    /// again yet).
+    pub state: pr_bytes,
+    /// Unix time the host's current outage began; 0: none.
+    pub failing_since: i64,
+    /// Writes this process keeps queued until the store works again.
+    pub queued: usize,
+}
+
+/// Describes this process' store into `*out`.
+#[no_mangle]
+pub extern "C" fn pr_engine_store_state(
+    engine: *const pr_engine,
+    out: *mut pr_store_state,
+) -> pr_status {
+    ffi_boundary!(pr_status::Panic, {
+        let e = try_handle!(engine, pr_status::NullParameter);
+        let out = try_mut!(out, pr_status::NullParameter);
+        let st = e.store.as_ref().map(|s| s.faults().status());
+        let state = match st {
+            None => "closed",
+            Some(s) if !s.open => "closed",
+            Some(s) if s.outage || s.host_outage_since != 0 => "failing",
+            Some(_) => "ok",
+        };
+        *out = pr_store_state {
+            backend: pr_bytes::of(st.map_or("none", |s| s.kind).as_bytes()),
+            state: pr_bytes::of(state.as_bytes()),
+            failing_since: st.map_or(0, |s| i64::try_from(s.host_outage_since).unwrap_or(0)),
+            queued: st.map_or(0, |s| s.queued),
+        };
+        pr_status::Ok
     })
 }
 

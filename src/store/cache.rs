@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::fault::{FaultCounts, Resilient, Write, Written};
 use super::{check_key, Entry, Store, StoreError};
 use crate::forwarding::Forwarding;
 
@@ -40,7 +41,8 @@ const CACHE_MAX_SERVICES: usize = 16;
 /// process that opened it, and may be shared between that process' threads
 /// (the cache is behind a lock).
 pub struct Cached {
-    backend: Box<dyn Store>,
+    /// The backend, behind this process' fault handling.
+    backend: Resilient,
     /// What `get` read, valid while the backend's counter has not moved.
     cache: Mutex<ReadCache>,
 }
@@ -136,8 +138,14 @@ impl ReadCache {
 }
 
 impl Cached {
-    /// `backend` behind an empty read cache.
+    /// `backend` behind the fault handling (never reopened) and an empty
+    /// read cache.
     pub fn new(backend: Box<dyn Store>) -> Cached {
+        Cached::with(Resilient::fixed(backend))
+    }
+
+    /// A backend with its fault handling behind an empty read cache.
+    pub fn with(backend: Resilient) -> Cached {
         Cached {
             backend,
             cache: Mutex::new(ReadCache::default()),
@@ -147,7 +155,28 @@ impl Cached {
     /// The backend, to read it past the cache (always one read of the
     /// store: what a first lookup, or one after a write, costs).
     pub fn backend(&self) -> &dyn Store {
-        &*self.backend
+        &self.backend
+    }
+
+    /// The fault handling: its queue and counts.
+    pub fn faults(&self) -> &Resilient {
+        &self.backend
+    }
+
+    /// A decision's write ([`Resilient::write_or_queue`]): made now, or
+    /// queued while the store fails.
+    pub fn write_or_queue(&self, w: Write) -> Written {
+        let r = self.backend.write_or_queue(w);
+        if r == Written::Stored {
+            self.cache().forget();
+        }
+        r
+    }
+
+    /// The fault counts gathered since the last call
+    /// ([`Resilient::take_counts`]).
+    pub fn take_counts(&self) -> FaultCounts {
+        self.backend.take_counts()
     }
 
     /// Whether reads are cached now: the backend has a change counter

@@ -101,6 +101,41 @@ impl Generation {
         Ok(Generation { ptr })
     }
 
+    /// A page shared by this process and every process it forks later
+    /// (anonymous, `MAP_SHARED`): a Kamailio node's counter for a store
+    /// that has no file (Redis), made in the main process before the fork.
+    pub fn anonymous() -> Result<Generation, String> {
+        // SAFETY: a fresh anonymous shared mapping; checked against
+        // MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map a shared page: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Zeroed by the system; page-aligned.
+        let ptr = NonNull::new(p.cast::<AtomicU64>()).ok_or("mmap returned NULL")?;
+        Ok(Generation { ptr })
+    }
+
+    /// The fourth word: 1 while a subscriber process keeps this node's
+    /// counter in step with the store's changes (Redis), else 0.
+    pub fn subscribed(&self) -> &AtomicU64 {
+        // SAFETY: as `outage_mark`: the fourth u64 of a page-sized,
+        // page-aligned mapping, only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(3) }
+    }
+
     fn counter(&self) -> &AtomicU64 {
         // SAFETY: `ptr` is a live, aligned mapping of at least 8 bytes
         // until `drop`, and only ever accessed atomically.
@@ -112,6 +147,23 @@ impl Generation {
     /// from before it.
     pub fn current(&self) -> u64 {
         self.counter().load(Ordering::Acquire)
+    }
+
+    /// The second word of the file: the host's "an outage of this store
+    /// is logged" mark ([`super::fault`]): 0, or the Unix time the process
+    /// that logged it saw the outage begin.
+    pub fn outage_mark(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is MAP_LEN (4096) bytes, page-aligned: the
+        // second u64 is in it and aligned; only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(1) }
+    }
+
+    /// The third word of the file: the inode of the store file a process
+    /// last announced as opened again ([`super::Store::announce`]).
+    pub fn announced(&self) -> &AtomicU64 {
+        // SAFETY: as `outage_mark`: the third u64 of a page-sized,
+        // page-aligned mapping, only ever accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(2) }
     }
 
     /// Counts a write; call it after the write committed.

@@ -14,8 +14,8 @@
 //! - [`generation`]: the SQLite backend's change counter, shared between
 //!   the processes of the host through a mapped file.
 //!
-//! Another backend (Redis, SPEC §6) is one new file implementing [`Store`],
-//! and one arm in [`open`].
+//! - [`redis`]: the store shared by several proxies (SPEC §6);
+//! - [`fault`]: what a process does while its store fails.
 //!
 //! [`Store`]: crate::store::Store
 //! [`Entry`]: crate::store::Entry
@@ -29,11 +29,15 @@
 
 pub mod access;
 pub mod cache;
+pub mod fault;
 pub mod generation;
+pub mod redis;
 pub mod sqlite;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use crate::forwarding::{self, ForwardTarget, Forwarding, ForwardingKind, Learned};
 
@@ -54,28 +58,40 @@ pub const MAX_KEY_LEN: usize = 256;
 ///
 /// - a file path: the embedded store ([`SqliteStore::open`]: the parent
 ///   folder is created if missing, the schema migrated);
-/// - a `redis://` or `redis+sentinel://` URL (SPEC §6): not supported yet,
-///   [`StoreError::Unsupported`];
+/// - a `redis://` or `redis+sentinel://` URL (SPEC §6):
+///   [`redis::RedisStore`], which connects at its first use (Kamailio
+///   starts with Redis down);
 /// - any other URL: [`StoreError::Unsupported`].
 ///
 /// Errors never show a password the URL holds. Open it in the process that
 /// uses it (Kamailio: `child_init`; see [`sqlite`] on fork).
 pub fn open(location: &str) -> Result<Cached, StoreError> {
+    open_with(location, sqlite::BUSY_TIMEOUT)
+}
+
+/// [`open()`], with `timeout` as the longest any one operation on the store
+/// may wait (`store_timeout`; SQLite: its busy timeout). The backend is
+/// behind this process' fault handling ([`fault::Resilient`]), which opens
+/// it again the same way when it must.
+pub fn open_with(location: &str, timeout: Duration) -> Result<Cached, StoreError> {
     if let Some((scheme, _)) = location.split_once("://") {
-        let redis = ["redis", "redis+sentinel"]
-            .iter()
-            .any(|s| scheme.eq_ignore_ascii_case(s));
+        if scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("redis+sentinel") {
+            let url = location.to_string();
+            let opener: fault::Opener = Box::new(move || {
+                redis::RedisStore::open(&url, timeout).map(|s| Box::new(s) as Box<dyn Store>)
+            });
+            return Ok(Cached::with(fault::Resilient::open(opener, timeout)?));
+        }
         return Err(StoreError::Unsupported {
             location: without_password(location),
-            reason: if redis {
-                "a Redis URL: a store shared by several proxies is not supported yet; \
-                 give a file path"
-            } else {
-                "a URL of an unknown kind of store; give a file path"
-            },
+            reason: "a URL of an unknown kind of store; give a file path or a redis:// URL",
         });
     }
-    Ok(Cached::new(Box::new(SqliteStore::open(location)?)))
+    let path = PathBuf::from(location);
+    let opener: fault::Opener = Box::new(move || {
+        SqliteStore::open_with(&path, timeout).map(|s| Box::new(s) as Box<dyn Store>)
+    });
+    Ok(Cached::with(fault::Resilient::open(opener, timeout)?))
 }
 
 /// `url` with its user information (`user:password@`), if any, as `***@`.
@@ -148,6 +164,22 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The store cannot be used now (this process could not open it
+    /// again); tried again later.
+    Unavailable,
+    /// The handle no longer reaches its store: the file was removed or
+    /// replaced under it.
+    Moved {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// A Redis command or connection failed.
+    Redis {
+        /// The operation: `get`, `put`, `connect`, ...
+        op: &'static str,
+        /// The client's message (never the password).
+        message: String,
+    },
     /// Any other SQLite error.
     Sqlite {
         /// The operation: `get`, `put`, ...
@@ -171,6 +203,9 @@ impl StoreError {
             StoreError::Invalid(m) => m,
             StoreError::Corrupt { .. } => "corrupt entry in the forwarding store",
             StoreError::Sqlite { .. } => "forwarding store error",
+            StoreError::Unavailable => "forwarding store unavailable",
+            StoreError::Redis { .. } => "forwarding store (Redis) error",
+            StoreError::Moved { .. } => "forwarding store file removed or replaced",
         }
     }
 }
@@ -195,7 +230,8 @@ impl fmt::Display for StoreError {
                 f,
                 "{m}: opened by pid {opened_by}, used by pid {used_by}; open it in each process"
             ),
-            StoreError::Busy | StoreError::Invalid(_) => f.write_str(m),
+            StoreError::Busy | StoreError::Invalid(_) | StoreError::Unavailable => f.write_str(m),
+            StoreError::Moved { path } => write!(f, "{m}: {}", path.display()),
             StoreError::TooBig { what, size, max } => {
                 write!(f, "{m}: {what} is {size}, at most {max}")
             }
@@ -204,7 +240,9 @@ impl fmt::Display for StoreError {
                 service,
                 reason,
             } => write!(f, "{m}: aor {aor:?} service {service:?}: {reason}"),
-            StoreError::Sqlite { op, message } => write!(f, "{m} ({op}): {message}"),
+            StoreError::Sqlite { op, message } | StoreError::Redis { op, message } => {
+                write!(f, "{m} ({op}): {message}")
+            }
         }
     }
 }
@@ -353,6 +391,34 @@ pub trait Store: Send + Sync {
     /// [`StoreError::WrongProcess`]), so no cached answer may be handed out
     /// either.
     fn generation(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Whether this handle still reaches its store (SQLite: the file at
+    /// its path is the one it opened). An error that is not an input
+    /// error makes [`fault::Resilient`] open the store again. By default:
+    /// yes.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A word shared by every process using this store, 0 while no outage
+    /// is logged ([`fault`]: the first process to fail logs, the others do
+    /// not); `None`: none, each process logs its own.
+    fn outage_mark(&self) -> Option<&AtomicU64> {
+        None
+    }
+
+    /// What kind of store this is, for `push_redirect.stats`: `sqlite`,
+    /// ...
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
+    /// Called once a handle is opened again after [`Store::check`] failed:
+    /// whether this process is the first of the host to do so for this
+    /// store (it logs that), by default yes.
+    fn announce(&self) -> bool {
+        true
+    }
 }
 
 /// Checks an AOR or service key (`what`) against its cap and format.
@@ -380,6 +446,20 @@ fn check_key(what: &'static str, s: &str) -> Result<(), StoreError> {
 }
 
 /// Checks a target URI or `learned_from` (`what`) against its cap and format.
+/// A stored target's q as both backends write it: `-` (none) or 0..1000
+/// (thousandths).
+fn decode_q(q: &str) -> Result<Option<u16>, &'static str> {
+    match q {
+        "-" => Ok(None),
+        q => q
+            .parse::<u16>()
+            .ok()
+            .filter(|q| *q <= 1000)
+            .map(Some)
+            .ok_or("target q is not 0..1000"),
+    }
+}
+
 fn check_uri(what: &'static str, s: &str) -> Result<(), StoreError> {
     if s.is_empty() {
         return Err(StoreError::Invalid("empty target URI"));

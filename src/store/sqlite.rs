@@ -26,12 +26,22 @@
 //! # Concurrency
 //!
 //! Every statement is a single autocommit statement (no read-then-write
-//! transaction that could deadlock). SQLite waits up to [`BUSY_TIMEOUT`] for
-//! another process's lock, and a statement that still gets `SQLITE_BUSY` or
+//! transaction that could deadlock). SQLite waits for another process's
+//! lock up to the store's timeout (`store_timeout` through
+//! [`SqliteStore::open_with`]; [`BUSY_TIMEOUT`] through
+//! [`SqliteStore::open`]), and a statement that still gets `SQLITE_BUSY` or
 //! `SQLITE_LOCKED` (cases where SQLite does not wait, such as WAL recovery)
-//! is retried a few times with a short back-off, within the same
-//! [`BUSY_TIMEOUT`]; only then (after at most about twice [`BUSY_TIMEOUT`])
-//! does the caller see [`StoreError::Busy`].
+//! is retried a few times with a short back-off, each try waiting only
+//! what is left of the same timeout; then the caller sees
+//! [`StoreError::Busy`]. No call waits much longer than the timeout.
+//!
+//! # Faults
+//!
+//! [`SqliteStore::check`] tells whether the file at the store's path is
+//! still the one it opened (not removed or replaced), for the fault
+//! handling ([`super::fault`]) to open it again; the `<store>-gen` file
+//! also holds the host's "an outage is logged" mark
+//! ([`Store::outage_mark`]).
 //!
 //! # Schema
 //!
@@ -73,6 +83,7 @@
 //! AOR and service) and counted in [`SqliteStore::skipped_rows`]; it never
 //! fails the whole query, and never panics.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -82,7 +93,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Row};
 
 use super::generation::Generation;
-use super::{check_key, check_uri, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
+use super::{check_key, check_uri, decode_q, Entry, Store, StoreError, MAX_KEY_LEN, MAX_TARGETS};
 use crate::forwarding::{instance_ok, ForwardTarget, ForwardingKind, TargetInstance};
 use crate::log::{self, pr_log_level};
 
@@ -183,6 +194,10 @@ pub struct SqliteStore {
     /// The change counter shared with every other user of the file; `None`:
     /// none (the counter file could not be mapped), so no read cache.
     generation: Option<Generation>,
+    /// The longest one call waits for another process's lock.
+    timeout: Duration,
+    /// The file it opened: (device, inode).
+    file_id: (u64, u64),
 }
 
 impl SqliteStore {
@@ -193,6 +208,12 @@ impl SqliteStore {
     /// created, opened or written, or the file is not an SQLite database;
     /// [`StoreError::NewerSchema`] for a file of a newer version.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteStore::open`], waiting at most about `timeout` for another
+    /// process's lock, in the opening and in every later call.
+    pub fn open_with(path: impl AsRef<Path>, timeout: Duration) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let fail = |reason: String| StoreError::Open {
             path: path.to_path_buf(),
@@ -222,13 +243,13 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| fail(format!("cannot open: {e}")))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
+        conn.busy_timeout(timeout)
             .map_err(|e| fail(format!("cannot set busy_timeout: {e}")))?;
         if conn.is_readonly("main").unwrap_or(true) {
             return Err(fail("the file is not writable".into()));
         }
         // Refuse a newer file before changing anything in it.
-        let version = retry(|| user_version(&conn))
+        let version = retry(timeout, |_| user_version(&conn))
             .map_err(|e| fail(format!("cannot read the schema version: {e}")))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
@@ -237,7 +258,7 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        let mode = retry(|| {
+        let mode = retry(timeout, |_| {
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
         })
         .map_err(|e| fail(format!("cannot switch to WAL: {e}")))?;
@@ -248,7 +269,7 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| fail(format!("cannot set synchronous: {e}")))?;
-        match retry(|| migrate(&mut conn)) {
+        match retry(timeout, |_| migrate(&mut conn)) {
             Ok(Ok(())) => {}
             Ok(Err(found)) => {
                 return Err(StoreError::NewerSchema {
@@ -275,7 +296,10 @@ impl SqliteStore {
                 None
             }
         };
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot stat: {e}")))?;
         Ok(SqliteStore {
+            timeout,
+            file_id: (meta.dev(), meta.ino()),
             path: path.to_path_buf(),
             pid: process_id(),
             conn: Mutex::new(Some(conn)),
@@ -330,7 +354,18 @@ impl SqliteStore {
         let conn = guard
             .as_ref()
             .ok_or(StoreError::Invalid("the forwarding store is closed"))?;
-        retry(|| f(conn)).map_err(|e| {
+        let full = self.timeout;
+        let r = retry(full, |left| {
+            if left < full {
+                conn.busy_timeout(left)?;
+            }
+            f(conn)
+        });
+        if r.is_err() {
+            // A retry may have shortened it.
+            let _ = conn.busy_timeout(full);
+        }
+        r.map_err(|e| {
             if is_busy(&e) {
                 StoreError::Busy
             } else {
@@ -477,6 +512,44 @@ impl Store for SqliteStore {
         self.check_process()?;
         Ok(self.generation.as_ref().map(Generation::current))
     }
+
+    /// Whether the file at the store's path is the one this handle opened:
+    /// [`StoreError::Moved`] when it was removed (with its folder or not)
+    /// or replaced. SQLite itself goes on writing into a removed file,
+    /// where no other process will ever read it.
+    fn check(&self) -> Result<(), StoreError> {
+        self.check_process()?;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.file_id => Ok(()),
+            Ok(_) => Err(StoreError::Moved {
+                path: self.path.clone(),
+            }),
+            // Cannot tell (a folder that cannot be searched).
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+            // Gone, or a part of the path no longer a folder.
+            Err(_) => Err(StoreError::Moved {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    /// The second word of the `<store>-gen` file.
+    fn outage_mark(&self) -> Option<&AtomicU64> {
+        self.generation.as_ref().map(Generation::outage_mark)
+    }
+
+    /// The third word of the `<store>-gen` file holds the inode of the
+    /// last store file announced: the first process to open this file
+    /// again announces it.
+    fn announce(&self) -> bool {
+        self.generation
+            .as_ref()
+            .is_none_or(|g| g.announced().swap(self.file_id.1, Ordering::AcqRel) != self.file_id.1)
+    }
 }
 
 impl Drop for SqliteStore {
@@ -495,16 +568,26 @@ impl Drop for SqliteStore {
 }
 
 /// Runs `f`, again after a short back-off while it reports busy/locked,
-/// at most [`MAX_ATTEMPTS`] times and not after [`BUSY_TIMEOUT`] has passed
-/// (each attempt may itself wait up to [`BUSY_TIMEOUT`] in SQLite's busy
-/// handler, so a call gives up after at most twice that).
-fn retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+/// at most [`MAX_ATTEMPTS`] times and while less than `timeout` has passed.
+/// `f` gets what is left of `timeout` (all of it the first time), to
+/// bound its own wait by: the whole call then takes about `timeout` at
+/// most.
+fn retry<T>(
+    timeout: Duration,
+    mut f: impl FnMut(Duration) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     let start = Instant::now();
     let mut attempt = 1;
+    let mut left = timeout;
     loop {
-        match f() {
-            Err(e) if attempt < MAX_ATTEMPTS && is_busy(&e) && start.elapsed() < BUSY_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(1 << attempt));
+        match f(left) {
+            Err(e) if attempt < MAX_ATTEMPTS && is_busy(&e) => {
+                let pause = Duration::from_millis(1 << attempt);
+                match timeout.checked_sub(start.elapsed() + pause) {
+                    Some(l) if !l.is_zero() => left = l,
+                    _ => return Err(e),
+                }
+                std::thread::sleep(pause);
                 attempt += 1;
             }
             r => return r,
@@ -611,15 +694,7 @@ fn decode_targets(text: &str) -> Result<Vec<ForwardTarget>, &'static str> {
             return Err("more targets than the cap");
         }
         let (q, uri) = line.split_once(' ').ok_or("target line without a space")?;
-        let q = match q {
-            "-" => None,
-            q => Some(
-                q.parse::<u16>()
-                    .ok()
-                    .filter(|q| *q <= 1000)
-                    .ok_or("target q is not 0..1000")?,
-            ),
-        };
+        let q = decode_q(q)?;
         check_uri("uri", uri).map_err(|_| "target URI empty, too long or with whitespace")?;
         out.push(ForwardTarget {
             uri: uri.to_string(),

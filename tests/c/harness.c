@@ -25,6 +25,8 @@
  *   pr_push_lookup              pr_push_redirect        pr_decision_free
  *   pr_rpc_list                 pr_entries_count        pr_entries_get
  *   pr_entries_free             pr_rpc_set              pr_rpc_remove
+ *   pr_engine_take_counters     pr_engine_store_state
+ *   pr_config_store_subscriber  pr_config_run_subscriber
  *
  * A decision is read through the pr_decision_view its call wrote (dec_t
  * below keeps the two together). The engine reads its forwardings from its
@@ -1086,6 +1088,8 @@ static void test_stat_names(void **state) {
         {PR_STAT_TARGETS_REFUSED, "targets_refused"},
         {PR_STAT_LOOPS_PREVENTED, "loops_prevented"},
         {PR_STAT_CONTACTS_DROPPED, "contacts_dropped"},
+        {PR_STAT_STORE_ERRORS, "store_errors"},
+        {PR_STAT_STORE_WRITES_DROPPED, "store_writes_dropped"},
     };
     assert_int_equal(sizeof want / sizeof want[0], PR_STAT_COUNT);
     for (uint32_t i = 0; i < PR_STAT_COUNT; i++) {
@@ -2641,7 +2645,9 @@ static void test_store_check_config(void **state) {
         {p2, "cannot create the folder"},  /* a folder under a regular file */
         {fx->dir, "is a folder"},          /* a folder, not a file */
         {p3, "file is not a database"},    /* not an SQLite file */
-        {"redis://127.0.0.1/0", "URL"},    /* a URL: no shared store yet */
+        {"redis+sentinel://127.0.0.1:26379/", "master"}, /* no master name */
+        {"redis://127.0.0.1/0?prefix=a*b", "prefix"}, /* a bad Redis URL */
+        {"mysql://127.0.0.1/0", "URL"},    /* no such store */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cfg = store_config(bad[i].path, NULL);
@@ -2656,6 +2662,17 @@ static void test_store_check_config(void **state) {
         assert_int_equal(g_log.count[PR_LOG_LEVEL_ERROR], 1);
         pr_config_free(cfg);
     }
+    /* A file store needs no subscriber process; a Redis one does (its
+       run, forever, is the e2e's); NULL is refused. */
+    assert_false(pr_config_store_subscriber(NULL));
+    assert_int_equal(pr_config_run_subscriber(NULL), PR_STATUS_NULL_PARAMETER);
+    cfg = store_config(fx->path, NULL);
+    assert_false(pr_config_store_subscriber(cfg));
+    assert_int_equal(pr_config_run_subscriber(cfg), PR_STATUS_INVALID_ARGUMENT);
+    pr_config_free(cfg);
+    cfg = store_config("redis://127.0.0.1:1/0", NULL);
+    assert_true(pr_config_store_subscriber(cfg));
+    pr_config_free(cfg);
     /* A file written by a newer push_redirect (schema version 99 in the
        SQLite header's user_version, offset 60): refused, left untouched. */
     cfg = store_config(fx->path, NULL);
@@ -2760,6 +2777,11 @@ static void test_store_open_and_last_error(void **state) {
     assert_int_equal(pr_engine_store_count(e, &count), PR_STATUS_STORE_ERROR);
     assert_int_equal(count, 4242);
     assert_error_has(e, "no forwarding store is open");
+    pr_store_state none;
+    assert_int_equal(pr_engine_store_state(e, &none), PR_STATUS_OK);
+    assert_bytes(none.backend, "none");
+    assert_bytes(none.state, "closed");
+    assert_int_equal(none.queued, 0);
     /* Bad arguments are still reported as such. */
     assert_int_equal(rpc_set(e, U1, "tel:+34600000000", NULL, NULL), PR_STATUS_INVALID_ARGUMENT);
     assert_error_has(e, "target");
@@ -2773,9 +2795,11 @@ static void test_store_open_and_last_error(void **state) {
     pr_branch br = branch(T1, 301, &r, true);
     d = redirect_ok(e, &req, &br, 1, NULL);
     assert_decision(&d, 1, R_REDIRECT, 1);
-    /* The decision learns it (and counts it), the store is not there to
-       keep it: the next request goes to the terminals. */
-    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 1);
+    /* The decision learns it, the store is not there to keep it: not
+       counted (forwardings_learned counts what was stored), and the next
+       request goes to the terminals. */
+    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 0);
+    assert_int_equal(STAT(d, STORE_ERRORS), 0);
     dec_free(&d);
     d = lookup_ok(e, &req, NULL);
     assert_decision(&d, 1, R_REGISTERED, 1);
@@ -2996,6 +3020,30 @@ static void test_rpc_null_and_bad_arguments(void **state) {
     assert_int_equal(pr_engine_store_count(NULL, &count), PR_STATUS_NULL_PARAMETER);
     assert_int_equal(pr_engine_store_count(e, NULL), PR_STATUS_NULL_PARAMETER);
     assert_int_equal(count, 4242);
+
+    /* --- pr_engine_take_counters: NULLs, a wrong length; it adds (the
+       store failed nothing here), it does not overwrite. */
+    uint32_t counters[PR_STAT_COUNT];
+    for (int i = 0; i < PR_STAT_COUNT; i++)
+        counters[i] = 7;
+    assert_int_equal(pr_engine_take_counters(NULL, counters, PR_STAT_COUNT),
+                     PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_take_counters(e, NULL, PR_STAT_COUNT), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_take_counters(e, counters, PR_STAT_COUNT - 1),
+                     PR_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(pr_engine_take_counters(e, counters, PR_STAT_COUNT), PR_STATUS_OK);
+    for (int i = 0; i < PR_STAT_COUNT; i++)
+        assert_int_equal(counters[i], 7);
+
+    /* --- pr_engine_store_state: NULLs; this engine's store works. */
+    pr_store_state ss;
+    assert_int_equal(pr_engine_store_state(NULL, &ss), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_store_state(e, NULL), PR_STATUS_NULL_PARAMETER);
+    assert_int_equal(pr_engine_store_state(e, &ss), PR_STATUS_OK);
+    assert_bytes(ss.backend, "sqlite");
+    assert_bytes(ss.state, "ok");
+    assert_int_equal(ss.failing_since, 0);
+    assert_int_equal(ss.queued, 0);
 
     /* Still nothing changed. */
     after = store_dump(e);
@@ -3255,7 +3303,9 @@ static void test_store_e2e_301_learned_then_applied(void **state) {
     pr_branch br4 = branch("sip:x@127.0.0.1:5099", 301, &r4, true);
     d = redirect_ok(e, &lreq, &br4, 1, NULL);
     assert_decision(&d, 1, R_REDIRECT, 1);
-    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 1);
+    /* Not stored, so not counted as learned; no store error either. */
+    assert_int_equal(STAT(d, FORWARDINGS_LEARNED), 0);
+    assert_int_equal(STAT(d, STORE_ERRORS), 0);
     assert_bytes(branch_at(&d, 0).uri, "sip:far@partner.example");
     dec_free(&d);
     buf_free(&r4);

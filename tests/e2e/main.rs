@@ -13,7 +13,10 @@ mod hostile;
 mod kemi;
 mod lookup;
 mod push;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod service;
+mod shared_store;
 mod stock_cfg;
 mod store;
 mod support;

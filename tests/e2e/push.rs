@@ -58,17 +58,24 @@ pub(crate) fn stat(p: &Proxy, name: &str) -> i64 {
 fn push_f1_explicit_redirect_302() {
     let case = Case::new("push_f1_explicit_redirect_302");
     let p = proxy(&case).start();
+    f1_explicit_redirect_302(&case, &p);
+}
+
+/// F1 on the started proxy `p` (of the push, KEMI and stock-cfg cases):
+/// t1 (q=1.0) answers 302 to t2 (q=0.5); each of N requests reaches t1,
+/// then t2 with the same Call-ID, gets 200 and counts as followed.
+pub(crate) fn f1_explicit_redirect_302(case: &Case, p: &Proxy) {
     let t2 = case.terminal("t2", Answer::Ok);
     let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
-    case.register(&p, AOR, &t1, 1.0, 3600);
-    case.register(&p, AOR, &t2, 0.5, 3600);
-    let r = case.send(&p, Send::message(AOR).count(N));
+    case.register(p, AOR, &t1, 1.0, 3600);
+    case.register(p, AOR, &t2, 0.5, 3600);
+    let r = case.send(p, Send::message(AOR).count(N));
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     assert_eq!(t1.wait_received(N as usize), N as usize);
     assert_eq!(t2.wait_received(N as usize), N as usize);
     assert_eq!(t1.received_call_ids(), t2.received_call_ids());
-    assert_eq!(stat(&p, "redirects_followed"), i64::from(N));
+    assert_eq!(stat(p, "redirects_followed"), i64::from(N));
 }
 
 #[test]

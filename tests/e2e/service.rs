@@ -459,6 +459,17 @@ fn install_store_dir(case: &Case, dir: Option<&Path>) {
     assert!(st.is_some_and(|s| s.success()), "{out}{err}");
 }
 
+/// The installed unit, if this machine can run the service cases; if it
+/// cannot, says why (and the case returns).
+fn usable_unit() -> Option<Unit> {
+    let unit = read_unit();
+    if let Some(why) = unusable(&unit) {
+        println!("[e2e service] not run on this machine: {why}");
+        return None;
+    }
+    unit
+}
+
 /// Why this machine cannot run the case, if it cannot.
 fn unusable(unit: &Option<Unit>) -> Option<String> {
     // SAFETY: geteuid cannot fail.
@@ -640,12 +651,9 @@ fn f6_after_restart(case: &Case, svc: &Service, addr: &str, t3: &Terminal, t4: &
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn service_as_debian_unit_f1_f6_restart_f6() {
-    let unit = read_unit();
-    if let Some(why) = unusable(&unit) {
-        println!("[e2e service] not run on this machine: {why}");
+    let Some(unit) = usable_unit() else {
         return;
-    }
-    let unit = unit.unwrap();
+    };
     let case = Case::new("service_as_debian_unit");
     let uid = id_of("-u", &unit.user).unwrap();
     let gid = id_of("-g", &unit.user).unwrap();
@@ -706,12 +714,9 @@ fn service_as_debian_unit_f1_f6_restart_f6() {
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn service_as_debian_init_script_user_option_f6_restart_f6() {
-    let unit = read_unit();
-    if let Some(why) = unusable(&unit) {
-        println!("[e2e service] not run on this machine: {why}");
+    let Some(unit) = usable_unit() else {
         return;
-    }
-    let unit = unit.unwrap();
+    };
     let case = Case::new("service_as_debian_init_script");
     let uid = id_of("-u", &unit.user).unwrap();
     let gid = id_of("-g", &unit.user).unwrap();
@@ -736,12 +741,9 @@ fn service_as_debian_init_script_user_option_f6_restart_f6() {
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn service_unwritable_store_error_names_the_user_and_the_fix() {
-    let unit = read_unit();
-    if let Some(why) = unusable(&unit) {
-        println!("[e2e service] not run on this machine: {why}");
+    let Some(unit) = usable_unit() else {
         return;
-    }
-    let unit = unit.unwrap();
+    };
     let case = Case::new("service_unwritable_store");
     // root's folder, as mkdir leaves it
     let d = case.dir.join("root-owned");

@@ -17,7 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::push::stat;
+use crate::push::f1_explicit_redirect_302;
 use crate::support::*;
 
 const N: u32 = 50;
@@ -152,17 +152,7 @@ fn stock_cfg_with_push_redirect_f1() {
     let case = Case::new("stock_cfg_with_push_redirect_f1");
     let cfg = patched_stock_cfg(&case);
     let p = stock_proxy(&case, &cfg, true);
-    let t2 = case.terminal("t2", Answer::Ok);
-    let t1 = case.terminal("t1", Answer::Redirect302(t2.uri()));
-    case.register(&p, AOR, &t1, 1.0, 3600);
-    case.register(&p, AOR, &t2, 0.5, 3600);
-    let r = case.send(&p, Send::message(AOR).count(N));
-    case.report(&r, &[&t1, &t2]);
-    r.assert_all(200);
-    assert_eq!(t1.wait_received(N as usize), N as usize);
-    assert_eq!(t2.wait_received(N as usize), N as usize);
-    assert_eq!(t1.received_call_ids(), t2.received_call_ids());
-    assert_eq!(stat(&p, "redirects_followed"), i64::from(N));
+    f1_explicit_redirect_302(&case, &p);
 }
 
 /// The control: the same file without WITH_PUSH_REDIRECT is the stock

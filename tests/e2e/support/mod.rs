@@ -2061,3 +2061,15 @@ pub fn write_file(path: &Path, text: &str) {
     let mut f = fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     f.write_all(text.as_bytes()).unwrap();
 }
+
+impl ProxyBuilder {
+    /// Its own folder `name` under the case's (default `kamailio`): for a
+    /// second Kamailio in one case (its log, ctl socket and run files).
+    pub fn in_dir(mut self, name: &str) -> Self {
+        if let Some(case_dir) = self.dir.parent() {
+            self.dir = case_dir.join(name);
+            fs::create_dir_all(&self.dir).unwrap();
+        }
+        self
+    }
+}
