@@ -152,16 +152,86 @@ fn parsed(v: &str) -> Vec<(String, String, Option<String>, Option<String>)> {
 const ROOT: &str = "<sip:u1@example.com>;index=1";
 
 #[test]
-fn lookup_registered_terminals_rc_below_the_aor() {
-    let e = engine();
-    let d = e.push_lookup(&env(), &message(U1), None);
-    assert_eq!(hi(&d, T1), format!("{ROOT}, <{T1}>;index=1.1;rc=1"));
-    assert_eq!(div(&d, T1), "", "no diversion without the parameter");
-    // Parallel: each its own entry, none of its siblings'.
-    let d = e.push_lookup(&env(), &message(U1), Some(ForkMode::Parallel));
-    assert_eq!(hi(&d, T1), format!("{ROOT}, <{T1}>;index=1.1;rc=1"));
-    assert_eq!(hi(&d, T2), format!("{ROOT}, <{T2}>;index=1.2;rc=1"));
-    assert_eq!(hi(&d, T3), format!("{ROOT}, <{T3}>;index=1.3;rc=1"));
+fn lookup_first_delivery_to_registered_terminals_adds_none() {
+    let e = engine_with(&[("diversion", "1")]);
+    // Serial and parallel: no value, no memo (nothing for the module to
+    // keep with the transaction); the next round derives these entries.
+    for mode in [None, Some(ForkMode::Parallel)] {
+        let d = e.push_lookup(&env(), &message(U1), mode);
+        assert_eq!(d.reason, Reason::Registered);
+        assert!(!d.branches.is_empty());
+        for x in &d.branches {
+            assert!(x.history_info.is_empty(), "{d:#?}");
+            assert!(x.diversion.is_empty(), "{d:#?}");
+        }
+        assert!(d.memo.is_empty(), "{d:#?}");
+    }
+    // With incoming History-Info and Privacy too: it passes on untouched
+    // (the module adds no row), and is not even read (no warning for a
+    // malformed one).
+    let mut req = message(U1);
+    let rows: &[&[u8]] = &[b"garbage"];
+    req.history_info = rows;
+    req.privacy = Some(b"history");
+    let d = e.push_lookup(&env(), &req, None);
+    assert!(d.branches.iter().all(|x| x.history_info.is_empty()));
+    assert!(d.memo.is_empty());
+    assert!(d.warnings.is_empty(), "{d:#?}");
+}
+
+#[test]
+fn adds_entries_only_skips_push_lookups_registered_terminals() {
+    use push_redirect::engine::history::adds_entries;
+    // push_lookup: its first delivery to the registered terminals adds
+    // none; a retarget by a stored forwarding does.
+    assert!(!adds_entries(true, Reason::Registered));
+    assert!(adds_entries(true, Reason::StoredForwarding));
+    assert!(adds_entries(true, Reason::Provisioned));
+    // push_redirect: every tier, the registered terminals (a failover)
+    // too.
+    for r in [
+        Reason::Redirect,
+        Reason::PendingRedirect,
+        Reason::Provisioned,
+        Reason::Failover,
+        Reason::Registered,
+    ] {
+        assert!(adds_entries(false, r), "{r:?}");
+    }
+}
+
+#[test]
+fn lookup_parallel_then_each_3xx_derives_its_first_branch() {
+    let (e, env) = (engine(), env());
+    let mut tx = Tx::new();
+    tx.send(&e.push_lookup(&env, &message(U1), Some(ForkMode::Parallel)));
+    assert!(tx.memo.is_empty());
+    // t1 and t2 redirect, t3 is busy: each Contact below its own 3xx.
+    tx.answer(
+        T1,
+        Some(("302 Moved", &["Contact: <sip:a@partner.example>"])),
+    );
+    tx.answer(
+        T2,
+        Some(("302 Moved", &["Contact: <sip:b@partner.example>"])),
+    );
+    tx.answer(T3, Some(("486 Busy", &[])));
+    let d = tx.redirect(&e, &env, Some(ForkMode::Parallel));
+    assert_eq!(d.reason, Reason::Redirect);
+    assert_eq!(
+        hi(&d, "sip:a@partner.example"),
+        format!(
+            "{ROOT}, <{T1}?Reason=SIP%3Bcause%3D302>;index=1.1;rc=1, \
+             <sip:a@partner.example;cause=302>;index=1.1.1;mp=1.1"
+        )
+    );
+    assert_eq!(
+        hi(&d, "sip:b@partner.example"),
+        format!(
+            "{ROOT}, <{T2}?Reason=SIP%3Bcause%3D302>;index=1.2;rc=1, \
+             <sip:b@partner.example;cause=302>;index=1.2.1;mp=1.2"
+        )
+    );
 }
 
 #[test]
@@ -435,6 +505,43 @@ fn f7_stored_302_has_cause_302() {
 }
 
 #[test]
+fn lookup_stored_forwarding_to_a_local_aor_gives_it_and_its_contacts_entries() {
+    let e = engine();
+    let env = env().storing(&forwarding(ForwardingKind::Permanent, "sip:u2@example.com"));
+    let d = e.push_lookup(&env, &message(U1), None);
+    assert_eq!(d.reason, Reason::StoredForwarding);
+    assert_eq!(
+        hi(&d, "sip:s1@127.0.0.1:5081"),
+        format!(
+            "{ROOT}, <sip:u2@example.com;cause=301>;index=1.1;mp=1, \
+             <sip:s1@127.0.0.1:5081>;index=1.1.1;rc=1.1"
+        )
+    );
+    assert!(!d.memo.is_empty(), "the next round reads these entries");
+}
+
+#[test]
+fn lookup_provisioned_forwarding_without_a_terminal_has_cause_480() {
+    let e = engine_with(&[("diversion", "1")]);
+    let mut env = FakeHost::default();
+    env.register("sip:u2@example.com", "s1", 5081, None, 100);
+    let env = env.storing(&forwarding(
+        ForwardingKind::Provisioned,
+        "sip:vm@partner.example",
+    ));
+    let d = e.push_lookup(&env, &message(U1), None);
+    assert_eq!(d.reason, Reason::Provisioned);
+    assert_eq!(
+        hi(&d, "sip:vm@partner.example"),
+        format!("{ROOT}, <sip:vm@partner.example;cause=480>;index=1.1;mp=1")
+    );
+    assert_eq!(
+        div(&d, "sip:vm@partner.example"),
+        "<sip:u1@example.com>;reason=unavailable;counter=1"
+    );
+}
+
+#[test]
 fn history_info_0_adds_nothing_and_keeps_no_memo_for_it() {
     let e = engine_with(&[("history_info", "0")]);
     let env = env();
@@ -469,7 +576,20 @@ fn incoming_entries_are_kept_and_extended() {
     let mut req = message(U1);
     req.history_info = rows;
     let d = e.push_lookup(&env, &req, None);
-    assert_eq!(hi(&d, T1), format!("<{T1}>;index=1.2.1;rc=1.2"));
+    // The first delivery adds none: the request's own entries go on as
+    // they are.
+    assert_eq!(hi(&d, T1), "");
+    let mut tx = Tx::new();
+    tx.send(&d);
+    tx.answer(T1, None);
+    let d = tx.redirect_req(&e, &env, &req, None);
+    assert_eq!(
+        hi(&d, T2),
+        format!(
+            "<{T1}?Reason=SIP%3Bcause%3D408>;index=1.2.1;rc=1.2, \
+             <{T2};cause=408>;index=1.2.2;rc=1.2"
+        )
+    );
     // The last entry is another target: the Request-URI gets one below it.
     let rows: &[&[u8]] = &[
         b"<sip:alice@a.example>;index=1",
@@ -477,11 +597,7 @@ fn incoming_entries_are_kept_and_extended() {
     ];
     req.history_info = rows;
     let d = e.push_lookup(&env, &req, None);
-    assert_eq!(
-        hi(&d, T1),
-        format!("<sip:u1@example.com>;index=1.1.1, <{T1}>;index=1.1.1.1;rc=1.1.1")
-    );
-    // And a failure round extends the same way.
+    assert_eq!(hi(&d, T1), "");
     let mut tx = Tx::new();
     tx.send(&d);
     tx.answer(T1, None);
@@ -501,10 +617,7 @@ fn privacy_history_tags_the_entries() {
     let mut req = message(U1);
     req.privacy = Some(b"id; history");
     let d = e.push_lookup(&env(), &req, None);
-    assert_eq!(
-        hi(&d, T1),
-        format!("{ROOT}, <{T1}?Privacy=history>;index=1.1;rc=1")
-    );
+    assert_eq!(hi(&d, T1), "");
     let mut tx = Tx::new();
     tx.send(&d);
     tx.answer(T1, None);
@@ -567,9 +680,22 @@ fn hostile_incoming_history_info_is_not_trusted() {
         let mut req = message(U1);
         req.history_info = &rows;
         let d = e.push_lookup(&env, &req, None);
+        // The first delivery neither reads nor adds any.
+        assert_eq!(d.branches.len(), 1);
+        assert!(d.warnings.is_empty(), "{d:#?}");
+        let mut tx = Tx::new();
+        tx.send(&d);
+        tx.answer(T1, None);
+        let d = tx.redirect_req(&e, &env, &req, None);
         // Not read: this proxy's entries start again at 1; the decision
         // is the same as without it.
-        assert_eq!(hi(&d, T1), format!("{ROOT}, <{T1}>;index=1.1;rc=1"));
+        assert_eq!(
+            hi(&d, T2),
+            format!(
+                "{ROOT}, <{T1}?Reason=SIP%3Bcause%3D408>;index=1.1;rc=1, \
+                 <{T2};cause=408>;index=1.2;rc=1"
+            )
+        );
         assert_eq!(d.branches.len(), 1);
         assert!(
             d.warnings.iter().any(|w| w.contains("History-Info")),
@@ -654,20 +780,27 @@ proptest! {
             if d.verdict != Verdict::Branches {
                 break;
             }
-            let values: Vec<String> = d.branches.iter()
-                .map(|x| String::from_utf8(x.history_info.clone()).unwrap())
-                .collect();
-            for v in &values {
-                check_value(v);
-            }
-            // Siblings of this round: no branch has another's own entry.
-            let owns: Vec<String> = values.iter()
-                .map(|v| parsed(v).last().unwrap().1.clone())
-                .collect();
-            for (i, v) in values.iter().enumerate() {
-                for (k, own) in owns.iter().enumerate() {
-                    if k != i {
-                        prop_assert!(!parsed(v).iter().any(|x| &x.1 == own), "{} in {}", own, v);
+            if tx.list.is_empty() {
+                // The first delivery (the registered terminals) carries
+                // none and keeps no memo.
+                prop_assert!(d.branches.iter().all(|x| x.history_info.is_empty()));
+                prop_assert!(d.memo.is_empty());
+            } else {
+                let values: Vec<String> = d.branches.iter()
+                    .map(|x| String::from_utf8(x.history_info.clone()).unwrap())
+                    .collect();
+                for v in &values {
+                    check_value(v);
+                }
+                // Siblings of this round: no branch has another's own entry.
+                let owns: Vec<String> = values.iter()
+                    .map(|v| parsed(v).last().unwrap().1.clone())
+                    .collect();
+                for (i, v) in values.iter().enumerate() {
+                    for (k, own) in owns.iter().enumerate() {
+                        if k != i {
+                            prop_assert!(!parsed(v).iter().any(|x| &x.1 == own), "{} in {}", own, v);
+                        }
                     }
                 }
             }

@@ -1,7 +1,9 @@
 //! History-Info (RFC 7044, with RFC 4458's `cause`) and Diversion
 //! (RFC 5806) for the branches of a decision (SPEC §4).
 //!
-//! Every new branch gets the entries of its own path: the entry of the
+//! `push_lookup`'s first delivery to the AOR's own registered contacts
+//! adds none ([`adds_entries`]: nothing has been forwarded yet); every
+//! other new branch gets the entries of its own path: the entry of the
 //! original Request-URI (unless the request arrived with it), then, in the
 //! order they were added, each entry of the transaction that is an
 //! ancestor of the branch's entry, or an earlier sibling of it (or of an
@@ -532,11 +534,32 @@ fn followable_3xx(status: u16) -> bool {
     (300..=399).contains(&status) && !matches!(status, 305 | 380)
 }
 
+/// Whether the branches of a round get this proxy's History-Info and
+/// Diversion entries (the same answer for every branch of the round: the
+/// tier it came from decides what its targets are). Every branch
+/// `push_redirect` creates does: a redirect, a failover, a pending
+/// Contact, a provisioned forwarding. So does `push_lookup`'s retarget by
+/// a stored forwarding, learned (F6, F7) or provisioned (F5, no terminal
+/// registered), with the contacts of a local AOR it names. Its first
+/// delivery to the AOR's own registered contacts does not: nothing has
+/// been forwarded yet, and registrar's `lookup()`, which it stands in for,
+/// adds none; the entries the request arrived with pass on untouched.
+/// The next round derives those contacts' entries from the transaction
+/// (each branch's Request-URI and answer).
+pub fn adds_entries(first_round: bool, reason: Reason) -> bool {
+    !(first_round && reason == Reason::Registered)
+}
+
 /// Writes each new branch's History-Info (`cfg.history_info`) and
 /// Diversion (`cfg.diversion`) values into it, and the entries into the
-/// decision's memo. `reason`: the tier the branches came from.
+/// decision's memo. `reason`: the tier the branches came from. Nothing at
+/// all for a round that adds no entries ([`adds_entries`]): no value, no
+/// memo, so the module has nothing to add to the transaction.
 pub(super) fn annotate(inp: &Inputs<'_>, reason: Reason, d: &mut Decision) {
-    if !(inp.cfg.history_info || inp.cfg.diversion) || d.branches.is_empty() {
+    if !(inp.cfg.history_info || inp.cfg.diversion)
+        || d.branches.is_empty()
+        || !adds_entries(inp.branches.is_empty(), reason)
+    {
         return;
     }
     let Ok(mut s) = SCRATCH.try_with(|s| s.take()) else {
@@ -549,43 +572,7 @@ pub(super) fn annotate(inp: &Inputs<'_>, reason: Reason, d: &mut Decision) {
     let _ = SCRATCH.try_with(|x| *x.borrow_mut() = s);
 }
 
-/// push_lookup's registered terminals, for a request without
-/// History-Info or Privacy (the usual first round): `<ruri>;index=1,
-/// <contact>;index=1.k;rc=1`, written directly. `false`: not that case.
-fn registered_at_lookup(
-    inp: &Inputs<'_>,
-    reason: Reason,
-    d: &mut Decision,
-    out: &mut Vec<u8>,
-) -> bool {
-    if !(inp.branches.is_empty()
-        && reason == Reason::Registered
-        && inp.incoming.is_empty()
-        && inp.privacy.is_none()
-        && inp.cfg.history_info)
-    {
-        return false;
-    }
-    for (k, b) in d.branches.iter_mut().enumerate() {
-        out.clear();
-        out.push(b'<');
-        out.extend_from_slice(inp.ruri);
-        out.extend_from_slice(b">;index=1, <");
-        out.extend_from_slice(&b.uri);
-        out.extend_from_slice(b">;index=1.");
-        push_decimal(out, u32::try_from(k + 1).unwrap_or(u32::MAX));
-        out.extend_from_slice(b";rc=1");
-        b.history_info = inp.host.buffer_with(out);
-    }
-    // (no diversion: nothing was diverted; no memo: the next round
-    // derives these entries)
-    true
-}
-
 fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scratch) {
-    if registered_at_lookup(inp, reason, d, &mut s.out) {
-        return;
-    }
     let Scratch {
         entries,
         origins,
@@ -613,8 +600,10 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
 
     read_memo(inp.memo, entries, origins);
     // A transaction without entries: its branches went to the AOR's
-    // contacts, in order (push_lookup's registered terminals keep no memo;
-    // or branches not made by push_lookup).
+    // contacts, in order (push_lookup's first delivery adds no entries and
+    // keeps no memo, see `adds_entries`; or the branches were not made by
+    // push_lookup): derived here from each branch's Request-URI, and its
+    // answer gives the entry's Reason below.
     if entries.is_empty() {
         for k in 0..inp.branches.len().min(MAX_ENTRIES) {
             if let Some(index) = root.child(u16::try_from(k + 1).unwrap_or(u16::MAX)) {
@@ -810,11 +799,6 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
         }
     }
 
-    // The AOR's registered terminals at lookup are what the next round
-    // makes of a transaction without entries (see above): no memo.
-    if inp.branches.is_empty() && reason == Reason::Registered {
-        return;
-    }
     // The memo: the engine's part (or "derived"), then ours.
     let mut memo = std::mem::take(&mut d.memo);
     if memo.is_empty() {

@@ -1,6 +1,8 @@
 //! History-Info (RFC 7044, RFC 4458 `cause`) and Diversion (RFC 5806)
 //! through a real Kamailio: the terminal that finally answers checks the
-//! exact header it received, for F1, F2 (no answer: cause 408), F4
+//! exact header it received (and push_lookup's first delivery to a
+//! registered terminal carries none of this proxy's), for F1, F2 (no
+//! answer: cause 408), F4
 //! parallel (each branch its own entries), F6 (a stored 301), and with
 //! `history_info` = 0 (none) and `diversion` = 1; a hostile incoming
 //! History-Info (1,000 entries, 60 KB, malformed) is passed on, not read.
@@ -28,6 +30,19 @@ fn assert_history(t: &Terminal, n: usize, want: &str) {
     }
 }
 
+/// Every request `t` received (`n` of them) carries exactly the
+/// History-Info and Diversion rows it arrived with (`hi`, `div`): none of
+/// this proxy's (push_lookup's first delivery to a registered terminal).
+fn assert_untouched(t: &Terminal, n: usize, hi: &[&str], div: &[&str]) {
+    assert_eq!(t.wait_received(n), n);
+    let reqs = t.requests();
+    assert_eq!(reqs.len(), n, "{} requests", t.uri());
+    for q in &reqs {
+        assert_eq!(q.headers_named("History-Info"), hi, "{}", t.uri());
+        assert_eq!(q.headers_named("Diversion"), div, "{}", t.uri());
+    }
+}
+
 fn root() -> String {
     format!("<{AOR}>;index=1")
 }
@@ -45,7 +60,8 @@ fn history_f1_redirect_302() {
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     let (u1, u2) = (t1.uri(), t2.uri());
-    assert_history(&t1, N, &format!("{}, <{u1}>;index=1.1;rc=1", root()));
+    // t1 is the AOR's own registered contact: nothing was forwarded yet.
+    assert_untouched(&t1, N, &[], &[]);
     // t2 is another registered contact of the same AOR: rc.
     assert_history(
         &t2,
@@ -74,6 +90,7 @@ fn history_f2_no_answer_is_cause_408() {
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     let (u1, u2) = (t1.uri(), t2.uri());
+    assert_untouched(&t1, N, &[], &[]);
     assert_history(
         &t2,
         N,
@@ -107,6 +124,7 @@ fn history_f4_parallel_each_branch_its_own_entries() {
     let r = case.send(&p, Send::message(AOR).count(N as u32));
     case.report(&r, &[&t1, &ta, &tb, &tc]);
     assert_eq!(r.count(200), N as u64, "{:?}", r.codes);
+    assert_untouched(&t1, N, &[], &[]);
     let head = format!(
         "{}, <{}?Reason=SIP%3Bcause%3D300>;index=1.1;rc=1",
         root(),
@@ -138,6 +156,8 @@ fn history_f6_stored_301_says_so() {
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     assert_eq!(t2.wait_received(N + 1), N + 1);
+    // t1 got the first request only, as the AOR's own contact: none.
+    assert_untouched(&t1, 1, &[], &[]);
     let reqs = t2.requests();
     let u2 = t2.uri();
     // The later requests: retargeted by the stored (permanent) forwarding.
@@ -198,6 +218,15 @@ fn history_diversion_1_and_incoming_entries_kept() {
     case.report(&r, &[&t1, &t2]);
     r.assert_all(200);
     let (u1, u2) = (t1.uri(), t2.uri());
+    // The first delivery, to t1: the request's own rows, untouched.
+    assert_untouched(
+        &t1,
+        N,
+        &[&format!(
+            "<sip:alice@a.example>;index=1, <{AOR}>;index=1.1;mp=1"
+        )],
+        &["<sip:bob@b.example>;reason=unconditional;counter=1"],
+    );
     assert_eq!(t2.wait_received(N), N);
     for q in t2.requests() {
         // The request's own row first, untouched; then this proxy's.
@@ -263,6 +292,11 @@ fn history_hostile_incoming_is_passed_on_but_not_read() {
         for q in reqs.iter().skip(sent - 5) {
             assert_eq!(q.headers_named("History-Info"), vec![row, ours.as_str()]);
         }
+        // The first delivery, to t1: passed on as it came.
+        assert_eq!(t1.wait_received(sent), sent);
+        for q in t1.requests().iter().skip(sent - 5) {
+            assert_eq!(q.headers_named("History-Info"), vec![row]);
+        }
     }
     assert!(
         p.log_count("History-Info") >= 1,
@@ -294,6 +328,7 @@ fn history_f4_serial_the_next_contact_remembers_its_300() {
     let r = case.send(&p, Send::message(AOR).count(N as u32));
     case.report(&r, &[&t1, &ta, &tb, &tc]);
     r.assert_all(200);
+    assert_untouched(&t1, N, &[], &[]);
     let head = format!(
         "{}, <{}?Reason=SIP%3Bcause%3D300>;index=1.1;rc=1",
         root(),
