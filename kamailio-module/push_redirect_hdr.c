@@ -5,20 +5,28 @@
  *
  * The core writes, for each new branch, the History-Info (RFC 7044) and
  * Diversion (RFC 5806) values that branch carries: each branch its own
- * path's entries.  A header lump added in a request or failure route
- * would go to every branch t_relay() creates, so a TMCB_REQUEST_FWDED
- * callback of the transaction adds them: tm runs it in prepare_new_uac()
- * once per new branch, with the branch's R-URI in the message and the lump
- * lists duplicated for that branch alone (they are freed once its buffer
- * is built).  The operator needs no branch_route, and one registered
- * callback serves push_lookup()'s branches and every failure round's.
+ * path's entries (none for push_lookup()'s first delivery to the AOR's
+ * own registered contacts: then nothing here runs at all).
+ *
+ * A failure round with one new branch (serial forking, one Contact) adds
+ * them as lumps of the request the failure route relays: tm's faked copy
+ * of the transaction's request, whose own lumps go to the branches
+ * t_relay() creates in that route and are freed after it.  Otherwise (a
+ * request route, whose lumps tm clones into the transaction and so into
+ * every later round's branches; several branches of one round) a header
+ * lump would go to every branch, so a TMCB_REQUEST_FWDED callback of the
+ * transaction adds them: tm runs it in prepare_new_uac() once per new
+ * branch, with the branch's R-URI in the message and the lump lists
+ * duplicated for that branch alone (they are freed once its buffer is
+ * built).  The operator needs no branch_route, and one registered callback
+ * serves every later round of the transaction.
  *
  * Between push_lookup()/push_redirect() and the t_relay() that builds the
- * branches, the values wait in this process (t_relay() follows in the same
- * route, in the same process): a buffer of the process, reused, labelled
- * with the message's id (a faked request in a failure route carries the
- * id of the request it was made from) and Call-ID, and read by the
- * branch's R-URI.
+ * branches, the callback's values wait in this process (t_relay() follows
+ * in the same route, in the same process): a buffer of the process,
+ * reused, labelled with the message's id (a faked request in a failure
+ * route carries the id of the request it was made from) and Call-ID, and
+ * read by the branch's R-URI.
  * Nothing here decides: the core made the values.
  */
 
@@ -86,27 +94,38 @@ int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows)
 	return 0;
 }
 
-/* "Name: value\r\n" as a new lump before `anchor` */
+/* "Name: value\r\n" as a new lump before `anchor`: written at `line`
+ * (a buffer of this process, kept until the lump is gone: the lump does
+ * not own it, LUMPFLAG_DUPED, and frees only itself), or into a pkg
+ * buffer the lump owns (`line` NULL) */
 static int prm_hdr_insert(
-		struct lump *anchor, const char *name, int nlen, str *val)
+		struct lump *anchor, const char *name, int nlen, str *val, char *line)
 {
+	struct lump *l;
 	char *buf;
 	int len;
 
 	len = nlen + 2 + val->len + CRLF_LEN;
-	buf = (char *)pkg_malloc(len);
+	buf = line;
 	if(buf == NULL) {
-		PKG_MEM_ERROR;
-		return -1;
+		buf = (char *)pkg_malloc(len);
+		if(buf == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
 	}
 	memcpy(buf, name, nlen);
 	memcpy(buf + nlen, ": ", 2);
 	memcpy(buf + nlen + 2, val->s, val->len);
 	memcpy(buf + nlen + 2 + val->len, CRLF, CRLF_LEN);
-	if(insert_new_lump_before(anchor, buf, len, 0) == NULL) {
-		pkg_free(buf);
+	l = insert_new_lump_before(anchor, buf, len, 0);
+	if(l == NULL) {
+		if(line == NULL)
+			pkg_free(buf);
 		return -1;
 	}
+	if(line != NULL)
+		l->flags |= LUMPFLAG_DUPED;
 	return 0;
 }
 
@@ -140,23 +159,47 @@ static int prm_stash_find(
 	return -1;
 }
 
-/* TMCB_REQUEST_FWDED: the values of this branch's R-URI, as headers of
- * this branch alone */
-static void prm_hdr_cb(struct cell *t, int type, struct tmcb_params *ps)
+/* the header lines of a failure round's one branch: this process's
+ * buffer, grown as needed and kept (its lumps are freed with the faked
+ * request after the failure route, before the next decision of this
+ * process) */
+static struct
 {
-	struct sip_msg *msg;
+	char *buf;
+	int size;
+} prm_lines;
+
+/* History-Info value `hi` and Diversion value `div` (either may be empty)
+ * as new headers of `msg`, whose R-URI is `ruri` (for log lines); `lines`:
+ * 1 to write them into prm_lines (lumps that do not own their text), 0
+ * into pkg buffers of their own */
+static void prm_hdr_add(
+		struct sip_msg *msg, str *ruri, str *hi, str *div, int lines)
+{
 	struct lump *end;
 	struct lump *at;
-	str *ruri;
-	str hi;
-	str div;
+	char *hi_line;
+	char *div_line;
+	char *nbuf;
+	int need;
 
-	msg = ps->req;
-	if(msg == NULL || msg->callid == NULL)
-		return;
-	ruri = GET_RURI(msg);
-	if(prm_stash_find(msg->id, &msg->callid->body, ruri, &hi, &div) < 0)
-		return;
+	hi_line = div_line = NULL;
+	if(lines) {
+		need = (hi->len > 0 ? 12 + 2 + hi->len + CRLF_LEN : 0)
+			   + (div->len > 0 ? 9 + 2 + div->len + CRLF_LEN : 0);
+		if(need > prm_lines.size) {
+			nbuf = (char *)pkg_realloc(prm_lines.buf, need);
+			if(nbuf == NULL) {
+				PKG_MEM_ERROR;
+				return;
+			}
+			prm_lines.buf = nbuf;
+			prm_lines.size = need;
+		}
+		hi_line = prm_lines.buf;
+		div_line = prm_lines.buf
+				   + (hi->len > 0 ? 12 + 2 + hi->len + CRLF_LEN : 0);
+	}
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
 		LM_ERR("cannot parse the branch's headers\n");
 		return;
@@ -168,19 +211,39 @@ static void prm_hdr_cb(struct cell *t, int type, struct tmcb_params *ps)
 	}
 	/* a new History-Info row after the request's own (their entries come
 	 * first) */
-	if(hi.len > 0 && prm_hdr_insert(end, "History-Info", 12, &hi) < 0)
+	if(hi->len > 0
+			&& prm_hdr_insert(end, "History-Info", 12, hi, hi_line) < 0)
 		LM_ERR("cannot add History-Info to branch [%.*s]\n", ruri->len,
 				ruri->s);
 	/* the most recent diversion first (RFC 5806): before the request's own
 	 * Diversion headers */
-	if(div.len > 0) {
+	if(div->len > 0) {
 		at = end;
 		if(msg->diversion != NULL)
 			at = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0, 0);
-		if(at == NULL || prm_hdr_insert(at, "Diversion", 9, &div) < 0)
+		if(at == NULL
+				|| prm_hdr_insert(at, "Diversion", 9, div, div_line) < 0)
 			LM_ERR("cannot add Diversion to branch [%.*s]\n", ruri->len,
 					ruri->s);
 	}
+}
+
+/* TMCB_REQUEST_FWDED: the values of this branch's R-URI, as headers of
+ * this branch alone */
+static void prm_hdr_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	struct sip_msg *msg;
+	str *ruri;
+	str hi;
+	str div;
+
+	msg = ps->req;
+	if(msg == NULL || msg->callid == NULL)
+		return;
+	ruri = GET_RURI(msg);
+	if(prm_stash_find(msg->id, &msg->callid->body, ruri, &hi, &div) < 0)
+		return;
+	prm_hdr_add(msg, ruri, &hi, &div, 0);
 }
 
 /* whether transaction t has the callback already */
@@ -199,6 +262,9 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid)
 {
 	const pr_branch_out *b;
+	str ruri;
+	str hi;
+	str div;
 	int lens[3];
 	int need;
 	char *nbuf;
@@ -206,6 +272,23 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	size_t i;
 
 	prm_stash.valid = 0;
+	/* a failure round with one new branch: its headers as lumps of the
+	 * request the failure route relays (tm's faked copy, whose own lumps
+	 * go to the branches t_relay() creates in this route and are freed
+	 * after it), no callback */
+	if(t != NULL && v->n_branches == 1) {
+		b = &v->branches[0];
+		if(b->history_info.len > 0 || b->diversion.len > 0) {
+			ruri.s = (char *)b->uri.ptr;
+			ruri.len = (int)b->uri.len;
+			hi.s = (char *)b->history_info.ptr;
+			hi.len = (int)b->history_info.len;
+			div.s = (char *)b->diversion.ptr;
+			div.len = (int)b->diversion.len;
+			prm_hdr_add(msg, &ruri, &hi, &div, 1);
+		}
+		return 0;
+	}
 	need = callid->len;
 	for(i = 0; i < v->n_branches; i++) {
 		b = &v->branches[i];

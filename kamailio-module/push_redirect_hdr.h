@@ -17,10 +17,12 @@
  * 0 or -1 */
 int prm_hdr_read(struct sip_msg *msg, pr_request *req, pr_bytes *rows);
 
-/* a decision's per-branch History-Info and Diversion values, kept in
- * this process for the callback of transaction t (NULL in a request
- * route: the one t_relay() creates) that adds them to each branch as tm
- * builds it; 0 or -1 */
+/* a decision's per-branch History-Info and Diversion values: nothing when
+ * no branch has any; a failure round's (t, the transaction) one branch's
+ * as headers of msg, the faked request t_relay() relays; else kept in this
+ * process for the callback of transaction t (NULL in a request route: the
+ * one t_relay() creates) that adds them to each branch as tm builds it;
+ * 0 or -1 */
 int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 		struct cell *t, str *callid);
 
