@@ -37,6 +37,7 @@
 #include "core/mem/mem.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_hname2.h"
+#include "core/route.h"
 #include "core/strutils.h"
 #include "core/ut.h"
 #include "modules/tm/t_hooks.h"
@@ -169,9 +170,27 @@ static struct
 	int size;
 } prm_lines;
 
+/* whether a lump of msg still shows text of prm_lines (push_redirect()
+ * called twice in one failure route): then the buffer is left alone */
+static int prm_lines_in_use(struct sip_msg *msg)
+{
+	struct lump *t;
+	struct lump *l;
+
+	if(prm_lines.buf == NULL)
+		return 0;
+	for(t = msg->add_rm; t != NULL; t = t->next)
+		for(l = t->before; l != NULL; l = l->before)
+			if(l->op == LUMP_ADD && l->u.value >= prm_lines.buf
+					&& l->u.value < prm_lines.buf + prm_lines.size)
+				return 1;
+	return 0;
+}
+
 /* History-Info value `hi` and Diversion value `div` (either may be empty)
  * as new headers of `msg`, whose R-URI is `ruri` (for log lines); `lines`:
- * 1 to write them into prm_lines (lumps that do not own their text), 0
+ * 1 to write them into prm_lines (lumps that do not own their text; pkg
+ * buffers of their own while msg still has lumps showing prm_lines), 0
  * into pkg buffers of their own */
 static void prm_hdr_add(
 		struct sip_msg *msg, str *ruri, str *hi, str *div, int lines)
@@ -184,7 +203,7 @@ static void prm_hdr_add(
 	int need;
 
 	hi_line = div_line = NULL;
-	if(lines) {
+	if(lines && !prm_lines_in_use(msg)) {
 		need = (hi->len > 0 ? 12 + 2 + hi->len + CRLF_LEN : 0)
 			   + (div->len > 0 ? 9 + 2 + div->len + CRLF_LEN : 0);
 		if(need > prm_lines.size) {
@@ -276,7 +295,7 @@ int prm_hdr_keep(struct sip_msg *msg, const pr_decision_view *v,
 	 * request the failure route relays (tm's faked copy, whose own lumps
 	 * go to the branches t_relay() creates in this route and are freed
 	 * after it), no callback */
-	if(t != NULL && v->n_branches == 1) {
+	if(t != NULL && v->n_branches == 1 && is_route_type(FAILURE_ROUTE)) {
 		b = &v->branches[0];
 		if(b->history_info.len > 0 || b->diversion.len > 0) {
 			ruri.s = (char *)b->uri.ptr;
