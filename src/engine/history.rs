@@ -898,7 +898,19 @@ fn annotate_with(inp: &Inputs<'_>, reason: Reason, d: &mut Decision, s: &mut Scr
 /// Whether a URI can be a memo line's last field (no space, no line
 /// break, no other control: no SIP URI has one).
 fn memo_safe(uri: &[u8]) -> bool {
-    !uri.is_empty() && uri.iter().all(|&c| c > b' ')
+    // Eight bytes at a time: a byte below 0x21 in `x` sets its high bit
+    // in `(x - 0x21..) & !x & 0x80..` (exact for "is there one").
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64| x.wrapping_sub(LO.wrapping_mul(0x21)) & !x & HI != 0;
+    let mut words = uri.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8]));
+        if below(x) {
+            return false;
+        }
+    }
+    !uri.is_empty() && words.remainder().iter().all(|&c| c > b' ')
 }
 
 /// The next free child index of `parent` among `entries` (and the root).
@@ -981,5 +993,30 @@ fn write_entry(out: &mut Vec<u8>, uri: &[u8], e: &Entry, status: Option<u16>, pr
             Kind::Mp => b";mp=",
         });
         p.write(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memo_safe;
+
+    #[test]
+    fn memo_safe_is_the_bytewise_rule_at_every_length_and_position() {
+        let naive = |u: &[u8]| !u.is_empty() && u.iter().all(|&c| c > b' ');
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=24 {
+            let ok: Vec<u8> = (0..len).map(|k| b'!' + (k % 90) as u8).collect();
+            cases.push(ok.clone());
+            for at in 0..len {
+                for bad in [b' ', b'\n', b'\r', b'\t', 0, 0x20, 0x21, 0x7f, 0x80, 0xff] {
+                    let mut v = ok.clone();
+                    v[at] = bad;
+                    cases.push(v);
+                }
+            }
+        }
+        for c in &cases {
+            assert_eq!(memo_safe(c), naive(c), "{c:?}");
+        }
     }
 }

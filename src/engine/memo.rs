@@ -145,24 +145,35 @@ impl Memo {
 
 /// Appends `v` in decimal (no formatting machinery on this path).
 pub(crate) fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+    // Written from the end of the array, then copied at once (no byte-
+    // by-byte extend: History-Info writes several per request).
     let mut digits = [0u8; 10];
-    let mut n = 0;
+    let mut n = digits.len();
     loop {
+        n -= 1;
         if let Some(d) = digits.get_mut(n) {
             *d = b'0' + (v % 10) as u8;
         }
-        n += 1;
         v /= 10;
-        if v == 0 {
+        if v == 0 || n == 0 {
             break;
         }
     }
-    out.extend(digits.iter().take(n).rev());
+    out.extend_from_slice(digits.get(n..).unwrap_or(&[]));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_decimal_writes_every_u32() {
+        for v in [0, 1, 9, 10, 99, 100, 302, 65535, 1_000_000, u32::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
+    }
 
     #[test]
     fn round_trip() {
