@@ -1,7 +1,7 @@
 //! Next hops being gathered for a round, their loop-defence keys, and the
 //! small inline list the engine's per-call lists use.
 
-use super::decision::BranchOut;
+use super::decision::{BranchOut, Origin};
 use super::host::{Host, Registration};
 use crate::parser::{self, PathError};
 use crate::uri::{self, SipUri, TargetKey};
@@ -163,6 +163,9 @@ pub(super) fn copy_branch(r: &Registration, hop: Option<&PathHop>, host: &dyn Ho
         ruid: copy(r.ruid.as_deref()),
         user_agent: copy(r.user_agent.as_deref()),
         conn_id: r.conn_id,
+        origin: Origin::Registered,
+        history_info: Vec::new(),
+        diversion: Vec::new(),
     }
 }
 
@@ -206,6 +209,9 @@ pub(super) fn take_branch(
         ruid: some(r.ruid.take()),
         user_agent: some(r.user_agent.take()),
         conn_id: r.conn_id,
+        origin: Origin::Registered,
+        history_info: Vec::new(),
+        diversion: Vec::new(),
     }
 }
 

@@ -174,7 +174,12 @@ impl RegBuffers {
         if b.is_empty() {
             return Vec::new();
         }
-        let mut v = self.bytes.pop().unwrap_or_default();
+        // One large enough if there is one (the buffers differ in size:
+        // URIs, Paths, header values), else the last one.
+        let mut v = match self.bytes.iter().rposition(|v| v.capacity() >= b.len()) {
+            Some(i) => self.bytes.swap_remove(i),
+            None => self.bytes.pop().unwrap_or_default(),
+        };
         v.clear();
         v.extend_from_slice(b);
         v
@@ -299,6 +304,12 @@ impl Host for EngineBox {
         let mut spare = self.spare_regs.borrow_mut();
         for b in branches.drain(..) {
             spare.keep_all(b.uri, [b.dst_uri, b.path, b.instance, b.ruid, b.user_agent]);
+            // History-Info and Diversion values (appended: issue 18).
+            spare.keep(b.history_info);
+            spare.keep(b.diversion);
+            if let crate::engine::Origin::AorOf(v) = b.origin {
+                spare.keep(v);
+            }
         }
     }
 
