@@ -30,7 +30,7 @@ static int prm_param_set(const char *name, modparam_t type, void *val);
 	X(store, STR) X(methods, STR) X(failover_codes, STR) X(fork_mode, STR) \
 	X(max_branches, INT) X(max_depth, INT) X(allowed_domains, STR)        \
 	X(location_table, STR) X(branch_timeout, INT) X(history_info, INT)   \
-	X(store_timeout, INT)
+	X(store_timeout, INT) X(diversion, INT)
 #define PRM_SETTER(_n, _t)                        \
 	static int prm_p_##_n(modparam_t type, void *val) \
 	{                                             \
@@ -92,7 +92,13 @@ struct tm_binds prm_tmb;
 usrloc_api_t prm_ul;
 udomain_t *prm_udomain = NULL;
 stat_var *prm_stats[PR_STAT_COUNT];
-int prm_memo_pos = -1;
+int prm_avp_memo, prm_avp_hi, prm_avp_div;
+/* their names: the core's memo (an AVP of the request, then of its
+ * transaction); a branch's History-Info and Diversion values (attributes
+ * of the branch, $msg.branch.attr() / $tm.branch.attr() in a script) */
+static str prm_memo_name = str_init("push_redirect_memo");
+static str prm_hi_name = str_init("push_redirect_history_info");
+static str prm_div_name = str_init("push_redirect_diversion");
 
 /* the configuration, owned by the main process; the usrloc table name */
 static pr_config *prm_cfg = NULL;
@@ -275,15 +281,6 @@ pr_engine *prm_engine_get(void)
 	return prm_engine;
 }
 
-/* the core's memo kept with a transaction: freed with it */
-static void prm_memo_free(void *p)
-{
-	str *s = (str *)p;
-
-	if(s != NULL && s->s != NULL)
-		shm_free(s->s);
-}
-
 static int mod_init(void)
 {
 	int i;
@@ -300,9 +297,11 @@ static int mod_init(void)
 		LM_ERR("cannot bind to tm and usrloc's table '%s'\n", prm_table);
 		return -1;
 	}
-	prm_memo_pos = prm_tmb.t_ctx_register_str(prm_memo_free);
-	if(prm_memo_pos < 0 || pthread_atfork(NULL, NULL, prm_engine_forget)) {
-		LM_ERR("cannot register the transaction memo or the fork handler\n");
+	if(parse_avp_spec(&prm_memo_name, &prm_avp_memo) < 0
+			|| parse_avp_spec(&prm_hi_name, &prm_avp_hi) < 0
+			|| parse_avp_spec(&prm_div_name, &prm_avp_div) < 0
+			|| pthread_atfork(NULL, NULL, prm_engine_forget)) {
+		LM_ERR("cannot register the AVP names or the fork handler\n");
 		return -1;
 	}
 	pr_set_logger(prm_log, NULL, PR_LOG_LEVEL_DEBUG);

@@ -1,9 +1,11 @@
 //! History-Info (RFC 7044, RFC 4458 `cause`) and Diversion (RFC 5806)
-//! through a real Kamailio: the terminal that finally answers checks the
+//! through a real Kamailio (and OpenSIPS: every case is in
+//! `shared-cases.txt`): the terminal that finally answers checks the
 //! exact header it received (and push_lookup's first delivery to a
 //! registered terminal carries none of this proxy's), for F1, F2 (no
 //! answer: cause 408), F4
-//! parallel (each branch its own entries), F6 (a stored 301), and with
+//! parallel (each branch its own entries), F6 (a stored 301, and its entry
+//! extended by the failure rounds after it), and with
 //! `history_info` = 0 (none) and `diversion` = 1; a hostile incoming
 //! History-Info (1,000 entries, 60 KB, malformed) is passed on, not read.
 
@@ -348,4 +350,56 @@ fn history_f4_serial_the_next_contact_remembers_its_300() {
             ta.uri()
         ),
     );
+}
+
+#[test]
+#[ignore = "needs Kamailio: run via make test"]
+fn history_f6_stored_301_then_failover_extends_its_entry() {
+    // push_lookup() retargets by the stored 301 (its entry and diversion
+    // travel in the memo the request route keeps for the transaction), t2
+    // answers 480, and the failure rounds extend that entry: what a proxy
+    // that dropped push_lookup()'s memo would get wrong (1.1 without its
+    // cause=301, a Diversion counter from 1).
+    let case = Case::new("history_f6_then_failover");
+    let p = proxy(&case).define("DIVERSION", "1").start();
+    let t3 = case.terminal("t3", Answer::Ok);
+    let t2 = case.terminal("t2", Answer::Code(480));
+    let t1 = case.terminal("t1", Answer::Redirect301(t2.uri()));
+    case.register(&p, AOR, &t1, 1.0, 3600);
+    case.register(&p, AOR, &t2, 0.5, 3600);
+    case.register(&p, AOR, &t3, 0.3, 3600);
+    // The first request: t1's 301 is learned (t2 480, then t3).
+    let r = case.send(&p, Send::message(AOR).count(1));
+    r.assert_all(200);
+    assert_eq!(t3.wait_received(1), 1);
+    // The later ones: t2 by the stored 301, then t1 (480), then t3 (t1's
+    // 301 names t2, tried already).
+    let r = case.send(&p, Send::message(AOR).count(N as u32));
+    case.report(&r, &[&t1, &t2, &t3]);
+    r.assert_all(200);
+    let (u1, u2, u3) = (t1.uri(), t2.uri(), t3.uri());
+    let stored = format!("{}, <{u2};cause=301>;index=1.1;rc=1", root());
+    let t2_480 = format!(
+        "{}, <{u2};cause=301?Reason=SIP%3Bcause%3D480>;index=1.1;rc=1",
+        root()
+    );
+    let div1 = format!("<{AOR}>;reason=unconditional;counter=1");
+    let div2 = format!("<{AOR}>;reason=unavailable;counter=2, {div1}");
+    for (t, hi, div) in [
+        (&t2, stored, div1.clone()),
+        (&t1, format!("{t2_480}, <{u1};cause=480>;index=1.2;rc=1"), div2.clone()),
+        (
+            &t3,
+            format!(
+                "{t2_480}, <{u1};cause=480?Reason=SIP%3Bcause%3D301>;index=1.2;rc=1, <{u3};cause=301>;index=1.3;rc=1"
+            ),
+            format!("<{AOR}>;reason=unconditional;counter=3, {div2}"),
+        ),
+    ] {
+        assert_eq!(t.wait_received(N + 1), N + 1);
+        for q in t.requests().iter().skip(1) {
+            assert_eq!(q.headers_named("History-Info"), vec![hi.as_str()], "{}", t.uri());
+            assert_eq!(q.headers_named("Diversion"), vec![div.as_str()], "{}", t.uri());
+        }
+    }
 }
