@@ -114,11 +114,9 @@ const char *prm_status_str(pr_status st)
 	size_t n = 0;
 
 	if(pr_status_text(st, (uint8_t *)buf, sizeof(buf) - 1, &n)
-					!= PR_STATUS_OK
-			|| n >= sizeof(buf))
-		snprintf(buf, sizeof(buf), "status %u", (unsigned)st);
-	else
-		buf[n] = '\0';
+			!= PR_STATUS_OK)
+		n = (size_t)snprintf(buf, sizeof(buf), "status %u", (unsigned)st);
+	buf[n] = '\0';
 	return buf;
 }
 
@@ -165,13 +163,12 @@ static int prm_param_set(const char *name, modparam_t type, void *val)
 	st = pr_config_set(prm_cfg, (const uint8_t *)name, strlen(name),
 			(const uint8_t *)v, strlen(v));
 	if(st != PR_STATUS_OK) {
-		if(pr_config_last_error(prm_cfg, (uint8_t *)ebuf, sizeof(ebuf) - 1,
-				   &n) != PR_STATUS_OK
-				|| n == 0 || n >= sizeof(ebuf))
-			snprintf(ebuf, sizeof(ebuf), "%s", prm_status_str(st));
-		else
-			ebuf[n] = '\0';
-		LM_ERR("invalid value '%s' for parameter '%s': %s\n", v, name, ebuf);
+		if(pr_config_last_error(prm_cfg, (uint8_t *)ebuf, sizeof(ebuf), &n)
+						!= PR_STATUS_OK
+				|| n == 0)
+			n = (size_t)snprintf(ebuf, sizeof(ebuf), "%s", prm_status_str(st));
+		LM_ERR("invalid value '%s' for parameter '%s': %.*s\n", v, name,
+				(int)n, ebuf);
 		return -1;
 	}
 	/* the cfg parser's strings live as long as OpenSIPS */
@@ -232,21 +229,14 @@ static bool prm_is_self(void *ud, const uint8_t *host, size_t len,
 	return host != NULL && len > 0 && check_self(&h, port, 0) == 1;
 }
 
-/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level and
- * with the module's prefix */
+/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level
+ * (pr_log_level's) and with the module's prefix */
 static void prm_log(void *ud, pr_log_level lv, const uint8_t *msg, size_t len)
 {
-	int n = (msg == NULL) ? 0 : (len > 4096) ? 4096 : (int)len;
-	const char *m = (const char *)msg;
+	static const int level[] = {L_DBG, L_ERR, L_WARN, L_INFO, L_DBG};
 
-	if(lv == PR_LOG_LEVEL_ERROR)
-		LM_ERR("%.*s\n", n, m);
-	else if(lv == PR_LOG_LEVEL_WARN)
-		LM_WARN("%.*s\n", n, m);
-	else if(lv == PR_LOG_LEVEL_INFO)
-		LM_INFO("%.*s\n", n, m);
-	else
-		LM_DBG("%.*s\n", n, m);
+	LM_GEN1(level[lv <= PR_LOG_LEVEL_DEBUG ? lv : 0], "%.*s\n",
+			(int)(len > 4096 ? 4096 : len), msg ? (const char *)msg : "");
 }
 
 static void prm_engine_forget(void)
