@@ -390,7 +390,10 @@ typedef struct pr_branch_out {
   int32_t conn_id;
   /*
    The value of the `History-Info` header row to add to this branch
-   (RFC 7044; empty: none). The request's own rows stay.
+   (RFC 7044; empty: none, e.g. on push_lookup's first delivery to the
+   AOR's own contacts; when no branch has a value or a Diversion, the
+   module adds nothing to the transaction). The request's own rows
+   stay.
    */
   struct pr_bytes history_info;
   /*

@@ -119,7 +119,10 @@ pub struct pr_branch_out {
     /// (0: none).
     pub conn_id: i32,
     /// The value of the `History-Info` header row to add to this branch
-    /// (RFC 7044; empty: none). The request's own rows stay.
+    /// (RFC 7044; empty: none, e.g. on push_lookup's first delivery to the
+    /// AOR's own contacts; when no branch has a value or a Diversion, the
+    /// module adds nothing to the transaction). The request's own rows
+    /// stay.
     pub history_info: pr_bytes,
     /// The value of the `Diversion` header to add to this branch
     /// (RFC 5806; empty: none).
