@@ -205,14 +205,24 @@ static void prm_branch_cb(struct cell *t, int type, struct tmcb_params *ps)
 	}
 }
 
-/* prm_branch_cb() on the transaction, once: in a failure route, t's list
- * tells; in a request route tm keeps it for the transaction t_relay()
- * makes, on a list of this request (by its id) */
-static int prm_hook(struct sip_msg *msg, struct cell *t, int fr)
+/* prm_branch_cb() on the transaction, once, if it has something to do:
+ * push_lookup()'s branch_timeout, or a branch with values (else nothing
+ * is added to the transaction); in a failure route, t's list tells
+ * whether it is there; in a request route tm keeps it for the transaction
+ * t_relay() makes, on a list of this request (by its id) */
+static int prm_hook(
+		struct sip_msg *msg, const pr_decision_view *v, struct cell *t, int fr)
 {
 	static unsigned int msg_id, msg_set;
 	struct tm_callback *cb;
+	int need = (t == NULL && fr > 0);
+	size_t i;
 
+	for(i = 0; i < v->n_branches && !need; i++)
+		need = v->branches[i].history_info.len > 0
+			   || v->branches[i].diversion.len > 0;
+	if(!need)
+		return 0;
 	if(t != NULL) {
 		for(cb = t->tmcb_hl.first; cb != NULL; cb = cb->next)
 			if(cb->callback == prm_branch_cb)
@@ -317,7 +327,7 @@ static int prm_decide(struct sip_msg *msg, str *mode, struct cell *t)
 		t->fr_timeout = fr;
 	if(rc == 1
 			&& (prm_apply(msg, &v, t == NULL) < 0 || prm_keep_memo(&v) < 0
-					|| prm_hook(msg, t, fr) < 0)) {
+					|| prm_hook(msg, &v, t, fr) < 0)) {
 		LM_ERR("cannot apply the decision (Call-ID %.*s)\n",
 				(int)req.call_id.len, (const char *)req.call_id.ptr);
 		rc = -2;
