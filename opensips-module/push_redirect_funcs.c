@@ -143,9 +143,10 @@ static int prm_apply(struct sip_msg *msg, const pr_decision_view *v, int or)
 	return v->n_branches == 0 ? -1 : 0;
 }
 
-/* "Name: value" as a header line added before anchor at (pkg memory the
- * lump owns) */
-static void prm_add_hdr(struct lump *at, const char *name, str *val)
+/* "Name: value" as a header line of msg added before anchor at (pkg
+ * memory the lump owns) */
+static void prm_add_hdr(
+		struct sip_msg *msg, struct lump *at, const char *name, str *val)
 {
 	int nlen = (int)strlen(name);
 	int len = nlen + val->len + CRLF_LEN;
@@ -159,7 +160,9 @@ static void prm_add_hdr(struct lump *at, const char *name, str *val)
 			return;
 		pkg_free(buf);
 	}
-	LM_ERR("cannot add a %.*s header to a branch\n", nlen - 2, name);
+	LM_ERR("cannot add a %.*s header to a branch (Call-ID %.*s)\n",
+			nlen - 2, name, msg->callid ? msg->callid->body.len : 0,
+			msg->callid ? msg->callid->body.s : "");
 }
 
 /* the string value of attribute id in the list attrs, or NULL */
@@ -191,17 +194,21 @@ static void prm_branch_cb(struct cell *t, int type, struct tmcb_params *ps)
 		t->fr_timeout = (int)(long)*ps->param;
 	hi = prm_attr(attrs, prm_avp_hi, &h);
 	div = prm_attr(attrs, prm_avp_div, &d);
-	if((hi == NULL && div == NULL) || parse_headers(msg, HDR_EOH_F, 0) < 0)
+	if(hi == NULL && div == NULL)
 		return;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
+		LM_ERR("cannot parse the request to add its branch's headers\n");
+		return;
+	}
 	end = anchor_lump(msg, msg->unparsed - msg->buf, 0);
 	/* after the request's own History-Info rows */
 	if(hi != NULL)
-		prm_add_hdr(end, "History-Info: ", hi);
+		prm_add_hdr(msg, end, "History-Info: ", hi);
 	/* the most recent diversion first (RFC 5806) */
 	if(div != NULL) {
 		if(msg->diversion != NULL)
 			end = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0);
-		prm_add_hdr(end, "Diversion: ", div);
+		prm_add_hdr(msg, end, "Diversion: ", div);
 	}
 }
 
