@@ -44,7 +44,9 @@ failure, no retransmission, the rate reached) of stock and F1.
 Environment (defaults; BENCH_QUICK=1 changes those marked *):
   BENCH_RATE=500  BENCH_COUNT=10000*  BENCH_REPS=5*  BENCH_WARMUP=20
   BENCH_SETTLE=6*  BENCH_CONFIGS=plain,stock,F1,F6,F2 (also: plain-push, and
-  script-F1, script-F6: cfg/script.cfg, the checks in the routing script)
+  script-F1, script-F6: cfg/script.cfg, the checks in the routing script;
+  F1-hi0, F2-hi0, F6-hi0, plain-push-hi0: history_info = 0, the base of
+  History-Info's cost, e.g. BENCH_CONFIGS=F1,F1-hi0,F2,F2-hi0)
   BENCH_MODE=side (serial: one configuration after another, in an order
   that rotates with the repetition)  BENCH_SEARCH=1 (0: no step search)  BENCH_STEP_RATES=2000,4000,6000,7000,...,12000*
   BENCH_STEP_SECONDS=4*  BENCH_OUT=bench/results (quick: bench/results/quick)
@@ -194,6 +196,11 @@ CONFIGS = {
                   t1="uas_302.xml", t2="uas_200.xml", learn=False,
                   desc="OpenSIPS, t1 302 Contact t2, push_redirect", expect=("n", "n")),
 }
+# not in the default set: the push configurations with history_info = 0, the
+# base of History-Info's cost (BENCH_CONFIGS=F1,F1-hi0,F2,F2-hi0)
+for _name in ("plain-push", "F1", "F6", "F2"):
+    CONFIGS[f"{_name}-hi0"] = dict(CONFIGS[_name], defines={"HISTORY_INFO": "0"},
+                                   desc=CONFIGS[_name]["desc"] + ", history_info=0")
 BASELINE = env_str("BENCH_BASELINE", "")
 BASELINE_COPY = BASELINE  # main() points it at a private copy
 if BASELINE:
@@ -589,6 +596,7 @@ class Setup:
             "-A", f'CTL_SOCK="{self.ctl}"',
             "-A", f'PR_MODULE="{BASELINE_COPY if self.c.get("module") == "baseline" else MODULE_COPY}"',
             "-A", f'PR_STORE="{self.store()}"',
+            *[a for k, v in self.c.get("defines", {}).items() for a in ("-A", f"{k}={v}")],
             "-Y", run, "-w", self.dir,
         ]
         self.kam = spawn(args, self.dir, "kamailio.log", group=True)
@@ -976,6 +984,16 @@ def targets(runs, rows, rates):
     ratio("OS-F1", "OS-stock")
     # SPEC section 6: F6 with the store on Redis against F6 on SQLite
     ratio("F6-redis", "F6", 1.03)
+    # History-Info's cost, when the history_info=0 configurations ran
+    for config in ("F1", "F2", "F6", "plain-push"):
+        raw = paired(runs, config, f"{config}-hi0")
+        if raw:
+            med = statistics.median(raw)
+            out.append(
+                f"  {config} CPU / {config}-hi0 CPU (history_info 1 / 0), median of {len(raw)}"
+                f" paired runs: {med:.3f} (per run {', '.join(f'{x:.3f}' for x in raw)})"
+                + (" -- target <= 1.03: " + ("met" if med <= 1.03 else "MISSED")
+                   if config in ("F1", "F2") else ""))
     # The targets are instructions (make bench-instr), which repeat
     # exactly; CPU seconds compare to about 1%.
     out += ["  " + line for line in instr_targets()]

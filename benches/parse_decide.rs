@@ -81,6 +81,8 @@ fn bench(c: &mut Criterion) {
         has_to_tag: false,
         event: None,
         content_type: Some(b"text/plain"),
+        history_info: &[],
+        privacy: None,
         method_bit: 256,
     };
     let mut group = c.benchmark_group("parse_decide");

@@ -2,7 +2,7 @@
 # fuzz/run.sh - what `make fuzz` runs (see fuzz/README.md).
 #
 #   FUZZ_SECONDS=600      time per target
-#   FUZZ_TARGETS="reply_parser engine c_abi"
+#   FUZZ_TARGETS="reply_parser engine c_abi history_info"
 #   FUZZ_JOBS=1           >1: libFuzzer -fork=N (N processes per target,
 #                         crashes recorded and fuzzing goes on)
 #   FUZZ_MAX_RESTARTS=5   with FUZZ_JOBS=1, libFuzzer stops at a crash: it is
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
-FUZZ_TARGETS=${FUZZ_TARGETS:-reply_parser engine c_abi}
+FUZZ_TARGETS=${FUZZ_TARGETS:-reply_parser engine c_abi history_info}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
 FUZZ_MAX_RESTARTS=${FUZZ_MAX_RESTARTS:-5}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
@@ -106,7 +106,7 @@ for t in $FUZZ_TARGETS; do
 	before=$(ls "$arts" | sort)
 	args=(-print_final_stats=1 -timeout=10 "-artifact_prefix=$arts/")
 	case $t in
-	reply_parser | engine) args+=("-dict=fuzz/dict/sip.dict") ;;
+	reply_parser | engine | history_info) args+=("-dict=fuzz/dict/sip.dict") ;;
 	esac
 	log=$LOGS/$t.log
 	: >"$log"
@@ -154,7 +154,7 @@ for t in $FUZZ_TARGETS; do
 		mkdir -p "tests/data/fuzz/$t"
 		for a in $new; do
 			case $t in
-			reply_parser)
+			reply_parser | history_info)
 				cp "$arts/$a" "tests/data/fuzz/$t/open-$a"
 				;;
 			*)
@@ -164,7 +164,7 @@ for t in $FUZZ_TARGETS; do
 					"$BIN/$t" "$arts/$a" >"$LOGS/$t.$a.replay.log" 2>&1 || true
 				;;
 			esac
-			say "$t: $a -> tests/data/fuzz/$t/open-$a$([ "$t" = reply_parser ] || echo .case)"
+			say "$t: $a -> tests/data/fuzz/$t/open-$a$(case $t in reply_parser | history_info) ;; *) echo .case ;; esac)"
 		done
 	fi
 done

@@ -22,6 +22,12 @@
 #define PR_MAX_TTL 315360000
 
 /*
+ Most `History-Info` rows of a request that are read (see
+ `pr_request.history_info`).
+ */
+#define PR_MAX_HISTORY_INFO_ROWS 8
+
+/*
  Most branches one call may describe.
  */
 #define PR_MAX_BRANCHES_IN 1024
@@ -314,6 +320,21 @@ typedef struct pr_request {
    unknown, no contact is skipped for its methods).
    */
   uint32_t method_bit;
+  /*
+   The bodies of the request's `History-Info` header rows, in order
+   (`n_history_info` of them; NULL only when that is 0). More than
+   `PR_MAX_HISTORY_INFO_ROWS` rows: only the count is read, and the
+   incoming History-Info is not trusted.
+   */
+  const struct pr_bytes *history_info;
+  /*
+   How many `History-Info` rows the request has.
+   */
+  size_t n_history_info;
+  /*
+   The body of the `Privacy` header; empty: none.
+   */
+  struct pr_bytes privacy;
 } pr_request;
 
 /*
@@ -367,6 +388,19 @@ typedef struct pr_branch_out {
    (0: none).
    */
   int32_t conn_id;
+  /*
+   The value of the `History-Info` header row to add to this branch
+   (RFC 7044; empty: none, e.g. on push_lookup's first delivery to the
+   AOR's own contacts; when no branch has a value or a Diversion, the
+   module adds nothing to the transaction). The request's own rows
+   stay.
+   */
+  struct pr_bytes history_info;
+  /*
+   The value of the `Diversion` header to add to this branch
+   (RFC 5806; empty: none).
+   */
+  struct pr_bytes diversion;
 } pr_branch_out;
 
 /*

@@ -63,6 +63,7 @@ PRM_PARAM_FUNC(prm_param_allowed_domains, "allowed_domains")
 PRM_PARAM_FUNC(prm_param_location_table, "location_table")
 PRM_PARAM_FUNC(prm_param_branch_timeout, "branch_timeout")
 PRM_PARAM_FUNC(prm_param_history_info, "history_info")
+PRM_PARAM_FUNC(prm_param_diversion, "diversion")
 PRM_PARAM_FUNC(prm_param_store_timeout, "store_timeout")
 
 /* clang-format off */
@@ -99,6 +100,8 @@ static param_export_t params[] = {
 		(void *)prm_param_branch_timeout},
 	{"history_info",    PARAM_INT    | PARAM_USE_FUNC,
 		(void *)prm_param_history_info},
+	{"diversion",       PARAM_INT    | PARAM_USE_FUNC,
+		(void *)prm_param_diversion},
 	{"store_timeout",   PARAM_INT    | PARAM_USE_FUNC,
 		(void *)prm_param_store_timeout},
 	{0, 0, 0}

@@ -15,6 +15,7 @@
 #include "core/ut.h"
 
 #include "push_redirect_funcs.h"
+#include "push_redirect_hdr.h"
 #include "push_redirect_host.h"
 
 /* the Call-ID of a request read by prm_read_request(), for log lines */
@@ -33,6 +34,7 @@ static str prm_callid(const pr_request *req)
 int prm_push_lookup(struct sip_msg *msg, str *mode)
 {
 	pr_request req;
+	pr_bytes rows[PR_MAX_HISTORY_INFO_ROWS + 1];
 	pr_decision_view v;
 	pr_decision *d;
 	pr_status st;
@@ -43,7 +45,8 @@ int prm_push_lookup(struct sip_msg *msg, str *mode)
 		LM_ERR("no push_redirect engine in this process\n");
 		return -2;
 	}
-	if(prm_read_request(msg, GET_RURI(msg), mode, &req) < 0)
+	if(prm_read_request(msg, GET_RURI(msg), mode, &req) < 0
+			|| prm_hdr_read(msg, &req, rows) < 0)
 		return -2;
 	callid = prm_callid(&req);
 
@@ -55,7 +58,12 @@ int prm_push_lookup(struct sip_msg *msg, str *mode)
 		return -2;
 	}
 	rc = v.script_rc;
-	if(rc == 1 && prm_apply(msg, &v, 1, NULL, &callid) < 0)
+	/* the memo (History-Info's entries) and the per-branch headers go
+	 * with the message into the transaction t_relay() creates */
+	if(rc == 1
+			&& (prm_apply(msg, &v, 1, NULL, &callid) < 0
+					|| prm_keep_memo(&v, 1, &callid) < 0
+					|| prm_hdr_keep(msg, &v, NULL, &callid) < 0))
 		rc = -2;
 	prm_count(&v);
 	pr_decision_free(d);
@@ -65,6 +73,7 @@ int prm_push_lookup(struct sip_msg *msg, str *mode)
 int prm_push_redirect(struct sip_msg *msg, str *mode)
 {
 	pr_request req;
+	pr_bytes rows[PR_MAX_HISTORY_INFO_ROWS + 1];
 	pr_branch stack[PRM_BRANCHES_ON_STACK];
 	pr_failure f;
 	pr_decision_view v;
@@ -87,7 +96,8 @@ int prm_push_redirect(struct sip_msg *msg, str *mode)
 	}
 	/* $ou: the R-URI as the request arrived */
 	if(prm_read_request(msg, &msg->first_line.u.request.uri, mode, &req)
-			< 0)
+					< 0
+			|| prm_hdr_read(msg, &req, rows) < 0)
 		return -2;
 	callid = prm_callid(&req);
 	if(prm_read_failure(t, stack, &f, &had_memo) < 0) {
@@ -107,7 +117,8 @@ int prm_push_redirect(struct sip_msg *msg, str *mode)
 	rc = v.script_rc;
 	if(rc == 1
 			&& (prm_apply(msg, &v, 0, t, &callid) < 0
-					|| prm_keep_memo(&v, had_memo, &callid) < 0))
+					|| prm_keep_memo(&v, had_memo, &callid) < 0
+					|| prm_hdr_keep(msg, &v, t, &callid) < 0))
 		rc = -2;
 	prm_count(&v);
 	pr_decision_free(d);

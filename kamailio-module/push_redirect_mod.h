@@ -13,6 +13,8 @@
  *                          logging) and what the glue reads from and
  *                          writes into Kamailio (request, transaction,
  *                          branches, memo, statistics)
+ *   push_redirect_hdr.c    per-branch History-Info and Diversion (a tm
+ *                          callback adds each branch's own values)
  *   push_redirect_rpc.c    the RPC commands
  */
 

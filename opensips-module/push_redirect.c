@@ -30,7 +30,7 @@ static int prm_param_set(const char *name, modparam_t type, void *val);
 	X(store, STR) X(methods, STR) X(failover_codes, STR) X(fork_mode, STR) \
 	X(max_branches, INT) X(max_depth, INT) X(allowed_domains, STR)        \
 	X(location_table, STR) X(branch_timeout, INT) X(history_info, INT)   \
-	X(store_timeout, INT)
+	X(store_timeout, INT) X(diversion, INT)
 #define PRM_SETTER(_n, _t)                        \
 	static int prm_p_##_n(modparam_t type, void *val) \
 	{                                             \
@@ -92,7 +92,13 @@ struct tm_binds prm_tmb;
 usrloc_api_t prm_ul;
 udomain_t *prm_udomain = NULL;
 stat_var *prm_stats[PR_STAT_COUNT];
-int prm_memo_pos = -1;
+int prm_avp_memo, prm_avp_hi, prm_avp_div;
+/* their names: the core's memo (an AVP of the request, then of its
+ * transaction); a branch's History-Info and Diversion values (attributes
+ * of the branch, $msg.branch.attr() / $tm.branch.attr() in a script) */
+static str prm_memo_name = str_init("push_redirect_memo");
+static str prm_hi_name = str_init("push_redirect_history_info");
+static str prm_div_name = str_init("push_redirect_diversion");
 
 /* the configuration, owned by the main process; the usrloc table name */
 static pr_config *prm_cfg = NULL;
@@ -108,11 +114,9 @@ const char *prm_status_str(pr_status st)
 	size_t n = 0;
 
 	if(pr_status_text(st, (uint8_t *)buf, sizeof(buf) - 1, &n)
-					!= PR_STATUS_OK
-			|| n >= sizeof(buf))
-		snprintf(buf, sizeof(buf), "status %u", (unsigned)st);
-	else
-		buf[n] = '\0';
+			!= PR_STATUS_OK)
+		n = (size_t)snprintf(buf, sizeof(buf), "status %u", (unsigned)st);
+	buf[n] = '\0';
 	return buf;
 }
 
@@ -159,13 +163,12 @@ static int prm_param_set(const char *name, modparam_t type, void *val)
 	st = pr_config_set(prm_cfg, (const uint8_t *)name, strlen(name),
 			(const uint8_t *)v, strlen(v));
 	if(st != PR_STATUS_OK) {
-		if(pr_config_last_error(prm_cfg, (uint8_t *)ebuf, sizeof(ebuf) - 1,
-				   &n) != PR_STATUS_OK
-				|| n == 0 || n >= sizeof(ebuf))
-			snprintf(ebuf, sizeof(ebuf), "%s", prm_status_str(st));
-		else
-			ebuf[n] = '\0';
-		LM_ERR("invalid value '%s' for parameter '%s': %s\n", v, name, ebuf);
+		if(pr_config_last_error(prm_cfg, (uint8_t *)ebuf, sizeof(ebuf), &n)
+						!= PR_STATUS_OK
+				|| n == 0)
+			n = (size_t)snprintf(ebuf, sizeof(ebuf), "%s", prm_status_str(st));
+		LM_ERR("invalid value '%s' for parameter '%s': %.*s\n", v, name,
+				(int)n, ebuf);
 		return -1;
 	}
 	/* the cfg parser's strings live as long as OpenSIPS */
@@ -226,21 +229,14 @@ static bool prm_is_self(void *ud, const uint8_t *host, size_t len,
 	return host != NULL && len > 0 && check_self(&h, port, 0) == 1;
 }
 
-/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level and
- * with the module's prefix */
+/* pr_log_fn: the core's log lines into OpenSIPS's log, at their level
+ * (pr_log_level's) and with the module's prefix */
 static void prm_log(void *ud, pr_log_level lv, const uint8_t *msg, size_t len)
 {
-	int n = (msg == NULL) ? 0 : (len > 4096) ? 4096 : (int)len;
-	const char *m = (const char *)msg;
+	static const int level[] = {L_DBG, L_ERR, L_WARN, L_INFO, L_DBG};
 
-	if(lv == PR_LOG_LEVEL_ERROR)
-		LM_ERR("%.*s\n", n, m);
-	else if(lv == PR_LOG_LEVEL_WARN)
-		LM_WARN("%.*s\n", n, m);
-	else if(lv == PR_LOG_LEVEL_INFO)
-		LM_INFO("%.*s\n", n, m);
-	else
-		LM_DBG("%.*s\n", n, m);
+	LM_GEN1(level[lv <= PR_LOG_LEVEL_DEBUG ? lv : 0], "%.*s\n",
+			(int)(len > 4096 ? 4096 : len), msg ? (const char *)msg : "");
 }
 
 static void prm_engine_forget(void)
@@ -275,15 +271,6 @@ pr_engine *prm_engine_get(void)
 	return prm_engine;
 }
 
-/* the core's memo kept with a transaction: freed with it */
-static void prm_memo_free(void *p)
-{
-	str *s = (str *)p;
-
-	if(s != NULL && s->s != NULL)
-		shm_free(s->s);
-}
-
 static int mod_init(void)
 {
 	int i;
@@ -300,9 +287,11 @@ static int mod_init(void)
 		LM_ERR("cannot bind to tm and usrloc's table '%s'\n", prm_table);
 		return -1;
 	}
-	prm_memo_pos = prm_tmb.t_ctx_register_str(prm_memo_free);
-	if(prm_memo_pos < 0 || pthread_atfork(NULL, NULL, prm_engine_forget)) {
-		LM_ERR("cannot register the transaction memo or the fork handler\n");
+	if(parse_avp_spec(&prm_memo_name, &prm_avp_memo) < 0
+			|| parse_avp_spec(&prm_hi_name, &prm_avp_hi) < 0
+			|| parse_avp_spec(&prm_div_name, &prm_avp_div) < 0
+			|| pthread_atfork(NULL, NULL, prm_engine_forget)) {
+		LM_ERR("cannot register the AVP names or the fork handler\n");
 		return -1;
 	}
 	pr_set_logger(prm_log, NULL, PR_LOG_LEVEL_DEBUG);

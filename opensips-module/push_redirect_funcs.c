@@ -3,7 +3,8 @@
  * request (and in a failure route the transaction's branches and replies),
  * ask the core, write its decision back: the R-URI and destination set,
  * each branch with its own next hop, Path, socket, q and flags, as
- * registrar's lookup() builds them (lib/reg/lookup.c, push_branch()).
+ * registrar's lookup() builds them (lib/reg/lookup.c, push_branch()), and
+ * with its own History-Info and Diversion headers (prm_branch_cb()).
  */
 
 #include <string.h>
@@ -11,7 +12,9 @@
 #include "dprint.h"
 #include "dset.h"
 #include "ut.h"
-#include "mem/shm_mem.h"
+#include "data_lump.h"
+#include "mem/mem.h"
+#include "usr_avp.h"
 #include "parser/parse_to.h"
 
 #include "push_redirect_mod.h"
@@ -24,20 +27,18 @@
 	} while(0)
 
 /* the request's part of a decision's input; ruri: the current R-URI in a
- * request route, the original one in a failure route */
-static int prm_read_request(
-		struct sip_msg *msg, str *ruri, str *mode, pr_request *req)
+ * request route, the original one in a failure route; rows: room for
+ * PR_MAX_HISTORY_INFO_ROWS + 1 History-Info rows (one more than the core
+ * reads shows it there are too many) */
+static int prm_read_request(struct sip_msg *msg, str *ruri, str *mode,
+		pr_request *req, pr_bytes *rows)
 {
-	hdr_flags_t want;
+	struct hdr_field *h;
 	str *method = &msg->first_line.u.request.method;
 
 	memset(req, 0, sizeof(*req));
-	/* only the header the core makes the service key of is parsed */
-	want = HDR_TO_F | HDR_CALLID_F;
-	want |= pr_service_by_event((const uint8_t *)method->s, method->len)
-					? HDR_EVENT_F
-					: HDR_CONTENTTYPE_F;
-	if(parse_headers(msg, want, 0) < 0) {
+	/* every header: History-Info rows may be anywhere */
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
 		LM_ERR("cannot parse the request's headers\n");
 		return -1;
 	}
@@ -52,8 +53,38 @@ static int prm_read_request(
 		PRM_BYTES(req->event, msg->event->body);
 	if(msg->content_type != NULL)
 		PRM_BYTES(req->content_type, msg->content_type->body);
+	if(msg->privacy != NULL)
+		PRM_BYTES(req->privacy, msg->privacy->body);
 	if(mode != NULL)
 		PRM_BYTES(req->mode, *mode);
+	req->history_info = rows;
+	for(h = msg->headers; h != NULL; h = h->next) {
+		if(h->type != HDR_OTHER_T || h->name.len != 12
+				|| strncasecmp(h->name.s, "History-Info", 12) != 0)
+			continue;
+		if(req->n_history_info <= PR_MAX_HISTORY_INFO_ROWS)
+			PRM_BYTES(rows[req->n_history_info], h->body);
+		req->n_history_info++;
+	}
+	return 0;
+}
+
+/* a branch's History-Info and Diversion values as its attributes
+ * (set_msg_branch_attr(): 0 is the R-URI's branch, n the n-th appended):
+ * tm hands them to the branch it makes (t->uac[i].battrs), where
+ * prm_branch_cb() reads them */
+static int prm_set_attrs(unsigned int idx, const pr_branch_out *b)
+{
+	int_str v;
+
+	PRM_STR(v.s, b->history_info);
+	if(v.s.len > 0
+			&& set_msg_branch_attr(idx, prm_avp_hi, AVP_VAL_STR, v) < 0)
+		return -1;
+	PRM_STR(v.s, b->diversion);
+	if(v.s.len > 0
+			&& set_msg_branch_attr(idx, prm_avp_div, AVP_VAL_STR, v) < 0)
+		return -1;
 	return 0;
 }
 
@@ -95,38 +126,125 @@ static int prm_append(const pr_branch_out *b)
 	return append_msg_branch(&br) < 0 ? -1 : 0;
 }
 
-/* TMCB_REQUEST_BUILT of a transaction push_lookup() set up: runs once it
- * exists, before each branch's timer starts */
-static void prm_fr_cb(struct cell *t, int type, struct tmcb_params *ps)
-{
-	t->fr_timeout = (int)(long)*ps->param;
-}
-
 /* a decision into OpenSIPS: the first branch into the R-URI, the others
- * appended, and branch_timeout as the transaction's final-response timer
- * (tm's is in seconds: rounded up); t: the failure route's transaction,
- * NULL in a request route, where it is still to be made */
-static int prm_apply(struct sip_msg *msg, const pr_decision_view *v,
-		struct cell *t, pr_engine *e)
+ * appended, each with its attributes */
+static int prm_apply(struct sip_msg *msg, const pr_decision_view *v, int or)
 {
-	int fr = (int)((pr_engine_branch_timeout_ms(e) + 999) / 1000);
+	const pr_branch_out *b;
 	size_t i;
 
-	for(i = 0; i < v->n_branches; i++)
-		if(v->branches[i].uri.len == 0
-				|| v->branches[i].uri.len >= MAX_URI_SIZE
-				|| (i == 0 ? prm_set_ruri(msg, &v->branches[0], t == NULL)
-						   : prm_append(&v->branches[i]))
-						   < 0)
+	for(i = 0; i < v->n_branches; i++) {
+		b = &v->branches[i];
+		if(b->uri.len == 0 || b->uri.len >= MAX_URI_SIZE
+				|| (i == 0 ? prm_set_ruri(msg, b, or) : prm_append(b)) < 0
+				|| prm_set_attrs(i == 0 ? 0 : get_dset_size(), b) < 0)
 			return -1;
-	if(v->n_branches == 0 || fr == 0)
-		return v->n_branches == 0 ? -1 : 0;
-	if(t != NULL)
-		t->fr_timeout = fr;
-	else if(prm_tmb.register_tmcb(msg, 0, TMCB_REQUEST_BUILT, prm_fr_cb,
-					(void *)(long)fr, 0)
+	}
+	return v->n_branches == 0 ? -1 : 0;
+}
+
+/* "Name: value" as a header line of msg added before anchor at (pkg
+ * memory the lump owns) */
+static void prm_add_hdr(
+		struct sip_msg *msg, struct lump *at, const char *name, str *val)
+{
+	int nlen = (int)strlen(name);
+	int len = nlen + val->len + CRLF_LEN;
+	char *buf = at != NULL ? pkg_malloc(len) : NULL;
+
+	if(buf != NULL) {
+		memcpy(buf, name, nlen);
+		memcpy(buf + nlen, val->s, val->len);
+		memcpy(buf + nlen + val->len, CRLF, CRLF_LEN);
+		if(insert_new_lump_before(at, buf, len, 0) != NULL)
+			return;
+		pkg_free(buf);
+	}
+	LM_ERR("cannot add a %.*s header to a branch (Call-ID %.*s)\n",
+			nlen - 2, name, msg->callid ? msg->callid->body.len : 0,
+			msg->callid ? msg->callid->body.s : "");
+}
+
+/* the string value of attribute id in the list attrs, or NULL */
+static str *prm_attr(struct usr_avp **attrs, int id, int_str *v)
+{
+	struct usr_avp **old = set_avp_list(attrs);
+	struct usr_avp *a = search_first_avp(0, id, v, 0);
+
+	set_avp_list(old);
+	return (a != NULL && (a->flags & AVP_VAL_STR)) ? &v->s : NULL;
+}
+
+/* TMCB_REQUEST_FWDED, which tm runs in add_uac() once per new branch, in
+ * every round, after the branch's attributes became its own
+ * (t->uac[i].battrs) and while every new lump is flagged LUMPFLAG_BRANCH
+ * (deleted again once the branch's buffer is built): the branch's
+ * History-Info and Diversion values, as headers of that branch alone.
+ * The param: push_lookup()'s branch_timeout (tm's fr_timeout, seconds),
+ * for the transaction that did not exist yet */
+static void prm_branch_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	struct usr_avp **attrs = &t->uac[prm_tmb.get_branch_index()].battrs;
+	struct sip_msg *msg = ps->req;
+	struct lump *end;
+	int_str h, d;
+	str *hi, *div;
+
+	if(*ps->param != NULL)
+		t->fr_timeout = (int)(long)*ps->param;
+	hi = prm_attr(attrs, prm_avp_hi, &h);
+	div = prm_attr(attrs, prm_avp_div, &d);
+	if(hi == NULL && div == NULL)
+		return;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
+		LM_ERR("cannot parse the request to add its branch's headers\n");
+		return;
+	}
+	end = anchor_lump(msg, msg->unparsed - msg->buf, 0);
+	/* after the request's own History-Info rows */
+	if(hi != NULL)
+		prm_add_hdr(msg, end, "History-Info: ", hi);
+	/* the most recent diversion first (RFC 5806) */
+	if(div != NULL) {
+		if(msg->diversion != NULL)
+			end = anchor_lump(msg, msg->diversion->name.s - msg->buf, 0);
+		prm_add_hdr(msg, end, "Diversion: ", div);
+	}
+}
+
+/* prm_branch_cb() on the transaction, once, if it has something to do:
+ * push_lookup()'s branch_timeout, or a branch with values (else nothing
+ * is added to the transaction); in a failure route, t's list tells
+ * whether it is there; in a request route tm keeps it for the transaction
+ * t_relay() makes, on a list of this request (by its id) */
+static int prm_hook(
+		struct sip_msg *msg, const pr_decision_view *v, struct cell *t, int fr)
+{
+	static unsigned int msg_id, msg_set;
+	struct tm_callback *cb;
+	int need = (t == NULL && fr > 0);
+	size_t i;
+
+	for(i = 0; i < v->n_branches && !need; i++)
+		need = v->branches[i].history_info.len > 0
+			   || v->branches[i].diversion.len > 0;
+	if(!need)
+		return 0;
+	if(t != NULL) {
+		for(cb = t->tmcb_hl.first; cb != NULL; cb = cb->next)
+			if(cb->callback == prm_branch_cb)
+				return 0;
+	} else if(msg_set && msg_id == msg->id) {
+		return 0;
+	}
+	if(prm_tmb.register_tmcb(msg, t, TMCB_REQUEST_FWDED, prm_branch_cb,
+			   t ? NULL : (void *)(long)fr, NULL)
 			< 0)
 		return -1;
+	if(t == NULL) {
+		msg_id = msg->id;
+		msg_set = 1;
+	}
 	return 0;
 }
 
@@ -135,7 +253,7 @@ static int prm_apply(struct sip_msg *msg, const pr_decision_view *v,
 static void prm_read_failure(struct cell *t, pr_branch *br, pr_failure *f)
 {
 	struct sip_msg *rpl;
-	str *memo;
+	int_str memo;
 	int i;
 
 	memset(f, 0, sizeof(*f));
@@ -155,31 +273,23 @@ static void prm_read_failure(struct cell *t, pr_branch *br, pr_failure *f)
 	}
 	f->branches = br;
 	f->n_branches = (size_t)i;
-	memo = prm_tmb.t_ctx_get_str(t, prm_memo_pos);
-	if(memo != NULL)
-		PRM_BYTES(f->memo, *memo);
+	if(prm_attr(&t->user_avps, prm_avp_memo, &memo) != NULL)
+		PRM_BYTES(f->memo, memo.s);
 }
 
-/* the decision's memo in place of the one the transaction kept (shared
- * memory: the next round may run in another process) */
-static int prm_keep_memo(struct cell *t, const pr_decision_view *v)
+/* the decision's memo in place of the one kept before, as an AVP of the
+ * request: tm moves a request's AVPs into the transaction t_relay() makes,
+ * and a failure route works on the transaction's (shared memory: the next
+ * round may run in another process) */
+static int prm_keep_memo(const pr_decision_view *v)
 {
-	str old, new = {NULL, 0};
+	struct usr_avp *a = search_first_avp(0, prm_avp_memo, NULL, 0);
+	int_str val;
 
-	if(v->memo.len > 0) {
-		new.s = shm_malloc(v->memo.len);
-		if(new.s == NULL) {
-			LM_ERR("no shared memory for the transaction's memo\n");
-			return -1;
-		}
-		memcpy(new.s, v->memo.ptr, v->memo.len);
-		new.len = (int)v->memo.len;
-	}
-	old = *prm_tmb.t_ctx_get_str(t, prm_memo_pos);
-	prm_tmb.t_ctx_put_str(t, prm_memo_pos, &new);
-	if(old.s != NULL)
-		shm_free(old.s);
-	return 0;
+	if(a != NULL)
+		destroy_avp(a);
+	PRM_STR(val.s, v->memo);
+	return val.s.len > 0 ? add_avp(AVP_VAL_STR, prm_avp_memo, val) : 0;
 }
 
 /* one glue for both script functions: t is the failure route's
@@ -187,19 +297,20 @@ static int prm_keep_memo(struct cell *t, const pr_decision_view *v)
 static int prm_decide(struct sip_msg *msg, str *mode, struct cell *t)
 {
 	pr_engine *e = prm_engine_get();
+	pr_bytes rows[PR_MAX_HISTORY_INFO_ROWS + 1];
 	pr_branch br[MAX_BRANCHES];
 	pr_request req;
 	pr_failure f;
 	pr_decision_view v;
 	pr_decision *d = NULL;
 	pr_status st;
-	int rc;
+	int rc, fr;
 
 	/* a failure route reads the R-URI as the request arrived */
 	if(e == NULL
 			|| prm_read_request(msg,
 					   t ? &msg->first_line.u.request.uri : GET_RURI(msg),
-					   mode, &req)
+					   mode, &req, rows)
 					   < 0)
 		return -2;
 	if(t != NULL) {
@@ -214,10 +325,16 @@ static int prm_decide(struct sip_msg *msg, str *mode, struct cell *t)
 				(const char *)req.call_id.ptr, prm_status_str(st));
 		return -2;
 	}
+	/* branch_timeout as the transaction's final-response timer (tm's is
+	 * in seconds: rounded up); a transaction still to be made gets it from
+	 * prm_branch_cb() */
+	fr = (int)((pr_engine_branch_timeout_ms(e) + 999) / 1000);
 	rc = v.script_rc;
+	if(rc == 1 && t != NULL && fr > 0)
+		t->fr_timeout = fr;
 	if(rc == 1
-			&& (prm_apply(msg, &v, t, e) < 0
-					|| (t != NULL && prm_keep_memo(t, &v) < 0))) {
+			&& (prm_apply(msg, &v, t == NULL) < 0 || prm_keep_memo(&v) < 0
+					|| prm_hook(msg, &v, t, fr) < 0)) {
 		LM_ERR("cannot apply the decision (Call-ID %.*s)\n",
 				(int)req.call_id.len, (const char *)req.call_id.ptr);
 		rc = -2;

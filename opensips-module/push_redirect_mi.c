@@ -35,17 +35,16 @@ static void prm_mi_count(pr_engine *e)
 /* the engine's reason for a failed call, as an MI error */
 static mi_response_t *prm_mi_fault(pr_engine *e, pr_status st)
 {
+	int code = st == PR_STATUS_INVALID_ARGUMENT ? 400 : 500;
 	char buf[512];
 	size_t n = 0;
 
 	prm_mi_count(e);
-	if(pr_engine_last_error(e, (uint8_t *)buf, sizeof(buf) - 1, &n)
-					!= PR_STATUS_OK
-			|| n == 0 || n >= sizeof(buf))
-		snprintf(buf, sizeof(buf), "%s", prm_status_str(st));
-	else
-		buf[n] = '\0';
-	return PRM_MI_ERR(st == PR_STATUS_INVALID_ARGUMENT ? 400 : 500, buf);
+	if(pr_engine_last_error(e, (uint8_t *)buf, sizeof(buf), &n)
+					== PR_STATUS_OK
+			&& n > 0)
+		return init_mi_error(code, buf, (int)n);
+	return PRM_MI_ERR(code, prm_status_str(st));
 }
 
 /* an optional string argument (a number is taken as text): empty when
@@ -180,8 +179,8 @@ PRM_MI_CMD(prm_mi_stats)
 	int i, bad = 0;
 
 	PRM_MI_ENGINE(e);
-	if(pr_engine_store_count(e, &entries) != PR_STATUS_OK)
-		entries = 0;
+	/* left 0 when it fails (outputs are written on success only) */
+	(void)pr_engine_store_count(e, &entries);
 	prm_mi_count(e);
 	if((resp = init_mi_result_object(&o)) == NULL)
 		return NULL;
@@ -190,7 +189,6 @@ PRM_MI_CMD(prm_mi_stats)
 					   (double)get_stat_val(prm_stats[i]))
 			   < 0;
 	bad |= prm_mi_num(o, "stored_forwardings", (double)entries) < 0;
-	memset(&ss, 0, sizeof(ss));
 	if(pr_engine_store_state(e, &ss) == PR_STATUS_OK)
 		bad |= prm_mi_str(o, "store", ss.backend) < 0
 			   || prm_mi_str(o, "store_state", ss.state) < 0

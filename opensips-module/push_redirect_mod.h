@@ -28,8 +28,10 @@ extern udomain_t *prm_udomain;
 /* the statistics, indexed by pr_stat (names: pr_stat_name()) */
 extern stat_var *prm_stats[PR_STAT_COUNT];
 
-/* the transaction context slot of the core's memo (tm's t_ctx) */
-extern int prm_memo_pos;
+/* the AVP ids (mod_init()): the core's memo, an AVP of the request and
+ * then of its transaction; a branch's History-Info and Diversion values,
+ * attributes of the branch */
+extern int prm_avp_memo, prm_avp_hi, prm_avp_div;
 
 /* this process' engine (made after the fork, on first need); NULL when it
  * cannot be made (logged) */

@@ -81,6 +81,8 @@ pub struct Config {
     /// the module reads registrar's own, key `registrar.path_check_local`):
     /// a first Path hop that is this proxy is skipped, as `lookup()` does.
     pub path_check_local: bool,
+    /// `diversion`.
+    pub diversion: bool,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             history_info: true,
             store_timeout_ms: 200,
             path_check_local: false,
+            diversion: false,
         }
     }
 }
@@ -192,6 +195,7 @@ impl Config {
             "registrar.path_check_local" => {
                 self.path_check_local = int(value, 0, u32::MAX).map_err(err)? > 0;
             }
+            "diversion" => self.diversion = int(value, 0, 1).map_err(err)? == 1,
             _ => return Err(err("unknown parameter".into())),
         }
         Ok(())
@@ -274,6 +278,7 @@ mod tests {
             ("location_table", "location_push"),
             ("branch_timeout", "2000"),
             ("history_info", "0"),
+            ("diversion", "1"),
             ("store", "/tmp/x.sqlite"),
             ("store_timeout", "50"),
         ] {
@@ -288,6 +293,7 @@ mod tests {
         assert!(!c.domain_allowed("eviltrusted.example"));
         assert!(!c.domain_allowed("partner.example.evil"));
         assert!(!c.history_info);
+        assert!(c.diversion);
         assert_eq!(c.store_timeout_ms, 50);
     }
 
@@ -310,6 +316,7 @@ mod tests {
             ("location_table", "loc;drop"),
             ("branch_timeout", "10"),
             ("history_info", "yes"),
+            ("diversion", "2"),
             ("store", ""),
             ("store_timeout", "0"),
             ("store_timeout", "9"),

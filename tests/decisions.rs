@@ -327,7 +327,12 @@ fn f4_several_contacts_serial_in_q_order() {
 
 #[test]
 fn memo_is_left_out_when_the_transaction_tells_the_same() {
-    let e = engine_with("allowed_domains", "partner.example");
+    // The engine's own part of the memo: History-Info's lines are the
+    // subject of tests/history.rs.
+    let mut c = Config::default();
+    c.set("allowed_domains", "partner.example").unwrap();
+    c.set("history_info", "0").unwrap();
+    let e = Engine::new(c);
     let env = env3();
     let round = |list: &[B], memo: &[u8]| redirect_memo(&e, &env, list, memo);
     let to_t2 = || b(T1, "302 M", &[&format!("Contact: <{T2}>")]);
@@ -353,7 +358,10 @@ fn memo_is_left_out_when_the_transaction_tells_the_same() {
     assert_eq!(d.memo, b"pr1 0\n");
     // Without a memo the next round counts the earlier rounds' 3xx: with
     // max_depth 1, the second redirect is not followed.
-    let e1 = engine_with("max_depth", "1");
+    let mut c1 = Config::default();
+    c1.set("max_depth", "1").unwrap();
+    c1.set("history_info", "0").unwrap();
+    let e1 = Engine::new(c1);
     let d = redirect(
         &e1,
         &env,
@@ -639,6 +647,8 @@ fn rule_untouched_in_dialog_request() {
         has_to_tag: true,
         event: Some(b"x"),
         content_type: None,
+        history_info: &[],
+        privacy: None,
         method_bit: 128,
     };
     let d = engine().push_lookup(&env3(), &req, None);

@@ -6,6 +6,8 @@
 //! - `reply_parser/`: raw replies (the target's input as is). The target's
 //!   seeds, `tests/data/*.sip` and `fuzz/seeds/reply_parser/*`, are
 //!   replayed too.
+//! - `history_info/`: raw History-Info rows (and `P:` Privacy), as the
+//!   target reads them; `seed_*` are hand-written.
 //! - `engine/`, `c_abi/`: `*.case` files, the text form of a structured
 //!   input (see `fuzz/src/harness/text.rs`); `seed_*.case` are hand-written
 //!   scenarios.
@@ -22,7 +24,7 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 
-use harness::{c_abi, engine, reply};
+use harness::{c_abi, engine, history, reply};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
@@ -51,6 +53,7 @@ fn replay(target: &str, path: &Path) {
     let name = path.display();
     let run = || match target {
         "reply_parser" => reply::run(&bytes),
+        "history_info" => history::run(&bytes),
         "engine" => {
             let text = String::from_utf8(bytes.clone()).expect("a .case file is UTF-8");
             let case = engine::Case::from_text(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -121,13 +124,28 @@ fn c_abi_regressions_and_seeds() {
     );
 }
 
+#[test]
+fn history_info_regressions_and_seeds() {
+    let n = replay_all("history_info");
+    assert!(n >= 4, "only {n} history_info inputs");
+    // And the hostile rows of README "History-Info and Diversion".
+    let thousand: Vec<u8> = (0..1000)
+        .map(|k| format!("<sip:x{k}@h.example>;index=1.{k}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes();
+    history::run(&thousand);
+    history::run(format!("<sip:{}@h.example>;index=1", "a".repeat(60_000)).as_bytes());
+    history::run(&b"<sip:a@h>;index=1\n".repeat(20));
+}
+
 /// The crashes `make fuzz` found that are not fixed yet: each must pass
 /// once its bug is fixed (then drop its `open-` prefix).
 #[test]
 #[ignore = "open fuzz findings (tests/data/fuzz/*/open-*): they fail until fixed"]
 fn open_fuzz_findings() {
     let mut failed = Vec::new();
-    for target in ["reply_parser", "engine", "c_abi"] {
+    for target in ["reply_parser", "engine", "c_abi", "history_info"] {
         let dir = Path::new(DATA).join("fuzz").join(target);
         for p in files(&dir).into_iter().filter(|p| is_open(p)) {
             if std::panic::catch_unwind(|| replay(target, &p)).is_err() {

@@ -145,7 +145,7 @@ proptest! {
         let engine = Engine::new(cfg);
         let env = env();
         let ruri = if sips { "sips:u1@example.com" } else { AOR };
-        let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None, method_bit: 0 };
+        let req = Request { method: "MESSAGE", ruri: ruri.as_bytes(), has_to_tag: false, event: None, content_type: None, history_info: &[], privacy: None, method_bit: 0 };
         let mode = if parallel { ForkMode::Parallel } else { ForkMode::Serial };
 
         let first = engine.push_lookup(&env, &req, Some(mode));

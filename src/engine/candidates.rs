@@ -1,7 +1,9 @@
 //! Next hops being gathered for a round, their loop-defence keys, and the
 //! small inline list the engine's per-call lists use.
 
-use super::decision::{BranchOut, BR_DST, BR_INSTANCE, BR_PATH, BR_RUID, BR_URI, BR_USER_AGENT};
+use super::decision::{
+    BranchOut, Origin, BR_DST, BR_INSTANCE, BR_PATH, BR_RUID, BR_URI, BR_USER_AGENT,
+};
 use super::host::{
     Host, Registration, REG_INSTANCE, REG_PATH, REG_RECEIVED, REG_RUID, REG_URI, REG_USER_AGENT,
 };
@@ -172,6 +174,9 @@ fn branch(r: &Registration, parts: Packed<6>) -> BranchOut {
         q: r.q,
         flags: r.flags,
         conn_id: r.conn_id,
+        origin: Origin::Registered,
+        history_info: Vec::new(),
+        diversion: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::candidates::{copy_branch, path_hop, take_branch, Candidates, Key, Tried};
-use super::decision::{Branch, BranchOut, Decision, Reason, Verdict, BR_URI};
+use super::decision::{Branch, BranchOut, Decision, Origin, Reason, Verdict, BR_URI};
 use super::host::{Host, Registration};
 use super::memo::{Memo, MAX_PENDING};
 use super::policy::{lossy, Target, Via};
@@ -201,7 +201,16 @@ impl<'e, 'r> Ctx<'e, 'r> {
                     }
                 }
                 Via::LocalAor => {
-                    self.contacts_of(&t.parsed.aor(), d, out, true, limit)?;
+                    let aor = t.parsed.aor();
+                    let before = out.len();
+                    self.contacts_of(&aor, d, out, true, limit)?;
+                    // Contacts of another AOR than the request's: History-Info
+                    // gives that AOR an entry of its own.
+                    if aor != self.aor_key && self.history() {
+                        for b in out.out.iter_mut().skip(before) {
+                            b.origin = Origin::AorOf(self.host.buffer_with(t.uri));
+                        }
+                    }
                 }
             }
         }
@@ -456,6 +465,11 @@ impl<'e, 'r> Ctx<'e, 'r> {
         }
         b.q = q;
         Some(b)
+    }
+
+    /// Whether branches get History-Info or Diversion.
+    pub(super) fn history(&self) -> bool {
+        self.cfg().history_info || self.cfg().diversion
     }
 
     /// How many branches a round may add: one in serial mode, up to

@@ -25,6 +25,12 @@ pub struct Request<'a> {
     /// compare with a contact's [`Registration::methods`](super::Registration::methods);
     /// 0: unknown (no contact is skipped for its methods).
     pub method_bit: u32,
+    /// The bodies of the request's `History-Info` header rows, in order
+    /// (read for History-Info only, never for a decision; see
+    /// [`super::history`]).
+    pub history_info: &'a [&'a [u8]],
+    /// The body of the `Privacy` header, if any.
+    pub privacy: Option<&'a [u8]>,
 }
 
 /// One branch of the transaction (Kamailio's `t->uac[i]`).
@@ -179,6 +185,13 @@ pub struct BranchOut {
     pub reg_id: u32,
     /// The registration's TCP/TLS connection id (0: none).
     pub conn_id: i32,
+    /// What the branch's target is to the request's AOR (for
+    /// History-Info's `rc` / `mp`).
+    pub origin: Origin,
+    /// The History-Info header value the branch carries (empty: none).
+    pub history_info: Vec<u8>,
+    /// The Diversion header value the branch carries (empty: none).
+    pub diversion: Vec<u8>,
 }
 
 /// Where each string of a [`BranchOut`] is in its buffer.
@@ -201,6 +214,9 @@ impl BranchOut {
             flags: 0,
             reg_id: 0,
             conn_id: 0,
+            origin: Origin::Target,
+            history_info: Vec::new(),
+            diversion: Vec::new(),
         }
     }
 
@@ -241,6 +257,20 @@ impl BranchOut {
     pub fn user_agent(&self) -> Option<&[u8]> {
         self.parts.opt(BR_USER_AGENT)
     }
+}
+
+/// What a branch's target is to the request's AOR.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A registered contact of the request's own AOR (History-Info `rc`).
+    #[default]
+    Registered,
+    /// A target sent as it is, another AOR (History-Info `mp`).
+    Target,
+    /// A registered contact of another local AOR, whose target URI (as
+    /// the 3xx or the forwarding named it) is here: the AOR gets an entry
+    /// of its own (`mp`), the contact one below it (`rc`).
+    AorOf(Vec<u8>),
 }
 
 /// What the store should do after this decision.

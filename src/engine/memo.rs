@@ -12,6 +12,12 @@
 //! transaction XAVP (shared memory, seen by whichever process runs the next
 //! failure round) and hands it back. It is a few short text lines, read
 //! leniently and bounded: a damaged memo only costs the pending Contacts.
+//!
+//! With History-Info or Diversion on, the memo also carries their entries
+//! (`h` and `p` lines after these, written and read by [`super::history`];
+//! this reader skips them). Such a memo is never empty; when the engine's
+//! own part could be derived it starts with [`DERIVED`] (`pr1 -`), which
+//! the next round reads as an empty memo.
 
 use crate::forwarding::ForwardTarget;
 use crate::uri::MAX_URI_LEN;
@@ -29,6 +35,17 @@ pub struct Memo {
 }
 
 const MAGIC: &str = "pr1";
+
+/// The first line of a memo that only carries History-Info lines (see
+/// [`super::history`]): the engine's own part is derived from the
+/// transaction, as with an empty memo.
+pub(crate) const DERIVED: &[u8] = b"pr1 -\n";
+
+/// Whether the engine's part of `memo` is to be derived from the
+/// transaction (an empty memo, or one that starts with [`DERIVED`]).
+pub(crate) fn is_derived(memo: &[u8]) -> bool {
+    memo.is_empty() || memo.starts_with(DERIVED)
+}
 
 impl Memo {
     /// Reads a memo; empty or unreadable input gives an empty memo, and bad
@@ -127,25 +144,36 @@ impl Memo {
 }
 
 /// Appends `v` in decimal (no formatting machinery on this path).
-fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+    // Written from the end of the array, then copied at once (no byte-
+    // by-byte extend: History-Info writes several per request).
     let mut digits = [0u8; 10];
-    let mut n = 0;
+    let mut n = digits.len();
     loop {
+        n -= 1;
         if let Some(d) = digits.get_mut(n) {
             *d = b'0' + (v % 10) as u8;
         }
-        n += 1;
         v /= 10;
-        if v == 0 {
+        if v == 0 || n == 0 {
             break;
         }
     }
-    out.extend(digits.iter().take(n).rev());
+    out.extend_from_slice(digits.get(n..).unwrap_or(&[]));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_decimal_writes_every_u32() {
+        for v in [0, 1, 9, 10, 99, 100, 302, 65535, 1_000_000, u32::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -21,11 +21,13 @@
 //! and the answer), `service` (service keys), `policy` (which targets are
 //! admitted), `context` (one call's context; targets into branches),
 //! `candidates` (next hops and their loop keys), `rounds` (the tiers),
-//! [`memo`] (what a transaction carries between failure rounds).
+//! [`memo`] (what a transaction carries between failure rounds),
+//! [`history`] (each branch's History-Info and Diversion values).
 
 mod candidates;
 mod context;
 pub mod decision;
+pub mod history;
 pub mod host;
 pub mod memo;
 mod packed;
@@ -38,7 +40,8 @@ pub use crate::forwarding::{
 };
 pub use crate::stats::{Counters, Stat};
 pub use decision::{
-    Branch, BranchOut, Decision, FailedRound, Reason, Request, StoreAction, Verdict, MAX_WARNINGS,
+    Branch, BranchOut, Decision, FailedRound, Origin, Reason, Request, StoreAction, Verdict,
+    MAX_WARNINGS,
 };
 pub use host::{Host, LookupError, Registration};
 pub use policy::{check_target, Place, Refused};
@@ -96,7 +99,13 @@ impl Engine {
         mode: Option<ForkMode>,
         d: &mut Decision,
     ) {
-        self.decide(host, req, &[], mode, d, |ctx, d| self.lookup_round(ctx, d));
+        let none = FailedRound {
+            branches: &[],
+            memo: b"",
+        };
+        self.decide(host, req, &none, mode, d, |ctx, d| {
+            self.lookup_round(ctx, d)
+        });
     }
 
     /// `push_redirect()`: the next branch set after a round of branches
@@ -125,7 +134,7 @@ impl Engine {
         mode: Option<ForkMode>,
         d: &mut Decision,
     ) {
-        self.decide(host, req, failed.branches, mode, d, |ctx, d| {
+        self.decide(host, req, failed, mode, d, |ctx, d| {
             self.redirect_round(ctx, failed, d)
         });
     }
@@ -139,7 +148,7 @@ impl Engine {
         &self,
         host: &dyn Host,
         req: &Request<'_>,
-        branches: &[Branch<'_>],
+        failed: &FailedRound<'_>,
         mode: Option<ForkMode>,
         d: &mut Decision,
         round: impl FnOnce(&Ctx<'_, '_>, &mut Decision) -> (Verdict, Reason),
@@ -152,9 +161,30 @@ impl Engine {
             Ok(aor) => {
                 let regs = OnceCell::new();
                 let outcome = {
+                    let branches = failed.branches;
                     let mut ctx = Ctx::new(self, host, &aor, &aor_key, &service, branches, &regs);
                     ctx.method_bit = req.method_bit;
-                    round(&ctx, d)
+                    let outcome = round(&ctx, d);
+                    if outcome.0 == Verdict::Branches && ctx.history() {
+                        let stored = match outcome.1 {
+                            Reason::StoredForwarding | Reason::Provisioned => {
+                                ctx.stored().map(|f| f.kind)
+                            }
+                            _ => None,
+                        };
+                        let inputs = history::Inputs {
+                            cfg: &self.config,
+                            host,
+                            ruri: req.ruri,
+                            incoming: req.history_info,
+                            privacy: req.privacy,
+                            branches,
+                            memo: failed.memo,
+                            stored,
+                        };
+                        history::annotate(&inputs, outcome.1, d);
+                    }
+                    outcome
                 };
                 if let Some(regs) = regs.into_inner() {
                     host.recycle(regs);
@@ -235,6 +265,8 @@ mod tests {
                 event: None,
                 content_type: Some(b"text/plain"),
                 method_bit: 0,
+                history_info: &[],
+                privacy: None,
             };
             engine.push_lookup_into(&NoHost, &req, None, &mut d);
             let fresh = engine.push_lookup(&NoHost, &req, None);
@@ -293,6 +325,8 @@ mod tests {
                 has_to_tag,
                 event,
                 content_type,
+                history_info: &[],
+                privacy: None,
                 method_bit: 0,
             };
             engine.push_lookup_into(&NoHost, &req, None, &mut d);

@@ -136,7 +136,7 @@ impl Engine {
         // An empty memo: the previous round left nothing to keep, and the
         // redirects followed so far are the earlier rounds' 3xx (see
         // `Ctx::next_memo`).
-        let memo = if failed.memo.is_empty() {
+        let memo = if super::memo::is_derived(failed.memo) {
             Memo {
                 redirects: count_u32(
                     branches

@@ -38,7 +38,23 @@ pub struct pr_request {
     /// registered contact whose `methods` lack it is not a target (0:
     /// unknown, no contact is skipped for its methods).
     pub method_bit: u32,
+    /// The bodies of the request's `History-Info` header rows, in order
+    /// (`n_history_info` of them; NULL only when that is 0). More than
+    /// `PR_MAX_HISTORY_INFO_ROWS` rows: only the count is read, and the
+    /// incoming History-Info is not trusted.
+    pub history_info: *const pr_bytes,
+    /// How many `History-Info` rows the request has.
+    pub n_history_info: usize,
+    /// The body of the `Privacy` header; empty: none.
+    pub privacy: pr_bytes,
 }
+
+/// Most `History-Info` rows of a request that are read (see
+/// `pr_request.history_info`).
+pub const PR_MAX_HISTORY_INFO_ROWS: usize = 8;
+
+// The rows the module passes are the rows the engine reads.
+const _: () = assert!(PR_MAX_HISTORY_INFO_ROWS == crate::engine::history::MAX_INCOMING_ROWS);
 
 /// One branch of the transaction (`t->uac[i]`).
 #[repr(C)]
@@ -102,6 +118,15 @@ pub struct pr_branch_out {
     /// The registration's TCP/TLS connection id, for the branch's `otcpid`
     /// (0: none).
     pub conn_id: i32,
+    /// The value of the `History-Info` header row to add to this branch
+    /// (RFC 7044; empty: none, e.g. on push_lookup's first delivery to the
+    /// AOR's own contacts; when no branch has a value or a Diversion, the
+    /// module adds nothing to the transaction). The request's own rows
+    /// stay.
+    pub history_info: pr_bytes,
+    /// The value of the `Diversion` header to add to this branch
+    /// (RFC 5806; empty: none).
+    pub diversion: pr_bytes,
 }
 
 /// The engine's answer, as the module applies it. Everything borrows from
@@ -176,6 +201,8 @@ impl DecisionBox {
                 ruid: pr_bytes::of_opt(b.ruid()),
                 user_agent: pr_bytes::of_opt(b.user_agent()),
                 conn_id: b.conn_id,
+                history_info: pr_bytes::of(&b.history_info),
+                diversion: pr_bytes::of(&b.diversion),
             }));
         pr_decision_view {
             script_rc: d.script_rc(),
@@ -193,13 +220,30 @@ impl DecisionBox {
     }
 }
 
+/// Room for the History-Info rows of one request: one more than are
+/// read, so that a request with too many shows it.
+type HistoryRows<'a> = [&'a [u8]; PR_MAX_HISTORY_INFO_ROWS + 1];
+
 /// # Safety
 /// The (ptr, len) pairs of `req` must be valid for the call.
 unsafe fn request<'a>(
     req: &pr_request,
+    rows: &'a mut HistoryRows<'a>,
 ) -> Result<(Request<'a>, Option<ForkMode>, &'a [u8]), pr_status> {
     // SAFETY: forwarded to the caller's promise.
     unsafe {
+        let n = req.n_history_info;
+        if req.history_info.is_null() && n > 0 {
+            return Err(pr_status::NullParameter);
+        }
+        let read = n.min(rows.len());
+        if read > 0 {
+            let raw = std::slice::from_raw_parts(req.history_info, read);
+            for (slot, b) in rows.iter_mut().zip(raw) {
+                *slot = b.get()?;
+            }
+        }
+        let history_info: &'a [&'a [u8]] = rows.get(..read).unwrap_or(&[]);
         // Usually none given: nothing to check as UTF-8.
         let mode = match req.mode.len {
             0 => None,
@@ -216,6 +260,8 @@ unsafe fn request<'a>(
                 event: req.event.get_opt()?,
                 content_type: req.content_type.get_opt()?,
                 method_bit: req.method_bit,
+                history_info,
+                privacy: req.privacy.get_opt()?,
             },
             mode,
             req.call_id.get()?,
@@ -275,8 +321,9 @@ fn decide(
     view: *mut pr_decision_view,
     run: impl FnOnce(&EngineBox, &Request<'_>, Option<ForkMode>, &mut Decision) -> Result<(), pr_status>,
 ) -> pr_status {
+    let mut rows: HistoryRows<'_> = [&[]; PR_MAX_HISTORY_INFO_ROWS + 1];
     // SAFETY: the request's (ptr, len) pairs are valid per the contract.
-    let (req, mode, call_id) = match unsafe { request(req) } {
+    let (req, mode, call_id) = match unsafe { request(req, &mut rows) } {
         Ok(r) => r,
         Err(st) => return st,
     };

@@ -192,7 +192,13 @@ const SPARE_BYTES_MAX: usize = 4 * uri::MAX_URI_LEN;
 impl RegBuffers {
     /// `b` in a spare buffer.
     fn copy(&mut self, b: &[u8]) -> Vec<u8> {
-        let mut v = take(&mut self.bytes);
+        // One large enough if there is one (the buffers differ in size:
+        // registrations, branches, header values), else the last one.
+        let mut v = match self.bytes.iter().rposition(|v| v.capacity() >= b.len()) {
+            Some(i) => self.bytes.swap_remove(i),
+            None => take(&mut self.bytes),
+        };
+        v.clear();
         v.extend_from_slice(b);
         v
     }
@@ -352,7 +358,13 @@ impl Host for EngineBox {
             branches.clear();
             return;
         };
-        for b in branches.drain(..) {
+        for mut b in branches.drain(..) {
+            // History-Info and Diversion values (issue 18), then the strings.
+            spare.keep(std::mem::take(&mut b.history_info));
+            spare.keep(std::mem::take(&mut b.diversion));
+            if let crate::engine::Origin::AorOf(v) = std::mem::take(&mut b.origin) {
+                spare.keep(v);
+            }
             spare.keep(b.into_buffer());
         }
     }

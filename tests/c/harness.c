@@ -1603,7 +1603,9 @@ static void test_lookup_bad_arguments(void **state) {
 static void test_decision_view(void **state) {
     (void)state;
     fake_env env = {0};
-    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    /* the core's own memo (History-Info's: test_view_history_info) */
+    static const char *const s[] = {"allowed_domains", "partner.example", "history_info", "0",
+                                    NULL};
     pr_engine *e = make_engine(&env, s);
     pr_request req = message_req(U1, "cid-view");
 
@@ -3898,10 +3900,85 @@ static void test_hostile_branch_status_and_count(void **state) {
     pr_engine_free(e);
 }
 
+/* The view's per-branch History-Info and Diversion values, the memo that
+ * carries the entries to the next round, and the request's History-Info
+ * rows and Privacy as the module passes them. */
+static void test_view_history_info(void **state) {
+    (void)state;
+    fake_env env = {0};
+    static const char *const s[] = {"diversion", "1", NULL};
+    pr_engine *e = make_engine(&env, s);
+    pr_request req = message_req(U1, "cid-hi");
+
+    dec_t d = lookup_ok(e, &req, NULL);
+    assert_decision(&d, 1, R_REGISTERED, 1);
+    /* push_lookup's first delivery to a registered terminal adds none
+       (nothing was forwarded yet); the next round derives its entry from
+       the transaction: no memo either. */
+    assert_empty(branch_at(&d, 0).history_info);
+    assert_empty(branch_at(&d, 0).diversion);
+    buf_t m1 = memo_of(&d);
+    assert_int_equal(m1.len, 0);
+    dec_free(&d);
+
+    /* t1 does not answer: t2, with t1's entry and its answer; the memo
+       carries the entries to the next round. */
+    pr_branch br[2] = {branch(T1, 408, NULL, true), branch(T2, 0, NULL, false)};
+    d = redirect_memo_ok(e, &req, br, 1, buf_bytes(&m1), NULL);
+    assert_decision(&d, 1, R_FAILOVER, 1);
+    assert_bytes(branch_at(&d, 0).history_info,
+                 "<" U1 ">;index=1, <" T1 "?Reason=SIP%3Bcause%3D408>;index=1.1;rc=1, <" T2
+                 ";cause=408>;index=1.2;rc=1");
+    assert_bytes(branch_at(&d, 0).diversion, "<" U1 ">;reason=no-answer;counter=1");
+    assert_true(d.v.memo.len > 0);
+    dec_free(&d);
+
+    /* Rows and Privacy from the request: extended, tagged (the failure
+       round; the first delivery adds none). */
+    pr_bytes rows[2] = {B("<sip:alice@a.example>;index=1"), B("<" U1 ">;index=1.1;mp=1")};
+    pr_request r = req;
+    r.history_info = rows;
+    r.n_history_info = 2;
+    r.privacy = B("history");
+    d = lookup_ok(e, &r, NULL);
+    assert_empty(branch_at(&d, 0).history_info);
+    dec_free(&d);
+    d = redirect_memo_ok(e, &r, br, 1, buf_bytes(&m1), NULL);
+    assert_bytes(branch_at(&d, 0).history_info,
+                 "<" T1 "?Reason=SIP%3Bcause%3D408&Privacy=history>;index=1.1.1;rc=1.1, <" T2
+                 ";cause=408?Privacy=history>;index=1.1.2;rc=1.1");
+    dec_free(&d);
+    /* More rows than are read: not trusted, the entries start at 1. */
+    pr_bytes nine[PR_MAX_HISTORY_INFO_ROWS + 1];
+    for (size_t i = 0; i <= PR_MAX_HISTORY_INFO_ROWS; i++) {
+        nine[i] = B("<" U1 ">;index=1.1");
+    }
+    r.history_info = nine;
+    r.n_history_info = 1000;
+    r.privacy = B("");
+    log_reset();
+    d = redirect_memo_ok(e, &r, br, 1, buf_bytes(&m1), NULL);
+    assert_bytes(branch_at(&d, 0).history_info,
+                 "<" U1 ">;index=1, <" T1 "?Reason=SIP%3Bcause%3D408>;index=1.1;rc=1, <" T2
+                 ";cause=408>;index=1.2;rc=1");
+    assert_true(log_has(PR_LOG_LEVEL_WARN, "cid-hi", "History-Info"));
+    dec_free(&d);
+    /* Rows announced but NULL: refused, nothing read. */
+    r.history_info = NULL;
+    r.n_history_info = 1;
+    pr_decision *dp = NULL;
+    pr_decision_view v;
+    assert_int_equal(pr_push_lookup(e, &r, &dp, &v), PR_STATUS_NULL_PARAMETER);
+    assert_null(dp);
+    buf_free(&m1);
+    pr_engine_free(e);
+}
+
 static void test_hostile_max_depth(void **state) {
     (void)state;
     fake_env env = {0};
-    static const char *const s[] = {"max_depth", "1", "allowed_domains", "partner.example", NULL};
+    static const char *const s[] = {"max_depth", "1", "allowed_domains", "partner.example",
+                                    "history_info", "0", NULL};
     pr_engine *e = make_engine(&env, s);
     pr_request req = message_req(U1, "cid-depth");
 
@@ -3945,7 +4022,8 @@ static void test_hostile_max_depth(void **state) {
 static void test_memo_carries_pending_contacts(void **state) {
     (void)state;
     fake_env env = {0};
-    static const char *const s[] = {"allowed_domains", "partner.example", NULL};
+    static const char *const s[] = {"allowed_domains", "partner.example", "history_info", "0",
+                                    NULL};
     pr_engine *e = make_engine(&env, s);
     pr_request req = message_req(U1, "cid-memo");
 
@@ -4373,6 +4451,7 @@ int main(void) {
                                         store_teardown),
         cmocka_unit_test(test_lookup_bad_arguments),
         cmocka_unit_test(test_decision_view),
+        cmocka_unit_test(test_view_history_info),
         cmocka_unit_test(test_lookup_serial_and_parallel),
         cmocka_unit_test(test_lookup_callback_failure),
         cmocka_unit_test(test_lookup_callback_reenters_the_engine),

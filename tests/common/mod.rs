@@ -101,6 +101,8 @@ pub fn message(ruri: &str) -> Request<'_> {
         has_to_tag: false,
         event: None,
         content_type: Some(b"text/plain"),
+        history_info: &[],
+        privacy: None,
         method_bit: METHOD_MESSAGE,
     }
 }

@@ -127,7 +127,8 @@ fn lookup_ipv6_terminals_fail_over() {
 /// nathelper saves received = X and sets the NAT branch flag (6). t0 (not
 /// NATed, q=1.0) answers 480; the failover branch to t1 goes to X with the
 /// contact as R-URI and carries flag 6 (the cfg's branch_route adds
-/// X-PR-NAT); t0's branch does not.
+/// X-PR-NAT); t0's branch does not. The flagged branch carries t0's and
+/// its own History-Info entries.
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn lookup_nated_registration_keeps_received_and_nat_flag() {
@@ -165,7 +166,18 @@ fn lookup_nated_registration_keeps_received_and_nat_flag() {
     for req in t0.requests() {
         assert_eq!(req.header("X-PR-NAT"), None, "{req:?}");
     }
-    // push_lookup's own branch (R-URI) carries it too: t1 alone.
+    // History-Info (RFC 7044) on the flagged failover branch: t0's 480,
+    // then t1's own entry.
+    let root = format!("<{AOR}>;index=1");
+    assert_history_info(
+        &t1,
+        &format!(
+            "{root}, <{}?Reason=SIP%3Bcause%3D480>;index=1.1;rc=1, <{private};cause=480>;index=1.2;rc=1",
+            t0.uri()
+        ),
+    );
+    // push_lookup's own branch (R-URI) alone, to t1: the NAT flag, and no
+    // History-Info (a first delivery carries none).
     let t0_gone = Register {
         aor: AOR,
         contact: &t0.uri(),
@@ -185,6 +197,27 @@ fn lookup_nated_registration_keeps_received_and_nat_flag() {
         .requests()
         .iter()
         .all(|q| q.header("X-PR-NAT") == Some("yes")));
+    assert!(t1
+        .requests()
+        .iter()
+        .skip(N as usize)
+        .all(|q| q.headers_named("History-Info").is_empty()));
+}
+
+/// Every request `t` received so far carries exactly this History-Info
+/// row.
+fn assert_history_info(t: &Terminal, want: &str) {
+    let reqs = t.requests();
+    assert!(!reqs.is_empty(), "{} got nothing", t.uri());
+    for q in &reqs {
+        assert_eq!(
+            q.headers_named("History-Info"),
+            vec![want],
+            "{} got {:?}",
+            t.uri(),
+            q.headers
+        );
+    }
 }
 
 /// The edge's relayed requests (distinct Call-ID + Via).
@@ -201,7 +234,8 @@ fn edge_in(edge: &Proxy, method: &str) -> usize {
 /// registrar: both terminals register through it. t1 redirects (302) to
 /// t2: push_lookup's branch to t1 and the followed branch to t2 both go
 /// to the first Path hop (the edge), which relays them to the received
-/// addresses; the registrar never sends to the terminals itself.
+/// addresses; the registrar never sends to the terminals itself. The
+/// followed branch carries its History-Info entries through the edge.
 #[test]
 #[ignore = "needs Kamailio: run via make test"]
 fn lookup_edge_proxy_path_carries_every_branch() {
@@ -263,6 +297,20 @@ fn lookup_edge_proxy_path_carries_every_branch() {
             "through the edge: {vias:?}"
         );
     }
+    // History-Info (RFC 7044) on branches that go through the Path hop:
+    // none on push_lookup's first delivery to t1 (nothing forwarded yet),
+    // the 302's entries on t2's branch.
+    let root = format!("<{AOR}>;index=1");
+    assert!(t1
+        .requests()
+        .iter()
+        .all(|q| q.headers_named("History-Info").is_empty()));
+    assert_history_info(
+        &t2,
+        &format!(
+            "{root}, <{u1}?Reason=SIP%3Bcause%3D302>;index=1.1;rc=1, <{u2};cause=302>;index=1.1.1;rc=1.1"
+        ),
+    );
     assert_eq!(stat(&p, "redirects_followed"), i64::from(N));
 }
 

@@ -9,6 +9,7 @@
 //! count is exact) and are the baseline push_redirect is compared with.
 
 mod crash;
+mod history;
 mod hostile;
 mod kemi;
 mod lookup;

@@ -991,6 +991,18 @@ fn check_view(v: &pr_decision_view, want: &Decision) {
         assert_eq!(out.socket as usize, w.socket, "branch {i}: {}", ctx());
         assert_eq!(out.q, w.q.map_or(-1, i32::from), "branch {i}: {}", ctx());
         assert_eq!(
+            bytes_of(out.history_info),
+            w.history_info,
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
+            bytes_of(out.diversion),
+            w.diversion,
+            "branch {i}: {}",
+            ctx()
+        );
+        assert_eq!(
             (out.flags, out.reg_id, out.conn_id),
             (w.flags, w.reg_id, w.conn_id),
             "branch {i}: {}",
@@ -1052,6 +1064,8 @@ fn request_and_mode<'a>(
         has_to_tag,
         event,
         content_type,
+        history_info: &[],
+        privacy: None,
         method_bit: 0,
     };
     Ok((r, m))
@@ -1221,6 +1235,12 @@ pub fn run(case: &Case) {
             content_type: r[4].raw(),
             call_id: r[5].raw(),
             mode: mode.raw(),
+            history_info: null(),
+            n_history_info: 0,
+            privacy: pr_bytes {
+                ptr: null(),
+                len: 0,
+            },
             method_bit: 0,
         };
         let req_ptr: *const pr_request = if case.null_request { null() } else { &req };

@@ -6,6 +6,7 @@
 
 pub mod c_abi;
 pub mod engine;
+pub mod history;
 pub mod reply;
 pub mod text;
 
