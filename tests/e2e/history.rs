@@ -107,24 +107,10 @@ fn history_f2_no_answer_is_cause_408() {
 #[ignore = "needs Kamailio: run via make test"]
 fn history_f4_parallel_each_branch_its_own_entries() {
     let case = Case::new("history_f4_parallel");
-    let p = proxy(&case)
-        .define_str("ALLOWED_DOMAINS", "127.0.0.1")
-        .define_str("REDIRECT_MODE", "parallel")
-        .start();
-    let ta = case.terminal("ta", Answer::Ok);
-    let tb = case.terminal("tb", Answer::Code(480));
-    let tc = case.terminal("tc", Answer::Ok);
-    let t1 = case.terminal(
-        "t1",
-        Answer::Multiple300([
-            (ta.uri(), "0.5".into()),
-            (tb.uri(), "0.9".into()),
-            (tc.uri(), "0.1".into()),
-        ]),
-    );
-    case.register(&p, AOR, &t1, 1.0, 3600);
-    let r = case.send(&p, Send::message(AOR).count(N as u32));
-    case.report(&r, &[&t1, &ta, &tb, &tc]);
+    let (ts, r) = crate::push::f4_run(&case, "parallel", N as u32);
+    let [t1, ta, tb, tc]: [Terminal; 4] = ts
+        .try_into()
+        .unwrap_or_else(|_| panic!("f4_run returns four terminals"));
     assert_eq!(r.count(200), N as u64, "{:?}", r.codes);
     assert_untouched(&t1, N, &[], &[]);
     let head = format!(

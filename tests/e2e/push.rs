@@ -177,9 +177,9 @@ fn push_f3_parallel_failover() {
 }
 
 /// F4's terminals: t1 answers a 300 whose Contacts are ta (q=0.5, answers
-/// 200), tb (q=0.9, answers 480) and tc (q=0.1, answers 200); then 50
+/// 200), tb (q=0.9, answers 480) and tc (q=0.1, answers 200); then `n`
 /// MESSAGEs. Returns [t1, ta, tb, tc] and what the sender got.
-fn f4_run(case: &Case, redirect_mode: &str) -> (Vec<Terminal>, SendResult) {
+pub(crate) fn f4_run(case: &Case, redirect_mode: &str, n: u32) -> (Vec<Terminal>, SendResult) {
     let p = proxy(case)
         .define_str("ALLOWED_DOMAINS", "127.0.0.1")
         .define_str("REDIRECT_MODE", redirect_mode)
@@ -196,7 +196,7 @@ fn f4_run(case: &Case, redirect_mode: &str) -> (Vec<Terminal>, SendResult) {
         ]),
     );
     case.register(&p, AOR, &t1, 1.0, 3600);
-    let r = case.send(&p, Send::message(AOR).count(N));
+    let r = case.send(&p, Send::message(AOR).count(n));
     case.report(&r, &[&t1, &ta, &tb, &tc]);
     (vec![t1, ta, tb, tc], r)
 }
@@ -205,7 +205,7 @@ fn f4_run(case: &Case, redirect_mode: &str) -> (Vec<Terminal>, SendResult) {
 #[ignore = "needs Kamailio: run via make test"]
 fn push_f4_several_contacts_serial_in_q_order() {
     let case = Case::new("push_f4_several_contacts_serial");
-    let (ts, r) = f4_run(&case, "serial");
+    let (ts, r) = f4_run(&case, "serial", N);
     let [t1, ta, tb, tc] = [&ts[0], &ts[1], &ts[2], &ts[3]];
     r.assert_all(200);
     assert_eq!(t1.wait_received(N as usize), N as usize);
@@ -218,7 +218,7 @@ fn push_f4_several_contacts_serial_in_q_order() {
 #[ignore = "needs Kamailio: run via make test"]
 fn push_f4_several_contacts_parallel() {
     let case = Case::new("push_f4_several_contacts_parallel");
-    let (ts, r) = f4_run(&case, "parallel");
+    let (ts, r) = f4_run(&case, "parallel", N);
     assert_finals(&r, 200, N);
     for t in &ts {
         assert_eq!(t.wait_received(N as usize), N as usize);
