@@ -7,7 +7,7 @@
 #
 # Fetches the source with scripts/kamailio-src.sh VERSION, builds the core,
 # kamcmd and only the modules our cfgs load (every `loadmodule "x.so"` of
-# tests/e2e/cfg/*.cfg and cfg-examples/*.cfg, plus $EXTRA_MODULES that
+# the Kamailio cfgs in tests/e2e/cfg/ and cfg-examples/, plus $EXTRA_MODULES that
 # upcoming cases need, each kept only if it builds with this machine's
 # libraries) and installs them under .cache/kamailio-<x.y.z>/ (sbin/kamailio,
 # sbin/kamcmd, lib/kamailio/modules/, which is the binary's default module
@@ -67,7 +67,11 @@ PREFIX="$ROOT/.cache/kamailio-$UPSTREAM"
 LOG="$PREFIX.log"
 
 # the modules: what the cfgs load, then the extras
-needed=$(cat "$ROOT"/tests/e2e/cfg/*.cfg "$ROOT"/cfg-examples/*.cfg |
+# (Kamailio cfgs only: their first line is #!KAMAILIO; cfg-examples/ holds
+# an OpenSIPS one too, whose modules Kamailio does not have)
+needed=$(for f in "$ROOT"/tests/e2e/cfg/*.cfg "$ROOT"/cfg-examples/*.cfg; do
+	[ "$(head -n 1 "$f")" = '#!KAMAILIO' ] && cat "$f"
+done |
 	sed -n 's/^[[:space:]]*loadmodule[[:space:]]*"\([a-z0-9_]*\)\.so".*/\1/p' |
 	grep -v '^push_redirect$' | sort -u | tr '\n' ' ')
 # and what this version's stock etc/kamailio.cfg loads outside any #!ifdef
