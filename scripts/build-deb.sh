@@ -84,6 +84,8 @@ if [ -f "$ROOT/kamailio-module/README" ]; then
 fi
 for f in "$ROOT"/cfg-examples/*; do
 	[ -f "$f" ] || continue
+	# the OpenSIPS example belongs to the OpenSIPS module, not this package
+	case "$(basename "$f")" in opensips-*) continue ;; esac
 	install -m 0644 "$f" "$DOC/examples/"
 done
 chmod 0755 "$DOC/examples"/*.sh 2>/dev/null || true
