@@ -465,10 +465,9 @@ def sipp_stats(path):
     return out
 
 
-def response_times(path):
-    """From a sender's -trace_msg file: per Call-ID, the time from the first
-    MESSAGE sent to the 200 received, in ms (sorted)."""
-    sent, done = {}, {}
+def sipp_messages(path):
+    """The messages of a sipp -trace_msg file: (time, "sent" or "recv",
+    first line, Call-ID) each; none for a file that cannot be read."""
     base = {}
     t = None
     direction = None
@@ -476,7 +475,7 @@ def response_times(path):
     try:
         f = open(path, errors="replace")
     except OSError:
-        return []
+        return
     with f:
         for line in f:
             if line.startswith("-----------------------------------------------"):
@@ -501,12 +500,19 @@ def response_times(path):
             elif first is None and direction and line.strip():
                 first = line.strip()
             elif first and line[:8].lower() == "call-id:":
-                cid = line[8:].strip()
-                if direction == "sent" and first.startswith("MESSAGE "):
-                    sent.setdefault(cid, t)
-                elif direction == "recv" and first.startswith("SIP/2.0 200"):
-                    done.setdefault(cid, t)
+                yield t, direction, first, line[8:].strip()
                 first = "-"  # header done for this message
+
+
+def response_times(path):
+    """From a sender's -trace_msg file: per Call-ID, the time from the first
+    MESSAGE sent to the 200 received, in ms (sorted)."""
+    sent, done = {}, {}
+    for t, direction, first, cid in sipp_messages(path):
+        if direction == "sent" and first.startswith("MESSAGE "):
+            sent.setdefault(cid, t)
+        elif direction == "recv" and first.startswith("SIP/2.0 200"):
+            done.setdefault(cid, t)
     return sorted((done[c] - sent[c]) * 1000.0 for c in done if c in sent)
 
 

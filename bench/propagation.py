@@ -43,33 +43,16 @@ bench.CONFIGS["prop"] = dict(cfg="push.cfg", t1="uas_200.xml", t2="uas_200.xml",
 def trace(path):
     """Per Call-ID: (time the MESSAGE was first sent, final code)."""
     sent, final = {}, {}
-    base, t, direction, first = {}, None, None, None
-    with open(path, errors="replace") as f:
-        for line in f:
-            if line.startswith("-----------------------------------------------"):
-                day, clock = line.rstrip().rsplit(" ", 2)[-2:]
-                if day not in base:
-                    base[day] = time.mktime(time.strptime(day, "%Y-%m-%d"))
-                h, m, sec = clock.split(":")
-                t = base[day] + int(h) * 3600 + int(m) * 60 + float(sec)
-                direction, first = None, None
-            elif direction is None and line.startswith("UDP message"):
-                direction = "sent" if "sent" in line else "recv"
-            elif first is None and direction and line.strip():
-                first = line.strip()
-            elif first and line[:8].lower() == "call-id:":
-                cid = line[8:].strip()
-                if direction == "sent" and first.startswith("MESSAGE "):
-                    sent.setdefault(cid, t)
-                elif direction == "recv" and first[:11] in ("SIP/2.0 200", "SIP/2.0 404"):
-                    final.setdefault(cid, int(first[8:11]))
-                first = "-"
+    for t, direction, first, cid in bench.sipp_messages(path):
+        if direction == "sent" and first.startswith("MESSAGE "):
+            sent.setdefault(cid, t)
+        elif direction == "recv" and first[:11] in ("SIP/2.0 200", "SIP/2.0 404"):
+            final.setdefault(cid, int(first[8:11]))
     return sorted((sent[c], final[c]) for c in final if c in sent)
 
 
 def pct(v, p):
-    v = sorted(v)
-    return v[max(0, -(-len(v) * p // 100) - 1)] if v else float("nan")
+    return bench.percentile(sorted(v), p)
 
 
 def main():
