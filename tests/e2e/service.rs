@@ -295,21 +295,10 @@ impl Service {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let lport = sock.local_addr().unwrap().port();
         let t0 = Instant::now();
         for n in 1.. {
-            let msg = format!(
-                "OPTIONS sip:127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-svc-{n}\r\n\
-                 From: <sip:probe@127.0.0.1>;tag=svc\r\nTo: <sip:127.0.0.1:{p}>\r\nCall-ID: svc-{n}-{lport}@127.0.0.1\r\n\
-                 CSeq: {n} OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n",
-                p = self.port
-            );
-            let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
-            let mut buf = [0u8; 4096];
-            if let Ok((len, _)) = sock.recv_from(&mut buf) {
-                if buf[..len].starts_with(b"SIP/2.0 ") {
-                    return;
-                }
+            if options_probe_answered(&sock, self.port, n) {
+                return;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(10),

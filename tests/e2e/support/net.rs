@@ -127,3 +127,18 @@ impl Transport {
         })
     }
 }
+
+/// Sends probe `n` (`OPTIONS sip:127.0.0.1:PORT`, Max-Forwards: 0, which a
+/// cfg answers with 483 or its keepalive 200) from `sock` to `port`, and
+/// whether a SIP response came back within `sock`'s read timeout.
+pub fn options_probe_answered(sock: &UdpSocket, port: u16, n: u32) -> bool {
+    let lport = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+    let msg = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe-{n}\r\n\
+         From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe-{n}-{lport}@127.0.0.1\r\n\
+         CSeq: {n} OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n"
+    );
+    let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+    let mut buf = [0u8; 4096];
+    matches!(sock.recv_from(&mut buf), Ok((len, _)) if buf[..len].starts_with(b"SIP/2.0 "))
+}

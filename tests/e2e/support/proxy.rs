@@ -358,7 +358,6 @@ impl Proxy {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let lport = sock.local_addr().unwrap().port();
         let end = Instant::now() + self.ready_timeout;
         let mut n = 0;
         while Instant::now() < end {
@@ -371,19 +370,9 @@ impl Proxy {
             }
             if udp_port_bound(self.port) {
                 n += 1;
-                let msg = format!(
-                    "OPTIONS sip:127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe-{n}\r\n\
-                     From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:127.0.0.1:{p}>\r\nCall-ID: probe-{n}-{lport}@127.0.0.1\r\n\
-                     CSeq: {n} OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n",
-                    p = self.port
-                );
-                let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
-                let mut buf = [0u8; 4096];
-                if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if options_probe_answered(&sock, self.port, n) {
                     // OpenSIPS: and its MI FIFO process made the FIFO
-                    if buf[..len].starts_with(b"SIP/2.0 ")
-                        && (self.kind == ProxyKind::Kamailio || self.mi_fifo().exists())
-                    {
+                    if self.kind == ProxyKind::Kamailio || self.mi_fifo().exists() {
                         return Ok(());
                     }
                     std::thread::sleep(Duration::from_millis(20));
